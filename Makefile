@@ -1,0 +1,42 @@
+# The two commands: `make run` (everything, on the embedded SQLite default) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test test-faults install openapi migrate worker serve bench clean
+
+$(STAMP): pyproject.toml
+	@scripts/check_python.sh $(PYTHON)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	scripts/run.sh
+
+test: install
+	scripts/ensure_services.sh
+	$(BIN)/python -m pytest -m "not faults"
+
+test-faults: install
+	scripts/ensure_services.sh
+	$(BIN)/python -m pytest -m faults
+
+openapi: install
+	$(BIN)/intake openapi
+
+migrate: install
+	$(BIN)/intake migrate
+
+serve: install
+	$(BIN)/intake serve
+
+worker: install
+	$(BIN)/intake worker
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

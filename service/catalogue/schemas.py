@@ -1,0 +1,79 @@
+"""The shape of a catalogue file, validated before anything is written."""
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Priority = Literal["urgent", "normal", "low"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class DepartmentEntry(_Strict):
+    code: str = Field(min_length=1, max_length=64)
+    name_vi: str
+    name_en: str
+    parent: str | None = None
+    dispatch: bool = False
+
+
+class CategoryEntry(_Strict):
+    code: str = Field(min_length=1, max_length=64)
+    name_vi: str
+    name_en: str
+    description_vi: str = ""
+    description_en: str = ""
+    default_priority: Priority = "normal"
+
+
+class RoutingRuleEntry(_Strict):
+    category: str | None = None
+    jurisdiction: str | None = None
+    department: str
+
+
+class SlaPolicyEntry(_Strict):
+    category: str | None = None
+    priority: Priority
+    acknowledge_hours: float = Field(gt=0)
+    resolve_hours: float | None = Field(default=None, gt=0)
+    resolve_days: float | None = Field(default=None, gt=0)
+    clock: Literal["working", "clock"] = "working"
+    restart_on_transfer: bool = False
+
+    @model_validator(mode="after")
+    def _one_resolve_time(self) -> "SlaPolicyEntry":
+        if (self.resolve_hours is None) == (self.resolve_days is None):
+            raise ValueError("give exactly one of resolve_hours or resolve_days")
+        return self
+
+
+class CatalogueFile(_Strict):
+    version: str = Field(min_length=1, max_length=40)
+    departments: list[DepartmentEntry]
+    categories: list[CategoryEntry]
+    routing_rules: list[RoutingRuleEntry]
+    sla_policies: list[SlaPolicyEntry]
+
+    @model_validator(mode="after")
+    def _references(self) -> "CatalogueFile":
+        departments = {d.code for d in self.departments}
+        categories = {c.code for c in self.categories}
+        if len(departments) != len(self.departments) or len(categories) != len(self.categories):
+            raise ValueError("department and category codes must be unique")
+        for d in self.departments:
+            if d.parent and d.parent not in departments:
+                raise ValueError(f"department {d.code}: unknown parent {d.parent}")
+        for rule in self.routing_rules:
+            if rule.department not in departments:
+                raise ValueError(f"routing rule: unknown department {rule.department}")
+            if rule.category and rule.category not in categories:
+                raise ValueError(f"routing rule: unknown category {rule.category}")
+        if not any(rule.category is None and rule.jurisdiction is None for rule in self.routing_rules):
+            raise ValueError("routing rules need a catch-all (no category, no jurisdiction) for the dispatch unit")
+        for policy in self.sla_policies:
+            if policy.category and policy.category not in categories:
+                raise ValueError(f"SLA policy: unknown category {policy.category}")
+        return self

@@ -1,0 +1,98 @@
+"""Loading the catalogue file into the database, and reading the current catalogue back."""
+
+import hashlib
+from pathlib import Path
+
+import yaml
+from sqlmodel import col, delete, select, update
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from service.catalogue.schemas import CatalogueFile
+from service.models import CatalogueVersion, Department, RoutingRule, ServiceCategory, SlaPolicyRow
+
+HOURS_PER_WORKING_DAY = 8
+
+
+def read_file(path: Path) -> tuple[CatalogueFile, str]:
+    raw = Path(path).read_bytes()
+    return CatalogueFile.model_validate(yaml.safe_load(raw)), hashlib.sha256(raw).hexdigest()
+
+
+async def load(session: AsyncSession, *, catalogue: CatalogueFile, checksum: str, source: str) -> tuple[str, bool]:
+    """Write the catalogue as the current version. Returns (version, changed); the same file twice is a no-op."""
+    version = f"{catalogue.version}+{checksum[:8]}"
+    if (existing := await session.get(CatalogueVersion, version)) is not None and existing.is_current:
+        return version, False
+
+    # Departments first without parents, so a parent may be listed after its child.
+    for entry in catalogue.departments:
+        department = await session.get(Department, entry.code) or Department(code=entry.code, name_vi="", name_en="")
+        department.name_vi, department.name_en = entry.name_vi, entry.name_en
+        department.is_dispatch, department.active, department.parent_code = entry.dispatch, True, None
+        session.add(department)
+    await session.flush()
+    for entry in catalogue.departments:
+        department = await session.get(Department, entry.code)
+        department.parent_code = entry.parent
+    listed = {entry.code for entry in catalogue.departments}
+    await session.exec(update(Department).where(col(Department.code).not_in(listed)).values(active=False))
+
+    for order, entry in enumerate(catalogue.categories):
+        category = await session.get(ServiceCategory, entry.code) or ServiceCategory(code=entry.code, name_vi="", name_en="")
+        for field in ("name_vi", "name_en", "description_vi", "description_en", "default_priority"):
+            setattr(category, field, getattr(entry, field))
+        category.sort_order, category.active = order, True
+        session.add(category)
+    listed = {entry.code for entry in catalogue.categories}
+    await session.exec(update(ServiceCategory).where(col(ServiceCategory.code).not_in(listed)).values(active=False))
+
+    await session.exec(delete(RoutingRule))
+    for rule in catalogue.routing_rules:
+        session.add(
+            RoutingRule(
+                category_code=rule.category,
+                jurisdiction_code=rule.jurisdiction,
+                department_code=rule.department,
+                catalogue_version=version,
+            )
+        )
+    await session.exec(delete(SlaPolicyRow))
+    for policy in catalogue.sla_policies:
+        resolve_hours = policy.resolve_hours or policy.resolve_days * HOURS_PER_WORKING_DAY
+        if policy.clock == "clock" and policy.resolve_days:
+            resolve_hours = policy.resolve_days * 24
+        session.add(
+            SlaPolicyRow(
+                category_code=policy.category,
+                priority=policy.priority,
+                acknowledge_hours=policy.acknowledge_hours,
+                resolve_hours=resolve_hours,
+                clock=policy.clock,
+                restart_on_transfer=policy.restart_on_transfer,
+                catalogue_version=version,
+            )
+        )
+    await session.exec(update(CatalogueVersion).values(is_current=False))
+    if existing is None:
+        session.add(CatalogueVersion(version=version, checksum=checksum, source=source, is_current=True))
+    else:
+        existing.is_current = True
+        session.add(existing)
+    await session.flush()
+    return version, True
+
+
+async def current_version(session: AsyncSession) -> str | None:
+    return (
+        await session.exec(select(CatalogueVersion.version).where(col(CatalogueVersion.is_current).is_(True)))
+    ).first()
+
+
+async def list_categories(session: AsyncSession) -> list[ServiceCategory]:
+    return list(
+        (
+            await session.exec(
+                select(ServiceCategory).where(col(ServiceCategory.active).is_(True)).order_by(ServiceCategory.sort_order)
+            )
+        ).all()
+    )

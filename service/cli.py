@@ -1,0 +1,203 @@
+"""The `intake` command: run the API or the worker, migrate, load data, manage keys, export the spec."""
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+
+from service.settings import get_settings
+
+app = typer.Typer(help="Citizen-feedback intake service.", no_args_is_help=True, add_completion=False)
+catalogue_app = typer.Typer(help="Categories, departments, routing rules and SLA policies.", no_args_is_help=True)
+apikey_app = typer.Typer(help="API keys for apps and department systems.", no_args_is_help=True)
+jurisdictions_app = typer.Typer(help="Ward and district boundaries.", no_args_is_help=True)
+app.add_typer(catalogue_app, name="catalogue")
+app.add_typer(apikey_app, name="apikey")
+app.add_typer(jurisdictions_app, name="jurisdictions")
+
+T = TypeVar("T")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _in_session(work: Callable[..., Awaitable[T]]) -> T:
+    """Run one unit of work in a committed transaction, for commands that write."""
+    from service.db import create_engine, session_factory
+
+    async def runner() -> T:
+        engine = create_engine(get_settings())
+        try:
+            async with session_factory(engine)() as session:
+                result = await work(session)
+                await session.commit()
+                return result
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(runner())
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(envvar="HOST")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(envvar="PORT")] = 8000,
+    workers: Annotated[int, typer.Option(envvar="WEB_CONCURRENCY", help="API processes")] = 1,
+) -> None:
+    """Start the API server."""
+    import uvicorn
+
+    from service.logs import configure_logging
+
+    settings = get_settings()
+    log_config = configure_logging(settings.log_level, settings.log_json)
+    uvicorn.run(
+        "service.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=log_config,
+        proxy_headers=True,
+    )
+
+
+@app.command()
+def worker() -> None:
+    """Start one arq worker process (classification, routing, SLA, photos, sweeps)."""
+    from arq.worker import run_worker
+
+    from service.logs import configure_logging
+    from workers.main import WorkerSettings
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    run_worker(WorkerSettings)
+
+
+@app.command()
+def migrate(revision: str = "head") -> None:
+    """Bring the database schema up to date (Alembic)."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config(str(ROOT / "alembic.ini"))
+    config.set_main_option("script_location", str(ROOT / "alembic"))
+    command.upgrade(config, revision)
+
+
+@catalogue_app.command("load")
+def catalogue_load(path: Path) -> None:
+    """Load (or reload) a catalogue file; the workers use the new version at once."""
+    from pydantic import ValidationError
+
+    from service.catalogue import service
+
+    try:
+        catalogue, checksum = service.read_file(path)
+    except (OSError, ValidationError, ValueError) as exc:
+        typer.echo(f"catalogue {path} is not valid:\n{exc}", err=True)
+        raise typer.Exit(2) from exc
+    version, changed = _in_session(
+        lambda session: service.load(session, catalogue=catalogue, checksum=checksum, source=str(path))
+    )
+    typer.echo(f"catalogue {version} {'loaded' if changed else 'already current'}")
+
+
+@apikey_app.command("create")
+def apikey_create(
+    name: Annotated[str, typer.Option(help="Who the key is for")],
+    role: Annotated[str, typer.Option(help="citizen_app, department_system, officer, …")] = "citizen_app",
+    department: Annotated[str | None, typer.Option(help="Department code, for department systems")] = None,
+) -> None:
+    """Create an API key. The key is printed once and never stored."""
+    from service.auth import api_keys
+
+    issued = _in_session(lambda session: api_keys.create(session, name=name, role=role, department_code=department))
+    typer.echo(issued.key)
+    typer.echo(f"prefix {issued.client.key_prefix} role {issued.client.role}: store this key now, it is not shown again", err=True)
+
+
+@apikey_app.command("revoke")
+def apikey_revoke(prefix: str) -> None:
+    """Revoke a key by its prefix (the part after `ik_`)."""
+    from service.auth import api_keys
+
+    client = _in_session(lambda session: api_keys.revoke(session, prefix=prefix))
+    if client is None:
+        typer.echo(f"no key with prefix {prefix}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"revoked {prefix} ({client.name})")
+
+
+@apikey_app.command("list")
+def apikey_list() -> None:
+    """List keys (prefix, role, name, state); never the keys themselves."""
+    from service.auth import api_keys
+
+    for client in _in_session(api_keys.list_):
+        state = f"revoked {client.revoked_at:%Y-%m-%d}" if client.revoked_at else "active"
+        used = f"{client.last_used_at:%Y-%m-%d %H:%M}" if client.last_used_at else "never"
+        typer.echo(f"{client.key_prefix}\t{client.role}\t{state}\tlast used {used}\t{client.name}")
+
+
+@jurisdictions_app.command("import")
+def jurisdictions_import(
+    path: Path,
+    level: Annotated[str, typer.Option(help="ward, district, …")] = "ward",
+    code_field: Annotated[str, typer.Option(help="Feature property holding the code")] = "code",
+    name_field: Annotated[str, typer.Option(help="Feature property holding the name")] = "name",
+    parent_field: Annotated[str | None, typer.Option(help="Feature property holding the parent's code")] = None,
+) -> None:
+    """Import a GeoJSON FeatureCollection of (Multi)Polygons; existing codes are updated."""
+    from service.jurisdictions import service
+    from service.jurisdictions.geo import GeoJSONError, parse_feature_collection
+
+    try:
+        shapes = parse_feature_collection(
+            json.loads(path.read_text()), level=level, code_field=code_field, name_field=name_field,
+            parent_field=parent_field,
+        )
+    except (OSError, ValueError, GeoJSONError) as exc:
+        typer.echo(f"cannot import {path}: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    created, updated = _in_session(lambda session: service.import_shapes(session, shapes))
+    typer.echo(f"jurisdictions: {created} created, {updated} updated ({level})")
+
+
+@app.command()
+def openapi(out: Path = ROOT / "openapi" / "openapi.json") -> None:
+    """Write the OpenAPI spec (kept in the repo, checked by a test)."""
+    from service.openapi_export import render
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render())
+    typer.echo(f"wrote {out}")
+
+
+@app.command("demo-key")
+def demo_key(path: Path = Path("var/demo-api-key.txt")) -> None:
+    """Print the demo app key, creating it the first time (used by `make run`)."""
+    from service.auth import api_keys
+
+    async def ensure(session) -> str:
+        if path.exists():
+            key = path.read_text().strip()
+            if await api_keys.authenticate(session, key):
+                return key
+        issued = await api_keys.create(session, name="demo app (make run)")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(issued.key + "\n")
+        return issued.key
+
+    typer.echo(_in_session(ensure))
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(app())

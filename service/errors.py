@@ -1,0 +1,238 @@
+"""Typed domain errors and the one problem-details (RFC 9457) shape every 4xx and 5xx answers in."""
+
+import logging
+from typing import Any
+
+from asgi_correlation_id import correlation_id
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+PROBLEM_TYPE_BASE = "https://intake.example/problems/"
+
+# code -> (English, Vietnamese). One line per error the API can give.
+MESSAGES: dict[str, tuple[str, str]] = {
+    "validation_error": ("The request has invalid fields.", "Yêu cầu có trường dữ liệu không hợp lệ."),
+    "not_found": ("Not found.", "Không tìm thấy."),
+    "report_not_found": ("No report has this tracking code.", "Không có phản ánh nào với mã này."),
+    "photo_not_found": ("No photo with this id.", "Không có ảnh với mã này."),
+    "photo_not_ready": (
+        "The photo is still being processed; try again shortly.",
+        "Ảnh đang được xử lý, vui lòng thử lại sau ít phút.",
+    ),
+    "unauthenticated": ("A valid API key is required (X-API-Key).", "Cần khóa API hợp lệ (X-API-Key)."),
+    "forbidden": ("You are not allowed to do this.", "Bạn không có quyền thực hiện thao tác này."),
+    "method_not_allowed": ("Method not allowed.", "Phương thức không được hỗ trợ."),
+    "idempotency_conflict": (
+        "This Idempotency-Key was already used with a different request.",
+        "Khóa Idempotency-Key này đã được dùng cho một yêu cầu khác.",
+    ),
+    "unsupported_media_type": (
+        "Only JPEG, PNG, WebP and HEIC photos are accepted.",
+        "Chỉ nhận ảnh JPEG, PNG, WebP hoặc HEIC.",
+    ),
+    "unsupported_content_type": (
+        "Send application/json or multipart/form-data.",
+        "Vui lòng gửi application/json hoặc multipart/form-data.",
+    ),
+    "payload_too_large": ("The upload is too large.", "Dữ liệu tải lên quá lớn."),
+    "too_many_photos": ("Too many photos in one report.", "Quá nhiều ảnh trong một phản ánh."),
+    "location_required": (
+        "Give a location (lat/lon), an address, or a photo with GPS data.",
+        "Vui lòng cung cấp vị trí (vĩ độ/kinh độ), địa chỉ hoặc ảnh có tọa độ GPS.",
+    ),
+    "outside_service_area": (
+        "The location is outside the city's service area.",
+        "Vị trí nằm ngoài phạm vi tiếp nhận của thành phố.",
+    ),
+    "unknown_service_code": ("Unknown service_code.", "Lĩnh vực (service_code) không tồn tại."),
+    "service_unavailable": (
+        "The service is temporarily unavailable; retry with the same Idempotency-Key.",
+        "Hệ thống tạm thời gián đoạn; vui lòng thử lại với cùng Idempotency-Key.",
+    ),
+    "internal_error": ("Something went wrong on our side.", "Đã có lỗi xảy ra phía hệ thống."),
+}
+
+
+class FieldError(BaseModel):
+    field: str
+    code: str
+    message: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, plus a machine-readable `code` and per-field `errors`."""
+
+    type: str
+    title: str
+    status: int
+    detail: str | None = None
+    code: str
+    instance: str | None = None
+    request_id: str | None = None
+    errors: list[FieldError] = []
+
+
+class AppError(Exception):
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, code: str | None = None, detail: str | None = None, *, headers: dict | None = None):
+        self.code = code or self.code
+        self.detail = detail
+        self.headers = headers or {}
+        super().__init__(self.code)
+
+
+class NotFound(AppError):
+    status, code = 404, "not_found"
+
+
+class Unauthenticated(AppError):
+    status, code = 401, "unauthenticated"
+
+
+class Forbidden(AppError):
+    status, code = 403, "forbidden"
+
+
+class Conflict(AppError):
+    status, code = 409, "conflict"
+
+
+class PayloadTooLarge(AppError):
+    status, code = 413, "payload_too_large"
+
+
+class UnsupportedMediaType(AppError):
+    status, code = 415, "unsupported_media_type"
+
+
+class Unprocessable(AppError):
+    """A well-formed request the service cannot accept; `field` names the culprit."""
+
+    status, code = 422, "validation_error"
+
+    def __init__(self, code: str, field: str, detail: str | None = None):
+        super().__init__(code, detail)
+        self.field = field
+
+
+class ServiceUnavailable(AppError):
+    status, code = 503, "service_unavailable"
+
+
+def wants_vietnamese(request: Request) -> bool:
+    header = request.headers.get("accept-language", "")
+    # First listed language wins; quality values are rare from mobile apps.
+    first = header.split(",")[0].strip().lower()
+    return first.startswith("vi")
+
+
+def message_for(code: str, request: Request) -> str:
+    english, vietnamese = MESSAGES.get(code, (code.replace("_", " ").capitalize() + ".",) * 2)
+    return vietnamese if wants_vietnamese(request) else english
+
+
+def problem_response(
+    request: Request,
+    status: int,
+    code: str,
+    detail: str | None = None,
+    errors: list[FieldError] | None = None,
+    headers: dict | None = None,
+) -> JSONResponse:
+    problem = Problem(
+        type=PROBLEM_TYPE_BASE + code,
+        title=message_for(code, request),
+        status=status,
+        detail=detail,
+        code=code,
+        instance=request.url.path,
+        request_id=correlation_id.get(),
+        errors=errors or [],
+    )
+    return JSONResponse(
+        problem.model_dump(exclude_none=True),
+        status_code=status,
+        media_type="application/problem+json",
+        headers={"Content-Language": "vi" if wants_vietnamese(request) else "en", **(headers or {})},
+    )
+
+
+def _field_name(loc: tuple | list) -> str:
+    # Drop the leading "body"/"query"/"path" so apps see the field as they sent it.
+    parts = [str(part) for part in loc]
+    if parts and parts[0] in {"body", "query", "path", "header", "form"}:
+        parts = parts[1:]
+    return ".".join(parts) or "body"
+
+
+VALIDATION_MESSAGES_VI = {
+    "missing": "Thiếu trường bắt buộc.",
+    "string_too_short": "Quá ngắn.",
+    "string_too_long": "Quá dài.",
+    "less_than_equal": "Giá trị quá lớn.",
+    "greater_than_equal": "Giá trị quá nhỏ.",
+    "extra_forbidden": "Trường không được hỗ trợ.",
+    "json_invalid": "JSON không hợp lệ.",
+}
+
+
+def field_errors_from_pydantic(errors: list[dict[str, Any]], request: Request) -> list[FieldError]:
+    vietnamese = wants_vietnamese(request)
+    out = []
+    for error in errors:
+        kind = error.get("type", "invalid")
+        message = VALIDATION_MESSAGES_VI.get(kind, "Giá trị không hợp lệ.") if vietnamese else error.get("msg", "")
+        out.append(FieldError(field=_field_name(error.get("loc", ())), code=kind, message=message))
+    return out
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AppError)
+    async def _app_error(request: Request, exc: AppError) -> JSONResponse:
+        errors = None
+        if isinstance(exc, Unprocessable):
+            errors = [FieldError(field=exc.field, code=exc.code, message=message_for(exc.code, request))]
+        return problem_response(request, exc.status, exc.code, exc.detail, errors, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = field_errors_from_pydantic(list(exc.errors()), request)
+        return problem_response(request, 422, "validation_error", errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed", 401: "unauthenticated", 403: "forbidden"}.get(
+            exc.status_code, "http_error"
+        )
+        return problem_response(request, exc.status_code, code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if is_outage(exc):
+            log.warning("dependency unavailable: %s", type(exc).__name__)
+            return problem_response(request, 503, "service_unavailable", headers={"Retry-After": "2"})
+        log.exception("unhandled error", extra={"path": request.url.path})
+        return problem_response(request, 500, "internal_error")
+
+
+def is_outage(exc: BaseException) -> bool:
+    """A database or network that is down or slow: the client should retry, it did nothing wrong."""
+    return isinstance(exc, (OperationalError, InterfaceError, ConnectionError, TimeoutError)) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    )
+
+
+# For `responses=` in route declarations, so the OpenAPI spec lists the error shape.
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {
+        status: {"model": Problem, "content": {"application/problem+json": {}}, "description": "Problem details"}
+        for status in statuses
+    }

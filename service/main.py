@@ -1,0 +1,54 @@
+"""The FastAPI application factory; the lifespan builds the shared resources into app.state."""
+
+from contextlib import asynccontextmanager
+
+from arq.connections import ArqRedis
+from asgi_correlation_id import CorrelationIdMiddleware
+from fastapi import FastAPI
+
+from service import health
+from service.db import create_engine, session_factory
+from service.errors import install_error_handlers
+from service.photos import routes as photo_routes
+from service.photos.storage import LocalStorage
+from service.reports import routes as report_routes
+from service.settings import Settings, get_settings
+
+API_DESCRIPTION = """
+Citizen-feedback intake for a city: residents report what is broken (with photos and a location),
+the service classifies, routes and tracks each report to its deadline.
+
+Errors always come as RFC 9457 problem details (`application/problem+json`) with a machine-readable
+`code`; send `Accept-Language: vi` for Vietnamese messages.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.engine = create_engine(settings)
+        app.state.sessions = session_factory(app.state.engine)
+        # Connects lazily: the API starts and takes reports even while Redis is down.
+        app.state.arq = ArqRedis.from_url(settings.redis_url, socket_connect_timeout=1, socket_timeout=2)
+        try:
+            yield
+        finally:
+            await app.state.arq.aclose()
+            await app.state.engine.dispose()
+
+    app = FastAPI(
+        title="Citizen Feedback Intake",
+        version="0.1.0",
+        description=API_DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.storage = LocalStorage(settings.media_dir)
+    app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(report_routes.router)
+    app.include_router(photo_routes.router)
+    return app

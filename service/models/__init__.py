@@ -1,0 +1,25 @@
+"""All tables, imported here so Alembic and the app see one complete metadata."""
+
+from service.models.catalogue import (
+    CatalogueVersion,
+    Department,
+    Jurisdiction,
+    RoutingRule,
+    ServiceCategory,
+    SlaPolicyRow,
+)
+from service.models.identity import ApiClient
+from service.models.report import Photo, Report, ReportEvent
+
+__all__ = [
+    "ApiClient",
+    "CatalogueVersion",
+    "Department",
+    "Jurisdiction",
+    "Photo",
+    "Report",
+    "ReportEvent",
+    "RoutingRule",
+    "ServiceCategory",
+    "SlaPolicyRow",
+]

@@ -1,0 +1,113 @@
+"""A citizen's report, its photos and its timeline of events."""
+
+from datetime import datetime
+from uuid import UUID, uuid4
+
+from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from service.models.types import utc_column, utcnow
+
+REPORT_STATUSES = (
+    "received",
+    "needs_triage",
+    "assigned",
+    "in_progress",
+    "on_hold",
+    "resolved",
+    "closed",
+    "rejected",
+    "duplicate",
+    "reopened",
+)
+OPEN_STATUSES = ("received", "needs_triage", "assigned", "in_progress", "on_hold", "reopened")
+CHANNELS = ("app", "web", "hotline", "zalo", "email", "open311")
+
+
+class Report(SQLModel, table=True):
+    __tablename__ = "reports"
+    __table_args__ = (
+        UniqueConstraint("api_client_id", "idempotency_key", name="uq_reports_client_idempotency"),
+        Index("ix_reports_status_created", "status", "created_at"),
+        Index("ix_reports_cell_category", "h3_cell", "service_code", "created_at"),
+    )
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    tracking_code: str = Field(max_length=16, unique=True)
+    title: str | None = Field(default=None, max_length=200)
+    description: str = Field(sa_column=Column(Text, nullable=False))
+    # What the citizen chose, and what the service decided (after classification or triage).
+    requested_service_code: str | None = Field(default=None, max_length=64)
+    service_code: str | None = Field(default=None, max_length=64, index=True)
+    classification_confidence: float | None = None
+    priority: str = Field(default="normal", max_length=16)
+    status: str = Field(default="received", max_length=16)
+    channel: str = Field(default="app", max_length=16)
+    is_public: bool = Field(default=True)
+
+    lat: float | None = None
+    lon: float | None = None
+    location_source: str | None = Field(default=None, max_length=16)  # device, photo_exif, address
+    h3_cell: str | None = Field(default=None, max_length=16)
+    address: str | None = Field(default=None, max_length=500)
+    jurisdiction_code: str | None = Field(default=None, max_length=64, index=True)
+    department_code: str | None = Field(default=None, max_length=64, index=True)
+
+    reporter_name: str | None = Field(default=None, max_length=200)
+    reporter_phone: str | None = Field(default=None, max_length=32)
+    reporter_email: str | None = Field(default=None, max_length=254)
+
+    api_client_id: UUID | None = Field(default=None, foreign_key="api_clients.id")
+    idempotency_key: str | None = Field(default=None, max_length=200)
+    request_fingerprint: str | None = Field(default=None, max_length=64)
+
+    duplicate_of_id: UUID | None = Field(default=None, foreign_key="reports.id")
+    supporter_count: int = Field(default=0)
+
+    created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column(nullable=False, index=True))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=utc_column(nullable=False))
+    processed_at: datetime | None = Field(default=None, sa_column=utc_column())
+    acknowledge_due_at: datetime | None = Field(default=None, sa_column=utc_column())
+    due_at: datetime | None = Field(default=None, sa_column=utc_column(index=True))
+    acknowledged_at: datetime | None = Field(default=None, sa_column=utc_column())
+    resolved_at: datetime | None = Field(default=None, sa_column=utc_column())
+    closed_at: datetime | None = Field(default=None, sa_column=utc_column())
+    sla_state: str | None = Field(default=None, max_length=16)
+
+
+class Photo(SQLModel, table=True):
+    __tablename__ = "photos"
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    report_id: UUID = Field(foreign_key="reports.id", index=True)
+    position: int = 0
+    kind: str = Field(default="report", max_length=16)  # report, after (resolution), citizen_reply
+    # The original upload, kept private: it may carry EXIF GPS and device data.
+    original_key: str = Field(max_length=300)
+    # The re-encoded copy without metadata and its thumbnail: the only bytes ever served.
+    public_key: str | None = Field(default=None, max_length=300)
+    thumbnail_key: str | None = Field(default=None, max_length=300)
+    content_type: str = Field(max_length=32)
+    size_bytes: int
+    sha256: str = Field(max_length=64)
+    width: int | None = None
+    height: int | None = None
+    processed_at: datetime | None = Field(default=None, sa_column=utc_column())
+    rejected_reason: str | None = Field(default=None, max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column(nullable=False))
+
+
+class ReportEvent(SQLModel, table=True):
+    """The timeline and audit trail: one row per thing that happened to a report."""
+
+    __tablename__ = "report_events"
+    __table_args__ = (Index("ix_report_events_report_created", "report_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    report_id: UUID = Field(foreign_key="reports.id")
+    type: str = Field(max_length=48)
+    actor: str = Field(default="system", max_length=100)
+    public: bool = Field(default=True)
+    message: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    data: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False, default=dict))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column(nullable=False))

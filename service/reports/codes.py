@@ -1,0 +1,35 @@
+"""Tracking codes a citizen can read out over the phone, and the secret token that goes with them."""
+
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+from uuid import UUID
+
+# No 0/O, 1/I/L: nothing a caller can mishear or misread.
+ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+CODE_LENGTH = 8
+
+
+def new_tracking_code() -> str:
+    raw = "".join(secrets.choice(ALPHABET) for _ in range(CODE_LENGTH))
+    return f"{raw[:4]}-{raw[4:]}"
+
+
+def normalise_tracking_code(text: str) -> str | None:
+    """Accept what people type: lower case, spaces, no dash, O for 0 and I/L for 1 are not in the alphabet."""
+    raw = re.sub(r"[^0-9A-Za-z]", "", text).upper()
+    if len(raw) != CODE_LENGTH or any(ch not in ALPHABET for ch in raw):
+        return None
+    return f"{raw[:4]}-{raw[4:]}"
+
+
+def citizen_token(secret_key: str, report_id: UUID) -> str:
+    """Derived, not stored: the same report always gets the same token, so an idempotent retry returns it too."""
+    digest = hmac.new(secret_key.encode(), f"citizen:{report_id}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest[:24]).decode().rstrip("=")
+
+
+def verify_citizen_token(secret_key: str, report_id: UUID, token: str) -> bool:
+    return hmac.compare_digest(citizen_token(secret_key, report_id), token)

@@ -1,0 +1,108 @@
+"""What apps send and what they get back for reports."""
+
+import re
+from datetime import datetime
+from typing import Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from service.models.report import CHANNELS
+
+Channel = Literal["app", "web", "hotline", "zalo", "email", "open311"]
+assert set(CHANNELS) == set(Channel.__args__)  # type: ignore[attr-defined]
+
+PHONE = re.compile(r"^\+?[0-9][0-9 .\-()]{5,19}$")
+EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
+
+
+class ReportCreate(BaseModel):
+    """A new report. Give lat/lon, or an address, or a photo that carries GPS coordinates."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    description: str = Field(min_length=10, max_length=5000, examples=["Đèn đường trước nhà số 12 Lê Lợi bị tắt 3 ngày nay"])
+    title: str | None = Field(default=None, max_length=200)
+    service_code: str | None = Field(default=None, max_length=64, description="The citizen's own choice of field")
+    lat: float | None = Field(default=None, ge=-90, le=90)
+    lon: float | None = Field(default=None, ge=-180, le=180)
+    address: str | None = Field(default=None, min_length=3, max_length=500)
+    channel: Channel = "app"
+    reporter_name: str | None = Field(default=None, max_length=200)
+    reporter_phone: str | None = Field(default=None, max_length=32)
+    reporter_email: str | None = Field(default=None, max_length=254)
+    is_public: bool = True
+
+    @field_validator("reporter_phone")
+    @classmethod
+    def _phone(cls, value: str | None) -> str | None:
+        if value and not PHONE.match(value):
+            raise ValueError("not a phone number")
+        return value or None
+
+    @field_validator("reporter_email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        if value and not EMAIL.match(value):
+            raise ValueError("not an email address")
+        return value or None
+
+    @field_validator("title", "address", "reporter_name", "service_code", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _both_coordinates(self) -> "ReportCreate":
+        if (self.lat is None) != (self.lon is None):
+            raise ValueError("lat and lon go together")
+        return self
+
+
+class ReportCreated(BaseModel):
+    id: UUID
+    tracking_code: str
+    status: str
+    citizen_token: str = Field(description="Keep it: with the tracking code it lets the citizen answer and rate.")
+    created_at: datetime
+    url: str
+
+
+class PhotoPublic(BaseModel):
+    id: UUID
+    url: str
+    thumbnail_url: str
+    ready: bool
+
+
+class NamedRef(BaseModel):
+    code: str
+    name: str
+
+
+class TimelineEntry(BaseModel):
+    type: str
+    at: datetime
+    message: str | None = None
+
+
+class ReportPublic(BaseModel):
+    """The citizen's view: never any reporter personal data, never internal notes."""
+
+    tracking_code: str
+    status: str
+    title: str | None
+    description: str
+    category: NamedRef | None
+    department: NamedRef | None
+    priority: str
+    lat: float | None
+    lon: float | None
+    address: str | None
+    created_at: datetime
+    updated_at: datetime
+    due_at: datetime | None
+    duplicate_of: str | None = Field(default=None, description="Tracking code of the original report")
+    supporter_count: int
+    photos: list[PhotoPublic]
+    timeline: list[TimelineEntry]

@@ -1,0 +1,211 @@
+"""Intake and the citizen's view of reports. Functions here query and decide; they only flush."""
+
+import hashlib
+import json
+from dataclasses import dataclass
+from uuid import UUID
+
+import h3
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from service.errors import Conflict, NotFound, Unprocessable
+from service.models import ApiClient, Department, Photo, Report, ReportEvent, ServiceCategory
+from service.reports.codes import new_tracking_code, normalise_tracking_code
+from service.reports.schemas import ReportCreate
+from service.settings import Settings
+
+# ~174 m hexagons: a cell and its ring cover any 50 m neighbourhood, which duplicate search relies on.
+H3_RESOLUTION = 9
+
+
+@dataclass(frozen=True)
+class StagedPhoto:
+    """A photo already written to storage, waiting for its report row to commit."""
+
+    id: UUID
+    key: str
+    content_type: str
+    size_bytes: int
+    sha256: str
+    gps: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True)
+class Submission:
+    report: Report
+    replayed: bool
+
+
+def fingerprint(data: ReportCreate, photos: list[StagedPhoto]) -> str:
+    """Same body and same photos give the same fingerprint: what makes a retry a retry."""
+    canonical = json.dumps(
+        {"fields": data.model_dump(mode="json"), "photos": [photo.sha256 for photo in photos]},
+        sort_keys=True,
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def check_location(data: ReportCreate, photos: list[StagedPhoto], settings: Settings) -> tuple[float, float, str] | None:
+    """The report's point and where it came from, or None when only an address was given."""
+    if data.lat is not None and data.lon is not None:
+        point, source, field = (data.lat, data.lon), "device", "lat"
+    else:
+        gps = next((photo.gps for photo in photos if photo.gps), None)
+        if gps is None:
+            if data.address:
+                return None
+            raise Unprocessable("location_required", "lat")
+        point, source, field = gps, "photo_exif", "photos"
+    min_lat, min_lon, max_lat, max_lon = settings.service_area
+    if not (min_lat <= point[0] <= max_lat and min_lon <= point[1] <= max_lon):
+        raise Unprocessable("outside_service_area", field)
+    return point[0], point[1], source
+
+
+async def find_replay(
+    session: AsyncSession, client: ApiClient, idempotency_key: str | None, print_: str
+) -> Report | None:
+    if not idempotency_key:
+        return None
+    existing = (
+        await session.exec(
+            select(Report).where(Report.api_client_id == client.id, Report.idempotency_key == idempotency_key)
+        )
+    ).first()
+    if existing is not None and existing.request_fingerprint != print_:
+        raise Conflict("idempotency_conflict")
+    return existing
+
+
+async def create(
+    session: AsyncSession,
+    *,
+    client: ApiClient,
+    data: ReportCreate,
+    photos: list[StagedPhoto],
+    idempotency_key: str | None,
+    settings: Settings,
+) -> Submission:
+    print_ = fingerprint(data, photos)
+    if replay := await find_replay(session, client, idempotency_key, print_):
+        return Submission(report=replay, replayed=True)
+
+    if data.service_code and not await session.get(ServiceCategory, data.service_code):
+        raise Unprocessable("unknown_service_code", "service_code")
+    point = check_location(data, photos, settings)
+
+    report = Report(
+        tracking_code=await _unused_tracking_code(session),
+        title=data.title,
+        description=data.description,
+        requested_service_code=data.service_code,
+        channel=data.channel,
+        is_public=data.is_public,
+        address=data.address,
+        reporter_name=data.reporter_name,
+        reporter_phone=data.reporter_phone,
+        reporter_email=data.reporter_email,
+        api_client_id=client.id,
+        idempotency_key=idempotency_key,
+        request_fingerprint=print_,
+    )
+    if point:
+        report.lat, report.lon, report.location_source = point
+        report.h3_cell = h3.latlng_to_cell(report.lat, report.lon, H3_RESOLUTION)
+    session.add(report)
+    await session.flush()  # the report row first: photos and events point at it
+    for position, staged in enumerate(photos):
+        session.add(
+            Photo(
+                id=staged.id,
+                report_id=report.id,
+                position=position,
+                original_key=staged.key,
+                content_type=staged.content_type,
+                size_bytes=staged.size_bytes,
+                sha256=staged.sha256,
+            )
+        )
+    record_event(
+        session,
+        report,
+        "received",
+        message="Đã tiếp nhận phản ánh / Report received",
+        data={"channel": data.channel, "photos": len(photos), "location_source": report.location_source},
+    )
+    await session.flush()
+    return Submission(report=report, replayed=False)
+
+
+async def replay_after_race(
+    session: AsyncSession, *, client: ApiClient, idempotency_key: str, data: ReportCreate, photos: list[StagedPhoto]
+) -> Report | None:
+    """Two retries raced and the other one won the unique index: answer with its report."""
+    return await find_replay(session, client, idempotency_key, fingerprint(data, photos))
+
+
+def record_event(
+    session: AsyncSession,
+    report: Report,
+    type_: str,
+    *,
+    message: str | None = None,
+    data: dict | None = None,
+    public: bool = True,
+    actor: str = "system",
+) -> ReportEvent:
+    event = ReportEvent(report_id=report.id, type=type_, message=message, data=data or {}, public=public, actor=actor)
+    session.add(event)
+    return event
+
+
+async def _unused_tracking_code(session: AsyncSession) -> str:
+    # 31^8 codes make a clash vanishingly rare; the unique index is the final guard.
+    while True:
+        code = new_tracking_code()
+        if (await session.exec(select(Report.id).where(Report.tracking_code == code))).first() is None:
+            return code
+
+
+async def get_by_tracking_code(session: AsyncSession, tracking_code: str) -> Report:
+    code = normalise_tracking_code(tracking_code)
+    report = None
+    if code:
+        report = (await session.exec(select(Report).where(Report.tracking_code == code))).first()
+    if report is None:
+        raise NotFound("report_not_found")
+    return report
+
+
+async def public_view(session: AsyncSession, report: Report) -> dict:
+    """Everything the citizen may see of a report, as plain data for ReportPublic."""
+    category = await session.get(ServiceCategory, report.service_code) if report.service_code else None
+    department = await session.get(Department, report.department_code) if report.department_code else None
+    original = await session.get(Report, report.duplicate_of_id) if report.duplicate_of_id else None
+    photos = (
+        await session.exec(
+            select(Photo).where(Photo.report_id == report.id, Photo.kind != "private").order_by(col(Photo.position))
+        )
+    ).all()
+    events = (
+        await session.exec(
+            select(ReportEvent)
+            .where(ReportEvent.report_id == report.id, col(ReportEvent.public).is_(True))
+            .order_by(col(ReportEvent.id))
+        )
+    ).all()
+    return {
+        "report": report,
+        "category": category,
+        "department": department,
+        "original": original,
+        "photos": list(photos),
+        "events": list(events),
+    }
+
+
+def is_unique_violation(exc: IntegrityError) -> bool:
+    return "idempotency" in str(exc.orig).lower() or "unique" in str(exc.orig).lower()

@@ -1,0 +1,125 @@
+"""Test fixtures: real PostgreSQL and Redis, and a second pass of everything on SQLite.
+
+Each backend gets a fresh database migrated by Alembic (the same migrations `make run` uses);
+each test starts from empty report tables with the demo catalogue loaded.
+"""
+
+import asyncio
+import os
+import shutil
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from alembic import command
+from alembic.config import Config
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+
+from service.catalogue import service as catalogue_service
+from service.db import create_engine, session_factory
+from service.main import create_app
+from service.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_ADMIN_DSN = os.environ.get("TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+BACKENDS = [b for b in os.environ.get("TEST_BACKENDS", "postgresql,sqlite").split(",") if b]
+# Tables that hold per-test data; the catalogue survives between tests.
+DATA_TABLES = ["report_events", "photos", "reports", "api_clients"]
+
+
+def migrate(database_url: str) -> None:
+    config = Config(str(ROOT / "alembic.ini"))
+    config.set_main_option("script_location", str(ROOT / "alembic"))
+    config.attributes["database_url"] = database_url
+    config.attributes["configure_logger"] = False
+    command.upgrade(config, "head")
+
+
+async def _pg_admin(sql: str) -> None:
+    connection = await asyncpg.connect(PG_ADMIN_DSN)
+    try:
+        await connection.execute(sql)
+    finally:
+        await connection.close()
+
+
+def run_in_session(settings: Settings, work: Callable[[Any], Awaitable[Any]]) -> Any:
+    async def runner():
+        engine = create_engine(settings)
+        try:
+            async with session_factory(engine)() as session:
+                result = await work(session)
+                await session.commit()
+                return result
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(runner())
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def settings(request, tmp_path_factory) -> Iterator[Settings]:
+    backend = request.param
+    base = tmp_path_factory.mktemp(backend)
+    if backend == "postgresql":
+        name = f"intake_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+        asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+        url = PG_ADMIN_DSN.rsplit("/", 1)[0] + f"/{name}"
+    else:
+        url = f"sqlite:///{base}/intake.db"
+    settings = Settings(
+        _env_file=None,
+        database_url=url,
+        redis_url=TEST_REDIS_URL,
+        queue_name=f"intake-test:{os.getpid()}:{backend}",
+        media_dir=base / "media",
+        secret_key="test-secret",
+        public_base_url="http://testserver",
+        log_json=False,
+    )
+    migrate(url)
+    catalogue, checksum = catalogue_service.read_file(ROOT / "service" / "catalogue" / "catalogue.yaml")
+    run_in_session(settings, lambda s: catalogue_service.load(s, catalogue=catalogue, checksum=checksum, source="tests"))
+    yield settings
+    if backend == "postgresql":
+        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    async def empty_tables(session) -> None:
+        for table in DATA_TABLES:
+            await session.exec(text(f"DELETE FROM {table}"))
+
+    run_in_session(settings, empty_tables)
+    shutil.rmtree(settings.media_dir, ignore_errors=True)
+    with TestClient(create_app(settings)) as test_client:
+        test_client.portal.call(test_client.app.state.arq.delete, settings.queue_name)
+        yield test_client
+
+
+def in_app(client: TestClient, work: Callable[[Any], Awaitable[Any]]) -> Any:
+    """Run `work(session)` on the app's own engine and event loop, committing at the end."""
+
+    async def runner():
+        async with client.app.state.sessions() as session:
+            result = await work(session)
+            await session.commit()
+            return result
+
+    return client.portal.call(runner)
+
+
+@pytest.fixture
+def api_key(client: TestClient) -> str:
+    from service.auth import api_keys
+
+    async def create(session):
+        return (await api_keys.create(session, name="test app")).key
+
+    return in_app(client, create)

@@ -1,0 +1,58 @@
+"""Health, readiness, request ids, the catalogue, migrations and the committed OpenAPI spec."""
+
+from pathlib import Path
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from fastapi.testclient import TestClient
+from sqlmodel import select
+
+from service.db import metadata
+from service.main import create_app
+from service.models import ServiceCategory
+from service.openapi_export import render
+from tests.conftest import ROOT, in_app
+
+
+def test_healthz_and_readyz_answer(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"] == {"database": "ok", "redis": "ok"}
+
+
+def test_readyz_is_503_when_redis_is_unreachable(settings):
+    broken = settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})
+    with TestClient(create_app(broken)) as client:
+        response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["checks"]["redis"].startswith("unavailable")
+
+
+def test_every_response_carries_a_request_id(client):
+    response = client.get("/healthz", headers={"X-Request-ID": "0f8fad5b-d9cb-469f-a165-70867728950e"})
+    assert response.headers["x-request-id"] == "0f8fad5b-d9cb-469f-a165-70867728950e"
+    assert client.get("/v1/reports/nope").json()["request_id"]
+
+
+def test_demo_catalogue_has_the_sixteen_categories(client):
+    categories = in_app(client, lambda s: s.exec(select(ServiceCategory.code)))
+    codes = set(categories.all())
+    assert len(codes) == 16
+    assert {"road_traffic", "drainage_flooding", "urban_order", "other"} <= codes
+
+
+def test_migrations_match_the_models(client):
+    def diff(connection):
+        return compare_metadata(MigrationContext.configure(connection), metadata)
+
+    async def run(session):
+        connection = await session.connection()
+        return await connection.run_sync(diff)
+
+    assert in_app(client, run) == []
+
+
+def test_committed_openapi_spec_is_up_to_date():
+    committed = (ROOT / "openapi" / "openapi.json").read_text()
+    assert committed == render(), "openapi/openapi.json is stale: run `make openapi`"
