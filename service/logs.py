@@ -11,11 +11,13 @@ def configure_logging(level: str = "INFO", json_output: bool = True) -> dict:
     formatter = (
         {
             "()": "pythonjsonlogger.json.JsonFormatter",
-            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
-            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(correlation_id)s",
+            "rename_fields": {
+                "asctime": "time", "levelname": "level", "name": "logger", "correlation_id": "request_id"
+            },
         }
         if json_output
-        else {"format": "%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"}
+        else {"format": "%(asctime)s %(levelname)s [%(correlation_id)s] %(name)s: %(message)s"}
     )
     config = {
         "version": 1,

@@ -56,3 +56,21 @@ def test_migrations_match_the_models(client):
 def test_committed_openapi_spec_is_up_to_date():
     committed = (ROOT / "openapi" / "openapi.json").read_text()
     assert committed == render(), "openapi/openapi.json is stale: run `make openapi`"
+
+
+def test_log_lines_are_json_with_the_request_id(settings, capsys):
+    import json
+    import logging
+
+    from service.logs import configure_logging
+
+    configure_logging("INFO", json_output=True)
+    try:
+        with TestClient(create_app(settings)) as client:
+            client.get("/v1/reports/ZZZZ-ZZZZ", headers={"X-Request-ID": "1b4e28ba-2fa1-4d3b-a3f5-ef19b5a7633b"})
+            logging.getLogger("service.test").info("after the request")
+    finally:
+        logging.getLogger().handlers.clear()
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    assert lines, "no JSON log lines"
+    assert all({"time", "level", "logger", "message", "request_id"} <= set(line) for line in lines)
