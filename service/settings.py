@@ -1,5 +1,6 @@
 """Every setting comes from the environment (or a `.env` file); the README lists them all."""
 
+from datetime import date
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -34,6 +35,25 @@ class Settings(BaseSettings):
     log_json: bool = True
 
     catalogue_path: Path = Path("service/catalogue/catalogue.yaml")
+
+    # The pipeline (see service/pipeline/).
+    model_cache_dir: Path = Path("var/models")
+    # Below this confidence a report goes to a human dispatcher (needs_triage) instead of being routed.
+    classifier_threshold: float = Field(default=0.5, ge=0, le=1)
+    duplicate_radius_m: float = Field(default=50, gt=0, le=170)
+    duplicate_window_days: float = Field(default=7, gt=0)
+    jurisdiction_tolerance_m: float = Field(default=150, ge=0)
+    # A report still `received` this long after intake lost its hand-off; the sweep re-enqueues it.
+    stale_report_seconds: float = Field(default=30, gt=0)
+    job_timeout_seconds: int = Field(default=60, gt=0)
+
+    # The SLA calendar: office hours in the city's zone; Vietnamese public holidays come from `holidays`.
+    sla_timezone: str = "Asia/Ho_Chi_Minh"
+    sla_working_weekdays: list[int] = [0, 1, 2, 3, 4]
+    sla_working_periods: list[tuple[str, str]] = [("07:30", "11:30"), ("13:00", "17:00")]
+    sla_extra_holidays: list[date] = []
+    sla_extra_working_dates: list[date] = []
+    sla_at_risk_ratio: float = Field(default=0.75, gt=0, le=1)
 
     @field_validator("database_url")
     @classmethod

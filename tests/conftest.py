@@ -62,6 +62,19 @@ def run_in_session(settings: Settings, work: Callable[[Any], Awaitable[Any]]) ->
     return asyncio.run(runner())
 
 
+async def _import_demo_jurisdictions(session) -> None:
+    import json
+
+    from service.jurisdictions.geo import DEMO_JURISDICTIONS_PATH, parse_feature_collection
+    from service.jurisdictions.service import import_shapes
+
+    shapes = parse_feature_collection(
+        json.loads(DEMO_JURISDICTIONS_PATH.read_text()), level="ward", code_field="code", name_field="name",
+        parent_field="parent",
+    )
+    await import_shapes(session, shapes)
+
+
 @pytest.fixture(scope="session", params=BACKENDS)
 def settings(request, tmp_path_factory) -> Iterator[Settings]:
     backend = request.param
@@ -81,10 +94,14 @@ def settings(request, tmp_path_factory) -> Iterator[Settings]:
         secret_key="test-secret",
         public_base_url="http://testserver",
         log_json=False,
+        # Shared across runs and backends: the classifier is trained once, then loaded.
+        model_cache_dir=ROOT / ".cache" / "models",
+        job_timeout_seconds=10,
     )
     migrate(url)
     catalogue, checksum = catalogue_service.read_file(ROOT / "service" / "catalogue" / "catalogue.yaml")
     run_in_session(settings, lambda s: catalogue_service.load(s, catalogue=catalogue, checksum=checksum, source="tests"))
+    run_in_session(settings, _import_demo_jurisdictions)
     yield settings
     if backend == "postgresql":
         asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -123,3 +140,30 @@ def api_key(client: TestClient) -> str:
         return (await api_keys.create(session, name="test app")).key
 
     return in_app(client, create)
+
+
+def run_worker(client: TestClient) -> None:
+    """Run a real arq worker in burst mode (in this process) until the queue is empty."""
+    from arq.worker import Worker
+
+    from workers.main import worker_options
+
+    async def burst() -> None:
+        options = worker_options(client.app.state.settings)
+        options.pop("cron_jobs")
+        worker = Worker(**options, burst=True, poll_delay=0.05, handle_signals=False)
+        try:
+            await worker.main()
+        finally:
+            await worker.close()
+
+    client.portal.call(burst)
+
+
+def worker_context(client: TestClient) -> dict:
+    """The ctx a worker's on_startup builds, for calling cron jobs directly."""
+    from workers.main import worker_options
+
+    ctx: dict = {"redis": client.app.state.arq}
+    client.portal.call(worker_options(client.app.state.settings)["on_startup"], ctx)
+    return ctx

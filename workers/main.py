@@ -1,42 +1,67 @@
 """arq worker settings: the jobs, the cron sweeps, and the resources built once per process."""
 
+import asyncio
+from typing import Any
+
 from arq import cron, func
 from arq.connections import RedisSettings
 
+from service.classify.model import Classifier
 from service.db import create_engine, session_factory
 from service.jobs import PROCESS_REPORT
+from service.jurisdictions.service import JurisdictionCache
 from service.photos.storage import LocalStorage
-from service.settings import get_settings
+from service.pipeline.service import PipelineResources
+from service.settings import Settings, get_settings
 from workers.reports import process_report, sweep_stale_reports
-
-settings = get_settings()
-
-
-async def on_startup(ctx: dict) -> None:
-    ctx["settings"] = settings
-    ctx["engine"] = create_engine(settings)
-    ctx["sessions"] = session_factory(ctx["engine"])
-    ctx["storage"] = LocalStorage(settings.media_dir)
+from workers.sla import sweep_sla
 
 
-async def on_shutdown(ctx: dict) -> None:
-    await ctx["engine"].dispose()
+def worker_options(settings: Settings) -> dict[str, Any]:
+    """Everything arq's Worker needs; tests build an in-process worker from the same options."""
+
+    async def on_startup(ctx: dict) -> None:
+        ctx["settings"] = settings
+        ctx["engine"] = create_engine(settings)
+        ctx["sessions"] = session_factory(ctx["engine"])
+        # SQLite has one writer: processing one report at a time keeps duplicate decisions race-free.
+        ctx["serial"] = asyncio.Lock() if settings.is_sqlite else None
+        classifier = await asyncio.to_thread(Classifier.load_or_train, settings.model_cache_dir)
+        ctx["pipeline"] = PipelineResources(
+            settings=settings,
+            classifier=classifier,
+            jurisdictions=JurisdictionCache(),
+            storage=LocalStorage(settings.media_dir),
+        )
+
+    async def on_shutdown(ctx: dict) -> None:
+        await ctx["engine"].dispose()
+
+    return {
+        "functions": [
+            # keep_result=0: a finished job must not block the sweep from enqueueing the same id again.
+            func(process_report, name=PROCESS_REPORT, keep_result=0, max_tries=8),
+        ],
+        "cron_jobs": [
+            # Cron jobs are unique per tick: with many workers, each sweep still runs once.
+            cron(sweep_stale_reports, second={5, 35}, run_at_startup=True, keep_result=0),
+            cron(sweep_sla, second={20}, run_at_startup=True, keep_result=0),
+        ],
+        "on_startup": on_startup,
+        "on_shutdown": on_shutdown,
+        "redis_settings": RedisSettings.from_dsn(settings.redis_url),
+        "queue_name": settings.queue_name,
+        "max_jobs": 10,
+        # Also bounds how long a job lost with a killed worker waits before arq runs it again.
+        "job_timeout": settings.job_timeout_seconds,
+        "retry_jobs": True,
+        "health_check_interval": 30,
+    }
 
 
 class WorkerSettings:
-    functions = [
-        # keep_result=0: a finished job must not block the sweep from enqueueing the same id again.
-        func(process_report, name=PROCESS_REPORT, keep_result=0, max_tries=8),
-    ]
-    cron_jobs = [
-        # unique=True (the default) makes one worker among many run each tick.
-        cron(sweep_stale_reports, second={5, 35}, run_at_startup=True, keep_result=0),
-    ]
-    on_startup = on_startup
-    on_shutdown = on_shutdown
-    redis_settings = RedisSettings.from_dsn(settings.redis_url)
-    queue_name = settings.queue_name
-    max_jobs = 10
-    job_timeout = 120
-    retry_jobs = True
-    health_check_interval = 30
+    """What `intake worker` (arq) runs, configured from the environment."""
+
+
+for _name, _value in worker_options(get_settings()).items():
+    setattr(WorkerSettings, _name, _value)

@@ -15,22 +15,27 @@ from service.pipeline import service as pipeline
 
 log = logging.getLogger(__name__)
 
-# A report still `received` this long after intake lost its hand-off (Redis down, worker killed).
-STALE_AFTER = timedelta(seconds=30)
 SWEEP_BATCH = 500
 
 
 async def process_report(ctx: dict, report_id: str) -> str:
     try:
-        async with ctx["sessions"]() as session:
-            outcome = await pipeline.process(session, UUID(report_id), ctx)
-            await session.commit()
-            return outcome
+        if ctx["serial"] is not None:
+            async with ctx["serial"]:
+                return await _process(ctx, UUID(report_id))
+        return await _process(ctx, UUID(report_id))
     except Exception as exc:
         if is_outage(exc):
             # Exponential backoff: 5 s, 10 s, 20 s … while the database is away.
             raise Retry(defer=5 * 2 ** (ctx.get("job_try", 1) - 1)) from exc
         raise
+
+
+async def _process(ctx: dict, report_id: UUID) -> str:
+    async with ctx["sessions"]() as session:
+        outcome = await pipeline.process(session, report_id, ctx["pipeline"])
+        await session.commit()
+        return outcome
 
 
 async def sweep_stale_reports(ctx: dict) -> int:
@@ -39,7 +44,7 @@ async def sweep_stale_reports(ctx: dict) -> int:
         ids = (
             await session.exec(
                 select(Report.id)
-                .where(Report.status == "received", col(Report.created_at) < utcnow() - STALE_AFTER)
+                .where(Report.status == "received", col(Report.created_at) < utcnow() - timedelta(seconds=ctx["settings"].stale_report_seconds))
                 .order_by(col(Report.created_at))
                 .limit(SWEEP_BATCH)
             )

@@ -72,7 +72,16 @@ class Report(SQLModel, table=True):
     acknowledged_at: datetime | None = Field(default=None, sa_column=utc_column())
     resolved_at: datetime | None = Field(default=None, sa_column=utc_column())
     closed_at: datetime | None = Field(default=None, sa_column=utc_column())
-    sla_state: str | None = Field(default=None, max_length=16)
+    sla_state: str | None = Field(default=None, max_length=16)  # on_track, at_risk, overdue
+    # The SLA clock: when it (re)started, on which clock, when the at-risk point falls, pauses.
+    sla_clock: str | None = Field(default=None, max_length=16)
+    sla_started_at: datetime | None = Field(default=None, sa_column=utc_column())
+    at_risk_at: datetime | None = Field(default=None, sa_column=utc_column(index=True))
+    on_hold_since: datetime | None = Field(default=None, sa_column=utc_column())
+    escalated_at: datetime | None = Field(default=None, sa_column=utc_column())
+    escalated_to_department_code: str | None = Field(default=None, max_length=64)
+    transfer_count: int = Field(default=0)
+    category_source: str | None = Field(default=None, max_length=16)  # citizen, classifier, staff
 
 
 class Photo(SQLModel, table=True):

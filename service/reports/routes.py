@@ -8,13 +8,14 @@ from sqlalchemy.exc import IntegrityError
 
 from service.auth.api_keys import SubmitterDep
 from service.db import SessionDep
-from service.errors import problem_responses
+from service.errors import problem_responses, wants_vietnamese
 from service.jobs import enqueue_process_report
 from service.reports import service
 from service.reports.codes import citizen_token
 from service.reports.intake import PHOTO_FIELD, parse_report_request
 from service.reports.schemas import (
     NamedRef,
+    OriginalProgress,
     PhotoPublic,
     ReportCreate,
     ReportCreated,
@@ -118,6 +119,12 @@ def _discard(storage, staged: list[StagedPhoto]) -> None:
         storage.delete(photo.key)
 
 
+def _named(row, vietnamese: bool) -> NamedRef | None:
+    if row is None:
+        return None
+    return NamedRef(code=row.code, name=row.name_vi if vietnamese else row.name_en)
+
+
 @router.get(
     "/{tracking_code}",
     response_model=ReportPublic,
@@ -128,19 +135,15 @@ async def get_report(tracking_code: str, request: Request, session: SessionDep) 
     report = await service.get_by_tracking_code(session, tracking_code)
     view = await service.public_view(session, report)
     base = request.app.state.settings.public_base_url
-    vietnamese = request.headers.get("accept-language", "").lower().startswith("vi")
-    category, department = view["category"], view["department"]
+    vietnamese = wants_vietnamese(request)
+    original = view["original"]
     return ReportPublic(
         tracking_code=report.tracking_code,
         status=report.status,
         title=report.title,
         description=report.description,
-        category=NamedRef(code=category.code, name=category.name_vi if vietnamese else category.name_en)
-        if category
-        else None,
-        department=NamedRef(code=department.code, name=department.name_vi if vietnamese else department.name_en)
-        if department
-        else None,
+        category=_named(view["category"], vietnamese),
+        department=_named(view["department"], vietnamese),
         priority=report.priority,
         lat=report.lat,
         lon=report.lon,
@@ -148,7 +151,16 @@ async def get_report(tracking_code: str, request: Request, session: SessionDep) 
         created_at=report.created_at,
         updated_at=report.updated_at,
         due_at=report.due_at,
-        duplicate_of=view["original"].tracking_code if view["original"] else None,
+        duplicate_of=original.tracking_code if original else None,
+        original=OriginalProgress(
+            tracking_code=original.tracking_code,
+            status=original.status,
+            department=_named(view["original_department"], vietnamese),
+            due_at=original.due_at,
+            supporter_count=original.supporter_count,
+        )
+        if original
+        else None,
         supporter_count=report.supporter_count,
         photos=[
             PhotoPublic(

@@ -86,6 +86,16 @@ class TimelineEntry(BaseModel):
     message: str | None = None
 
 
+class OriginalProgress(BaseModel):
+    """For a duplicate: where the report it repeats has got to."""
+
+    tracking_code: str
+    status: str
+    department: NamedRef | None
+    due_at: datetime | None
+    supporter_count: int
+
+
 class ReportPublic(BaseModel):
     """The citizen's view: never any reporter personal data, never internal notes."""
 
@@ -103,6 +113,7 @@ class ReportPublic(BaseModel):
     updated_at: datetime
     due_at: datetime | None
     duplicate_of: str | None = Field(default=None, description="Tracking code of the original report")
+    original: OriginalProgress | None = None
     supporter_count: int
     photos: list[PhotoPublic]
     timeline: list[TimelineEntry]

@@ -185,9 +185,14 @@ async def public_view(session: AsyncSession, report: Report) -> dict:
     category = await session.get(ServiceCategory, report.service_code) if report.service_code else None
     department = await session.get(Department, report.department_code) if report.department_code else None
     original = await session.get(Report, report.duplicate_of_id) if report.duplicate_of_id else None
+    original_department = (
+        await session.get(Department, original.department_code) if original and original.department_code else None
+    )
     photos = (
         await session.exec(
-            select(Photo).where(Photo.report_id == report.id, Photo.kind != "private").order_by(col(Photo.position))
+            select(Photo)
+            .where(Photo.report_id == report.id, col(Photo.rejected_reason).is_(None))
+            .order_by(col(Photo.position))
         )
     ).all()
     events = (
@@ -202,6 +207,7 @@ async def public_view(session: AsyncSession, report: Report) -> dict:
         "category": category,
         "department": department,
         "original": original,
+        "original_department": original_department,
         "photos": list(photos),
         "events": list(events),
     }

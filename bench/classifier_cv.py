@@ -1,0 +1,155 @@
+"""How well does the report classifier do? Cross-validation plus a sanity set.
+
+    .venv/bin/python bench/classifier_cv.py [--threshold 0.5] [--folds 5]
+
+Stratified k-fold over the whole corpus: every report is predicted by a model
+that never saw it. Prints overall accuracy, accuracy on the reports that would
+be routed automatically (confidence >= threshold), the triage rate, a sweep of
+thresholds to choose DEFAULT_TRIAGE_THRESHOLD from, and per-category figures.
+Then a small hand-written set in styles the corpus does not use (emoji, Telex
+typing slips, code-switching, long formal letters), scored by a model trained
+on the whole corpus.
+"""
+
+import argparse
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from sklearn.model_selection import StratifiedKFold
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from service.classify.model import DEFAULT_TRIAGE_THRESHOLD, build_pipeline, load_corpus  # noqa: E402
+
+# (text, expected service_code), written apart from the corpus and in other voices.
+SANITY_SET = [
+    ("😡😡 ổ gà to đùng trước cổng KCX Tân Thuận, sáng nay thêm 1 chị té 🤕", "road_traffic"),
+    ("Dạ cho em hỏi cái đèn xanh đèn đỏ ở ngã tư Phú Nhuận bị sao mà cứ đỏ hoài vậy ạ 🙏", "road_traffic"),
+    ("mặt đườngf Nguyễn Tri Phương lún sâu lắm, xe bus chạy qua nhún như võng", "road_traffic"),
+    ("cái street light trước nhà em die rồi, tối thui à 🌚", "street_lighting"),
+    ("Đèn cao áp đầu hẻm 7 chớp chớp cả đêm như sàn nhảy 🪩 ai thay giùm", "street_lighting"),
+    ("V/v: Đề nghị sửa chữa hệ thống chiếu sáng công cộng. 1. Địa điểm: hẻm 42 Ông Ích Khiêm. 2. Hiện trạng: 4/5 bóng không sáng.", "street_lighting"),
+    ("mưa có tí mà nước lên tới pô xe 🌊🌊 Nguyễn Gia Trí bơi luôn", "drainage_flooding"),
+    ("Cái hố ga trước tiệm tạp hóa mất nắp, tui phải úp cái thau lên 😅", "drainage_flooding"),
+    ("V/v: nạo vét cống. Hiện trạng: cống hẻm 9 Huỳnh Khương An nghẹt, nước mưa ứ đọng sau mỗi trận mưa.", "drainage_flooding"),
+    ("nước máy nhà mình giờ như trà sữa 🧋 ai dám xài", "water_supply"),
+    ("từ hôm qua tới giờ vòi nước khô khốc 🚱 phường 11 Bình Thạnh", "water_supply"),
+    ("ống nước bể phun như đài phun nước ngay ngã ba Tô Hiến Thành luôn mn 😂", "water_supply"),
+    ("rác chất cao như núi 🗑️🗑️ ở góc chợ Xóm Chiếu, mùi kinh dị", "waste_sanitation"),
+    ("có ai đó quăng nguyên cái sofa cũ ra đầu hẻm 🛋️ 3 bữa rồi", "waste_sanitation"),
+    ("Xin kiem tra viec thu gom rac tai khu pho 4, phuong 9, quan Phu Nhuan: 5 ngay chua thu.", "waste_sanitation"),
+    ("🎤🎤 1h sáng rồi mà còn 'em ơi Hà Nội phố' inh ỏi, hẻm 88 Nguyễn Văn Nghi", "environment_pollution"),
+    ("mùi khét nhựa cháy bay vô nhà từ tối tới giờ 🤢 chắc có ai đốt rác", "environment_pollution"),
+    ("the bar below my flat plays EDM till 3am every weekend, walls shaking 🔊", "environment_pollution"),
+    ("cây me trước nhà nghiêng 45 độ rồi 🌳😱 bão tới là xong", "trees_parks"),
+    ("xích đu ở công viên phường mình gãy cả tuần rồi, bé nhà em khóc quá trời 😢", "trees_parks"),
+    ("Một nhánh cây to gãy treo lơ lửng ngay trên trạm xe buýt Lê Lợi, rất nguy hiểm.", "trees_parks"),
+    ("vỉa hè là của quán nhậu chứ hok phải của người đi bộ 🙄 đường Phan Văn Trị", "urban_order"),
+    ("ô tô đỗ chễm chệ trên vỉa hè trước cửa nhà tôi 🚗 suốt từ sáng", "urban_order"),
+    ("Xe đẩy bán trái cây chắn ngay lối lên xuống cầu bộ hành chợ Bến Thành", "urban_order"),
+    ("bị giật điện thoại 📱 lúc đứng chờ grab ở Nguyễn Trãi Q1, 2 thằng đi xe Exciter", "public_security"),
+    ("Tối nào cũng có nhóm thanh niên tụ tập chích hút ở gầm cầu Chánh Hưng", "public_security"),
+    ("Có sới bạc trong nhà 15/2 hẻm 60, ồn ào cãi nhau tới sáng, nghi có cho vay nặng lãi", "public_security"),
+    ("ăn bánh mì ở xe đầu hẻm xong cả nhà đau bụng tiêu chảy 🤮", "food_safety_market"),
+    ("Chợ Tân Định bán 1 ký tôm tới 500k mà cân thiếu 2 lạng 😤", "food_safety_market"),
+    ("mỹ phẩm xách tay fake bán tràn lan trên đường Hải Thượng Lãn Ông", "food_safety_market"),
+    ("bệnh viện quận chờ khám từ 6h tới 12h chưa tới lượt 😩", "health"),
+    ("hẻm mình có 4 ca sốt xuất huyết 🦟 mà chưa ai phun thuốc", "health"),
+    ("Nhà thuốc ở đầu chợ bán thuốc kháng sinh không cần toa cho cả con nít", "health"),
+    ("trường bắt đóng tiền máy lạnh, tiền quỹ lớp, tiền học thêm đủ thứ 💸", "education"),
+    ("Cô chủ nhiệm lớp 3/2 trường tiểu học Nguyễn Bỉnh Khiêm ép học sinh học thêm ở nhà cô", "education"),
+    ("Con tôi bị bạn cùng lớp bắt nạt, giáo viên biết mà không xử lý", "education"),
+    ("nộp hồ sơ sang tên sổ hồng 2 tháng rồi vẫn 'đang xử lý' 🐢", "administration"),
+    ("cán bộ một cửa phường 12 nói chuyện cộc cằn, hỏi thì hất hàm", "administration"),
+    ("dịch vụ công online cứ báo lỗi khi tải file CCCD lên", "administration"),
+    ("nhà hàng xóm xây tường lấn qua đất nhà mình 30cm, hòa giải ko được", "land_housing"),
+    ("Ban quản trị chung cư tự ý tăng phí quản lý, không họp cư dân", "land_housing"),
+    ("đất nhà tôi nằm trong quy hoạch treo 15 năm, không được cấp sổ", "land_housing"),
+    ("nhà bên cạnh đang lên tầng 5 mà bảng giấy phép chỉ có 3 tầng 🏗️", "construction"),
+    ("công trình ko che lưới, gạch đá rơi xuống đường Lý Tự Trọng", "construction"),
+    ("Xây nhà trái phép trên đất nông nghiệp ở xã Bình Mỹ, Củ Chi", "construction"),
+    ("cảm ơn các anh chị đã hỗ trợ 🙏", "other"),
+    ("app không cho đăng nhập bằng số điện thoại mới", "other"),
+    ("Cho hỏi tổng đài 1022 làm việc tới mấy giờ?", "other"),
+]
+
+
+def cross_validated_probabilities(texts, labels, folds: int):
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=0)
+    classes = sorted(set(labels))
+    probabilities = np.zeros((len(texts), len(classes)))
+    for train_index, test_index in splitter.split(texts, labels):
+        pipeline = build_pipeline().fit(texts[train_index], labels[train_index])
+        assert list(pipeline.classes_) == classes
+        probabilities[test_index] = pipeline.predict_proba(texts[test_index])
+    return classes, probabilities
+
+
+def summary(correct, confidence, threshold):
+    routed = confidence >= threshold
+    routed_accuracy = correct[routed].mean() if routed.any() else float("nan")
+    return correct.mean(), routed_accuracy, 1 - routed.mean()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--threshold", type=float, default=DEFAULT_TRIAGE_THRESHOLD)
+    parser.add_argument("--folds", type=int, default=5)
+    args = parser.parse_args()
+
+    examples = load_corpus()
+    texts = np.array([text for text, _ in examples], dtype=object)
+    labels = np.array([label for _, label in examples])
+    counts = Counter(labels)
+    print(f"corpus: {len(examples)} reports, {len(counts)} categories "
+          f"({min(counts.values())}-{max(counts.values())} each)")
+
+    classes, probabilities = cross_validated_probabilities(texts, labels, args.folds)
+    predicted = np.array(classes)[probabilities.argmax(axis=1)]
+    confidence = probabilities.max(axis=1)
+    correct = predicted == labels
+
+    accuracy, routed_accuracy, triage_rate = summary(correct, confidence, args.threshold)
+    print(f"\n{args.folds}-fold CV at threshold {args.threshold:.2f}: accuracy {accuracy:.3f}, "
+          f"accuracy on non-triaged {routed_accuracy:.3f}, triage rate {triage_rate:.3f}")
+
+    print("\nthreshold  non-triaged-accuracy  triage-rate")
+    for threshold in np.arange(0.20, 0.80, 0.05):
+        _, sweep_accuracy, sweep_triage = summary(correct, confidence, threshold)
+        print(f"   {threshold:.2f}        {sweep_accuracy:.3f}            {sweep_triage:.3f}")
+
+    print(f"\n{'category':24} {'n':>4} {'recall':>7} {'precision':>9} {'routed-acc':>10} {'triage':>7}")
+    for code in classes:
+        actual = labels == code
+        claimed = predicted == code
+        routed = actual & (confidence >= args.threshold)
+        print(f"{code:24} {actual.sum():4d} {correct[actual].mean():7.3f} "
+              f"{(correct & claimed).sum() / max(claimed.sum(), 1):9.3f} "
+              f"{correct[routed].mean() if routed.any() else float('nan'):10.3f} "
+              f"{1 - routed.sum() / actual.sum():7.3f}")
+
+    confusions = Counter(zip(labels[~correct], predicted[~correct])).most_common(8)
+    print("\nmost frequent confusions (actual -> predicted):")
+    for (actual, guess), count in confusions:
+        print(f"  {count:3d}  {actual} -> {guess}")
+
+    pipeline = build_pipeline().fit(texts, labels)
+    sanity_texts = [text for text, _ in SANITY_SET]
+    sanity_labels = np.array([label for _, label in SANITY_SET])
+    sanity_probabilities = pipeline.predict_proba(sanity_texts)
+    sanity_predicted = pipeline.classes_[sanity_probabilities.argmax(axis=1)]
+    sanity_confidence = sanity_probabilities.max(axis=1)
+    sanity_correct = sanity_predicted == sanity_labels
+    accuracy, routed_accuracy, triage_rate = summary(sanity_correct, sanity_confidence, args.threshold)
+    print(f"\nsanity set ({len(SANITY_SET)} reports, other styles): accuracy {accuracy:.3f}, "
+          f"accuracy on non-triaged {routed_accuracy:.3f}, triage rate {triage_rate:.3f}")
+    for text, expected, guess, score in zip(sanity_texts, sanity_labels, sanity_predicted, sanity_confidence):
+        if guess != expected or score < args.threshold:
+            mark = "wrong " if guess != expected else "triage"
+            print(f"  {mark} {score:.2f} {guess:22} (expected {expected}) {text[:70]}")
+
+
+if __name__ == "__main__":
+    main()

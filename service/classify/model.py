@@ -1,0 +1,156 @@
+"""The report classifier: a linear model over word and character n-grams.
+
+Trained from the hand-written corpus in `corpus/<service_code>.jsonl` (the file
+name is the label). Training takes seconds, so there is no model file in the
+repository: the first process to start trains and caches the fitted model with
+joblib, keyed by a hash of the corpus and of this code, and everyone after it
+loads the cache. Editing the corpus therefore retrains on the next start.
+"""
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import joblib
+import sklearn
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.pipeline import FeatureUnion, Pipeline
+from sklearn.svm import LinearSVC
+
+from service.classify.text import canonical, lower
+
+# Bump when features or model change: it is part of the cache key.
+CODE_VERSION = "1"
+
+# Below this confidence a report goes to a human for triage instead of being
+# routed automatically. Chosen from cross-validation (bench/classifier_cv.py).
+DEFAULT_TRIAGE_THRESHOLD = 0.5
+
+
+@dataclass(frozen=True)
+class Prediction:
+    service_code: str
+    confidence: float
+    triage: bool
+
+
+def corpus_dir() -> Path:
+    return Path(__file__).parent / "corpus"
+
+
+def load_corpus(directory: Path | None = None) -> list[tuple[str, str]]:
+    """(text, service_code) pairs from every `<service_code>.jsonl` file."""
+    examples: list[tuple[str, str]] = []
+    for path in sorted((directory or corpus_dir()).glob("*.jsonl")):
+        seen: set[str] = set()
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            text = json.loads(line)["text"].strip()
+            if text and text not in seen:
+                seen.add(text)
+                examples.append((text, path.stem))
+    return examples
+
+
+def corpus_version(directory: Path | None = None) -> str:
+    """Hash of the corpus files, this code and scikit-learn (pickles are not
+    portable across scikit-learn releases)."""
+    digest = hashlib.sha256(f"{CODE_VERSION}|{sklearn.__version__}".encode())
+    for path in sorted((directory or corpus_dir()).glob("*.jsonl")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _words(preprocessor) -> TfidfVectorizer:
+    # The token pattern keeps one-letter words such as "k" (không) or "r" (rồi).
+    return TfidfVectorizer(
+        preprocessor=preprocessor, analyzer="word", ngram_range=(1, 2),
+        token_pattern=r"(?u)\b\w+\b", sublinear_tf=True,
+    )
+
+
+def _characters(preprocessor) -> TfidfVectorizer:
+    # char_wb n-grams survive typos, missing spaces and partial diacritics.
+    return TfidfVectorizer(
+        preprocessor=preprocessor, analyzer="char_wb", ngram_range=(2, 5),
+        sublinear_tf=True, min_df=2,
+    )
+
+
+def build_pipeline() -> Pipeline:
+    features = FeatureUnion([
+        ("words_as_written", _words(lower)),
+        ("characters_as_written", _characters(lower)),
+        ("words_folded", _words(canonical)),
+        ("characters_folded", _characters(canonical)),
+    ])
+    # A linear SVM separates sparse n-grams well; sigmoid calibration on
+    # internal folds turns its margins into probabilities we can threshold.
+    model = CalibratedClassifierCV(LinearSVC(C=0.5), method="sigmoid", cv=5)
+    return Pipeline([("features", features), ("model", model)])
+
+
+def train(examples: list[tuple[str, str]]) -> Pipeline:
+    texts, labels = zip(*examples)
+    return build_pipeline().fit(list(texts), list(labels))
+
+
+class Classifier:
+    def __init__(self, pipeline: Pipeline, version: str):
+        self.pipeline = pipeline
+        self.version = version
+
+    @classmethod
+    def load_or_train(cls, cache_dir: Path, *, corpus_path: Path | None = None) -> "Classifier":
+        version = corpus_version(corpus_path)
+        cache_file = Path(cache_dir) / f"classifier-{version}.joblib"
+        if cache_file.exists():
+            return cls(joblib.load(cache_file), version)
+        pipeline = train(load_corpus(corpus_path))
+        _dump_atomically(pipeline, cache_file)
+        return cls(pipeline, version)
+
+    @property
+    def service_codes(self) -> list[str]:
+        return list(self.pipeline.classes_)
+
+    def predict(self, text: str, threshold: float = DEFAULT_TRIAGE_THRESHOLD) -> Prediction:
+        return self.predict_many([text], threshold)[0]
+
+    def predict_many(
+        self, texts: Iterable[str], threshold: float = DEFAULT_TRIAGE_THRESHOLD
+    ) -> list[Prediction]:
+        texts = list(texts)
+        if not texts:
+            return []
+        probabilities = self.pipeline.predict_proba(texts)
+        best = probabilities.argmax(axis=1)
+        return [
+            Prediction(
+                service_code=str(self.pipeline.classes_[index]),
+                confidence=float(row[index]),
+                triage=float(row[index]) < threshold,
+            )
+            for row, index in zip(probabilities, best)
+        ]
+
+
+def _dump_atomically(pipeline: Pipeline, cache_file: Path) -> None:
+    # Several workers may start together: write to a temporary name and rename,
+    # so no process ever loads a half-written file.
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=cache_file.parent, suffix=".tmp")
+    os.close(handle)
+    try:
+        joblib.dump(pipeline, temporary)
+        os.replace(temporary, cache_file)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,49 @@
+"""The photo step: re-encode without metadata, make thumbnails, refuse decompression bombs."""
+
+import asyncio
+import tempfile
+from pathlib import Path
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from service.models import Photo, Report
+from service.models.types import utcnow
+from service.photos.processing import PhotoRejected, ProcessedPhoto, process_photo
+from service.photos.storage import LocalStorage
+
+
+def _process_to_storage(storage: LocalStorage, photo: Photo) -> ProcessedPhoto:
+    public_key, thumbnail_key = f"public/{photo.id}.jpg", f"thumbnails/{photo.id}.jpg"
+    with tempfile.TemporaryDirectory() as scratch:
+        public_tmp, thumb_tmp = Path(scratch) / "public.jpg", Path(scratch) / "thumb.jpg"
+        result = process_photo(storage.local_path(photo.original_key), public_tmp, thumb_tmp)
+        storage.save_file(public_key, public_tmp)
+        storage.save_file(thumbnail_key, thumb_tmp)
+    photo.public_key, photo.thumbnail_key = public_key, thumbnail_key
+    return result
+
+
+async def process_photos(session: AsyncSession, storage: LocalStorage, report: Report) -> list[dict]:
+    """Process the report's unprocessed photos; returns one summary per photo for the event log."""
+    photos = (
+        await session.exec(
+            select(Photo).where(Photo.report_id == report.id, col(Photo.processed_at).is_(None)).order_by(col(Photo.position))
+        )
+    ).all()
+    summaries = []
+    for photo in photos:
+        try:
+            result = await asyncio.to_thread(_process_to_storage, storage, photo)
+        except PhotoRejected as rejected:
+            photo.rejected_reason = rejected.reason_code
+            summaries.append({"photo": str(photo.id), "rejected": rejected.reason_code})
+        else:
+            photo.width, photo.height = result.width, result.height
+            summaries.append({"photo": str(photo.id), "width": result.width, "height": result.height})
+            if report.lat is None and result.gps:
+                report.lat, report.lon = result.gps
+                report.location_source = "photo_exif"
+        photo.processed_at = utcnow()
+        session.add(photo)
+    return summaries
