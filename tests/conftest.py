@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_DSN = os.environ.get("TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 BACKENDS = [b for b in os.environ.get("TEST_BACKENDS", "postgresql,sqlite").split(",") if b]
-# Tables that hold per-test data; the catalogue survives between tests.
-DATA_TABLES = ["report_events", "photos", "reports", "api_clients"]
+# The catalogue survives between tests; every other table is emptied before each test.
+CATALOGUE_TABLES = {"catalogue_versions", "departments", "service_categories", "jurisdictions", "routing_rules", "sla_policies", "alembic_version"}
 
 
 def migrate(database_url: str) -> None:
@@ -110,8 +110,11 @@ def settings(request, tmp_path_factory) -> Iterator[Settings]:
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
     async def empty_tables(session) -> None:
-        for table in DATA_TABLES:
-            await session.exec(text(f"DELETE FROM {table}"))
+        from service.db import metadata
+
+        for table in reversed(metadata.sorted_tables):
+            if table.name not in CATALOGUE_TABLES:
+                await session.exec(text(f"DELETE FROM {table.name}"))
 
     run_in_session(settings, empty_tables)
     shutil.rmtree(settings.media_dir, ignore_errors=True)

@@ -8,7 +8,7 @@ from service.models.catalogue import (
     ServiceCategory,
     SlaPolicyRow,
 )
-from service.models.identity import ApiClient
+from service.models.identity import ApiClient, RefreshToken, StaffUser
 from service.models.report import Photo, Report, ReportEvent
 
 __all__ = [
@@ -17,9 +17,11 @@ __all__ = [
     "Department",
     "Jurisdiction",
     "Photo",
+    "RefreshToken",
     "Report",
     "ReportEvent",
     "RoutingRule",
     "ServiceCategory",
     "SlaPolicyRow",
+    "StaffUser",
 ]

@@ -21,3 +21,32 @@ class ApiClient(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column(nullable=False))
     revoked_at: datetime | None = Field(default=None, sa_column=utc_column())
     last_used_at: datetime | None = Field(default=None, sa_column=utc_column())
+
+
+class StaffUser(SQLModel, table=True):
+    """A department officer, dispatcher, supervisor, IOC viewer or admin who signs in with a password."""
+
+    __tablename__ = "staff_users"
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    username: str = Field(max_length=100, unique=True)
+    full_name: str = Field(default="", max_length=200)
+    password_hash: str = Field(max_length=200)
+    role: str = Field(max_length=32)
+    department_code: str | None = Field(default=None, foreign_key="departments.code", max_length=64)
+    active: bool = Field(default=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column(nullable=False))
+    last_login_at: datetime | None = Field(default=None, sa_column=utc_column())
+
+
+class RefreshToken(SQLModel, table=True):
+    """Long-lived, single-use: each refresh rotates it; stored only as a hash."""
+
+    __tablename__ = "refresh_tokens"
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    user_id: UUID = Field(foreign_key="staff_users.id", index=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    expires_at: datetime = Field(sa_column=utc_column(nullable=False))
+    revoked_at: datetime | None = Field(default=None, sa_column=utc_column())
+    created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column(nullable=False))

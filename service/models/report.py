@@ -82,6 +82,13 @@ class Report(SQLModel, table=True):
     escalated_to_department_code: str | None = Field(default=None, max_length=64)
     transfer_count: int = Field(default=0)
     category_source: str | None = Field(default=None, max_length=16)  # citizen, classifier, staff
+    # Staff workflow and the citizen's answer.
+    assignee_id: UUID | None = Field(default=None, foreign_key="staff_users.id")
+    rejection_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    reopened_count: int = Field(default=0)
+    citizen_rating: int | None = None
+    citizen_feedback: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    rated_at: datetime | None = Field(default=None, sa_column=utc_column())
 
 
 class Photo(SQLModel, table=True):
