@@ -168,6 +168,32 @@ def jurisdictions_import(
 
 
 @app.command()
+def classify(
+    threshold: Annotated[float | None, typer.Option(help="Triage below this confidence (default: CLASSIFIER_THRESHOLD)")] = None,
+) -> None:
+    """Classify JSON Lines {"text": ...} from stdin; one {"service_code", "confidence", "triage"} per line."""
+    from service.classify.model import Classifier
+
+    settings = get_settings()
+    threshold = settings.classifier_threshold if threshold is None else threshold
+    classifier = Classifier.load_or_train(settings.model_cache_dir)
+    for number, line in enumerate(sys.stdin, start=1):
+        if not line.strip():
+            continue
+        try:
+            text = json.loads(line)["text"]
+            if not isinstance(text, str):
+                raise TypeError("text must be a string")
+        except (ValueError, KeyError, TypeError) as exc:
+            typer.echo(f"line {number}: expected {{\"text\": \"...\"}} ({exc})", err=True)
+            raise typer.Exit(2) from exc
+        prediction = classifier.predict(text, threshold)
+        out = {"service_code": prediction.service_code, "confidence": round(prediction.confidence, 4), "triage": prediction.triage}
+        sys.stdout.write(json.dumps(out) + "\n")
+        sys.stdout.flush()
+
+
+@app.command()
 def openapi(out: Path = ROOT / "openapi" / "openapi.json") -> None:
     """Write the OpenAPI spec (kept in the repo, checked by a test)."""
     from service.openapi_export import render

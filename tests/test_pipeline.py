@@ -222,3 +222,18 @@ def test_catalogue_reload_takes_effect_without_restart(client, api_key, tmp_path
     finally:
         original, original_checksum = catalogue_service.read_file(ROOT / "service/catalogue/catalogue.yaml")
         in_app(client, lambda s: catalogue_service.load(s, catalogue=original, checksum=original_checksum, source="tests"))
+
+
+def test_cluster_of_near_identical_reports_processed_at_once_has_one_original(client, api_key):
+    # Five people report the same burst pipe within a few metres; the worker runs them concurrently.
+    created = [
+        submit(client, api_key, service_code="water_supply", description=f"Bể ống nước trước chợ, người báo thứ {n}",
+               lat=BEN_THANH[0] + n * 0.00002, lon=BEN_THANH[1])
+        for n in range(5)
+    ]
+    run_worker(client)
+    reports = [report_of(client, c) for c in created]
+    originals = [r for r in reports if r.status == "assigned"]
+    assert len(originals) == 1
+    assert all(r.duplicate_of_id == originals[0].id for r in reports if r is not originals[0])
+    assert report_of(client, {"id": str(originals[0].id)}).supporter_count == 4
