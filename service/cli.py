@@ -18,6 +18,8 @@ jurisdictions_app = typer.Typer(help="Ward and district boundaries.", no_args_is
 app.add_typer(catalogue_app, name="catalogue")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(jurisdictions_app, name="jurisdictions")
+user_app = typer.Typer(help="Staff users (officers, dispatchers, supervisors, IOC viewers, admins).", no_args_is_help=True)
+app.add_typer(user_app, name="user")
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,6 +106,32 @@ def catalogue_load(path: Path) -> None:
         lambda session: service.load(session, catalogue=catalogue, checksum=checksum, source=str(path))
     )
     typer.echo(f"catalogue {version} {'loaded' if changed else 'already current'}")
+
+
+@user_app.command("create")
+def user_create(
+    username: Annotated[str, typer.Option()],
+    role: Annotated[str, typer.Option(help="officer, dispatcher, supervisor, ioc_viewer or admin")],
+    department: Annotated[str | None, typer.Option(help="Department code (officers and supervisors)")] = None,
+    full_name: Annotated[str, typer.Option()] = "",
+    password: Annotated[
+        str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True, envvar="INTAKE_PASSWORD",
+                          help="Prompted for when not given (or INTAKE_PASSWORD)")
+    ] = "",
+) -> None:
+    """Create a staff user who signs in at POST /v1/auth/token."""
+    from service.auth import users
+
+    try:
+        user = _in_session(
+            lambda session: users.create(
+                session, username=username, password=password, role=role, department_code=department, full_name=full_name
+            )
+        )
+    except ValueError as exc:
+        typer.echo(f"cannot create user: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"created {user.username} ({user.role}{', ' + user.department_code if user.department_code else ''})")
 
 
 @apikey_app.command("create")
@@ -219,6 +247,35 @@ def demo_key(path: Path = Path("var/demo-api-key.txt")) -> None:
         return issued.key
 
     typer.echo(_in_session(ensure))
+
+
+@app.command()
+def seed(
+    tickets: Annotated[int, typer.Option(min=1, help="How many reports to add")] = 10_000,
+    days: Annotated[int, typer.Option(min=1, max=3650, help="Spread them over the last N days")] = 365,
+    random_seed: Annotated[int, typer.Option(help="The same seed gives the same history")] = 1022,
+    batch_size: Annotated[int, typer.Option(min=100, help="Rows per insert batch (COPY on PostgreSQL)")] = 20_000,
+) -> None:
+    """Fill the database with realistic synthetic history (for demos, the IOC and benchmarks)."""
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from service import seed as seeding
+
+    settings = get_settings()
+    started = time.perf_counter()
+    columns = (TextColumn("seeding reports"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, transient=False) as progress:
+        task = progress.add_task("seed", total=tickets)
+        written = asyncio.run(
+            seeding.seed(
+                settings, tickets=tickets, days=days, random_seed=random_seed, batch_size=batch_size,
+                on_progress=lambda count: progress.advance(task, count),
+            )
+        )
+    elapsed = time.perf_counter() - started
+    typer.echo(f"seeded {written} reports over {days} days in {elapsed:.1f} s ({written / max(elapsed, 1e-9):,.0f} rows/s)")
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -9,9 +9,16 @@ from fastapi import FastAPI
 from service import health
 from service.db import create_engine, session_factory
 from service.errors import install_error_handlers
+from service import metrics
+from service.ioc import routes as ioc_routes
+from service.open311 import routes as open311_routes
 from service.photos import routes as photo_routes
 from service.photos.storage import LocalStorage
+from service.auth import routes as auth_routes
 from service.reports import routes as report_routes
+from service.tickets import routes as ticket_routes
+from service.webhooks import routes as webhook_routes
+from service.webhooks.outbox import bind_queue
 from service.settings import Settings, get_settings
 
 API_DESCRIPTION = """
@@ -32,6 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.sessions = session_factory(app.state.engine)
         # Connects lazily: the API starts and takes reports even while Redis is down.
         app.state.arq = ArqRedis.from_url(settings.redis_url, socket_connect_timeout=1, socket_timeout=2)
+        bind_queue(app.state.engine, app.state.arq, settings.queue_name, settings.public_base_url)  # webhook hand-offs
         try:
             yield
         finally:
@@ -49,6 +57,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(auth_routes.router)
     app.include_router(report_routes.router)
+    app.include_router(ticket_routes.router)
     app.include_router(photo_routes.router)
+    app.include_router(ioc_routes.router)
+    app.include_router(ioc_routes.page_router)
+    app.include_router(open311_routes.router)
+    app.include_router(metrics.router)
+    app.include_router(webhook_routes.router)
     return app

@@ -22,7 +22,7 @@ class Settings(BaseSettings):
     queue_name: str = "intake:queue"
     media_dir: Path = Path("var/media")
     public_base_url: str = "http://127.0.0.1:8000"
-    secret_key: str = "dev-only-secret-change-me"
+    secret_key: str = Field(default="dev-only-secret-key-change-me-in-production", min_length=32)
 
     max_photos_per_report: int = Field(default=5, ge=0, le=20)
     max_photo_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
@@ -54,6 +54,47 @@ class Settings(BaseSettings):
     sla_extra_holidays: list[date] = []
     sla_extra_working_dates: list[date] = []
     sla_at_risk_ratio: float = Field(default=0.75, gt=0, le=1)
+
+    # GET /metrics: open when empty (the Prometheus norm), else `Authorization: Bearer <token>`.
+    metrics_token: str = ""
+
+    # Status webhooks (see service/webhooks/). Hosts (names or IPs) exempt from the private-address check.
+    webhook_allowed_hosts: list[str] = []
+    webhook_allow_private_networks: bool = False
+    webhook_connect_timeout_seconds: float = Field(default=5, gt=0)
+    webhook_read_timeout_seconds: float = Field(default=15, gt=0)
+    # The whole attempt, so a receiver that trickles bytes cannot hold a worker.
+    webhook_total_timeout_seconds: float = Field(default=30, gt=0)
+    webhook_response_excerpt_bytes: int = Field(default=1024, ge=0, le=65536)
+    # Delay before each retry; one more failure after the last gives the event up.
+    webhook_retry_schedule_seconds: list[float] = [5, 30, 120, 600, 3600, 6 * 3600, 24 * 3600]
+    webhook_retry_jitter: float = Field(default=0.2, ge=0, le=1)
+    webhook_max_retry_after_seconds: float = Field(default=24 * 3600, ge=0)
+    # A subscription failing this long (or this many times in a row, when set) is disabled.
+    webhook_disable_after_seconds: float = Field(default=3 * 24 * 3600, gt=0)
+    webhook_disable_after_failures: int | None = Field(default=None, ge=1)
+    # After a rotation the old secret keeps signing (a second signature) for this long.
+    webhook_secret_overlap_seconds: float = Field(default=24 * 3600, ge=0)
+    # An event due this long without being sent lost its hand-off; the sweep queues it again.
+    webhook_stale_seconds: float = Field(default=30, ge=0)
+
+    # How long after resolution a citizen may reopen a report (once); then it closes by itself.
+    reopen_window_days: int = Field(default=7, ge=0)
+
+    # Browser origins allowed to call the API (CORS); empty: closed.
+    cors_origins: list[str] = []
+
+    # Abuse limits ("N/second|minute|hour|day"), counted in Redis across all API processes.
+    rate_limit_intake_per_key: str = "600/minute"
+    rate_limit_intake_per_address: str = "30/minute"
+    rate_limit_intake_per_reporter: str = "20/hour"
+    rate_limit_sign_in: str = "10/15 minutes"
+    rate_limits_enabled: bool = True
+
+    # Personal data (Decree 13/2023): Fernet keys, the first encrypts, all decrypt (rotation).
+    pii_encryption_keys: list[str] = []
+    # Reporter name, phone and email are erased this many days after a ticket closes.
+    pii_retention_days: int = Field(default=90, ge=0)
 
     @field_validator("database_url")
     @classmethod

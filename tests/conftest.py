@@ -91,7 +91,7 @@ def settings(request, tmp_path_factory) -> Iterator[Settings]:
         redis_url=TEST_REDIS_URL,
         queue_name=f"intake-test:{os.getpid()}:{backend}",
         media_dir=base / "media",
-        secret_key="test-secret",
+        secret_key="test-secret-key-that-is-long-enough-for-hs256",
         public_base_url="http://testserver",
         log_json=False,
         # Shared across runs and backends: the classifier is trained once, then loaded.

@@ -84,6 +84,8 @@ def stack(settings, redis_server, tmp_path):
         "MODEL_CACHE_DIR": str(app_settings.model_cache_dir),
         "SECRET_KEY": app_settings.secret_key,
         "JOB_TIMEOUT_SECONDS": "3",
+        # arq retries a killed worker's jobs after the longest job timeout: keep every job short here.
+        "WEBHOOK_TOTAL_TIMEOUT_SECONDS": "1",
         "STALE_REPORT_SECONDS": "1",
         "LOG_JSON": "false",
         "LOG_LEVEL": "WARNING",

@@ -8,13 +8,17 @@ from arq.connections import RedisSettings
 
 from service.classify.model import Classifier
 from service.db import create_engine, session_factory
-from service.jobs import PROCESS_REPORT
+from service.jobs import PROCESS_PHOTOS, PROCESS_REPORT
 from service.jurisdictions.service import JurisdictionCache
 from service.photos.storage import LocalStorage
 from service.pipeline.service import PipelineResources
 from service.settings import Settings, get_settings
-from workers.reports import process_report, sweep_stale_reports
+from service.webhooks import outbox
+from service.webhooks.delivery import build_http_client
+from workers.ioc import refresh_ioc_rollup
+from workers.reports import process_photos, process_report, sweep_stale_reports
 from workers.sla import sweep_sla
+from workers.webhooks import deliver_webhooks, job_timeout_seconds, sweep_webhooks
 
 
 def worker_options(settings: Settings) -> dict[str, Any]:
@@ -33,22 +37,37 @@ def worker_options(settings: Settings) -> dict[str, Any]:
             jurisdictions=JurisdictionCache(),
             storage=LocalStorage(settings.media_dir),
         )
+        ctx["http"] = build_http_client(settings)  # webhook deliveries
+        outbox.bind_queue(ctx["engine"], ctx["redis"], settings.queue_name, settings.public_base_url)
 
     async def on_shutdown(ctx: dict) -> None:
+        await outbox.wait_for_handoffs()
+        await ctx["http"].aclose()
         await ctx["engine"].dispose()
+
+    async def on_job_end(ctx: dict) -> None:
+        # Webhook events a job committed reach the queue before the job counts as done.
+        await outbox.wait_for_handoffs()
 
     return {
         "functions": [
             # keep_result=0: a finished job must not block the sweep from enqueueing the same id again.
             func(process_report, name=PROCESS_REPORT, keep_result=0, max_tries=8),
+            func(process_photos, name=PROCESS_PHOTOS, keep_result=0, max_tries=5),
+            # Retries are arq Retry deferrals of the stream's one job, hence the generous max_tries.
+            func(deliver_webhooks, name=outbox.DELIVER_WEBHOOKS, keep_result=0, max_tries=1000,
+                 timeout=job_timeout_seconds(settings)),
         ],
         "cron_jobs": [
             # Cron jobs are unique per tick: with many workers, each sweep still runs once.
             cron(sweep_stale_reports, second={5, 35}, run_at_startup=True, keep_result=0),
             cron(sweep_sla, second={20}, run_at_startup=True, keep_result=0),
+            cron(sweep_webhooks, second={10, 25, 40, 55}, run_at_startup=True, keep_result=0),
+            cron(refresh_ioc_rollup, second={0, 15, 30, 45}, run_at_startup=True, keep_result=0),
         ],
         "on_startup": on_startup,
         "on_shutdown": on_shutdown,
+        "on_job_end": on_job_end,
         "redis_settings": RedisSettings.from_dsn(settings.redis_url),
         "queue_name": settings.queue_name,
         "max_jobs": 10,

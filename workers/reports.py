@@ -7,9 +7,13 @@ from uuid import UUID
 from arq import Retry
 from sqlmodel import col, select
 
+from service import metrics
 from service.errors import is_outage
 from service.jobs import enqueue_process_report
-from service.models import Report
+from service.jobs import enqueue_process_photos
+from service.models import Photo, Report
+from service.pipeline.photos import process_photos as process_report_photos
+from service.reports.service import record_event
 from service.models.types import utcnow
 from service.pipeline import service as pipeline
 
@@ -35,22 +39,48 @@ async def _process(ctx: dict, report_id: UUID) -> str:
     async with ctx["sessions"]() as session:
         outcome = await pipeline.process(session, report_id, ctx["pipeline"])
         await session.commit()
-        return outcome
+    await metrics.observe_job_latency(ctx["redis"], ctx["settings"].queue_name, ctx.get("enqueue_time"))
+    return outcome
+
+
+async def process_photos(ctx: dict, report_id: str) -> int:
+    """Photos added after intake: strip metadata, make thumbnails. Already-processed photos are skipped."""
+    async with ctx["sessions"]() as session:
+        report = await session.get(Report, UUID(report_id))
+        if report is None:
+            return 0
+        summaries = await process_report_photos(session, ctx["pipeline"].storage, report)
+        if summaries:
+            record_event(session, report, "photos_processed", public=False, data={"photos": summaries})
+        await session.commit()
+        return len(summaries)
 
 
 async def sweep_stale_reports(ctx: dict) -> int:
-    """Re-enqueue reports whose hand-off was lost. The job id de-duplicates what is still queued."""
+    """Re-enqueue reports (and later photos) whose hand-off was lost. Job ids de-duplicate what is still queued."""
+    stale_before = utcnow() - timedelta(seconds=ctx["settings"].stale_report_seconds)
     async with ctx["sessions"]() as session:
+        photo_reports = (
+            await session.exec(
+                select(Photo.report_id)
+                .join(Report, Report.id == Photo.report_id)
+                .where(col(Photo.processed_at).is_(None), col(Photo.created_at) < stale_before, Report.status != "received")
+                .distinct()
+                .limit(SWEEP_BATCH)
+            )
+        ).all()
         ids = (
             await session.exec(
                 select(Report.id)
-                .where(Report.status == "received", col(Report.created_at) < utcnow() - timedelta(seconds=ctx["settings"].stale_report_seconds))
+                .where(Report.status == "received", col(Report.created_at) < stale_before)
                 .order_by(col(Report.created_at))
                 .limit(SWEEP_BATCH)
             )
         ).all()
     for report_id in ids:
         await enqueue_process_report(ctx["redis"], ctx["settings"].queue_name, report_id)
+    for report_id in photo_reports:
+        await enqueue_process_photos(ctx["redis"], ctx["settings"].queue_name, report_id)
     if ids:
         log.info("sweep re-enqueued %d stale reports", len(ids))
     return len(ids)

@@ -19,6 +19,41 @@ class DepartmentEntry(_Strict):
     dispatch: bool = False
 
 
+AttributeDatatype = Literal["string", "number", "datetime", "text", "singlevaluelist", "multivaluelist"]
+LIST_DATATYPES = ("singlevaluelist", "multivaluelist")
+
+
+class AttributeValueEntry(_Strict):
+    key: str = Field(min_length=1, max_length=64)
+    name_vi: str
+    name_en: str
+
+
+class AttributeEntry(_Strict):
+    """One extra question for a category (an Open311 service definition attribute)."""
+
+    code: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$")
+    datatype: AttributeDatatype
+    required: bool = False
+    # False: not a question, only information shown to the citizen in `description`.
+    variable: bool = True
+    description_vi: str
+    description_en: str
+    datatype_description_vi: str = ""
+    datatype_description_en: str = ""
+    # Position shown to the citizen (1 first); defaults to the place in the list.
+    order: int | None = Field(default=None, ge=1)
+    values: list[AttributeValueEntry] = []
+
+    @model_validator(mode="after")
+    def _values_for_lists(self) -> "AttributeEntry":
+        if (self.datatype in LIST_DATATYPES) != bool(self.values):
+            raise ValueError(f"attribute {self.code}: values are given exactly for singlevaluelist and multivaluelist")
+        if len({value.key for value in self.values}) != len(self.values):
+            raise ValueError(f"attribute {self.code}: value keys must be unique")
+        return self
+
+
 class CategoryEntry(_Strict):
     code: str = Field(min_length=1, max_length=64)
     name_vi: str
@@ -26,6 +61,20 @@ class CategoryEntry(_Strict):
     description_vi: str = ""
     description_en: str = ""
     default_priority: Priority = "normal"
+    attributes: list[AttributeEntry] = []
+
+    @model_validator(mode="after")
+    def _attribute_order(self) -> "CategoryEntry":
+        codes = [attribute.code for attribute in self.attributes]
+        if len(set(codes)) != len(codes):
+            raise ValueError(f"category {self.code}: attribute codes must be unique")
+        for position, attribute in enumerate(self.attributes, start=1):
+            if attribute.order is None:
+                attribute.order = position
+        orders = [attribute.order for attribute in self.attributes]
+        if len(set(orders)) != len(orders):
+            raise ValueError(f"category {self.code}: attribute orders must be unique")
+        return self
 
 
 class RoutingRuleEntry(_Strict):

@@ -42,6 +42,7 @@ async def load(session: AsyncSession, *, catalogue: CatalogueFile, checksum: str
         for field in ("name_vi", "name_en", "description_vi", "description_en", "default_priority"):
             setattr(category, field, getattr(entry, field))
         category.sort_order, category.active = order, True
+        category.attributes = [attribute.model_dump(mode="json") for attribute in entry.attributes] or None
         session.add(category)
     listed = {entry.code for entry in catalogue.categories}
     await session.exec(update(ServiceCategory).where(col(ServiceCategory.code).not_in(listed)).values(active=False))

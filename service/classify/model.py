@@ -85,12 +85,18 @@ def _characters(preprocessor) -> TfidfVectorizer:
 
 
 def build_pipeline() -> Pipeline:
-    features = FeatureUnion([
-        ("words_as_written", _words(lower)),
-        ("characters_as_written", _characters(lower)),
-        ("words_folded", _words(canonical)),
-        ("characters_folded", _characters(canonical)),
-    ])
+    # The folded view carries most of the signal (it merges the spellings of
+    # one complaint); the as-written view adds what accents disambiguate, at
+    # half weight, which scored best in cross-validation.
+    features = FeatureUnion(
+        [
+            ("words_as_written", _words(lower)),
+            ("characters_as_written", _characters(lower)),
+            ("words_folded", _words(canonical)),
+            ("characters_folded", _characters(canonical)),
+        ],
+        transformer_weights={"words_as_written": 0.5, "characters_as_written": 0.5},
+    )
     # A linear SVM separates sparse n-grams well; sigmoid calibration on
     # internal folds turns its margins into probabilities we can threshold.
     model = CalibratedClassifierCV(LinearSVC(C=0.5), method="sigmoid", cv=5)

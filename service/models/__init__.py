@@ -9,11 +9,15 @@ from service.models.catalogue import (
     SlaPolicyRow,
 )
 from service.models.identity import ApiClient, RefreshToken, StaffUser
+from service.models.ioc import IocDailyRollup, IocRollupState
 from service.models.report import Photo, Report, ReportEvent
+from service.models.webhook import WebhookDeliveryAttempt, WebhookEvent, WebhookSubscription
 
 __all__ = [
     "ApiClient",
     "CatalogueVersion",
+    "IocDailyRollup",
+    "IocRollupState",
     "Department",
     "Jurisdiction",
     "Photo",
@@ -24,4 +28,7 @@ __all__ = [
     "ServiceCategory",
     "SlaPolicyRow",
     "StaffUser",
+    "WebhookDeliveryAttempt",
+    "WebhookEvent",
+    "WebhookSubscription",
 ]

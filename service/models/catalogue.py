@@ -41,6 +41,9 @@ class ServiceCategory(SQLModel, table=True):
     default_priority: str = Field(default="normal", max_length=16)
     sort_order: int = Field(default=0)
     active: bool = Field(default=True)
+    # Extra questions a citizen answers for this category (the Open311 service definition):
+    # a list of AttributeEntry dicts, see service/catalogue/schemas.py. None or [] means none.
+    attributes: list[dict] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
 
 
 class Jurisdiction(SQLModel, table=True):

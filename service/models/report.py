@@ -89,6 +89,8 @@ class Report(SQLModel, table=True):
     citizen_rating: int | None = None
     citizen_feedback: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     rated_at: datetime | None = Field(default=None, sa_column=utc_column())
+    # Answers to the category's attributes (code -> value, or list of keys for a multivaluelist).
+    attributes: dict | None = Field(default=None, sa_column=Column(JSON, nullable=True))
 
 
 class Photo(SQLModel, table=True):

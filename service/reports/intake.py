@@ -109,6 +109,45 @@ async def read_multipart(
         await form.close()
 
 
+async def read_message_with_photos(
+    request: Request, storage: LocalStorage, settings: Settings, staged: list[StagedPhoto], *, max_length: int = 5000
+) -> str | None:
+    """A `message` plus optional `photos`, as JSON or multipart (citizen answers, after-photos)."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "application/json":
+        try:
+            raw = json.loads(await request.body() or b"{}")
+        except ValueError as exc:
+            raise RequestValidationError([{"type": "json_invalid", "loc": ("body",), "msg": "Invalid JSON.", "input": None}]) from exc
+        fields, uploads = (raw if isinstance(raw, dict) else {}), []
+    elif content_type == "multipart/form-data":
+        try:
+            form = await request.form(max_files=settings.max_photos_per_report + 1, max_fields=10, max_part_size=64 * 1024)
+        except MultiPartException as exc:
+            raise Unprocessable("too_many_photos" if "Too many files" in exc.message else "validation_error", PHOTO_FIELD, exc.message) from exc
+        try:
+            fields = {k: v for k, v in form.multi_items() if not isinstance(v, UploadFile)}
+            uploads = [v for k, v in form.multi_items() if isinstance(v, UploadFile) and k == PHOTO_FIELD]
+            if len(uploads) > settings.max_photos_per_report:
+                raise Unprocessable("too_many_photos", PHOTO_FIELD)
+            for upload in uploads:
+                staged.append(await anyio.to_thread.run_sync(stage_photo, upload, storage, settings))
+        finally:
+            await form.close()
+    else:
+        raise UnsupportedMediaType("unsupported_content_type")
+    unknown = set(fields) - {"message"}
+    if unknown:
+        raise Unprocessable("validation_error", sorted(unknown)[0], "Unknown field.")
+    message = fields.get("message")
+    if message is not None and (not isinstance(message, str) or len(message.strip()) > max_length):
+        raise Unprocessable("validation_error", "message", f"message must be text of at most {max_length} characters.")
+    message = message.strip() if message else None
+    if not message and not staged:
+        raise Unprocessable("validation_error", "message", "Send a message, photos, or both.")
+    return message
+
+
 async def parse_report_request(
     request: Request, storage: LocalStorage, settings: Settings, staged: list[StagedPhoto]
 ) -> ReportCreate:

@@ -3,16 +3,17 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
+from pydantic import BaseModel, ConfigDict, Field
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError
 
 from service.auth.api_keys import SubmitterDep
 from service.db import SessionDep
 from service.errors import problem_responses, wants_vietnamese
-from service.jobs import enqueue_process_report
-from service.reports import service
+from service.jobs import enqueue_process_photos
+from service.reports import citizen, service
 from service.reports.codes import citizen_token
-from service.reports.intake import PHOTO_FIELD, parse_report_request
+from service.reports.intake import PHOTO_FIELD, parse_report_request, read_message_with_photos
+from service.reports.submission import commit_report, discard_staged
 from service.reports.schemas import (
     NamedRef,
     OriginalProgress,
@@ -70,34 +71,13 @@ async def submit_report(
     staged: list[StagedPhoto] = []
     try:
         data = await parse_report_request(request, state.storage, state.settings, staged)
-        try:
-            submission = await service.create(
-                session,
-                client=client,
-                data=data,
-                photos=staged,
-                idempotency_key=idempotency_key,
-                settings=state.settings,
-            )
-            await session.commit()
-        except IntegrityError:
-            await session.rollback()
-            if not idempotency_key:
-                raise
-            replay = await service.replay_after_race(
-                session, client=client, idempotency_key=idempotency_key, data=data, photos=staged
-            )
-            if replay is None:
-                raise
-            submission = service.Submission(report=replay, replayed=True)
     except BaseException:
-        _discard(state.storage, staged)
+        discard_staged(state.storage, staged)
         raise
+    submission = await commit_report(
+        request, session, client=client, data=data, staged=staged, idempotency_key=idempotency_key
+    )
     report = submission.report
-    if submission.replayed:
-        _discard(state.storage, staged)  # the first attempt's copies are the ones kept
-    else:
-        await enqueue_process_report(state.arq, state.settings.queue_name, report.id)
     url = f"{state.settings.public_base_url}/v1/reports/{report.tracking_code}"
     body = ReportCreated(
         id=report.id,
@@ -173,3 +153,92 @@ async def get_report(tracking_code: str, request: Request, session: SessionDep) 
         ],
         timeline=[TimelineEntry(type=event.type, at=event.created_at, message=event.message) for event in view["events"]],
     )
+
+
+# --- the citizen's side: tracking code + the token returned at intake ---------------------------
+
+CitizenToken = Annotated[str | None, Header(alias="X-Citizen-Token", description="The citizen_token returned at intake")]
+
+
+class RatingIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    rating: int = Field(ge=1, le=5)
+    comment: str | None = Field(default=None, max_length=2000)
+
+
+class ReopenIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    reason: str = Field(min_length=5, max_length=2000)
+
+
+class CitizenActionResult(BaseModel):
+    tracking_code: str
+    status: str
+    citizen_rating: int | None = None
+
+
+def _result(report) -> CitizenActionResult:
+    return CitizenActionResult(tracking_code=report.tracking_code, status=report.status, citizen_rating=report.citizen_rating)
+
+
+MESSAGE_WITH_PHOTOS_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"type": "object", "properties": {"message": {"type": "string", "maxLength": 5000}}}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "message": {"type": "string", "maxLength": 5000},
+                        PHOTO_FIELD: {"type": "array", "items": {"type": "string", "format": "binary"}, "maxItems": 5},
+                    },
+                }
+            },
+        },
+    }
+}
+
+
+@router.post(
+    "/{tracking_code}/replies",
+    response_model=CitizenActionResult,
+    summary="Answer the question of an on-hold report (text and photos)",
+    openapi_extra=MESSAGE_WITH_PHOTOS_BODY,
+    responses=problem_responses(401, 404, 409, 413, 415, 422),
+)
+async def citizen_reply(tracking_code: str, request: Request, session: SessionDep, token: CitizenToken = None):
+    state = request.app.state
+    report = await service.get_by_tracking_code(session, tracking_code)
+    citizen.authorise(state.settings, report, token)
+    staged: list[StagedPhoto] = []
+    try:
+        message = await read_message_with_photos(request, state.storage, state.settings, staged)
+        await citizen.answer(session, report, message=message, photos=staged, settings=state.settings)
+        await session.commit()
+    except BaseException:
+        _discard(state.storage, staged)
+        raise
+    if staged:
+        await enqueue_process_photos(state.arq, state.settings.queue_name, report.id)
+    return _result(report)
+
+
+@router.post(
+    "/{tracking_code}/rating", response_model=CitizenActionResult, summary="Rate the resolution 1–5",
+    responses=problem_responses(401, 404, 409, 422),
+)
+async def rate(tracking_code: str, body: RatingIn, request: Request, session: SessionDep, token: CitizenToken = None):
+    report = await service.get_by_tracking_code(session, tracking_code)
+    citizen.authorise(request.app.state.settings, report, token)
+    return _result(await citizen.rate(session, report, rating=body.rating, comment=body.comment))
+
+
+@router.post(
+    "/{tracking_code}/reopen", response_model=CitizenActionResult, summary="Reopen a resolved report (once, within the window)",
+    responses=problem_responses(401, 404, 409, 422),
+)
+async def reopen(tracking_code: str, body: ReopenIn, request: Request, session: SessionDep, token: CitizenToken = None):
+    report = await service.get_by_tracking_code(session, tracking_code)
+    citizen.authorise(request.app.state.settings, report, token)
+    return _result(await citizen.reopen(session, report, reason=body.reason, settings=request.app.state.settings))

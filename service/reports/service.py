@@ -10,11 +10,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from service.catalogue.attributes import Answer, check_answers, definitions_of
 from service.errors import Conflict, NotFound, Unprocessable
 from service.models import ApiClient, Department, Photo, Report, ReportEvent, ServiceCategory
 from service.reports.codes import new_tracking_code, normalise_tracking_code
 from service.reports.schemas import ReportCreate
 from service.settings import Settings
+from service.webhooks import outbox
 
 # ~174 m hexagons: a cell and its ring cover any 50 m neighbourhood, which duplicate search relies on.
 H3_RESOLUTION = 9
@@ -38,13 +40,12 @@ class Submission:
     replayed: bool
 
 
-def fingerprint(data: ReportCreate, photos: list[StagedPhoto]) -> str:
+def fingerprint(data: ReportCreate, photos: list[StagedPhoto], extras: dict | None = None) -> str:
     """Same body and same photos give the same fingerprint: what makes a retry a retry."""
-    canonical = json.dumps(
-        {"fields": data.model_dump(mode="json"), "photos": [photo.sha256 for photo in photos]},
-        sort_keys=True,
-        ensure_ascii=False,
-    )
+    body = {"fields": data.model_dump(mode="json"), "photos": [photo.sha256 for photo in photos]}
+    if extras:  # only when present, so fingerprints of plain reports never change
+        body["extras"] = extras
+    canonical = json.dumps(body, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -88,13 +89,19 @@ async def create(
     photos: list[StagedPhoto],
     idempotency_key: str | None,
     settings: Settings,
+    attributes: dict[str, Answer] | None = None,
+    media_url: str | None = None,
 ) -> Submission:
-    print_ = fingerprint(data, photos)
+    """`attributes` are answers to the category's attributes: None when the client doesn't ask them
+    (required ones are then not enforced), a dict (maybe empty) when it does, as Open311 clients do."""
+    print_ = fingerprint(data, photos, _extras(attributes, media_url))
     if replay := await find_replay(session, client, idempotency_key, print_):
         return Submission(report=replay, replayed=True)
 
-    if data.service_code and not await session.get(ServiceCategory, data.service_code):
+    category = await session.get(ServiceCategory, data.service_code) if data.service_code else None
+    if data.service_code and category is None:
         raise Unprocessable("unknown_service_code", "service_code")
+    answers = check_answers(definitions_of(category), attributes) if attributes is not None else None
     point = check_location(data, photos, settings)
 
     report = Report(
@@ -111,6 +118,7 @@ async def create(
         api_client_id=client.id,
         idempotency_key=idempotency_key,
         request_fingerprint=print_,
+        attributes=answers or None,
     )
     if point:
         report.lat, report.lon, report.location_source = point
@@ -134,17 +142,39 @@ async def create(
         report,
         "received",
         message="Đã tiếp nhận phản ánh / Report received",
-        data={"channel": data.channel, "photos": len(photos), "location_source": report.location_source},
+        data={
+            "channel": data.channel,
+            "photos": len(photos),
+            "location_source": report.location_source,
+            **({"media_url": media_url} if media_url else {}),
+        },
     )
     await session.flush()
     return Submission(report=report, replayed=False)
 
 
+def _extras(attributes: dict | None, media_url: str | None) -> dict:
+    return {
+        key: value
+        for key, value in (("attributes", attributes), ("media_url", media_url))
+        if value is not None
+    }
+
+
 async def replay_after_race(
-    session: AsyncSession, *, client: ApiClient, idempotency_key: str, data: ReportCreate, photos: list[StagedPhoto]
+    session: AsyncSession,
+    *,
+    client: ApiClient,
+    idempotency_key: str,
+    data: ReportCreate,
+    photos: list[StagedPhoto],
+    attributes: dict[str, Answer] | None = None,
+    media_url: str | None = None,
 ) -> Report | None:
     """Two retries raced and the other one won the unique index: answer with its report."""
-    return await find_replay(session, client, idempotency_key, fingerprint(data, photos))
+    return await find_replay(
+        session, client, idempotency_key, fingerprint(data, photos, _extras(attributes, media_url))
+    )
 
 
 def record_event(
@@ -159,6 +189,7 @@ def record_event(
 ) -> ReportEvent:
     event = ReportEvent(report_id=report.id, type=type_, message=message, data=data or {}, public=public, actor=actor)
     session.add(event)
+    outbox.capture(session, report, event)  # webhook events, written in this same transaction
     return event
 
 

@@ -1,0 +1,161 @@
+"""The Intelligent Operations Center: city-wide figures for supervisors and the IOC wall, and its page."""
+
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import Response
+
+from service.auth.subject import AuthSubject, require_roles
+from service.db import SessionDep
+from service.errors import problem_responses
+from service.ioc import cache, service
+from service.ioc.schemas import Bucket, Hotspots, Metric, Summary, TimeSeries
+
+router = APIRouter(prefix="/v1/ioc", tags=["ioc"])
+page_router = APIRouter(tags=["ioc"], include_in_schema=False)
+
+# The figures are aggregates over the whole city, so every role that watches the city may read them.
+IOC_ROLES = ("ioc_viewer", "supervisor", "dispatcher", "admin")
+IocReader = Annotated[AuthSubject, Depends(require_roles(*IOC_ROLES))]
+
+PAGE_DIR = Path(__file__).resolve().parent
+NOT_MODIFIED = {304: {"description": "Not modified: the answer matching `If-None-Match` is still current"}}
+
+
+def ioc_query(
+    request: Request,
+    from_: Annotated[
+        datetime | None, Query(alias="from", description="Start (inclusive) on created_at; default: midnight (city time) 29 days before `to`'s day. No offset = city time.")
+    ] = None,
+    to: Annotated[datetime | None, Query(description="End (exclusive); default now")] = None,
+    department: Annotated[str | None, Query(max_length=64, description="Department code")] = None,
+    jurisdiction: Annotated[str | None, Query(max_length=64, description="Ward code, or a district code (its wards too)")] = None,
+    category: Annotated[str | None, Query(max_length=64, description="Category (service_code)")] = None,
+) -> service.IocQuery:
+    zone = ZoneInfo(request.app.state.settings.sla_timezone)
+    return service.IocQuery(
+        start=service.as_utc(from_, zone),
+        end=service.as_utc(to, zone),
+        department=department or None,
+        jurisdiction=jurisdiction or None,
+        category=category or None,
+    )
+
+
+IocQueryDep = Annotated[service.IocQuery, Depends(ioc_query)]
+
+
+async def _answer(request: Request, kind: str, parts: dict, compute, if_none_match: str | None) -> Response:
+    settings = request.app.state.settings
+    key = cache.cache_key(service.database_namespace(settings.database_url), kind, parts)
+    body, etag, hit = await cache.cached(request.app.state.arq, key, compute)
+    headers = {
+        "ETag": etag,
+        "Cache-Control": cache.CACHE_CONTROL,
+        "Vary": "Authorization, X-API-Key",
+        "X-Cache": "hit" if hit else "miss",
+    }
+    if cache.etag_matches(if_none_match, etag):
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type="application/json", headers=headers)
+
+
+@router.get(
+    "/summary",
+    response_model=Summary,
+    summary="City-wide figures: intake, status, backlog, SLA, response times, department scorecard",
+    responses={**NOT_MODIFIED, **problem_responses(401, 403, 422)},
+)
+async def get_summary(
+    request: Request,
+    session: SessionDep,
+    subject: IocReader,
+    query: IocQueryDep,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    state = request.app.state
+    zone = ZoneInfo(state.settings.sla_timezone)
+    return await _answer(
+        request,
+        "summary",
+        query.cache_parts(),
+        lambda: service.summary_json(session, query, zone=zone, sessions=state.sessions),
+        if_none_match,
+    )
+
+
+@router.get(
+    "/timeseries",
+    response_model=TimeSeries,
+    summary="Reports received, resolved or gone overdue per hour or per (city-time) day",
+    responses={**NOT_MODIFIED, **problem_responses(401, 403, 422)},
+)
+async def get_timeseries(
+    request: Request,
+    session: SessionDep,
+    subject: IocReader,
+    query: IocQueryDep,
+    metric: Annotated[Metric, Query(description="received (created_at), resolved (resolved_at), overdue (due_at passed unmet)")] = "received",
+    bucket: Annotated[Bucket, Query()] = "day",
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    zone = ZoneInfo(request.app.state.settings.sla_timezone)
+    parts = {**query.cache_parts(), "metric": metric, "bucket": bucket}
+    return await _answer(
+        request,
+        "timeseries",
+        parts,
+        lambda: service.timeseries_json(session, query, metric=metric, bucket=bucket, zone=zone),
+        if_none_match,
+    )
+
+
+@router.get(
+    "/hotspots",
+    response_model=Hotspots,
+    summary="Report density per H3 hexagon, with each cell's top categories (GeoJSON)",
+    responses={**NOT_MODIFIED, **problem_responses(401, 403, 422)},
+)
+async def get_hotspots(
+    request: Request,
+    session: SessionDep,
+    subject: IocReader,
+    query: IocQueryDep,
+    resolution: Annotated[int, Query(ge=0, le=9, description="H3 resolution of the cells (reports are placed at 9)")] = 8,
+    limit: Annotated[int, Query(ge=1, le=5000, description="At most this many cells, densest first")] = 500,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    zone = ZoneInfo(request.app.state.settings.sla_timezone)
+    parts = {**query.cache_parts(), "resolution": resolution, "limit": limit}
+    return await _answer(
+        request,
+        "hotspots",
+        parts,
+        lambda: service.hotspots_json(session, query, resolution=resolution, limit=limit, zone=zone),
+        if_none_match,
+    )
+
+
+# The page itself holds no data: its script asks the API above with the key the viewer gives it.
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+
+
+@page_router.get("/ioc")
+async def dashboard_page() -> Response:
+    return Response((PAGE_DIR / "dashboard.html").read_bytes(), media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
+
+
+@page_router.get("/ioc/dashboard.js")
+async def dashboard_script() -> Response:
+    return Response(
+        (PAGE_DIR / "dashboard.js").read_bytes(), media_type="text/javascript; charset=utf-8", headers=PAGE_HEADERS
+    )

@@ -1,0 +1,87 @@
+"""What a citizen can do with the tracking code and the token returned at intake."""
+
+from datetime import timedelta
+
+from service.errors import AppError, Conflict, Unauthenticated
+from service.models import Photo, Report
+from service.models.types import utcnow
+from service.reports.codes import verify_citizen_token
+from service.reports.service import StagedPhoto, record_event
+from service.settings import Settings
+from service.sla import service as sla
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+CITIZEN = "citizen"
+
+
+class NotAllowedNow(AppError):
+    status = 409
+
+
+def authorise(settings: Settings, report: Report, token: str | None) -> None:
+    if not token or not verify_citizen_token(settings.secret_key, report.id, token):
+        raise Unauthenticated("invalid_citizen_token", headers={"WWW-Authenticate": "CitizenToken"})
+
+
+def attach_photos(session: AsyncSession, report: Report, staged: list[StagedPhoto], *, kind: str) -> None:
+    start = 100 if kind != "report" else 0  # keep the original photos first
+    for offset, photo in enumerate(staged):
+        session.add(
+            Photo(
+                id=photo.id, report_id=report.id, position=start + offset, kind=kind, original_key=photo.key,
+                content_type=photo.content_type, size_bytes=photo.size_bytes, sha256=photo.sha256,
+            )
+        )
+
+
+async def answer(
+    session: AsyncSession, report: Report, *, message: str | None, photos: list[StagedPhoto], settings: Settings
+) -> Report:
+    """The citizen answers the question that put the ticket on hold; the clock runs again."""
+    if report.status != "on_hold":
+        raise NotAllowedNow("not_on_hold")
+    now = utcnow()
+    policy, _ = await sla.policy_for(session, report.service_code, report.priority)
+    sla.resume_clock(report, policy, sla.calendar_from(settings), now)
+    attach_photos(session, report, photos, kind="citizen_reply")
+    record_event(session, report, "citizen_reply", actor=CITIZEN, message=message, data={"photos": len(photos)})
+    record_event(session, report, "status_changed", actor=CITIZEN, message="Người dân đã trả lời / The citizen answered",
+                 data={"from": "on_hold", "to": "in_progress"})
+    report.status, report.updated_at = "in_progress", now
+    session.add(report)
+    await session.flush()
+    return report
+
+
+async def rate(session: AsyncSession, report: Report, *, rating: int, comment: str | None) -> Report:
+    """1–5 stars on a resolution. Rating again replaces the earlier one (a retried request is harmless)."""
+    if report.status not in ("resolved", "closed"):
+        raise NotAllowedNow("not_resolved")
+    if report.citizen_rating == rating and report.citizen_feedback == comment:
+        return report
+    report.citizen_rating, report.citizen_feedback, report.rated_at = rating, comment, utcnow()
+    session.add(report)
+    record_event(session, report, "rated", actor=CITIZEN, public=False, data={"rating": rating})
+    await session.flush()
+    return report
+
+
+async def reopen(session: AsyncSession, report: Report, *, reason: str, settings: Settings) -> Report:
+    """Once, within the configured days after resolution."""
+    if report.status != "resolved" or report.resolved_at is None:
+        raise NotAllowedNow("not_resolved")
+    if report.reopened_count >= 1:
+        raise Conflict("already_reopened")
+    now = utcnow()
+    if now - report.resolved_at > timedelta(days=settings.reopen_window_days):
+        raise NotAllowedNow("reopen_window_passed")
+    policy, _ = await sla.policy_for(session, report.service_code, report.priority)
+    sla.start_clock(report, policy, sla.calendar_from(settings), now, settings.sla_at_risk_ratio)
+    report.reopened_count += 1
+    report.resolved_at = None
+    report.status, report.updated_at = "reopened", now
+    session.add(report)
+    record_event(session, report, "status_changed", actor=CITIZEN, message=reason, data={"from": "resolved", "to": "reopened"})
+    record_event(session, report, "reopened", actor=CITIZEN, public=False, data={"reason": reason})
+    await session.flush()
+    return report

@@ -1,0 +1,73 @@
+"""Committing a new report and handing it to the workers: one path for every intake channel.
+
+/v1/reports and Open311 parse their own wire formats, then call `commit_report`, so both get the
+same validation, idempotency, commit-then-enqueue order and clean-up of staged photos.
+"""
+
+from fastapi import Request
+from sqlalchemy.exc import IntegrityError
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from service.catalogue.attributes import Answer
+from service import metrics
+from service.jobs import enqueue_process_report
+from service.models import ApiClient
+from service.reports import service
+from service.reports.schemas import ReportCreate
+from service.reports.service import StagedPhoto, Submission
+
+
+def discard_staged(storage, staged: list[StagedPhoto]) -> None:
+    for photo in staged:
+        storage.delete(photo.key)
+
+
+async def commit_report(
+    request: Request,
+    session: AsyncSession,
+    *,
+    client: ApiClient,
+    data: ReportCreate,
+    staged: list[StagedPhoto],
+    idempotency_key: str | None,
+    attributes: dict[str, Answer] | None = None,
+    media_url: str | None = None,
+) -> Submission:
+    """Create the report and commit it, then enqueue its processing.
+
+    The staged photos are deleted when this fails, and when the request was a retry (the first
+    attempt's copies are the ones kept). A lost race between two retries answers with the winner.
+    """
+    state = request.app.state
+    extras = {"attributes": attributes, "media_url": media_url}
+    try:
+        try:
+            submission = await service.create(
+                session,
+                client=client,
+                data=data,
+                photos=staged,
+                idempotency_key=idempotency_key,
+                settings=state.settings,
+                **extras,
+            )
+            await session.commit()
+        except IntegrityError:
+            await session.rollback()
+            if not idempotency_key:
+                raise
+            replay = await service.replay_after_race(
+                session, client=client, idempotency_key=idempotency_key, data=data, photos=staged, **extras
+            )
+            if replay is None:
+                raise
+            submission = Submission(report=replay, replayed=True)
+    except BaseException:
+        discard_staged(state.storage, staged)
+        raise
+    if submission.replayed:
+        discard_staged(state.storage, staged)
+    else:
+        metrics.report_received(submission.report.channel)
+        await enqueue_process_report(state.arq, state.settings.queue_name, submission.report.id)
+    return submission

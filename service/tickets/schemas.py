@@ -1,0 +1,104 @@
+"""What staff send and receive for tickets."""
+
+from datetime import datetime
+from typing import Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class TransitionIn(_In):
+    to: Literal["assigned", "in_progress", "on_hold", "resolved", "closed", "rejected", "reopened", "duplicate"]
+    reason: str | None = Field(default=None, max_length=2000, description="Required to reject")
+    public_reply: str | None = Field(default=None, max_length=5000, description="Required to resolve; the citizen reads it")
+    question: str | None = Field(default=None, max_length=2000, description="Required for on_hold; asked of the citizen")
+    duplicate_of: str | None = Field(default=None, description="Tracking code of the original, to mark a duplicate")
+
+
+class TriageIn(_In):
+    service_code: str = Field(max_length=64)
+    department_code: str | None = Field(default=None, max_length=64, description="Default: the routing rules decide")
+    priority: Literal["urgent", "normal", "low"] | None = None
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class TransferIn(_In):
+    department_code: str = Field(max_length=64)
+    reason: str = Field(min_length=3, max_length=2000)
+
+
+class CommentIn(_In):
+    body: str = Field(min_length=1, max_length=5000)
+    visibility: Literal["public", "internal"]
+
+
+class AssignIn(_In):
+    assignee_username: str | None = Field(default=None, max_length=100, description="None to unassign")
+
+
+class TimelineEvent(BaseModel):
+    id: int
+    type: str
+    at: datetime
+    actor: str
+    public: bool
+    message: str | None
+    data: dict
+
+
+class Contact(BaseModel):
+    name: str | None
+    phone: str | None
+    email: str | None
+
+
+class TicketSummary(BaseModel):
+    id: UUID
+    tracking_code: str
+    status: str
+    service_code: str | None
+    department_code: str | None
+    jurisdiction_code: str | None
+    priority: str
+    sla_state: str | None
+    title: str | None
+    description: str
+    created_at: datetime
+    updated_at: datetime
+    due_at: datetime | None
+    transfer_count: int
+    supporter_count: int
+
+
+class TicketDetail(TicketSummary):
+    lat: float | None
+    lon: float | None
+    address: str | None
+    channel: str
+    is_public: bool
+    classification_confidence: float | None
+    category_source: str | None
+    acknowledge_due_at: datetime | None
+    acknowledged_at: datetime | None
+    resolved_at: datetime | None
+    closed_at: datetime | None
+    on_hold_since: datetime | None
+    escalated_to_department_code: str | None
+    assignee_id: UUID | None
+    duplicate_of_id: UUID | None
+    rejection_reason: str | None
+    citizen_rating: int | None
+    citizen_feedback: str | None
+    reporter: Contact | None = Field(description="Only for roles that need to call back")
+    allowed_transitions: list[str]
+    photos: list[dict]
+    timeline: list[TimelineEvent]
+
+
+class TicketPage(BaseModel):
+    items: list[TicketSummary]
+    next_cursor: str | None

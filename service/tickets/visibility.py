@@ -1,0 +1,49 @@
+"""Every row-visibility rule for tickets, in one place."""
+
+from sqlalchemy import false, or_, true
+from sqlalchemy.sql.elements import ColumnElement
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from service.auth.subject import AuthSubject
+from service.models import Department, Report
+
+# Roles that may read tickets at all; ioc_viewer sees only summaries.
+TICKET_ROLES = ("officer", "dispatcher", "supervisor", "admin", "department_system", "citizen_app")
+CITY_WIDE_ROLES = ("dispatcher", "admin")
+# Roles that see the reporter's contact details (they may need to call back).
+CONTACT_ROLES = ("officer", "dispatcher", "supervisor", "admin")
+
+
+async def department_and_units_below(session: AsyncSession, code: str) -> set[str]:
+    rows = (await session.exec(select(Department.code, Department.parent_code))).all()
+    children: dict[str | None, list[str]] = {}
+    for child, parent in rows:
+        children.setdefault(parent, []).append(child)
+    found, stack = set(), [code]
+    while stack:
+        current = stack.pop()
+        if current not in found:
+            found.add(current)
+            stack.extend(children.get(current, []))
+    return found
+
+
+async def readable_condition(session: AsyncSession, subject: AuthSubject) -> ColumnElement[bool]:
+    """The WHERE clause that limits reports to what this subject may see."""
+    if subject.role in CITY_WIDE_ROLES:
+        return true()
+    if subject.role == "citizen_app":
+        return Report.api_client_id == subject.id
+    if subject.role in ("officer", "department_system") and subject.department_code:
+        return Report.department_code == subject.department_code
+    if subject.role == "supervisor" and subject.department_code:
+        units = await department_and_units_below(session, subject.department_code)
+        return or_(col(Report.department_code).in_(units), col(Report.escalated_to_department_code).in_(units))
+    return false()
+
+
+async def can_act_on(session: AsyncSession, subject: AuthSubject, report: Report) -> bool:
+    condition = await readable_condition(session, subject)
+    found = await session.exec(select(Report.id).where(Report.id == report.id, condition))
+    return found.first() is not None

@@ -1,0 +1,1 @@
+"""Status webhooks: subscriptions, the outbox of report events, signed delivery with retries."""

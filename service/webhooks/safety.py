@@ -1,0 +1,102 @@
+"""Where webhooks may go: no private, loopback or link-local targets (SSRF), https in production.
+
+Checked when a subscription is registered and again before every attempt, because DNS can change.
+Plain-http deliveries connect to the address that was checked (the name is only the Host header);
+https ones connect by name, and a rebinding to an internal address then fails the certificate check
+before a byte of the payload is sent.
+"""
+
+import asyncio
+import ipaddress
+import socket
+from dataclasses import dataclass
+
+import httpx
+
+from service.settings import Settings
+
+MAX_URL_LENGTH = 2000
+
+
+class UnsafeUrl(Exception):
+    """The URL may not be used; `code` is an error code from service.errors.MESSAGES."""
+
+    def __init__(self, code: str, detail: str):
+        super().__init__(detail)
+        self.code, self.detail = code, detail
+
+
+class Unresolvable(Exception):
+    """The name does not resolve (now): refused at registration, retried at delivery."""
+
+
+@dataclass(frozen=True)
+class Target:
+    url: str  # what to connect to (the checked address for plain http)
+    host_header: str | None  # the original Host, when the URL was rewritten to an address
+
+
+def parse(url: str, settings: Settings) -> httpx.URL:
+    """Shape checks that need no network: absolute http(s), no credentials, https in production."""
+    if len(url) > MAX_URL_LENGTH:
+        raise UnsafeUrl("webhook_url_invalid", f"The URL is longer than {MAX_URL_LENGTH} characters.")
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError, ValueError) as exc:
+        raise UnsafeUrl("webhook_url_invalid", str(exc)) from exc
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise UnsafeUrl("webhook_url_invalid", "Give an absolute http:// or https:// URL.")
+    if parsed.userinfo:
+        raise UnsafeUrl("webhook_url_invalid", "Credentials in the URL are not accepted.")
+    if settings.environment == "production" and parsed.scheme != "https":
+        raise UnsafeUrl("webhook_url_https_required", "Only https URLs are accepted in production.")
+    return parsed
+
+
+def is_public_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    # is_global excludes private, loopback, link-local (cloud metadata), shared (CGNAT) and reserved ranges.
+    return address.is_global and not address.is_multicast
+
+
+def _exempt(host: str, settings: Settings) -> bool:
+    return settings.webhook_allow_private_networks or host.lower() in {h.lower() for h in settings.webhook_allowed_hosts}
+
+
+async def resolve(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    try:
+        return [ipaddress.ip_address(host)]
+    except ValueError:
+        pass
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise Unresolvable(f"{host} does not resolve: {exc}") from exc
+    addresses = []
+    for *_, sockaddr in infos:
+        address = ipaddress.ip_address(sockaddr[0].split("%", 1)[0])
+        if address not in addresses:
+            addresses.append(address)
+    if not addresses:
+        raise Unresolvable(f"{host} has no address")
+    return addresses
+
+
+async def check(url: str, settings: Settings) -> Target:
+    """The target to connect to, or UnsafeUrl / Unresolvable."""
+    parsed = parse(url, settings)
+    host = parsed.host
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    addresses = await resolve(host, port)
+    if not _exempt(host, settings):
+        refused = [str(address) for address in addresses if not is_public_address(address)]
+        if refused:
+            raise UnsafeUrl(
+                "webhook_url_not_allowed",
+                f"{host} resolves to a private, loopback or link-local address ({', '.join(refused)}).",
+            )
+    if parsed.scheme == "http" and str(addresses[0]) != host:
+        netloc = parsed.netloc.decode("ascii")
+        return Target(url=str(parsed.copy_with(host=str(addresses[0]))), host_header=netloc)
+    return Target(url=str(parsed), host_header=None)

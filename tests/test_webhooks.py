@@ -1,0 +1,581 @@
+"""Status webhooks: signed, ordered, retried, safe, and only about what the subscriber may see.
+
+A real HTTP receiver runs in a thread on 127.0.0.1; it records what it gets and answers as told.
+"""
+
+import json
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from uuid import UUID
+
+import pytest
+from sqlmodel import select
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
+
+from service.auth import api_keys
+from service.models import Report, WebhookEvent, WebhookSubscription
+from service.models.types import utcnow
+from service.reports.service import record_event
+from service.webhooks import delivery, outbox
+from service.webhooks import service as webhook_service
+from service.webhooks.outbox import Captured, SubscriptionView, matches, webhook_type_for
+from service.models import ReportEvent
+from tests.conftest import in_app, run_worker, worker_context
+from tests.factories import report_body
+
+STREET_LIGHT = "Đèn đường trước chợ Bến Thành bị tắt ba đêm nay, tối om nguy hiểm"
+SIDEWALK = "Hàng rong lấn chiếm hết vỉa hè trước chợ, người đi bộ phải xuống lòng đường"
+REPORTER = {"reporter_name": "Nguyễn Thị Mai", "reporter_phone": "0903123456", "reporter_email": "mai@example.vn"}
+
+
+# --- a real receiver --------------------------------------------------------------------------------
+
+
+@dataclass
+class Received:
+    at: float
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def payload(self) -> dict:
+        return json.loads(self.body)
+
+
+class Receiver:
+    """A tiny HTTP server that records every request and answers from a script (200 when it runs out)."""
+
+    def __init__(self):
+        self.requests: list[Received] = []
+        self.script: deque[tuple[int, dict, float, bytes]] = deque()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                receiver.requests.append(Received(time.monotonic(), {k.lower(): v for k, v in self.headers.items()}, body))
+                status, headers, delay, answer = receiver.script.popleft() if receiver.script else (200, {}, 0, b"ok")
+                if delay:
+                    time.sleep(delay)
+                try:
+                    self.send_response(status)
+                    for name, value in headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(answer)))
+                    self.end_headers()
+                    self.wfile.write(answer)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/intake"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def answer(self, status: int, *, headers: dict | None = None, delay: float = 0, body: bytes = b"") -> None:
+        self.script.append((status, headers or {}, delay, body))
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def types(self) -> list[str]:
+        return [request.payload["type"] for request in self.requests]
+
+
+@pytest.fixture
+def receiver():
+    server = Receiver()
+    yield server
+    server.close()
+
+
+@pytest.fixture(autouse=True)
+def fast_webhooks(settings, monkeypatch):
+    """Tiny retry delays and 127.0.0.1 allowed, so tests drive retries without sleeping for real backoff."""
+    monkeypatch.setattr(settings, "webhook_allowed_hosts", ["127.0.0.1"])
+    monkeypatch.setattr(settings, "webhook_retry_schedule_seconds", [0.05, 0.05, 0.05])
+    monkeypatch.setattr(settings, "webhook_retry_jitter", 0.0)
+    monkeypatch.setattr(settings, "webhook_total_timeout_seconds", 3.0)
+    monkeypatch.setattr(settings, "webhook_stale_seconds", 0.0)
+
+
+# --- helpers ----------------------------------------------------------------------------------------
+
+
+def new_key(client, role: str = "citizen_app", department: str | None = None, name: str = "caller") -> str:
+    return in_app(client, lambda s: api_keys.create(s, name=name, role=role, department_code=department)).key
+
+
+def subscribe(client, key: str, url: str, **fields) -> dict:
+    response = client.post("/v1/webhooks/subscriptions", json={"url": url, **fields}, headers={"X-API-Key": key})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def submit(client, key: str, **fields) -> dict:
+    response = client.post("/v1/reports", json=report_body(**fields), headers={"X-API-Key": key})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def deliver(client) -> None:
+    """Let commits finish handing off to Redis, then run a real worker until the queue is empty."""
+    client.portal.call(outbox.wait_for_handoffs)
+    run_worker(client)
+
+
+def staff_does(client, tracking_code: str, *events: tuple) -> None:
+    """Record timeline events as the staff API does (through record_event), with the status change."""
+
+    async def work(session):
+        report = (await session.exec(select(Report).where(Report.tracking_code == tracking_code))).one()
+        for type_, kwargs in events:
+            if "status" in kwargs:
+                report.status = kwargs.pop("status")
+                session.add(report)
+            record_event(session, report, type_, **kwargs)
+
+    in_app(client, work)
+
+
+def webhook_events(client, subscription_id: str) -> list[WebhookEvent]:
+    async def load(session):
+        rows = await session.exec(
+            select(WebhookEvent).where(WebhookEvent.subscription_id == UUID(subscription_id)).order_by(WebhookEvent.id)
+        )
+        return list(rows.all())
+
+    return in_app(client, load)
+
+
+def verified(request: Received, secret: str) -> dict:
+    return Webhook(secret).verify(request.body, request.headers)
+
+
+# --- the promises -----------------------------------------------------------------------------------
+
+
+def test_report_lifecycle_arrives_signed_and_in_order(client, api_key, receiver):
+    admin = new_key(client, "admin")
+    subscription = subscribe(client, admin, receiver.url)
+    created = submit(client, api_key, description=STREET_LIGHT, **REPORTER)
+    deliver(client)
+    staff_does(
+        client, created["tracking_code"],
+        ("status_changed", {"status": "in_progress", "data": {"from": "assigned", "to": "in_progress"}, "actor": "staff:an"}),
+        ("internal_note", {"message": "Gọi chị Mai 0903123456 để hỏi thêm", "public": False}),
+        ("public_reply", {"message": "Đội chiếu sáng sẽ thay bóng đèn trong hôm nay."}),
+        ("resolved", {"status": "resolved", "message": "Đã thay bóng đèn."}),
+    )
+    deliver(client)
+
+    assert receiver.types() == [
+        "report.created", "report.classified", "report.assigned", "report.status_changed", "report.commented",
+        "report.resolved",
+    ]
+    for request in receiver.requests:
+        payload = verified(request, subscription["secret"])
+        assert request.headers["webhook-id"] == payload["id"]
+        assert payload["id"].startswith("evt_")
+        assert payload["data"]["tracking_code"] == created["tracking_code"]
+        assert payload["data"]["url"] == f"http://testserver/v1/reports/{created['tracking_code']}"
+    assigned = receiver.requests[2].payload["data"]
+    assert assigned["status"] == "assigned"
+    assert assigned["category"] == {"code": "street_lighting", "name_vi": assigned["category"]["name_vi"], "name_en": assigned["category"]["name_en"]}
+    assert assigned["department"]["code"] == "chieu-sang" and assigned["department"]["name_vi"]
+    assert assigned["due_at"] and assigned["priority"] == "normal"
+    changed = receiver.requests[3].payload["data"]
+    assert (changed["previous_status"], changed["status"]) == ("assigned", "in_progress")
+    assert receiver.requests[4].payload["data"]["comment"] == "Đội chiếu sáng sẽ thay bóng đèn trong hôm nay."
+    # Nothing personal, nothing internal, in any body.
+    everything = b"".join(request.body for request in receiver.requests).decode()
+    for secret_text in (*REPORTER.values(), "Gọi chị Mai", "reporter"):
+        assert secret_text not in everything
+
+
+def test_failed_delivery_is_retried_and_later_events_wait_for_it(client, api_key, receiver):
+    admin = new_key(client, "admin")
+    subscription = subscribe(client, admin, receiver.url)
+    receiver.answer(500, body=b"database is down")
+    submit(client, api_key, description=STREET_LIGHT)
+    deliver(client)
+
+    assert receiver.types() == ["report.created", "report.created", "report.classified", "report.assigned"]
+    assert len({request.headers["webhook-id"] for request in receiver.requests[:2]}) == 1
+    events = webhook_events(client, subscription["id"])
+    assert [(event.type, event.status, event.attempts) for event in events] == [
+        ("report.created", "delivered", 2), ("report.classified", "delivered", 1), ("report.assigned", "delivered", 1),
+    ]
+
+
+def test_client_error_gives_the_event_up_and_the_next_one_goes(client, api_key, receiver):
+    admin = new_key(client, "admin")
+    subscription = subscribe(client, admin, receiver.url)
+    receiver.answer(400, body=b"unknown field")
+    submit(client, api_key, description=STREET_LIGHT)
+    deliver(client)
+
+    assert receiver.types() == ["report.created", "report.classified", "report.assigned"]
+    statuses = [(event.type, event.status) for event in webhook_events(client, subscription["id"])]
+    assert statuses == [("report.created", "failed"), ("report.classified", "delivered"), ("report.assigned", "delivered")]
+
+
+def test_gone_endpoint_is_not_retried_and_the_subscription_is_disabled(client, api_key, receiver):
+    admin = new_key(client, "admin")
+    subscription = subscribe(client, admin, receiver.url)
+    receiver.answer(410)
+    submit(client, api_key, description=STREET_LIGHT)
+    deliver(client)
+
+    assert receiver.types() == ["report.created"]
+    shown = client.get(f"/v1/webhooks/subscriptions/{subscription['id']}", headers={"X-API-Key": admin}).json()
+    assert shown["active"] is False
+    assert "410" in shown["disabled_reason"]
+    assert shown["disabled_at"] is not None
+
+
+def test_retry_after_is_honoured(client, api_key, receiver):
+    admin = new_key(client, "admin")
+    subscribe(client, admin, receiver.url, event_types=["report.created"])
+    receiver.answer(429, headers={"Retry-After": "1"})
+    submit(client, api_key, description=STREET_LIGHT)
+    deliver(client)
+
+    assert receiver.types() == ["report.created", "report.created"]
+    assert receiver.requests[1].at - receiver.requests[0].at >= 0.95
+
+
+def test_slow_receiver_times_out_and_is_retried(client, api_key, receiver, settings, monkeypatch):
+    monkeypatch.setattr(settings, "webhook_read_timeout_seconds", 0.3)
+    admin = new_key(client, "admin")
+    subscription = subscribe(client, admin, receiver.url, event_types=["report.created"])
+    receiver.answer(200, delay=1.0)
+    submit(client, api_key, description=STREET_LIGHT)
+    deliver(client)
+
+    log = client.get(f"/v1/webhooks/subscriptions/{subscription['id']}/deliveries", headers={"X-API-Key": admin}).json()
+    assert [(item["succeeded"], item["error"]) for item in reversed(log["items"])] == [(False, "timeout"), (True, None)]
+
+
+def test_secret_rotation_signs_with_both_secrets_during_the_overlap(client, api_key, receiver):
+    admin = new_key(client, "admin")
+    subscription = subscribe(client, admin, receiver.url, event_types=["report.created"])
+    headers = {"X-API-Key": admin}
+    rotated = client.post(f"/v1/webhooks/subscriptions/{subscription['id']}/rotate-secret", headers=headers).json()
+    assert rotated["secret"].startswith("whsec_") and rotated["secret"] != subscription["secret"]
+    submit(client, api_key, description=STREET_LIGHT)
+    deliver(client)
+
+    during = receiver.requests[-1]
+    assert len(during.headers["webhook-signature"].split(" ")) == 2
+    assert verified(during, subscription["secret"]) == verified(during, rotated["secret"])
+
+    # Without overlap the old secret stops signing at once.
+    again = client.post(
+        f"/v1/webhooks/subscriptions/{subscription['id']}/rotate-secret", json={"overlap_seconds": 0}, headers=headers
+    ).json()
+    submit(client, api_key, description=SIDEWALK)
+    deliver(client)
+    after = receiver.requests[-1]
+    verified(after, again["secret"])
+    for old in (subscription["secret"], rotated["secret"]):
+        with pytest.raises(WebhookVerificationError):
+            verified(after, old)
+
+
+def test_app_hears_only_about_reports_it_submitted(client, receiver):
+    other_receiver = Receiver()
+    try:
+        app_a, app_b = new_key(client, name="app a"), new_key(client, name="app b")
+        subscribe(client, app_a, receiver.url, event_types=["report.created"])
+        subscribe(client, app_b, other_receiver.url, event_types=["report.created"])
+        mine = submit(client, app_a, description=STREET_LIGHT)
+        theirs = submit(client, app_b, description=SIDEWALK)
+        deliver(client)
+        assert [r.payload["data"]["tracking_code"] for r in receiver.requests] == [mine["tracking_code"]]
+        assert [r.payload["data"]["tracking_code"] for r in other_receiver.requests] == [theirs["tracking_code"]]
+        # Nor may one app read the other's subscriptions.
+        assert client.get("/v1/webhooks/subscriptions", headers={"X-API-Key": app_a}).json()["items"][0]["scope"] == "submitter"
+        assert len(client.get("/v1/webhooks/subscriptions", headers={"X-API-Key": app_b}).json()["items"]) == 1
+    finally:
+        other_receiver.close()
+
+
+def test_department_system_hears_only_about_its_department(client, api_key, receiver):
+    lighting = new_key(client, "department_system", "chieu-sang")
+    subscription = subscribe(client, lighting, receiver.url)
+    assert subscription["scope"] == "department"
+    lamp = submit(client, api_key, description=STREET_LIGHT)
+    submit(client, api_key, description=SIDEWALK, service_code="urban_order")  # goes to ubnd-quan-1
+    deliver(client)
+
+    # Not report.created nor .classified: the report belonged to no department yet.
+    assert receiver.types() == ["report.assigned"]
+    assert {r.payload["data"]["tracking_code"] for r in receiver.requests} == {lamp["tracking_code"]}
+    assert {r.payload["data"]["department"]["code"] for r in receiver.requests if r.payload["data"]["department"]} == {"chieu-sang"}
+
+    other = client.post(
+        "/v1/webhooks/subscriptions",
+        json={"url": receiver.url, "filters": {"department_code": "ubnd-quan-1"}},
+        headers={"X-API-Key": lighting},
+    )
+    assert other.status_code == 403
+    assert other.json()["code"] == "webhook_scope_forbidden"
+
+
+def test_filters_narrow_what_an_admin_hears(client, api_key, receiver):
+    admin = new_key(client, "admin")
+    subscribe(client, admin, receiver.url, event_types=["report.assigned"], filters={"service_code": "urban_order"})
+    submit(client, api_key, description=STREET_LIGHT)
+    sidewalk = submit(client, api_key, description=SIDEWALK, service_code="urban_order")
+    deliver(client)
+    assert [(r.payload["type"], r.payload["data"]["tracking_code"]) for r in receiver.requests] == [
+        ("report.assigned", sidewalk["tracking_code"])
+    ]
+
+
+def test_private_and_loopback_targets_are_refused_unless_allowed(client, receiver, settings, monkeypatch):
+    admin = new_key(client, "admin")
+    monkeypatch.setattr(settings, "webhook_allowed_hosts", [])
+    for url in (receiver.url, "http://localhost:9/x", "http://169.254.169.254/latest/meta-data", "http://10.1.2.3/x", "http://[::1]/x"):
+        response = client.post("/v1/webhooks/subscriptions", json={"url": url}, headers={"X-API-Key": admin})
+        assert response.status_code == 422, url
+        assert response.json()["code"] == "webhook_url_not_allowed"
+    for url in ("ftp://example.com/x", "/relative", "http://user:pw@example.com/x"):
+        response = client.post("/v1/webhooks/subscriptions", json={"url": url}, headers={"X-API-Key": admin})
+        assert response.json()["code"] == "webhook_url_invalid", url
+
+    monkeypatch.setattr(settings, "environment", "production")
+    response = client.post("/v1/webhooks/subscriptions", json={"url": "http://example.com/x"}, headers={"X-API-Key": admin})
+    assert response.json()["code"] == "webhook_url_https_required"
+
+
+def test_target_that_became_private_is_refused_at_delivery(client, api_key, receiver, settings, monkeypatch):
+    admin = new_key(client, "admin")
+    subscription = subscribe(client, admin, receiver.url, event_types=["report.created"])
+    monkeypatch.setattr(settings, "webhook_allowed_hosts", [])  # as if DNS now pointed inside
+    submit(client, api_key, description=STREET_LIGHT)
+    deliver(client)
+
+    assert receiver.requests == []
+    log = client.get(f"/v1/webhooks/subscriptions/{subscription['id']}/deliveries", headers={"X-API-Key": admin}).json()
+    assert len(log["items"]) == 1 and log["items"][0]["error"].startswith("refused")
+    assert [event.status for event in webhook_events(client, subscription["id"])] == ["failed"]
+
+
+def test_sustained_failure_disables_the_subscription_and_the_owner_can_re_enable_it(
+    client, api_key, receiver, settings, monkeypatch
+):
+    monkeypatch.setattr(settings, "webhook_disable_after_seconds", 0.1)
+    monkeypatch.setattr(settings, "webhook_retry_schedule_seconds", [0.06] * 10)
+    app = new_key(client)
+    subscription = subscribe(client, app, receiver.url, event_types=["report.created"])
+    for _ in range(10):
+        receiver.answer(503)
+    submit(client, app, description=STREET_LIGHT)
+    deliver(client)
+
+    headers = {"X-API-Key": app}
+    shown = client.get(f"/v1/webhooks/subscriptions/{subscription['id']}", headers=headers).json()
+    assert shown["active"] is False
+    assert "failed since" in shown["disabled_reason"] and "HTTP 503" in shown["disabled_reason"]
+    attempts_before = len(receiver.requests)
+    assert 2 <= attempts_before < 10
+    # Nothing more goes out while disabled...
+    submit(client, app, description=SIDEWALK)
+    deliver(client)
+    assert len(receiver.requests) == attempts_before
+
+    # ...and re-enabling resumes with the event that was waiting.
+    receiver.script.clear()
+    enabled = client.patch(f"/v1/webhooks/subscriptions/{subscription['id']}", json={"active": True}, headers=headers).json()
+    assert (enabled["active"], enabled["disabled_reason"], enabled["consecutive_failures"]) == (True, None, 0)
+    deliver(client)
+    assert receiver.requests[-1].headers["webhook-id"] == receiver.requests[0].headers["webhook-id"]
+    assert webhook_events(client, subscription["id"])[0].status == "delivered"
+
+
+def test_delivery_log_lists_every_attempt_page_by_page(client, api_key, receiver):
+    admin = new_key(client, "admin")
+    subscription = subscribe(client, admin, receiver.url, event_types=["report.created"])
+    receiver.answer(500, body=b"x" * 5000)
+    submit(client, api_key, description=STREET_LIGHT)
+    deliver(client)
+
+    url = f"/v1/webhooks/subscriptions/{subscription['id']}/deliveries"
+    first = client.get(url, params={"limit": 1}, headers={"X-API-Key": admin}).json()
+    second = client.get(url, params={"limit": 1, "cursor": first["next_cursor"]}, headers={"X-API-Key": admin}).json()
+    assert second["next_cursor"] is None
+    newest, oldest = first["items"][0], second["items"][0]
+    assert (oldest["attempt"], oldest["status_code"], oldest["succeeded"]) == (1, 500, False)
+    assert len(oldest["response_excerpt"]) == 1024  # the first 1 KB, not the 5 KB sent
+    assert (newest["attempt"], newest["status_code"], newest["succeeded"]) == (2, 200, True)
+    assert newest["event_id"] == oldest["event_id"] and newest["event_type"] == "report.created"
+    assert newest["latency_ms"] >= 0 and newest["attempted_at"]
+    # Another caller cannot read it.
+    stranger = new_key(client, name="stranger")
+    assert client.get(url, headers={"X-API-Key": stranger}).status_code == 404
+
+
+def test_redeliver_one_event_or_every_failed_one_since_a_time(client, api_key, receiver):
+    admin = new_key(client, "admin")
+    subscription = subscribe(client, admin, receiver.url, event_types=["report.created"])
+    headers, base = {"X-API-Key": admin}, f"/v1/webhooks/subscriptions/{subscription['id']}"
+    before = utcnow() - timedelta(seconds=1)
+    receiver.answer(404)
+    submit(client, api_key, description=STREET_LIGHT)
+    submit(client, api_key, description=SIDEWALK)
+    deliver(client)
+    failed = client.get(f"{base}/events", params={"status": "failed"}, headers=headers).json()["items"]
+    assert len(failed) == 1
+
+    response = client.post(f"{base}/redeliver", params={"since": before.isoformat()}, headers=headers)
+    assert (response.status_code, response.json()) == (202, {"scheduled": 1})
+    deliver(client)
+    assert receiver.requests[-1].headers["webhook-id"] == failed[0]["event_id"]
+
+    delivered = client.get(f"{base}/events", params={"status": "delivered"}, headers=headers).json()["items"]
+    assert len(delivered) == 2
+    response = client.post(f"{base}/events/{delivered[0]['event_id']}/redeliver", headers=headers)
+    assert response.status_code == 202
+    deliver(client)
+    assert receiver.requests[-1].headers["webhook-id"] == delivered[0]["event_id"]
+    assert client.post(f"{base}/events/evt_nope/redeliver", headers=headers).status_code == 404
+
+
+def test_lost_hand_off_is_recovered_by_the_sweep(client, api_key, receiver, settings):
+    from workers.webhooks import sweep_webhooks
+
+    admin = new_key(client, "admin")
+    subscription = subscribe(client, admin, receiver.url, event_types=["report.created"])
+    created = submit(client, api_key, description=STREET_LIGHT)
+    client.portal.call(outbox.wait_for_handoffs)
+    # Redis loses what was queued (this test's queue and the stream's job).
+    arq = client.app.state.arq
+    job_key = "arq:job:" + outbox.deliver_job_id(subscription["id"], created["id"])
+    assert client.portal.call(arq.exists, job_key) == 1
+    client.portal.call(arq.delete, settings.queue_name, job_key)
+    run_worker(client)
+    assert receiver.requests == []
+
+    assert client.portal.call(sweep_webhooks, worker_context(client)) == 1
+    run_worker(client)
+    assert receiver.types() == ["report.created"]
+
+
+def test_event_is_written_with_its_change_and_rolled_back_with_it(client, api_key, receiver):
+    admin = new_key(client, "admin")
+    subscription = subscribe(client, admin, receiver.url)
+    created = submit(client, api_key, description=STREET_LIGHT)
+    # In the outbox as soon as the report is committed, before any worker ran.
+    assert [event.type for event in webhook_events(client, subscription["id"])] == ["report.created"]
+
+    async def change_that_fails(session):
+        report = (await session.exec(select(Report).where(Report.tracking_code == created["tracking_code"]))).one()
+        report.status = "in_progress"
+        record_event(session, report, "status_changed", data={"from": "received", "to": "in_progress"})
+        await session.flush()
+        raise RuntimeError("the change failed")
+
+    with pytest.raises(RuntimeError):
+        in_app(client, change_that_fails)
+    assert [event.type for event in webhook_events(client, subscription["id"])] == ["report.created"]
+
+
+def test_no_subscription_no_outbox_rows(client, api_key):
+    submit(client, api_key, description=STREET_LIGHT)
+    run_worker(client)
+    assert in_app(client, lambda s: s.exec(select(WebhookEvent))).all() == []
+
+
+def test_subscription_crud_and_who_may_subscribe(client, receiver):
+    admin = new_key(client, "admin")
+    headers = {"X-API-Key": admin}
+    created = subscribe(client, admin, receiver.url, description="city dashboard")
+    assert created["secret"].startswith("whsec_") and created["scope"] == "all"
+    assert len(created["event_types"]) == 11
+    shown = client.get(f"/v1/webhooks/subscriptions/{created['id']}", headers=headers).json()
+    assert "secret" not in shown
+    changed = client.patch(
+        f"/v1/webhooks/subscriptions/{created['id']}",
+        json={"event_types": ["report.resolved"], "filters": {"jurisdiction_code": "Q1-BEN-THANH"}},
+        headers=headers,
+    ).json()
+    assert changed["event_types"] == ["report.resolved"]
+    assert changed["filters"]["jurisdiction_code"] == "Q1-BEN-THANH"
+    bad = client.post("/v1/webhooks/subscriptions", json={"url": receiver.url, "event_types": ["report.deleted"]}, headers=headers)
+    assert bad.status_code == 422
+    unknown = client.post(
+        "/v1/webhooks/subscriptions", json={"url": receiver.url, "filters": {"service_code": "nope"}}, headers=headers
+    )
+    assert unknown.json()["code"] == "unknown_service_code"
+    assert client.delete(f"/v1/webhooks/subscriptions/{created['id']}", headers=headers).status_code == 204
+    assert client.get(f"/v1/webhooks/subscriptions/{created['id']}", headers=headers).status_code == 404
+
+    officer_key = new_key(client, "officer", "chieu-sang")
+    assert client.post("/v1/webhooks/subscriptions", json={"url": receiver.url}, headers={"X-API-Key": officer_key}).status_code == 403
+    assert client.get("/v1/webhooks/subscriptions").status_code == 401
+
+
+def test_jurisdiction_filter_matches_a_ward_inside_it(client, api_key, receiver):
+    admin = new_key(client, "admin")
+    subscribe(client, admin, receiver.url, event_types=["report.assigned"], filters={"jurisdiction_code": "Q1-BEN-THANH"})
+    submit(client, api_key, description=STREET_LIGHT)
+    deliver(client)
+    assert receiver.types() == ["report.assigned"]
+    assert receiver.requests[0].payload["data"]["jurisdiction_code"] == "Q1-BEN-THANH"
+
+
+# --- pure rules -------------------------------------------------------------------------------------
+
+
+def _event(type_: str, **fields) -> ReportEvent:
+    return ReportEvent(report_id=UUID(int=1), type=type_, **fields)
+
+
+def test_report_events_map_to_webhook_types():
+    assert webhook_type_for(_event("received")) == "report.created"
+    assert webhook_type_for(_event("classified", data={"service_code": "road_traffic"})) == "report.classified"
+    assert webhook_type_for(_event("classified", data={"triage": True})) is None
+    for type_ in ("needs_triage", "duplicate", "status_changed"):
+        assert webhook_type_for(_event(type_)) == "report.status_changed"
+    assert webhook_type_for(_event("public_reply")) == "report.commented"
+    assert webhook_type_for(_event("public_reply", public=False)) is None
+    for internal in ("internal_note", "routed", "sla_set", "located", "prioritised", "rated", "citizen_reply"):
+        assert webhook_type_for(_event(internal)) is None
+    from service.webhooks.schemas import EventType
+
+    assert set(EventType.__args__) == set(outbox.EVENT_TYPES) == set(outbox.REPORT_EVENT_TYPES.values())
+
+
+def test_transfer_reaches_both_departments():
+    item = Captured(_event("transferred", data={"from": "chieu-sang", "to": "ubnd-quan-1"}), "report.transferred", "evt_x",
+                    {"department_code": "ubnd-quan-1", "api_client_id": None})
+
+    def dept(code):
+        return SubscriptionView(UUID(int=2), frozenset({"report.transferred"}), "department", code, None, None, None, None)
+
+    assert matches(dept("chieu-sang"), item, set()) and matches(dept("ubnd-quan-1"), item, set())
+    assert not matches(dept("cap-nuoc"), item, set())
+
+
+def test_retry_schedule_backs_off_with_jitter_and_respects_retry_after(settings):
+    schedule = settings.webhook_retry_schedule_seconds
+    failure = delivery.Outcome(status_code=503)
+    delays = [delivery.retry_delay(n, failure, settings) for n in range(1, len(schedule) + 2)]
+    assert delays[-1] is None  # given up after the last retry
+    for delay, base in zip(delays, schedule):
+        assert base * (1 - settings.webhook_retry_jitter) <= delay <= base * (1 + settings.webhook_retry_jitter)
+    assert delivery.retry_delay(1, delivery.Outcome(status_code=429, retry_after=120), settings) >= 120
+    assert delivery.retry_delay(1, delivery.Outcome(status_code=404), settings) is None
+    assert delivery.retry_delay(1, delivery.Outcome(error="timeout"), settings) is not None
