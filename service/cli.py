@@ -30,7 +30,11 @@ def _in_session(work: Callable[..., Awaitable[T]]) -> T:
     from service.db import create_engine, session_factory
 
     async def runner() -> T:
-        engine = create_engine(get_settings())
+        from service import privacy
+
+        settings = get_settings()
+        privacy.configure(settings.pii_encryption_keys, settings.secret_key)
+        engine = create_engine(settings)
         try:
             async with session_factory(engine)() as session:
                 result = await work(session)

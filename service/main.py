@@ -6,7 +6,8 @@ from arq.connections import ArqRedis
 from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI
 
-from service import health
+from service import health, http_security, privacy
+from service.ratelimit import RateLimiter
 from service.db import create_engine, session_factory
 from service.errors import install_error_handlers
 from service import metrics
@@ -39,6 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.sessions = session_factory(app.state.engine)
         # Connects lazily: the API starts and takes reports even while Redis is down.
         app.state.arq = ArqRedis.from_url(settings.redis_url, socket_connect_timeout=1, socket_timeout=2)
+        app.state.rate_limiter = RateLimiter.from_url(settings.redis_url, prefix=f"{settings.queue_name}:limits")
         bind_queue(app.state.engine, app.state.arq, settings.queue_name, settings.public_base_url)  # webhook hand-offs
         try:
             yield
@@ -53,7 +55,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    privacy.configure(settings.pii_encryption_keys, settings.secret_key)
     app.state.storage = LocalStorage(settings.media_dir)
+    http_security.install(app, settings)
     app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")
     install_error_handlers(app)
     app.include_router(health.router)

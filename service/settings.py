@@ -86,7 +86,7 @@ class Settings(BaseSettings):
 
     # Abuse limits ("N/second|minute|hour|day"), counted in Redis across all API processes.
     rate_limit_intake_per_key: str = "600/minute"
-    rate_limit_intake_per_address: str = "30/minute"
+    rate_limit_intake_per_address: str = "120/minute"
     rate_limit_intake_per_reporter: str = "20/hour"
     rate_limit_sign_in: str = "10/15 minutes"
     rate_limits_enabled: bool = True

@@ -6,6 +6,7 @@ from typing import Any
 from arq import cron, func
 from arq.connections import RedisSettings
 
+from service import privacy
 from service.classify.model import Classifier
 from service.db import create_engine, session_factory
 from service.jobs import PROCESS_PHOTOS, PROCESS_REPORT
@@ -16,6 +17,7 @@ from service.settings import Settings, get_settings
 from service.webhooks import outbox
 from service.webhooks.delivery import build_http_client
 from workers.ioc import refresh_ioc_rollup
+from workers.lifecycle import close_resolved_tickets, erase_personal_data
 from workers.reports import process_photos, process_report, sweep_stale_reports
 from workers.sla import sweep_sla
 from workers.webhooks import deliver_webhooks, job_timeout_seconds, sweep_webhooks
@@ -26,6 +28,7 @@ def worker_options(settings: Settings) -> dict[str, Any]:
 
     async def on_startup(ctx: dict) -> None:
         ctx["settings"] = settings
+        privacy.configure(settings.pii_encryption_keys, settings.secret_key)
         ctx["engine"] = create_engine(settings)
         ctx["sessions"] = session_factory(ctx["engine"])
         # SQLite has one writer: processing one report at a time keeps duplicate decisions race-free.
@@ -62,6 +65,8 @@ def worker_options(settings: Settings) -> dict[str, Any]:
             # Cron jobs are unique per tick: with many workers, each sweep still runs once.
             cron(sweep_stale_reports, second={5, 35}, run_at_startup=True, keep_result=0),
             cron(sweep_sla, second={20}, run_at_startup=True, keep_result=0),
+            cron(close_resolved_tickets, minute={7}, second={0}, keep_result=0),
+            cron(erase_personal_data, hour={2}, minute={15}, second={0}, keep_result=0),
             cron(sweep_webhooks, second={10, 25, 40, 55}, run_at_startup=True, keep_result=0),
             cron(refresh_ioc_rollup, second={0, 15, 30, 45}, run_at_startup=True, keep_result=0),
         ],

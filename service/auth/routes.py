@@ -10,6 +10,7 @@ from service.auth import users
 from service.auth.subject import CurrentSubject
 from service.db import SessionDep
 from service.errors import Unauthenticated, problem_responses
+from service.ratelimit import client_address
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
 
@@ -38,6 +39,11 @@ def _answer(pair: users.TokenPair) -> TokenResponse:
 
 @router.post("/token", response_model=TokenResponse, summary="Sign in (OAuth2 password flow)", responses=problem_responses(401, 422, 429))
 async def token(request: Request, session: SessionDep, form: Annotated[OAuth2PasswordRequestForm, Depends()]) -> TokenResponse:
+    settings = request.app.state.settings
+    if settings.rate_limits_enabled:
+        # Against password guessing: per account and per address, counted before the password is checked.
+        await request.app.state.rate_limiter.hit(settings.rate_limit_sign_in, "sign-in:user", form.username.lower())
+        await request.app.state.rate_limiter.hit(settings.rate_limit_sign_in, "sign-in:address", client_address(request))
     pair = await users.sign_in(
         session, username=form.username, password=form.password, secret_key=request.app.state.settings.secret_key
     )

@@ -7,6 +7,7 @@ from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from service.models.types import utc_column, utcnow
+from service.privacy import EncryptedString
 
 REPORT_STATUSES = (
     "received",
@@ -53,9 +54,10 @@ class Report(SQLModel, table=True):
     jurisdiction_code: str | None = Field(default=None, max_length=64, index=True)
     department_code: str | None = Field(default=None, max_length=64, index=True)
 
-    reporter_name: str | None = Field(default=None, max_length=200)
-    reporter_phone: str | None = Field(default=None, max_length=32)
-    reporter_email: str | None = Field(default=None, max_length=254)
+    # Personal data: encrypted at rest (service/privacy.py), erased after retention, never public.
+    reporter_name: str | None = Field(default=None, sa_column=Column(EncryptedString(), nullable=True))
+    reporter_phone: str | None = Field(default=None, sa_column=Column(EncryptedString(), nullable=True))
+    reporter_email: str | None = Field(default=None, sa_column=Column(EncryptedString(), nullable=True))
 
     api_client_id: UUID | None = Field(default=None, foreign_key="api_clients.id")
     idempotency_key: str | None = Field(default=None, max_length=200)

@@ -9,7 +9,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service.catalogue.attributes import Answer
-from service import metrics
+from service import metrics, privacy
+from service.ratelimit import client_address
 from service.jobs import enqueue_process_report
 from service.models import ApiClient
 from service.reports import service
@@ -20,6 +21,18 @@ from service.reports.service import StagedPhoto, Submission
 def discard_staged(storage, staged: list[StagedPhoto]) -> None:
     for photo in staged:
         storage.delete(photo.key)
+
+
+async def check_intake_limits(request: Request, client: ApiClient, data: ReportCreate) -> None:
+    """Per app key, per client address and per reporter contact (a keyed hash, never the contact itself)."""
+    settings, limiter = request.app.state.settings, request.app.state.rate_limiter
+    if not settings.rate_limits_enabled:
+        return
+    await limiter.hit(settings.rate_limit_intake_per_key, "intake:key", str(client.id))
+    await limiter.hit(settings.rate_limit_intake_per_address, "intake:address", client_address(request))
+    for contact in (data.reporter_phone, data.reporter_email):
+        if contact:
+            await limiter.hit(settings.rate_limit_intake_per_reporter, "intake:reporter", privacy.lookup_hash(contact))
 
 
 async def commit_report(
@@ -40,6 +53,11 @@ async def commit_report(
     """
     state = request.app.state
     extras = {"attributes": attributes, "media_url": media_url}
+    try:
+        await check_intake_limits(request, client, data)
+    except BaseException:
+        discard_staged(state.storage, staged)
+        raise
     try:
         try:
             submission = await service.create(
