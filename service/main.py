@@ -7,6 +7,7 @@ from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI
 
 from service import health, http_security, privacy
+from service.body_limits import BodyLimits
 from service.ratelimit import RateLimiter
 from service.db import create_engine, session_factory
 from service.errors import install_error_handlers
@@ -57,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     privacy.configure(settings.pii_encryption_keys, settings.secret_key)
     app.state.storage = LocalStorage(settings.media_dir)
+    app.add_middleware(BodyLimits, settings=settings)
     http_security.install(app, settings)
     app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")
     install_error_handlers(app)

@@ -127,3 +127,36 @@ def test_sql_and_script_fragments_are_stored_as_given_and_never_executed(client,
     page = client.get(f"/v1/reports/{created.json()['tracking_code']}")
     assert page.json()["description"] == nasty
     assert page.headers["content-type"].startswith("application/json")
+
+
+def test_deeply_nested_json_is_422_not_500(client, api_key):
+    nested = "[" * 100 + "]" * 100
+    body = '{"description": "Đèn đường hư lâu rồi", "lat": 10.77, "lon": 106.7, "title": ' + nested + "}"
+    response = client.post("/v1/reports", content=body, headers={"X-API-Key": api_key, "Content-Type": "application/json"})
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["code"] == "json_too_deep"
+    deep = client.post("/v1/auth/refresh", content="[" * 100000, headers={"Content-Type": "application/json"})
+    assert deep.status_code == 422
+
+
+def test_oversized_bodies_are_413_even_without_content_length(client, api_key):
+    big_json = b'{"description": "' + b"x" * (300 * 1024) + b'"}'
+    response = client.post("/v1/reports", content=big_json, headers={"X-API-Key": api_key, "Content-Type": "application/json"})
+    assert response.status_code == 413
+
+    def chunked():  # no Content-Length: the cap must hold while streaming
+        yield b"--b\r\nContent-Disposition: form-data; name=\"photos\"; filename=\"a.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n"
+        for _ in range(80):
+            yield b"\xff" * (1024 * 1024)
+
+    response = client.post("/v1/reports", content=chunked(),
+                           headers={"X-API-Key": api_key, "Content-Type": "multipart/form-data; boundary=b"})
+    assert response.status_code == 413
+
+
+def test_malformed_multipart_is_4xx(client, api_key):
+    response = client.post("/v1/reports", content=b"--nope\r\ngarbage",
+                           headers={"X-API-Key": api_key, "Content-Type": "multipart/form-data; boundary=b"})
+    assert 400 <= response.status_code < 500
+    response = client.post("/v1/reports", content=b"x", headers={"X-API-Key": api_key, "Content-Type": "multipart/form-data"})
+    assert 400 <= response.status_code < 500
