@@ -20,11 +20,21 @@ run: install
 
 test: install
 	scripts/ensure_services.sh
+	scripts/audit.sh
 	$(BIN)/python -m pytest -m "not faults"
 
 test-faults: install
 	scripts/ensure_services.sh
 	$(BIN)/python -m pytest -m faults
+
+# Load benchmarks on loopback PostgreSQL + Redis, load from wrk (a separate process); writes bench/RESULTS.md.
+bench: install
+	scripts/ensure_services.sh
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && \
+	  { apt-get install -y -qq wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }; }; } || \
+	  { echo "make bench needs wrk (apt-get install wrk)" >&2; exit 1; }
+	@{ $(BIN)/python -c 'import psutil' 2>/dev/null && test -x $(BIN)/py-spy; } || $(BIN)/pip install --quiet psutil py-spy
+	$(BIN)/python bench/run_all.py
 
 openapi: install
 	$(BIN)/intake openapi

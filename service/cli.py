@@ -22,6 +22,7 @@ user_app = typer.Typer(help="Staff users (officers, dispatchers, supervisors, IO
 app.add_typer(user_app, name="user")
 
 T = TypeVar("T")
+WORKER_RESTART_SECONDS = 2
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -73,14 +74,28 @@ def serve(
 @app.command()
 def worker() -> None:
     """Start one arq worker process (classification, routing, SLA, photos, sweeps)."""
+    import logging
+    import time
+
     from arq.worker import run_worker
+    from redis.exceptions import RedisError
 
     from service.logs import configure_logging
     from workers.main import WorkerSettings
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
-    run_worker(WorkerSettings)
+    # arq ends its worker when Redis goes away; start it again once Redis answers, rather than leave the
+    # queue unserved until something restarts the process (tests/test_faults.py stops Redis for 30 s).
+    while True:
+        try:
+            run_worker(WorkerSettings)
+            return
+        except (RedisError, OSError) as exc:
+            logging.getLogger("service.worker").warning(
+                "worker lost Redis (%s): starting again in %d s", type(exc).__name__, WORKER_RESTART_SECONDS
+            )
+            time.sleep(WORKER_RESTART_SECONDS)
 
 
 @app.command()

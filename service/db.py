@@ -23,12 +23,14 @@ SQLModel.metadata.naming_convention = {
 metadata: MetaData = SQLModel.metadata
 
 
-def create_engine(settings: Settings) -> AsyncEngine:
-    if settings.is_sqlite:
-        path = settings.database_url.split("///", 1)[-1]
+def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
+    """The engine for DATABASE_URL (or `url`, e.g. the read replica's) with the pool sizes from settings."""
+    url = url or settings.database_url
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(settings.database_url, connect_args={"timeout": 30})
+        engine = create_async_engine(url, connect_args={"timeout": 30})
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -41,14 +43,28 @@ def create_engine(settings: Settings) -> AsyncEngine:
 
         return engine
     return create_async_engine(
-        settings.database_url,
+        url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_pre_ping=True,
         pool_timeout=5,
-        # No server-side prepared statement cache: works behind PgBouncer in transaction mode.
-        connect_args={"statement_cache_size": 0, "timeout": 5, "command_timeout": 30},
+        connect_args={
+            "timeout": settings.db_connect_timeout_seconds, "command_timeout": 30, **PGBOUNCER_SAFE_STATEMENTS
+        },
     )
+
+
+def _unnamed() -> str:
+    return ""
+
+
+# Only unnamed prepared statements, so PgBouncer in transaction mode works.
+# Behind PgBouncer a later transaction may run on another server connection, where a named
+# statement from an earlier one does not exist (or its name is taken by another client). With
+# asyncpg's statement cache off and SQLAlchemy's statements unnamed, asyncpg sends each statement's
+# Parse together with its Bind (one round trip; SQLAlchemy still caches the result description),
+# so nothing outlives a transaction. tests/test_scale_out.py runs intake and the worker through PgBouncer.
+PGBOUNCER_SAFE_STATEMENTS = {"statement_cache_size": 0, "prepared_statement_name_func": _unnamed}
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -68,3 +84,19 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """A session on the read replica (DATABASE_READ_URL) for heavy reads; the primary when none is set.
+
+    A replica lags the primary a little: use it only where a few seconds' staleness is fine (the IOC).
+    """
+    async with request.app.state.read_sessions() as session:
+        try:
+            yield session
+        finally:
+            if session.in_transaction():
+                await session.rollback()  # nothing to keep: reads only
+
+
+ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session)]

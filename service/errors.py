@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Vui lòng gửi application/json hoặc multipart/form-data.",
     ),
     "payload_too_large": ("The upload is too large.", "Dữ liệu tải lên quá lớn."),
+    "photo_dimensions_too_large": (
+        "The photo has too many pixels (width x height) to be processed.",
+        "Ảnh có kích thước (số điểm ảnh) quá lớn để xử lý.",
+    ),
     "too_many_photos": ("Too many photos in one report.", "Quá nhiều ảnh trong một phản ánh."),
     "location_required": (
         "Give a location (lat/lon), an address, or a photo with GPS data.",
@@ -56,6 +61,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Hệ thống tạm thời gián đoạn; vui lòng thử lại với cùng Idempotency-Key.",
     ),
     "internal_error": ("Something went wrong on our side.", "Đã có lỗi xảy ra phía hệ thống."),
+    "text_not_storable": (
+        "Text fields may not contain NUL (\\u0000) characters.",
+        "Các trường văn bản không được chứa ký tự NUL (\\u0000).",
+    ),
     "invalid_window": ("The time window is empty: `from` must be before `to`.", "Khoảng thời gian không hợp lệ: `from` phải trước `to`."),
     "too_many_buckets": (
         "Too many time buckets for this window; choose a larger bucket or a shorter window.",
@@ -239,7 +248,53 @@ def field_errors_from_pydantic(errors: list[dict[str, Any]], request: Request) -
     return out
 
 
+PROBLEM_CONTENT = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+
+
+def _document_problems(app: FastAPI) -> None:
+    """Make the spec say what the handlers below send: every error is `application/problem+json` with
+    the Problem schema, including the 422 FastAPI documents on its own as `application/json`."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = build()
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                responses = operation.get("responses", {})
+                for status, response in responses.items():
+                    content = response.get("content", {})
+                    is_fastapi_422 = status == "422" and "HTTPValidationError" in str(content)
+                    if is_fastapi_422 or "application/problem+json" in content:
+                        response["content"] = PROBLEM_CONTENT
+                        response["description"] = "Problem details" if not is_fastapi_422 else "Invalid fields (problem details)"
+                if not any(response.get("content") is PROBLEM_CONTENT for response in responses.values()):
+                    continue  # answers errors its own way (Open311, health checks)
+                # What every route may answer, from the middleware and handlers rather than the route:
+                # a body over its cap or nested too deep (service.body_limits), and an outage.
+                if "requestBody" in operation:
+                    responses.setdefault("413", {"description": "The body is too large", "content": PROBLEM_CONTENT})
+                    responses.setdefault("422", {"description": "Invalid fields (problem details)", "content": PROBLEM_CONTENT})
+                responses.setdefault(
+                    "503", {"description": "The database or Redis is unavailable: retry later", "content": PROBLEM_CONTENT}
+                )
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        if "Problem" not in components:
+            problem = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(problem.pop("$defs", {}))
+            components["Problem"] = problem
+        if "HTTPValidationError" not in str(schema["paths"]):
+            components.pop("HTTPValidationError", None)
+            components.pop("ValidationError", None)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    _document_problems(app)
     @app.exception_handler(AppError)
     async def _app_error(request: Request, exc: AppError) -> JSONResponse:
         errors = None
@@ -254,6 +309,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:
+            # FastAPI and Starlette answer a body they cannot parse (JSON that is not UTF-8, multipart
+            # without a boundary) with a bare 400; it is a request with invalid fields like any other.
+            return problem_response(
+                request, 422, "validation_error", errors=[FieldError(field="body", code="body_invalid", message=str(exc.detail))]
+            )
         code = {404: "not_found", 405: "method_not_allowed", 401: "unauthenticated", 403: "forbidden"}.get(
             exc.status_code, "http_error"
         )
@@ -261,6 +322,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if is_unstorable_text(exc):
+            return problem_response(request, 422, "text_not_storable")
         if is_outage(exc):
             log.warning("dependency unavailable: %s", type(exc).__name__)
             return problem_response(request, 503, "service_unavailable", headers={"Retry-After": "2"})
@@ -268,11 +331,27 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem_response(request, 500, "internal_error")
 
 
+# PostgreSQL refuses text it cannot store: a NUL character (22021) or one its encoding lacks (22P05).
+# Only a client puts those in a request, in whichever field, so it is the client's error on every route.
+UNSTORABLE_TEXT_SQLSTATES = frozenset({"22021", "22P05"})
+
+
+def is_unstorable_text(exc: BaseException) -> bool:
+    return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in UNSTORABLE_TEXT_SQLSTATES
+
+
 def is_outage(exc: BaseException) -> bool:
     """A database or network that is down or slow: the client should retry, it did nothing wrong."""
-    return isinstance(exc, (OperationalError, InterfaceError, ConnectionError, TimeoutError)) or (
-        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    # PoolTimeout: every pooled connection busy for pool_timeout (a burst beyond DB_POOL_SIZE + DB_MAX_OVERFLOW).
+    return isinstance(exc, (OperationalError, InterfaceError, ConnectionError, TimeoutError, PoolTimeout)) or (
+        isinstance(exc, DBAPIError)
+        and (exc.connection_invalidated or str(getattr(exc.orig, "sqlstate", "")).startswith(_OUTAGE_SQLSTATES))
     )
+
+
+# PostgreSQL answers that mean "not now": 08 connection exceptions, 53 insufficient resources (too many
+# clients: more API and worker processes than max_connections allows), 57P0x shutting down or starting.
+_OUTAGE_SQLSTATES = ("08", "53", "57P01", "57P02", "57P03")
 
 
 # For `responses=` in route declarations, so the OpenAPI spec lists the error shape.

@@ -5,6 +5,7 @@ from contextlib import asynccontextmanager
 from arq.connections import ArqRedis
 from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI
+from redis.asyncio import BlockingConnectionPool
 
 from service import health, http_security, privacy
 from service.body_limits import BodyLimits
@@ -15,7 +16,7 @@ from service import metrics
 from service.ioc import routes as ioc_routes
 from service.open311 import routes as open311_routes
 from service.photos import routes as photo_routes
-from service.photos.storage import LocalStorage
+from service.photos.storage import build_storage
 from service.auth import routes as auth_routes
 from service.reports import routes as report_routes
 from service.tickets import routes as ticket_routes
@@ -32,6 +33,14 @@ Errors always come as RFC 9457 problem details (`application/problem+json`) with
 """
 
 
+def redis_pool(settings: Settings) -> BlockingConnectionPool:
+    """At most REDIS_MAX_CONNECTIONS per process; a burst waits (2 s at most) for a free connection."""
+    return BlockingConnectionPool.from_url(
+        settings.redis_url, max_connections=settings.redis_max_connections, timeout=2,
+        socket_connect_timeout=1, socket_timeout=2,
+    )
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
 
@@ -39,8 +48,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         app.state.engine = create_engine(settings)
         app.state.sessions = session_factory(app.state.engine)
+        # IOC reads go to the replica when DATABASE_READ_URL is set, else to the primary.
+        app.state.read_engine = create_engine(settings, settings.database_read_url) if settings.database_read_url else app.state.engine
+        app.state.read_sessions = session_factory(app.state.read_engine)
         # Connects lazily: the API starts and takes reports even while Redis is down.
-        app.state.arq = ArqRedis.from_url(settings.redis_url, socket_connect_timeout=1, socket_timeout=2)
+        app.state.arq = ArqRedis.from_pool(redis_pool(settings))  # aclose() closes the pool too
         app.state.rate_limiter = RateLimiter.from_url(settings.redis_url, prefix=f"{settings.queue_name}:limits")
         bind_queue(app.state.engine, app.state.arq, settings.queue_name, settings.public_base_url)  # webhook hand-offs
         try:
@@ -48,6 +60,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await app.state.arq.aclose()
             await app.state.engine.dispose()
+            if app.state.read_engine is not app.state.engine:
+                await app.state.read_engine.dispose()
 
     app = FastAPI(
         title="Citizen Feedback Intake",
@@ -57,7 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     privacy.configure(settings.pii_encryption_keys, settings.secret_key)
-    app.state.storage = LocalStorage(settings.media_dir)
+    app.state.storage = build_storage(settings)
     app.add_middleware(BodyLimits, settings=settings)
     http_security.install(app, settings)
     app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")

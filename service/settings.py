@@ -5,7 +5,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Rough bounding box of Ho Chi Minh City (lat/lon), used to refuse points far outside the city.
@@ -21,16 +21,39 @@ class Settings(BaseSettings):
     # arq queue name; tests use their own so they never meet a running dev worker
     queue_name: str = "intake:queue"
     media_dir: Path = Path("var/media")
+    # Photo storage: the local folder MEDIA_DIR, or an S3-compatible object store (the bucket stays private).
+    storage_backend: Literal["local", "s3"] = "local"
+    s3_endpoint_url: str | None = None  # e.g. http://minio:9000; unset: AWS S3 itself
+    # The host browsers use for presigned URLs when it differs from S3_ENDPOINT_URL (signatures cover the host).
+    s3_public_endpoint_url: str | None = None
+    s3_bucket: str = ""
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None  # unset: boto3's own chain (environment, instance role)
+    s3_secret_access_key: str | None = None
+    s3_addressing_style: Literal["path", "virtual", "auto"] = "path"
+    s3_presign_seconds: int = Field(default=300, ge=10, le=7 * 24 * 3600)
+    s3_max_connections: int = Field(default=20, ge=1)
+    # How GET /v1/photos/{id} answers: streams the bytes, or redirects (307) to a presigned URL (s3 only).
+    photo_delivery: Literal["stream", "redirect"] = "stream"
     public_base_url: str = "http://127.0.0.1:8000"
     secret_key: str = Field(default="dev-only-secret-key-change-me-in-production", min_length=32)
 
     max_photos_per_report: int = Field(default=5, ge=0, le=20)
     max_photo_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    # Width x height a photo may declare; checked from its header at intake (decompression bombs → 413).
+    max_photo_pixels: int = Field(default=40_000_000, ge=1)
     # (min_lat, min_lon, max_lat, max_lon)
     service_area: tuple[float, float, float, float] = HCMC_SERVICE_AREA
 
     db_pool_size: int = 10
     db_max_overflow: int = 10
+    # How long opening a connection may take: with the database down or unreachable the API answers
+    # 503 within about this long instead of holding the request (tests/test_faults.py).
+    db_connect_timeout_seconds: float = Field(default=1.0, gt=0)
+    # Optional read replica (streaming replication): the IOC's aggregate queries go there; unset: the primary.
+    database_read_url: str | None = None
+    # Connections each process may open to Redis (queue, rate limits, IOC cache).
+    redis_max_connections: int = Field(default=50, ge=2)
     log_level: str = "INFO"
     log_json: bool = True
 
@@ -39,13 +62,19 @@ class Settings(BaseSettings):
     # The pipeline (see service/pipeline/).
     model_cache_dir: Path = Path("var/models")
     # Below this confidence a report goes to a human dispatcher (needs_triage) instead of being routed.
-    classifier_threshold: float = Field(default=0.5, ge=0, le=1)
+    classifier_threshold: float = Field(default=0.55, ge=0, le=1)
     duplicate_radius_m: float = Field(default=50, gt=0, le=170)
     duplicate_window_days: float = Field(default=7, gt=0)
     jurisdiction_tolerance_m: float = Field(default=150, ge=0)
     # A report still `received` this long after intake lost its hand-off; the sweep re-enqueues it.
     stale_report_seconds: float = Field(default=30, gt=0)
+    # The IOC rollup cron's time limit (arq's recovery of a killed worker's jobs waits for the longest limit).
+    ioc_rollup_timeout_seconds: int = Field(default=120, gt=0)
     job_timeout_seconds: int = Field(default=60, gt=0)
+    # Jobs one worker process runs at once (each may hold a database connection), and how often an
+    # idle slot looks for the next job: a finished job's slot waits for the next poll.
+    worker_max_jobs: int = Field(default=10, ge=1)
+    worker_poll_seconds: float = Field(default=0.1, gt=0, le=5)
 
     # The SLA calendar: office hours in the city's zone; Vietnamese public holidays come from `holidays`.
     sla_timezone: str = "Asia/Ho_Chi_Minh"
@@ -96,10 +125,12 @@ class Settings(BaseSettings):
     # Reporter name, phone and email are erased this many days after a ticket closes.
     pii_retention_days: int = Field(default=90, ge=0)
 
-    @field_validator("database_url")
+    @field_validator("database_url", "database_read_url")
     @classmethod
-    def _async_driver(cls, url: str) -> str:
+    def _async_driver(cls, url: str | None, info: ValidationInfo) -> str | None:
         """Accept the plain URLs people paste (postgresql://, sqlite:///) and pick the async driver."""
+        if not url and info.field_name == "database_read_url":
+            return None  # an empty DATABASE_READ_URL: no replica
         for plain, driver in (
             ("postgresql://", "postgresql+asyncpg://"),
             ("postgres://", "postgresql+asyncpg://"),
@@ -109,6 +140,12 @@ class Settings(BaseSettings):
             if url.startswith(plain):
                 return driver + url[len(plain) :]
         return url
+
+    @model_validator(mode="after")
+    def _bucket_for_s3(self) -> "Settings":
+        if self.storage_backend == "s3" and not self.s3_bucket:
+            raise ValueError("STORAGE_BACKEND=s3 needs S3_BUCKET")
+        return self
 
     @property
     def is_sqlite(self) -> bool:

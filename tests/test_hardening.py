@@ -1,5 +1,6 @@
 """Abuse limits, privacy of reporters, headers: a public endpoint that holds citizens' phone numbers must hold."""
 
+import json
 import uuid
 from datetime import timedelta
 from uuid import UUID
@@ -12,7 +13,7 @@ from service.main import create_app
 from service.models import Report
 from service.models.types import utcnow
 from tests.conftest import in_app, run_worker, worker_context
-from tests.factories import report_body
+from tests.factories import jpeg_bytes, report_body
 
 
 def strict_client(settings, **limits):
@@ -160,3 +161,268 @@ def test_malformed_multipart_is_4xx(client, api_key):
     assert 400 <= response.status_code < 500
     response = client.post("/v1/reports", content=b"x", headers={"X-API-Key": api_key, "Content-Type": "multipart/form-data"})
     assert 400 <= response.status_code < 500
+
+
+# --- photos that declare more pixels than anyone should decode ---------------------------------------
+
+
+def png_bomb(width: int = 30000, height: int = 30000) -> bytes:
+    """A valid all-black 1-bit PNG: about 110 KB on the wire, 900 megapixels once decoded."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row = bytes(1 + (width + 7) // 8)  # filter byte, then the packed row
+    compressor = zlib.compressobj(9)
+    pixels = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1 bit, greyscale
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+
+
+def stored_files(settings) -> list:
+    return [path for path in settings.media_dir.rglob("*") if path.is_file()] if settings.media_dir.exists() else []
+
+
+async def _count_rows(session, model) -> int:
+    from sqlmodel import func, select
+
+    return (await session.exec(select(func.count()).select_from(model))).one()
+
+
+def test_decompression_bomb_is_refused_at_intake_and_nothing_is_kept(settings, client, api_key):
+    from service.models import Photo
+
+    bomb = png_bomb()
+    assert len(bomb) < 200_000
+    response = client.post(
+        "/v1/reports", data=report_body(), files=[("photos", ("bomb.png", bomb, "image/png"))],
+        headers={"X-API-Key": api_key},
+    )
+    assert response.status_code == 413
+    assert response.json()["code"] == "photo_dimensions_too_large"
+    assert "30000x30000" in response.json()["detail"] or "900000000" in response.json()["detail"]
+    # The same photo through Open311's `media`.
+    open311 = client.post(
+        "/open311/v2/requests.json",
+        data={"api_key": api_key, "service_code": "street_lighting", "lat": "10.7725", "long": "106.698",
+              "description": "Đèn đường hư trước chợ Bến Thành"},
+        files=[("media", ("bomb.png", bomb, "image/png"))],
+    )
+    assert open311.status_code == 413
+    assert in_app(client, lambda s: _count_rows(s, Report)) == 0
+    assert in_app(client, lambda s: _count_rows(s, Photo)) == 0
+    assert stored_files(settings) == []
+
+
+def test_pixel_limit_comes_from_settings(settings, client, api_key):
+    with strict_client(settings, max_photo_pixels=1000) as limited:  # the 64x48 test photo has 3072
+        refused = limited.post("/v1/reports", data=report_body(), files=[("photos", ("a.jpg", jpeg_bytes(), "image/jpeg"))],
+                               headers={"X-API-Key": api_key})
+    assert (refused.status_code, refused.json()["code"]) == (413, "photo_dimensions_too_large")
+    accepted = client.post("/v1/reports", data=report_body(), files=[("photos", ("a.jpg", jpeg_bytes(), "image/jpeg"))],
+                           headers={"X-API-Key": api_key})
+    assert accepted.status_code == 201
+
+
+# --- reporters' contact details: kept for the staff who call back, shown to nobody else ------------------
+
+REPORTER = {"reporter_name": "Trần Văn Bảo", "reporter_phone": "0911222333", "reporter_email": "bao.tran@example.vn"}
+CONTACT_TRACES = ("Trần Văn Bảo", "Tr\\u1ea7n", "0911222333", "911222333", "bao.tran@example.vn", "bao.tran")
+
+
+def assert_no_contact(text: str, where: str) -> None:
+    for trace in CONTACT_TRACES:
+        assert trace not in text, f"{trace!r} appears in {where}"
+
+
+def key_for(client, role: str, department: str | None = None) -> dict:
+    from service.auth import api_keys
+
+    key = in_app(client, lambda s: api_keys.create(s, name=f"{role} key", role=role, department_code=department)).key
+    return {"X-API-Key": key}
+
+
+def staff_token(client, username: str, role: str, department: str | None = None) -> dict:
+    in_app(client, lambda s: users.create(s, username=username, password="a long staff password", role=role,
+                                          department_code=department))
+    tokens = client.post("/v1/auth/token", data={"username": username, "password": "a long staff password"}).json()
+    return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
+def test_reporter_contact_never_appears_in_public_or_shared_output(settings, client, api_key, monkeypatch):
+    from sqlmodel import select
+
+    from service.models import WebhookEvent
+
+    monkeypatch.setattr(settings, "webhook_allowed_hosts", ["127.0.0.1"])  # the target is never called
+    app = {"X-API-Key": api_key}
+    subscription = client.post("/v1/webhooks/subscriptions", json={"url": "http://127.0.0.1:9/hooks"}, headers=app).json()
+    created = client.post("/v1/reports", json=report_body(**REPORTER), headers=app).json()
+    opened = client.post(
+        "/open311/v2/requests.json",
+        data={"api_key": api_key, "service_code": "street_lighting", "lat": "10.7745", "long": "106.7010",
+              "description": "Đèn đường tắt cả tuần", "first_name": "Văn Bảo", "last_name": "Trần",
+              "phone": REPORTER["reporter_phone"], "email": REPORTER["reporter_email"]},
+    ).json()[0]
+    run_worker(client)
+    code, open311_code = created["tracking_code"], opened["service_request_id"]
+    admin = staff_token(client, "privacy-admin", "admin")
+    client.post(f"/v1/tickets/{code}/comments", json={"body": "Đã tiếp nhận", "visibility": "public"}, headers=admin)
+
+    public = [f"/v1/reports/{code}", f"/v1/reports/{open311_code}"] + [
+        f"/open311/v2/{resource}.{fmt}{query}"
+        for fmt in ("json", "xml")
+        for resource, query in (("requests", "?extensions=true"), (f"requests/{code}", "?extensions=true"),
+                                (f"requests/{open311_code}", "?extensions=true"), ("services", ""),
+                                (f"tokens/{opened['token']}", ""))
+    ]
+    ioc = key_for(client, "ioc_viewer")
+    shared = [(url, None) for url in public] + [
+        ("/v1/tickets/export.csv", admin), ("/v1/tickets/export.csv", app),
+        ("/v1/ioc/summary", ioc), ("/v1/ioc/timeseries", ioc), ("/v1/ioc/hotspots", ioc),
+        (f"/v1/webhooks/subscriptions/{subscription['id']}/events", app),
+    ]
+    for url, headers in shared:
+        response = client.get(url, headers=headers)
+        assert response.status_code == 200, (url, response.text)
+        assert code in response.text or open311_code in response.text or "ioc" in url or "services" in url, url
+        assert_no_contact(response.text, url)
+
+    async def payloads(session):
+        return [event.payload for event in (await session.exec(select(WebhookEvent))).all()]
+
+    sent = in_app(client, payloads)
+    assert {payload["type"] for payload in sent} >= {"report.created", "report.commented"}
+    assert_no_contact(json.dumps(sent, ensure_ascii=False), "webhook payloads")
+    assert_no_contact(json.dumps(sent), "webhook payloads")
+
+
+def test_ticket_detail_shows_the_reporter_only_to_roles_that_call_back(client, api_key):
+    created = client.post("/v1/reports", json=report_body(**REPORTER), headers={"X-API-Key": api_key}).json()
+    run_worker(client)
+    department = client.get(f"/v1/tickets/{created['id']}", headers={"X-API-Key": api_key}).json()["department_code"]
+    url = f"/v1/tickets/{created['tracking_code']}"
+
+    for who, headers in (
+        ("officer", staff_token(client, "officer-1", "officer", department)),
+        ("dispatcher", staff_token(client, "dispatcher-1", "dispatcher")),
+        ("supervisor", staff_token(client, "supervisor-1", "supervisor", department)),
+        ("admin", staff_token(client, "admin-1", "admin")),
+    ):
+        reporter = client.get(url, headers=headers).json()["reporter"]
+        assert reporter == {"name": REPORTER["reporter_name"], "phone": REPORTER["reporter_phone"],
+                            "email": REPORTER["reporter_email"]}, who
+    for who, headers in (
+        ("department system", key_for(client, "department_system", department)),
+        ("app", {"X-API-Key": api_key}),
+    ):
+        response = client.get(url, headers=headers)
+        assert response.status_code == 200, who
+        assert response.json()["reporter"] is None, who
+        assert_no_contact(response.text, who)
+    for who, headers in (("ioc viewer", key_for(client, "ioc_viewer")), ("nobody", {})):
+        response = client.get(url, headers=headers)
+        assert response.status_code in (401, 403), who
+        assert_no_contact(response.text, who)
+
+
+def test_secrets_and_contact_details_never_reach_the_logs(settings, client, api_key, tmp_path, caplog):
+    """The real server's JSON log lines (access log included) at DEBUG, and the worker's records."""
+    import logging
+
+    import httpx
+
+    from tests.processes import live_api
+
+    admin_password = "correct horse battery staple 1022"
+    in_app(client, lambda s: users.create(s, username="log-admin", password=admin_password, role="admin"))
+    secrets: list[str] = [api_key, admin_password, *REPORTER.values()]
+    with live_api(settings, tmp_path, log_json=True, log_level="DEBUG", webhook_allowed_hosts=["127.0.0.1"]) as base:
+        with httpx.Client(base_url=base, timeout=30) as http:
+            app = {"X-API-Key": api_key}
+            tokens = http.post("/v1/auth/token", data={"username": "log-admin", "password": admin_password}).json()
+            http.post("/v1/auth/token", data={"username": "log-admin", "password": admin_password + " typo"})
+            bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+            secrets += [tokens["access_token"], tokens["refresh_token"]]
+            assert http.get("/v1/auth/me", headers=bearer).status_code == 200
+            refreshed = http.post("/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}).json()
+            secrets += [refreshed["access_token"], refreshed["refresh_token"]]
+            created = http.post("/v1/reports", json=report_body(**REPORTER), headers=app).json()
+            secrets.append(created["citizen_token"])
+            with_photo = http.post("/v1/reports", data=report_body(**REPORTER, lat=10.7765), headers=app,
+                                   files=[("photos", ("a.jpg", jpeg_bytes(), "image/jpeg"))])
+            assert with_photo.status_code == 201
+            secrets.append(with_photo.json()["citizen_token"])
+            # Refused ones carry the same data and must not echo it anywhere either.
+            assert http.post("/v1/reports", json=report_body(**REPORTER, lat=1.0), headers=app).status_code == 422
+            assert http.post("/v1/reports", json=report_body(**REPORTER), headers={"X-API-Key": api_key + "x"}).status_code == 401
+            rated = http.post(f"/v1/reports/{created['tracking_code']}/rating", json={"rating": 5},
+                              headers={"X-Citizen-Token": created["citizen_token"]})
+            assert rated.status_code == 409  # not resolved yet; the token was checked first
+            opened = http.post("/open311/v2/requests.json", data={
+                "api_key": api_key, "service_code": "street_lighting", "lat": "10.7785", "long": "106.6990",
+                "description": "Đèn tắt", "first_name": "Văn Bảo", "last_name": "Trần",
+                "phone": REPORTER["reporter_phone"], "email": REPORTER["reporter_email"]})
+            assert opened.status_code == 201
+            hook = http.post("/v1/webhooks/subscriptions", json={"url": "http://127.0.0.1:9/hooks"}, headers=app).json()
+            rotated = http.post(f"/v1/webhooks/subscriptions/{hook['id']}/rotate-secret", headers=app).json()
+            secrets += [hook["secret"], rotated["secret"]]
+            assert http.get(f"/v1/tickets/{created['tracking_code']}", headers=bearer).json()["reporter"]
+        log_text = (tmp_path / "api.log").read_text(errors="replace")
+
+    lines = [line for line in log_text.splitlines() if line.strip()]
+    assert any('"POST /v1/reports HTTP/1.1" 201' in line for line in lines)  # the access log is in there
+    for line in lines:
+        if line.startswith("{"):
+            json.loads(line)
+    for secret in secrets:
+        assert secret not in log_text, f"{secret[:12]}… is in the API log"
+    assert_no_contact(log_text, "the API log")
+
+    with caplog.at_level(logging.DEBUG):
+        run_worker(client)  # classifies and routes the reports above, processes the photo
+    worker_text = "\n".join(record.getMessage() + str(record.__dict__) for record in caplog.records)
+    for secret in secrets:
+        assert secret not in worker_text
+    assert_no_contact(worker_text, "the worker's log records")
+
+
+def test_database_errors_answer_problem_details_without_internals(settings, client, api_key, monkeypatch):
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    from service.open311 import service as open311_service
+    from service.reports import service as report_service
+
+    created = client.post("/v1/reports", json=report_body(**REPORTER), headers={"X-API-Key": api_key}).json()
+    failures = {
+        500: ProgrammingError("SELECT reports.reporter_phone FROM reports WHERE reports.tracking_code = $1",
+                              ("0911222333",), Exception('relation "reports" does not exist')),
+        503: OperationalError("SELECT 1", None, ConnectionRefusedError("connection refused by 127.0.0.1:5432")),
+    }
+    with TestClient(create_app(settings), raise_server_exceptions=False) as app_client:
+        for status, failure in failures.items():
+            async def broken(*args, **kwargs):
+                raise failure
+
+            monkeypatch.setattr(report_service, "get_by_tracking_code", broken)
+            monkeypatch.setattr(open311_service, "get_request", broken)
+            for fmt in ("json", "xml"):  # Open311 answers in its own error format, just as bare
+                response = app_client.get(f"/open311/v2/requests/{created['tracking_code']}.{fmt}")
+                assert response.status_code == status
+                for internal in ("Traceback", "SELECT", "sqlalchemy", "relation", "5432", "0911222333", ".py"):
+                    assert internal not in response.text, (status, internal, response.text)
+            answers = [
+                app_client.get(f"/v1/reports/{created['tracking_code']}"),
+                app_client.get(f"/v1/reports/{created['tracking_code']}", headers={"Accept-Language": "vi"}),
+                app_client.post(f"/v1/reports/{created['tracking_code']}/rating", json={"rating": 4},
+                                headers={"X-Citizen-Token": created["citizen_token"]}),
+            ]
+            for response in answers:
+                assert response.status_code == status
+                assert response.headers["content-type"].startswith("application/problem+json")
+                assert response.json()["code"] == ("internal_error" if status == 500 else "service_unavailable")
+                for internal in ("Traceback", "SELECT", "sqlalchemy", "FROM reports", "relation", "5432", "0911222333",
+                                 "File \"", ".py"):
+                    assert internal not in response.text, (status, internal, response.text)

@@ -275,6 +275,19 @@ def test_summary_follows_ticket_changes_once_the_rollup_refreshes(client, viewer
     assert body["time_to_resolve"]["count"] == 4
 
 
+def test_worker_cron_builds_the_rollup_the_summary_reads(client, viewer):
+    from tests.conftest import worker_context
+    from workers.ioc import refresh_ioc_rollup
+
+    now = utcnow()
+    city_history(client, now)
+    ctx = worker_context(client)
+    assert client.portal.call(refresh_ioc_rollup, ctx) >= 40  # the first run builds every day
+    assert client.portal.call(refresh_ioc_rollup, ctx) == 0  # then only days whose reports changed
+    response = client.get("/v1/ioc/summary", headers=viewer)
+    assert response.json()["counts"]["received"] == 10
+
+
 def test_rollup_heals_once_a_day_what_updated_at_did_not_announce(client, viewer):
     from service.models import IocRollupState
 
@@ -466,7 +479,8 @@ def test_metrics_expose_intake_queue_tickets_and_sla_breaches(client, api_key):
     before = client.get("/metrics")
     assert before.status_code == 200
     assert before.headers["content-type"].startswith("text/plain")
-    received_before = sample(before.text, "intake_reports_received_total", 'channel="app"') if 'intake_reports_received_total{channel="app"}' in before.text else 0
+    received_before = sample(before.text, "intake_reports_received_total", 'channel="app"')
+    assert sample(before.text, "intake_reports_received_total", 'channel="hotline"') >= 0  # every channel, from the start
 
     created = client.post("/v1/reports", json=report_body(), headers={"X-API-Key": api_key})
     assert created.status_code == 201

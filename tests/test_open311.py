@@ -1,15 +1,9 @@
 """Open311 GeoReport v2: what an existing 311 client (or the city's partners) relies on."""
 
 import json
-import os
 import re
-import socket
-import subprocess
-import sys
-import time
 import xml.etree.ElementTree as ET
 from datetime import timedelta
-from pathlib import Path
 from uuid import UUID
 
 import httpx
@@ -20,11 +14,10 @@ from service.models import Department, Photo, Report
 from service.models.types import utcnow
 from service.reports.codes import new_tracking_code
 from service.reports.service import record_event
-from service.settings import Settings
 from tests.conftest import in_app, run_worker
 from tests.factories import BEN_THANH_MARKET, jpeg_bytes, report_body
+from tests.processes import live_api
 
-ROOT = Path(__file__).resolve().parent.parent
 BASE = "/open311/v2"
 W3C_UTC = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$"
 REQUEST_FIELDS = [
@@ -484,60 +477,11 @@ def test_token_gives_the_service_request_id(client, api_key):
 # --- a real GeoReport v2 client against a real server ----------------------------------------
 
 
-def settings_environment(settings: Settings) -> dict[str, str]:
-    """Every setting as the environment variable Settings reads, so a subprocess sees exactly these."""
-    env = {}
-    for name in Settings.model_fields:
-        value = getattr(settings, name)
-        if value is None:
-            continue
-        if isinstance(value, bool):
-            env[name.upper()] = "true" if value else "false"
-        elif isinstance(value, list | tuple | dict):
-            env[name.upper()] = json.dumps(value, default=str)
-        else:
-            env[name.upper()] = str(value)
-    return env
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def live_server(client, settings, tmp_path):
-    """uvicorn serving the app on a loopback port, configured through the environment, on the test DB."""
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, **settings_environment(settings.model_copy(update={"public_base_url": base}))}
-    log = tmp_path / "uvicorn.log"
-    with log.open("wb") as output:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "service.main:create_app", "--factory", "--host", "127.0.0.1",
-             "--port", str(port), "--log-level", "warning"],
-            cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"uvicorn did not start: {log.read_text(errors='replace')}")
-            time.sleep(0.1)
+    """`intake serve` on a loopback port, configured through the environment, on the test DB."""
+    with live_api(settings, tmp_path) as base:
         yield base
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
 
 
 def test_georeport_client_reads_what_was_filed_on_a_live_server(live_server, api_key):

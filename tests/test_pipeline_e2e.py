@@ -2,12 +2,9 @@
 
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -18,47 +15,9 @@ from service.main import create_app
 from service.models import Report, ReportEvent
 from tests.conftest import in_app
 from tests.factories import report_body
+from tests.processes import INTAKE, RedisServer
 
-INTAKE = str(Path(sys.executable).parent / "intake")
 FINAL_EVENTS = ("assigned", "needs_triage", "duplicate")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class RedisServer:
-    """A Redis of our own, so this test can stop it without disturbing anything else."""
-
-    def __init__(self, workdir: Path):
-        self.port, self.workdir, self.process = free_port(), workdir, None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def stop(self) -> None:
-        if self.process:
-            self.process.terminate()
-            self.process.wait(10)
-            self.process = None
 
 
 @pytest.fixture
@@ -86,6 +45,7 @@ def stack(settings, redis_server, tmp_path):
         "JOB_TIMEOUT_SECONDS": "3",
         # arq retries a killed worker's jobs after the longest job timeout: keep every job short here.
         "WEBHOOK_TOTAL_TIMEOUT_SECONDS": "1",
+        "IOC_ROLLUP_TIMEOUT_SECONDS": "3",
         "STALE_REPORT_SECONDS": "1",
         "LOG_JSON": "false",
         "LOG_LEVEL": "WARNING",

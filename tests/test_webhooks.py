@@ -18,13 +18,11 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from service.auth import api_keys
-from service.models import Report, WebhookEvent, WebhookSubscription
+from service.models import Report, ReportEvent, WebhookEvent, WebhookSubscription
 from service.models.types import utcnow
 from service.reports.service import record_event
 from service.webhooks import delivery, outbox
-from service.webhooks import service as webhook_service
 from service.webhooks.outbox import Captured, SubscriptionView, matches, webhook_type_for
-from service.models import ReportEvent
 from tests.conftest import in_app, run_worker, worker_context
 from tests.factories import report_body
 
@@ -244,6 +242,17 @@ def test_gone_endpoint_is_not_retried_and_the_subscription_is_disabled(client, a
     assert shown["disabled_at"] is not None
 
 
+def test_redirects_are_not_followed(client, api_key, receiver):
+    admin = new_key(client, "admin")
+    subscription = subscribe(client, admin, receiver.url, event_types=["report.created"])
+    receiver.answer(307, headers={"Location": receiver.url + "/elsewhere"})
+    submit(client, api_key, description=STREET_LIGHT)
+    deliver(client)
+
+    assert len(receiver.requests) == 1
+    assert [(event.status, event.last_error) for event in webhook_events(client, subscription["id"])] == [("failed", "HTTP 307")]
+
+
 def test_retry_after_is_honoured(client, api_key, receiver):
     admin = new_key(client, "admin")
     subscribe(client, admin, receiver.url, event_types=["report.created"])
@@ -311,6 +320,19 @@ def test_app_hears_only_about_reports_it_submitted(client, receiver):
         other_receiver.close()
 
 
+def test_revoked_key_hears_nothing_more(client, api_key, receiver):
+    admin, kept = new_key(client, "admin", name="old admin"), new_key(client, "admin", name="admin")
+    subscribe(client, admin, receiver.url, event_types=["report.created"])
+    subscription = subscribe(client, kept, receiver.url, event_types=["report.created"])
+    in_app(client, lambda s: api_keys.revoke(s, prefix=admin.split("_")[1]))
+    submit(client, api_key, description=STREET_LIGHT)
+    deliver(client)
+    assert len(receiver.requests) == 1
+    assert [event.subscription_id for event in in_app(client, lambda s: s.exec(select(WebhookEvent))).all()] == [
+        UUID(subscription["id"])
+    ]
+
+
 def test_department_system_hears_only_about_its_department(client, api_key, receiver):
     lighting = new_key(client, "department_system", "chieu-sang")
     subscription = subscribe(client, lighting, receiver.url)
@@ -376,8 +398,8 @@ def test_target_that_became_private_is_refused_at_delivery(client, api_key, rece
 def test_sustained_failure_disables_the_subscription_and_the_owner_can_re_enable_it(
     client, api_key, receiver, settings, monkeypatch
 ):
-    monkeypatch.setattr(settings, "webhook_disable_after_seconds", 0.1)
-    monkeypatch.setattr(settings, "webhook_retry_schedule_seconds", [0.06] * 10)
+    monkeypatch.setattr(settings, "webhook_disable_after_failures", 3)
+    monkeypatch.setattr(settings, "webhook_retry_schedule_seconds", [0.05] * 10)
     app = new_key(client)
     subscription = subscribe(client, app, receiver.url, event_types=["report.created"])
     for _ in range(10):
@@ -388,9 +410,9 @@ def test_sustained_failure_disables_the_subscription_and_the_owner_can_re_enable
     headers = {"X-API-Key": app}
     shown = client.get(f"/v1/webhooks/subscriptions/{subscription['id']}", headers=headers).json()
     assert shown["active"] is False
-    assert "failed since" in shown["disabled_reason"] and "HTTP 503" in shown["disabled_reason"]
+    assert shown["disabled_reason"] == "3 deliveries in a row failed (last: HTTP 503)."
     attempts_before = len(receiver.requests)
-    assert 2 <= attempts_before < 10
+    assert attempts_before == 3
     # Nothing more goes out while disabled...
     submit(client, app, description=SIDEWALK)
     deliver(client)
@@ -527,13 +549,19 @@ def test_subscription_crud_and_who_may_subscribe(client, receiver):
     assert client.get("/v1/webhooks/subscriptions").status_code == 401
 
 
-def test_jurisdiction_filter_matches_a_ward_inside_it(client, api_key, receiver):
+def test_jurisdiction_filter_takes_a_ward_or_its_district(client, api_key, receiver):
     admin = new_key(client, "admin")
-    subscribe(client, admin, receiver.url, event_types=["report.assigned"], filters={"jurisdiction_code": "Q1-BEN-THANH"})
-    submit(client, api_key, description=STREET_LIGHT)
+    for code in ("Q1-BEN-THANH", "Q1", "Q3"):
+        subscribe(client, admin, receiver.url, event_types=["report.assigned"], filters={"jurisdiction_code": code})
+    submit(client, api_key, description=STREET_LIGHT)  # in Bến Thành ward, District 1
     deliver(client)
-    assert receiver.types() == ["report.assigned"]
-    assert receiver.requests[0].payload["data"]["jurisdiction_code"] == "Q1-BEN-THANH"
+    assert receiver.types() == ["report.assigned", "report.assigned"]
+    assert {r.payload["data"]["jurisdiction_code"] for r in receiver.requests} == {"Q1-BEN-THANH"}
+    unknown = client.post(
+        "/v1/webhooks/subscriptions", json={"url": receiver.url, "filters": {"jurisdiction_code": "Q99"}},
+        headers={"X-API-Key": admin},
+    )
+    assert unknown.json()["code"] == "unknown_jurisdiction"
 
 
 # --- pure rules -------------------------------------------------------------------------------------
@@ -567,6 +595,18 @@ def test_transfer_reaches_both_departments():
 
     assert matches(dept("chieu-sang"), item, set()) and matches(dept("ubnd-quan-1"), item, set())
     assert not matches(dept("cap-nuoc"), item, set())
+
+
+def test_failing_for_the_configured_time_disables(settings):
+    now = utcnow()
+    subscription = WebhookSubscription(url="https://x.example", owner_kind="api_client", owner_id=UUID(int=3), scope="all",
+                                       secret="whsec_x", consecutive_failures=40)
+    failure = delivery.Outcome(status_code=502)
+    subscription.failing_since = now - timedelta(seconds=settings.webhook_disable_after_seconds - 60)
+    assert delivery.disable_reason(subscription, failure, now, settings) is None
+    subscription.failing_since = now - timedelta(seconds=settings.webhook_disable_after_seconds)
+    assert "failed since" in delivery.disable_reason(subscription, failure, now, settings)
+    assert "410" in delivery.disable_reason(subscription, delivery.Outcome(status_code=410), now, settings)
 
 
 def test_retry_schedule_backs_off_with_jitter_and_respects_retry_after(settings):

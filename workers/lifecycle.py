@@ -22,6 +22,8 @@ async def close_resolved_tickets(ctx: dict) -> int:
         reports = (
             await session.exec(
                 select(Report).where(Report.status == "resolved", col(Report.resolved_at) < cutoff).limit(BATCH)
+                # Locked: a second sweep (another worker) skips what this one is closing.
+                .with_for_update(skip_locked=True, of=Report)
             )
         ).all()
         now = utcnow()
@@ -54,6 +56,7 @@ async def erase_personal_data(ctx: dict) -> int:
                     ),
                 )
                 .limit(BATCH)
+                .with_for_update(skip_locked=True, of=Report)
             )
         ).all()
         for report in reports:

@@ -5,13 +5,15 @@ from typing import Any
 
 from arq import cron, func
 from arq.connections import RedisSettings
+from arq.constants import in_progress_key_prefix
+from redis.exceptions import RedisError
 
 from service import privacy
 from service.classify.model import Classifier
 from service.db import create_engine, session_factory
 from service.jobs import PROCESS_PHOTOS, PROCESS_REPORT
 from service.jurisdictions.service import JurisdictionCache
-from service.photos.storage import LocalStorage
+from service.photos.storage import build_storage
 from service.pipeline.service import PipelineResources
 from service.settings import Settings, get_settings
 from service.webhooks import outbox
@@ -21,6 +23,9 @@ from workers.lifecycle import close_resolved_tickets, erase_personal_data
 from workers.reports import process_photos, process_report, sweep_stale_reports
 from workers.sla import sweep_sla
 from workers.webhooks import deliver_webhooks, job_timeout_seconds, sweep_webhooks
+
+# How long a finished cron tick is remembered (see cron_jobs below).
+CRON_RESULT_SECONDS = 300
 
 
 def worker_options(settings: Settings) -> dict[str, Any]:
@@ -38,7 +43,7 @@ def worker_options(settings: Settings) -> dict[str, Any]:
             settings=settings,
             classifier=classifier,
             jurisdictions=JurisdictionCache(),
-            storage=LocalStorage(settings.media_dir),
+            storage=build_storage(settings),
         )
         ctx["http"] = build_http_client(settings)  # webhook deliveries
         outbox.bind_queue(ctx["engine"], ctx["redis"], settings.queue_name, settings.public_base_url)
@@ -48,11 +53,22 @@ def worker_options(settings: Settings) -> dict[str, Any]:
         await ctx["http"].aclose()
         await ctx["engine"].dispose()
 
+    # arq hides a started job from other workers for the longest timeout of any function plus 10 s, and the
+    # IOC rollup's 900 s sets that: a killed worker's reports would wait 15 minutes. Each job (crons aside)
+    # shortens its own mark to the longest timeout of the non-cron jobs + 10 s (in_progress_ms, set below).
+
+    async def on_job_start(ctx: dict) -> None:
+        if not ctx["job_id"].startswith("cron:"):
+            try:
+                await ctx["redis"].pexpire(in_progress_key_prefix + ctx["job_id"], in_progress_ms)
+            except (RedisError, OSError):  # the long mark stays: slower recovery, nothing lost
+                pass
+
     async def on_job_end(ctx: dict) -> None:
         # Webhook events a job committed reach the queue before the job counts as done.
         await outbox.wait_for_handoffs()
 
-    return {
+    options = {
         "functions": [
             # keep_result=0: a finished job must not block the sweep from enqueueing the same id again.
             func(process_report, name=PROCESS_REPORT, keep_result=0, max_tries=8),
@@ -62,25 +78,36 @@ def worker_options(settings: Settings) -> dict[str, Any]:
                  timeout=job_timeout_seconds(settings)),
         ],
         "cron_jobs": [
-            # Cron jobs are unique per tick: with many workers, each sweep still runs once.
-            cron(sweep_stale_reports, second={5, 35}, run_at_startup=True, keep_result=0),
-            cron(sweep_sla, second={20}, run_at_startup=True, keep_result=0),
-            cron(close_resolved_tickets, minute={7}, second={0}, keep_result=0),
-            cron(erase_personal_data, hour={2}, minute={15}, second={0}, keep_result=0),
-            cron(sweep_webhooks, second={10, 25, 40, 55}, run_at_startup=True, keep_result=0),
-            cron(refresh_ioc_rollup, second={0, 15, 30, 45}, run_at_startup=True, keep_result=0),
+            # Cron jobs are unique per tick (job id = name + tick time): with many workers, each sweep still
+            # runs once. The result is kept for a while so that a worker whose loop runs late cannot
+            # enqueue a tick that already ran; the sweeps also lock the rows they change (SKIP LOCKED),
+            # so the startup runs (one per worker) never do the same work twice.
+            cron(sweep_stale_reports, second={5, 35}, run_at_startup=True, keep_result=CRON_RESULT_SECONDS),
+            cron(sweep_sla, second={20}, run_at_startup=True, keep_result=CRON_RESULT_SECONDS),
+            cron(close_resolved_tickets, minute={7}, second={0}, keep_result=CRON_RESULT_SECONDS),
+            cron(erase_personal_data, hour={2}, minute={15}, second={0}, keep_result=CRON_RESULT_SECONDS),
+            cron(sweep_webhooks, second={10, 25, 40, 55}, run_at_startup=True, keep_result=CRON_RESULT_SECONDS),
+            # arq retries a killed worker's jobs only after the longest job timeout, so this one stays short;
+            # the first build of a large rollup belongs to `intake seed` or a quiet hour (see README).
+            cron(refresh_ioc_rollup, second={0, 15, 30, 45}, run_at_startup=True, keep_result=CRON_RESULT_SECONDS,
+                 timeout=settings.ioc_rollup_timeout_seconds),
         ],
         "on_startup": on_startup,
         "on_shutdown": on_shutdown,
+        "on_job_start": on_job_start,
         "on_job_end": on_job_end,
         "redis_settings": RedisSettings.from_dsn(settings.redis_url),
         "queue_name": settings.queue_name,
-        "max_jobs": 10,
+        "max_jobs": settings.worker_max_jobs,
         # Also bounds how long a job lost with a killed worker waits before arq runs it again.
         "job_timeout": settings.job_timeout_seconds,
         "retry_jobs": True,
         "health_check_interval": 30,
     }
+    in_progress_ms = int(
+        (max(f.timeout_s or settings.job_timeout_seconds for f in options["functions"]) + 10) * 1000
+    )
+    return options
 
 
 class WorkerSettings:
@@ -89,3 +116,6 @@ class WorkerSettings:
 
 for _name, _value in worker_options(get_settings()).items():
     setattr(WorkerSettings, _name, _value)
+# arq starts new jobs only when it polls (default every 0.5 s): with short jobs that, not the CPU,
+# capped a worker at max_jobs / 0.5 s. (Tests' in-process workers choose their own poll_delay.)
+WorkerSettings.poll_delay = get_settings().worker_poll_seconds

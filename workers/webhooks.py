@@ -16,13 +16,14 @@ log = logging.getLogger(__name__)
 SWEEP_BATCH = 500
 
 
-def job_timeout_seconds(settings) -> float:
-    # A run stops starting new attempts after its budget, so one slow attempt still fits.
-    return stream_budget_seconds(settings) + settings.webhook_total_timeout_seconds + 10
-
-
 def stream_budget_seconds(settings) -> float:
-    return 2 * settings.webhook_total_timeout_seconds
+    return settings.webhook_total_timeout_seconds
+
+
+def job_timeout_seconds(settings) -> float:
+    # A run starts no attempt after its budget, so one more full attempt still fits. Kept short because
+    # arq re-runs a killed worker's jobs only after the longest job timeout.
+    return stream_budget_seconds(settings) + settings.webhook_total_timeout_seconds + 5
 
 
 async def deliver_webhooks(ctx: dict, subscription_id: str, report_id: str) -> str:

@@ -5,6 +5,7 @@
 const REFRESH_MS = 30000;
 const SVG = "http://www.w3.org/2000/svg";
 const TIMEZONE = "Asia/Ho_Chi_Minh";
+const CITY_OFFSET = "+07:00"; // Vietnam keeps one offset all year
 const $ = (id) => document.getElementById(id);
 let credential = null;
 let resizeTimer = null;
@@ -36,11 +37,20 @@ function authHeaders() {
 function filters() {
   const params = new URLSearchParams();
   const days = Number($("days").value);
-  // 30 days is the API's own default window, which it caches for every viewer; other windows start
-  // on a whole minute so that refreshes within that minute share the cached answer too.
-  if (days !== 30) params.set("from", new Date(Math.floor(Date.now() / 60000) * 60000 - days * 86400000).toISOString());
+  // 30 days is the API's own default window (30 city days, today included), cached for every viewer.
+  // Longer or shorter windows also start at a city midnight, so they share the cache and the API's
+  // daily rollup; the last 24 hours start on a whole minute.
+  if (days === 1) params.set("from", new Date(Math.floor(Date.now() / 60000) * 60000 - 86400000).toISOString());
+  else if (days !== 30) params.set("from", cityMidnight(days - 1));
   for (const name of ["department", "category"]) if ($(name).value) params.set(name, $(name).value);
   return params;
+}
+
+function cityMidnight(daysBack) {
+  const today = new Intl.DateTimeFormat("en-CA", { timeZone: TIMEZONE }).format(new Date()); // YYYY-MM-DD
+  const day = new Date(today + "T00:00:00Z");
+  day.setUTCDate(day.getUTCDate() - daysBack);
+  return day.toISOString().slice(0, 10) + "T00:00:00" + CITY_OFFSET;
 }
 
 async function getJSON(path, params) {

@@ -7,6 +7,7 @@ always grouped in the database; Python only folds the few hundred grouped rows i
 
 import asyncio
 import math
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -182,17 +183,6 @@ def _rollup_scope(filters: IocFilters) -> list[ColumnElement[bool]]:
     return rollup.scope_on_rollup(filters.department, filters.jurisdictions, filters.category)
 
 
-async def _flow_rows(session: AsyncSession, filters: IocFilters, zone: ZoneInfo) -> list[Any]:
-    days, edges = split_window(filters.start, filters.end, zone)
-    rows: list[Any] = []
-    if days:
-        rows += await rollup.rollup_by_dimensions(session, days[0], days[1], _rollup_scope(filters))
-    if edges:
-        statement = rollup.flow_by_dimensions([_in_ranges(edges), *scope_conditions(filters)])
-        rows += list((await session.execute(statement)).all())
-    return rows
-
-
 RESPONSE_MEASURES = (
     DurationMeasure("acknowledge", R.created_at, R.acknowledged_at, R.acknowledged_at.is_not(None)),
     DurationMeasure("resolve", R.created_at, R.resolved_at, resolved_condition()),
@@ -207,21 +197,63 @@ def _from_values(values: np.ndarray, fractions: Sequence[float] = (0.5, 0.9)) ->
     return DurationResult(count=len(values), percentiles={f: float(v) for f, v in zip(fractions, found)})
 
 
+@dataclass
+class _Flow:
+    """Flow rows (dimensions, then rollup.FIGURES) and response times of part of the window."""
+
+    rows: list[Any]
+    acknowledge: np.ndarray = field(default_factory=lambda: np.empty(0))
+    resolve: np.ndarray = field(default_factory=lambda: np.empty(0))
+    # Set when the window has no whole day: percentile_cont answered for all of it.
+    percentiles: dict[str, DurationResult] | None = None
+
+
+async def _whole_days(session: AsyncSession, filters: IocFilters, days: tuple[date, date]) -> _Flow:
+    rows, acknowledge, resolve = await rollup.rollup_by_dimensions(session, days[0], days[1], _rollup_scope(filters))
+    return _Flow(rows, acknowledge, resolve)
+
+
+async def _part_days(session: AsyncSession, filters: IocFilters, edges: list[tuple[datetime, datetime]]) -> _Flow:
+    where = [_in_ranges(edges), *scope_conditions(filters)]
+    rows = list((await session.execute(rollup.flow_by_dimensions(where))).all())
+    times = await rollup.durations_by_dimensions(session, where)
+    return _Flow(
+        rows,
+        np.asarray([value for acknowledge, _ in times.values() for value in acknowledge], dtype="<f8"),
+        np.asarray([value for _, resolve in times.values() for value in resolve], dtype="<f8"),
+    )
+
+
+async def _short_window(session: AsyncSession, filters: IocFilters) -> _Flow:
+    """A window without a whole city day: everything from the reports table, percentile_cont included."""
+    where = window_conditions(filters)
+    rows = list((await session.execute(rollup.flow_by_dimensions(where))).all())
+    return _Flow(rows, percentiles=await duration_percentiles(session, RESPONSE_MEASURES, where))
+
+
+def _flow_parts(filters: IocFilters, zone: ZoneInfo) -> list:
+    days, edges = split_window(filters.start, filters.end, zone)
+    if days is None:
+        return [lambda own: _short_window(own, filters)]
+    return [lambda own: _whole_days(own, filters, days)] + ([lambda own: _part_days(own, filters, edges)] if edges else [])
+
+
+def _response_times(parts: list[_Flow]) -> dict[str, DurationResult]:
+    if len(parts) == 1 and parts[0].percentiles is not None:
+        return parts[0].percentiles
+    return {
+        "acknowledge": _from_values(np.concatenate([part.acknowledge for part in parts])),
+        "resolve": _from_values(np.concatenate([part.resolve for part in parts])),
+    }
+
+
 async def response_times(session: AsyncSession, filters: IocFilters, zone: ZoneInfo) -> dict[str, DurationResult]:
     """Percentiles of the seconds to acknowledge and to resolve, over the window's reports.
 
     Whole days come from the rollup's stored response times and part-days from the reports table;
     a window without a whole day is left entirely to `duration_percentiles` (percentile_cont).
     """
-    days, edges = split_window(filters.start, filters.end, zone)
-    if days is None:
-        return await duration_percentiles(session, RESPONSE_MEASURES, window_conditions(filters))
-    acknowledge, resolve = await rollup.rollup_durations(session, days[0], days[1], _rollup_scope(filters))
-    if edges:
-        raw = await rollup.durations_by_dimensions(session, [_in_ranges(edges), *scope_conditions(filters)])
-        acknowledge = np.concatenate([acknowledge, *[np.asarray(a, dtype="<f8") for a, _ in raw.values()]])
-        resolve = np.concatenate([resolve, *[np.asarray(r, dtype="<f8") for _, r in raw.values()]])
-    return {"acknowledge": _from_values(acknowledge), "resolve": _from_values(resolve)}
+    return _response_times([await part(session) for part in _flow_parts(filters, zone)])
 
 
 async def _open_rows(session: AsyncSession, filters: IocFilters, now: datetime) -> list[Any]:
@@ -245,22 +277,50 @@ async def _open_rows(session: AsyncSession, filters: IocFilters, now: datetime) 
     return list((await session.execute(statement)).all())
 
 
+_NAMES_SECONDS = 60.0
+_names_cache: dict[str, tuple[float, tuple]] = {}
+
+
 async def _names(session: AsyncSession) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
-    """Code -> Vietnamese name of departments, categories and jurisdictions (the catalogue's own data)."""
+    """Code -> Vietnamese name of departments, categories and jurisdictions (the catalogue's own data).
+
+    Kept a minute per process: the catalogue changes a few times a year, the summary many times a minute.
+    """
+    key = str(session.bind.url)  # type: ignore[union-attr]
+    cached = _names_cache.get(key)
+    if cached and time.monotonic() - cached[0] < _NAMES_SECONDS:
+        return cached[1]
 
     async def pairs(code, name) -> dict[str, str]:
         return dict((await session.execute(select(code, name))).all())
 
-    return (
+    names = (
         await pairs(col(Department.code), col(Department.name_vi)),
         await pairs(col(ServiceCategory.code), col(ServiceCategory.name_vi)),
         await pairs(col(Jurisdiction.code), col(Jurisdiction.name)),
     )
+    _names_cache[key] = (time.monotonic(), names)
+    return names
+
+
+_FIGURE_INDEX = {name: index for index, name in enumerate(rollup.FIGURES)}
+
+
+class _Figures:
+    """rollup.FIGURES as one vector: adding a row is one numpy add, reading is by name."""
+
+    __slots__ = ("values",)
+
+    def __init__(self) -> None:
+        self.values = np.zeros(len(rollup.FIGURES), dtype=np.int64)
+
+    def __getitem__(self, name: str) -> int:
+        return int(self.values[_FIGURE_INDEX[name]])
 
 
 @dataclass
 class _Tally:
-    flow: dict[str, int] = field(default_factory=lambda: dict.fromkeys(rollup.FIGURES, 0))
+    flow: _Figures = field(default_factory=_Figures)
     open: int = 0
     overdue: int = 0
     window_overdue: int = 0
@@ -301,8 +361,9 @@ def _listed(tallies: dict[str | None, _Tally], names: dict[str, str], shape) -> 
     return out
 
 
-async def _gathered(session: AsyncSession, sessions: async_sessionmaker | None, *parts):
-    """Run each part(session): one after the other on `session`, or each on its own connection."""
+async def _gathered(session: AsyncSession, sessions: async_sessionmaker | None, parts: list) -> list:
+    """Run each part(session): one after the other on `session`, or the first on `session` and each
+    other on its own connection, side by side."""
     if sessions is None:
         return [await part(session) for part in parts]
 
@@ -310,7 +371,7 @@ async def _gathered(session: AsyncSession, sessions: async_sessionmaker | None, 
         async with sessions() as own:
             return await part(own)
 
-    return await asyncio.gather(*(alone(part) for part in parts))
+    return await asyncio.gather(parts[0](session), *(alone(part) for part in parts[1:]))
 
 
 async def summary(
@@ -322,25 +383,22 @@ async def summary(
 ) -> dict:
     """Every figure of GET /v1/ioc/summary, as a dict shaped like schemas.Summary.
 
-    With a session factory, the four reads run side by side on their own connections.
+    With a session factory, the reads (whole days, part-days, open reports) run side by side.
     """
-    flow_rows, open_rows, durations, (departments, categories, jurisdictions) = await _gathered(
-        session,
-        sessions,
-        lambda own: _flow_rows(own, filters, zone),
-        lambda own: _open_rows(own, filters, now),
-        lambda own: response_times(own, filters, zone),
-        _names,
+    departments, categories, jurisdictions = await _names(session)
+    *flows, open_rows = await _gathered(
+        session, sessions, [*_flow_parts(filters, zone), lambda own: _open_rows(own, filters, now)]
     )
+    flow_rows = [row for part in flows for row in part.rows]
+    durations = _response_times(flows)
 
     total = _Tally()
     by: dict[str, dict[str | None, _Tally]] = {key: defaultdict(_Tally) for key in ("category", "jurisdiction", "department")}
     for row in flow_rows:
         codes = [code or None for code in row[:3]]  # the rollup keeps "" for none
-        figures = dict(zip(rollup.FIGURES, (int(value or 0) for value in row[3:])))
+        figures = np.array([value or 0 for value in row[3:]], dtype=np.int64)
         for tally in (total, by["category"][codes[0]], by["jurisdiction"][codes[1]], by["department"][codes[2]]):
-            for name, value in figures.items():
-                tally.flow[name] += value
+            tally.flow.values += figures
 
     ages = [0] * len(AGE_BUCKETS)
     for category, jurisdiction, department, open_count, overdue, window_overdue, *younger in open_rows:

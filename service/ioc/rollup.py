@@ -12,6 +12,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime, time, timedelta
+from functools import cache
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import LargeBinary, and_, bindparam, case, delete, func, insert, literal, or_, select, update
@@ -52,7 +53,8 @@ def local_day(moment: datetime, zone: ZoneInfo) -> date:
     return moment.astimezone(zone).date()
 
 
-def flow_columns() -> list[ColumnElement]:
+@cache  # the same expressions serve every statement; building them is not free
+def flow_columns() -> tuple[ColumnElement, ...]:
     """The rollup's figures, as aggregates over report rows (the same for a day, or a window's edges)."""
     from service.ioc.queries import RESOLVED_STATUSES  # the one definition of "resolved"
 
@@ -68,11 +70,12 @@ def flow_columns() -> list[ColumnElement]:
         "rating_sum": func.coalesce(func.sum(R.citizen_rating), 0),
         "rating_count": func.count(R.citizen_rating),
     }
-    return [figures[name].label(name) for name in FIGURES]
+    return tuple(figures[name].label(name) for name in FIGURES)
 
 
-def dimension_columns() -> list[ColumnElement]:
-    return [func.coalesce(R[name], NONE_CODE).label(name) for name in DIMENSIONS]
+@cache
+def dimension_columns() -> tuple[ColumnElement, ...]:
+    return tuple(func.coalesce(R[name], NONE_CODE).label(name) for name in DIMENSIONS)
 
 
 def flow_by_dimensions(where: Sequence[ColumnElement[bool]]):
@@ -193,37 +196,26 @@ async def refresh(session: AsyncSession, zone: ZoneInfo, now: datetime | None = 
     return len(days)
 
 
-async def rollup_durations(
-    session: AsyncSession, first_day: date, end_day: date, scope: Sequence[ColumnElement[bool]]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Every stored response time (acknowledge, resolve) of the days [first_day, end_day) in scope."""
-    from service.ioc.queries import is_postgresql
-
-    where = [ROLLUP.c.day >= first_day, ROLLUP.c.day < end_day, *scope]
-    if is_postgresql(session):
-        # One bytea each, concatenated by the database: one buffer to read instead of thousands.
-        nothing = literal(b"", LargeBinary)
-        statement = select(
-            func.string_agg(ROLLUP.c.acknowledge_seconds, nothing), func.string_agg(ROLLUP.c.resolve_seconds, nothing)
-        ).where(*where)
-        acknowledge, resolve = (await session.execute(statement)).one()
-        return unpack([acknowledge]), unpack([resolve])
-    rows = (await session.execute(select(ROLLUP.c.acknowledge_seconds, ROLLUP.c.resolve_seconds).where(*where))).all()
-    return unpack(row[0] for row in rows), unpack(row[1] for row in rows)
-
-
 async def rollup_by_dimensions(
     session: AsyncSession, first_day: date, end_day: date, scope: Sequence[ColumnElement[bool]]
-) -> list:
-    """Figures summed over the days [first_day, end_day), per (category, ward, department)."""
+) -> tuple[list, np.ndarray, np.ndarray]:
+    """Figures summed over the days [first_day, end_day) per (category, ward, department), and every
+    stored response time (acknowledge, resolve) of those days."""
+    from service.ioc.queries import is_postgresql
+
     dimensions = [ROLLUP.c[name] for name in DIMENSIONS]
     sums = [func.sum(ROLLUP.c[name]).label(name) for name in FIGURES]
-    statement = (
-        select(*dimensions, *sums)
-        .where(ROLLUP.c.day >= first_day, ROLLUP.c.day < end_day, *scope)
-        .group_by(*dimensions)
-    )
-    return list((await session.execute(statement)).all())
+    where = [ROLLUP.c.day >= first_day, ROLLUP.c.day < end_day, *scope]
+    if is_postgresql(session):
+        # The response times concatenated by the database: a buffer per group, not one per day.
+        nothing = literal(b"", LargeBinary)
+        times = [func.string_agg(ROLLUP.c[name], nothing) for name in DURATIONS]
+        rows = (await session.execute(select(*dimensions, *sums, *times).where(*where).group_by(*dimensions))).all()
+        width = len(DIMENSIONS) + len(FIGURES)
+        return [row[:width] for row in rows], unpack(row[width] for row in rows), unpack(row[width + 1] for row in rows)
+    rows = (await session.execute(select(*dimensions, *sums).where(*where).group_by(*dimensions))).all()
+    times = (await session.execute(select(*[ROLLUP.c[name] for name in DURATIONS]).where(*where))).all()
+    return list(rows), unpack(row[0] for row in times), unpack(row[1] for row in times)
 
 
 def scope_on_rollup(department: str | None, jurisdictions: Sequence[str] | None, category: str | None) -> list:

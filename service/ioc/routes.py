@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response
 
 from service.auth.subject import AuthSubject, require_roles
-from service.db import SessionDep
+from service.db import ReadSessionDep
 from service.errors import problem_responses
 from service.ioc import cache, service
 from service.ioc.schemas import Bucket, Hotspots, Metric, Summary, TimeSeries
@@ -71,7 +71,7 @@ async def _answer(request: Request, kind: str, parts: dict, compute, if_none_mat
 )
 async def get_summary(
     request: Request,
-    session: SessionDep,
+    session: ReadSessionDep,  # the read replica when DATABASE_READ_URL is set
     subject: IocReader,
     query: IocQueryDep,
     if_none_match: Annotated[str | None, Header()] = None,
@@ -82,7 +82,7 @@ async def get_summary(
         request,
         "summary",
         query.cache_parts(),
-        lambda: service.summary_json(session, query, zone=zone, sessions=state.sessions),
+        lambda: service.summary_json(session, query, zone=zone, sessions=state.read_sessions),
         if_none_match,
     )
 
@@ -95,7 +95,7 @@ async def get_summary(
 )
 async def get_timeseries(
     request: Request,
-    session: SessionDep,
+    session: ReadSessionDep,  # the read replica when DATABASE_READ_URL is set
     subject: IocReader,
     query: IocQueryDep,
     metric: Annotated[Metric, Query(description="received (created_at), resolved (resolved_at), overdue (due_at passed unmet)")] = "received",
@@ -121,7 +121,7 @@ async def get_timeseries(
 )
 async def get_hotspots(
     request: Request,
-    session: SessionDep,
+    session: ReadSessionDep,  # the read replica when DATABASE_READ_URL is set
     subject: IocReader,
     query: IocQueryDep,
     resolution: Annotated[int, Query(ge=0, le=9, description="H3 resolution of the cells (reports are placed at 9)")] = 8,

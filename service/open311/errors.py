@@ -15,10 +15,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from sqlmodel.ext.asyncio.session import AsyncSession
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.catalogue.attributes import InvalidAttributes
 from service.db import SessionDep
-from service.errors import AppError, Unprocessable, field_errors_from_pydantic, is_outage, message_for
+from service.errors import (
+    AppError, Unprocessable, field_errors_from_pydantic, is_outage, is_unstorable_text, message_for,
+)
 from service.open311.forms import SPEC_NAMES
 from service.open311.formats import FORMATS, render_errors
 
@@ -58,6 +61,10 @@ def error_response(request: Request, exc: Exception) -> Response:
             description = f"{SPEC_NAMES.get(exc.field, exc.field)}: {description}"
         headers = {key: value for key, value in exc.headers.items() if key.lower() != "www-authenticate"}
         return render_errors(response_format, status, [(status, description)], headers)
+    if isinstance(exc, StarletteHTTPException) and exc.status_code == 400:  # a body Starlette could not parse
+        return render_errors(response_format, 400, [(400, f"body: {exc.detail}")])
+    if is_unstorable_text(exc):
+        return render_errors(response_format, 400, [(400, message_for("text_not_storable", request))])
     if is_outage(exc):
         log.warning("dependency unavailable: %s", type(exc).__name__)
         return render_errors(

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 import anyio
 from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import Response
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, Field
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service.auth import api_keys
@@ -51,6 +51,7 @@ _ERROR_MEANINGS = {
     409: "The Idempotency-Key was used with a different request",
     413: "A photo or the body is too large",
     415: "Not a JPEG/PNG/WebP/HEIC photo, or not a form body",
+    429: "Too many requests (per key, address or reporter): retry after Retry-After seconds",
     503: "Temporarily unavailable: retry with the same Idempotency-Key",
 }
 
@@ -149,7 +150,7 @@ async def service_definition(
     responses={
         201: _xml("service_requests", "Created: the tracking code (service_request_id) and a token"),
         200: {"model": list[schemas.Open311RequestCreated], **_xml("service_requests", "An idempotent retry")},
-        **_errors(400, 403, 404, 409, 413, 415, 503),
+        **_errors(400, 403, 404, 409, 413, 415, 429, 503),
     },
 )
 async def post_service_request(
@@ -175,7 +176,7 @@ async def post_service_request(
             for upload in form.uploads:
                 staged.append(await anyio.to_thread.run_sync(stage_photo, upload, state.storage, state.settings))
         except BaseException:
-            discard_staged(state.storage, staged)
+            await discard_staged(state.storage, staged)
             raise
     submission = await commit_report(
         request,
@@ -240,9 +241,11 @@ async def service_requests(
     ] = None,
     end_date: Annotated[datetime | None, Blank, Query(description="W3C datetime (default: now)")] = None,
     status: Annotated[str | None, Blank, Query(description="Comma-separated: open, closed")] = None,
-    page: Annotated[int | None, Blank, Query(ge=1, description="Extension: page number, from 1")] = None,
+    # The bounds sit on the int, not on `int | None`: an empty `page=` is None, which `ge` cannot compare.
+    page: Annotated[Annotated[int, Field(ge=1)] | None, Blank, Query(description="Extension: page number, from 1")] = None,
     page_size: Annotated[
-        int | None, Blank, Query(ge=1, le=MAX_PAGE_SIZE, description="Extension: requests per page (at most 1000)")
+        Annotated[int, Field(ge=1, le=MAX_PAGE_SIZE)] | None, Blank,
+        Query(description="Extension: requests per page (at most 1000)"),
     ] = None,
     extensions: Annotated[
         bool | None, Blank, Query(description="Extension: add extended_attributes (channel, photos, tracking_code)")

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import BinaryIO
 
 import pillow_heif
 from PIL import ExifTags, Image, ImageCms, ImageOps
@@ -88,8 +89,8 @@ def process_photo(
     return ProcessedPhoto(width=clean.width, height=clean.height, gps=gps, taken_at=taken_at)
 
 
-def read_gps(src: Path) -> tuple[float, float] | None:
-    """(lat, lon) from the photo's EXIF, reading only its header; None if absent or unreadable.
+def read_gps(src: Path | BinaryIO) -> tuple[float, float] | None:
+    """(lat, lon) from the photo's EXIF (a path or a seekable file), reading only its header; None if absent or unreadable.
 
     Meant for intake, before the photo is processed: a hint, so it never raises.
     """
@@ -98,6 +99,27 @@ def read_gps(src: Path) -> tuple[float, float] | None:
             return _gps_from_exif(image.getexif())
     except Exception:  # any failure just means "no location known"
         return None
+
+
+def check_dimensions(src: Path | BinaryIO, max_pixels: int) -> tuple[int, int] | None:
+    """(width, height) from the photo's header, refusing more than `max_pixels` before anything is decoded.
+
+    For intake, before a photo is stored: a tiny file can declare 30000x30000 pixels and ask the worker
+    for gigabytes when decoded. Raises PhotoRejected("decompression_bomb", ...); None when the header
+    cannot be read (the worker decides about such a photo, as before). A file object is left at offset 0.
+    """
+    try:
+        with _pillow_failures_rejected(), Image.open(src, formats=_ALLOWED_FORMATS) as image:
+            size = image.size
+    except PhotoRejected as rejected:
+        if rejected.reason_code == "decompression_bomb":
+            raise
+        return None
+    finally:
+        if not isinstance(src, (str, Path)):
+            src.seek(0)
+    _refuse_bombs(size, max_pixels)
+    return size
 
 
 @contextmanager

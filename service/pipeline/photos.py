@@ -10,21 +10,22 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from service.models import Photo, Report
 from service.models.types import utcnow
 from service.photos.processing import PhotoRejected, ProcessedPhoto, process_photo
-from service.photos.storage import LocalStorage
+from service.photos.storage import PhotoStorage
 
 
-def _process_to_storage(storage: LocalStorage, photo: Photo) -> ProcessedPhoto:
+def _process_to_storage(storage: PhotoStorage, photo: Photo) -> ProcessedPhoto:
+    """Blocking (decoding, and the object store's I/O): runs in a thread. Keys are set only once both copies exist."""
     public_key, thumbnail_key = f"public/{photo.id}.jpg", f"thumbnails/{photo.id}.jpg"
-    with tempfile.TemporaryDirectory() as scratch:
+    with storage.open_local_copy(photo.original_key) as original, tempfile.TemporaryDirectory() as scratch:
         public_tmp, thumb_tmp = Path(scratch) / "public.jpg", Path(scratch) / "thumb.jpg"
-        result = process_photo(storage.local_path(photo.original_key), public_tmp, thumb_tmp)
-        storage.save_file(public_key, public_tmp)
-        storage.save_file(thumbnail_key, thumb_tmp)
+        result = process_photo(original, public_tmp, thumb_tmp)
+        storage.save_file(public_key, public_tmp, content_type="image/jpeg")
+        storage.save_file(thumbnail_key, thumb_tmp, content_type="image/jpeg")
     photo.public_key, photo.thumbnail_key = public_key, thumbnail_key
     return result
 
 
-async def process_photos(session: AsyncSession, storage: LocalStorage, report: Report) -> list[dict]:
+async def process_photos(session: AsyncSession, storage: PhotoStorage, report: Report) -> list[dict]:
     """Process the report's unprocessed photos; returns one summary per photo for the event log."""
     photos = (
         await session.exec(

@@ -16,7 +16,7 @@ from service.classify.priority import assess_priority
 from service.jurisdictions.service import JurisdictionCache
 from service.models import Report, ServiceCategory
 from service.models.types import utcnow
-from service.photos.storage import LocalStorage
+from service.photos.storage import PhotoStorage
 from service.pipeline import duplicates, routing
 from service.pipeline.photos import process_photos
 from service.reports.service import H3_RESOLUTION, record_event
@@ -31,7 +31,7 @@ class PipelineResources:
     settings: Settings
     classifier: Classifier
     jurisdictions: JurisdictionCache
-    storage: LocalStorage
+    storage: PhotoStorage
 
 
 async def process(session: AsyncSession, report_id: UUID, resources: PipelineResources) -> str:

@@ -13,8 +13,8 @@ from starlette.formparsers import MultiPartException
 
 from service.errors import PayloadTooLarge, UnsupportedMediaType, Unprocessable
 from service.photos.content import SNIFF_BYTES, extension_for, sniff_image_type
-from service.photos.processing import read_gps
-from service.photos.storage import LocalStorage, TooLarge
+from service.photos.processing import PhotoRejected, check_dimensions, read_gps
+from service.photos.storage import PhotoStorage, TooLarge
 from service.reports.schemas import ReportCreate
 from service.reports.service import StagedPhoto
 from service.settings import Settings
@@ -49,7 +49,7 @@ async def read_json(request: Request) -> ReportCreate:
     return _validate(raw)
 
 
-def stage_photo(upload: UploadFile, storage: LocalStorage, settings: Settings) -> StagedPhoto:
+def stage_photo(upload: UploadFile, storage: PhotoStorage, settings: Settings) -> StagedPhoto:
     """Check a photo by its bytes (not its declared type) and stream it to storage. Runs in a thread."""
     if upload.size is not None and upload.size > settings.max_photo_bytes:
         raise PayloadTooLarge(detail=f"{upload.filename}: a photo may be at most {settings.max_photo_bytes} bytes.")
@@ -58,14 +58,21 @@ def stage_photo(upload: UploadFile, storage: LocalStorage, settings: Settings) -
     if content_type is None:
         raise UnsupportedMediaType(detail=f"{upload.filename or 'photo'} is not a JPEG, PNG, WebP or HEIC image.")
     upload.file.seek(0)
+    try:  # from the header, before anything is stored: a small file may declare gigapixels
+        check_dimensions(upload.file, settings.max_photo_pixels)
+    except PhotoRejected as exc:
+        raise PayloadTooLarge("photo_dimensions_too_large", f"{upload.filename or 'photo'}: {exc.message}") from exc
     photo_id = uuid4()
     key = f"originals/{datetime.now(UTC):%Y/%m}/{photo_id}{extension_for(content_type)}"
     try:
-        stored = storage.save(key, upload.file, max_bytes=settings.max_photo_bytes)
+        stored = storage.save(key, upload.file, max_bytes=settings.max_photo_bytes, content_type=content_type)
     except TooLarge as exc:
         raise PayloadTooLarge(detail=f"A photo may be at most {settings.max_photo_bytes} bytes.") from exc
+    # The GPS hint comes from the upload's own (spooled) copy of the bytes just stored: no round trip
+    # to the object store.
+    upload.file.seek(0)
     try:
-        gps = read_gps(storage.local_path(key))
+        gps = read_gps(upload.file)
     except Exception:  # a photo without readable EXIF is still a photo
         gps = None
     return StagedPhoto(
@@ -74,7 +81,7 @@ def stage_photo(upload: UploadFile, storage: LocalStorage, settings: Settings) -
 
 
 async def read_multipart(
-    request: Request, storage: LocalStorage, settings: Settings, staged: list[StagedPhoto]
+    request: Request, storage: PhotoStorage, settings: Settings, staged: list[StagedPhoto]
 ) -> ReportCreate:
     """Parse the form; photos are appended to `staged` as they are stored, so the caller can clean up."""
     try:
@@ -110,7 +117,7 @@ async def read_multipart(
 
 
 async def read_message_with_photos(
-    request: Request, storage: LocalStorage, settings: Settings, staged: list[StagedPhoto], *, max_length: int = 5000
+    request: Request, storage: PhotoStorage, settings: Settings, staged: list[StagedPhoto], *, max_length: int = 5000
 ) -> str | None:
     """A `message` plus optional `photos`, as JSON or multipart (citizen answers, after-photos)."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -149,7 +156,7 @@ async def read_message_with_photos(
 
 
 async def parse_report_request(
-    request: Request, storage: LocalStorage, settings: Settings, staged: list[StagedPhoto]
+    request: Request, storage: PhotoStorage, settings: Settings, staged: list[StagedPhoto]
 ) -> ReportCreate:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     declared = request.headers.get("content-length")

@@ -56,7 +56,7 @@ def _intake_body_schema() -> dict:
     openapi_extra=_intake_body_schema(),
     responses={
         200: {"model": ReportCreated, "description": "An idempotent retry: the report created earlier"},
-        **problem_responses(401, 403, 409, 413, 415, 422, 503),
+        **problem_responses(401, 403, 409, 413, 415, 422, 429, 503),
     },
 )
 async def submit_report(
@@ -72,7 +72,7 @@ async def submit_report(
     try:
         data = await parse_report_request(request, state.storage, state.settings, staged)
     except BaseException:
-        discard_staged(state.storage, staged)
+        await discard_staged(state.storage, staged)
         raise
     submission = await commit_report(
         request, session, client=client, data=data, staged=staged, idempotency_key=idempotency_key
@@ -92,11 +92,6 @@ async def submit_report(
         status_code=200 if submission.replayed else 201,
         headers={"Location": url, **({"Idempotent-Replayed": "true"} if submission.replayed else {})},
     )
-
-
-def _discard(storage, staged: list[StagedPhoto]) -> None:
-    for photo in staged:
-        storage.delete(photo.key)
 
 
 def _named(row, vietnamese: bool) -> NamedRef | None:
@@ -217,7 +212,7 @@ async def citizen_reply(tracking_code: str, request: Request, session: SessionDe
         await citizen.answer(session, report, message=message, photos=staged, settings=state.settings)
         await session.commit()
     except BaseException:
-        _discard(state.storage, staged)
+        await discard_staged(state.storage, staged)
         raise
     if staged:
         await enqueue_process_photos(state.arq, state.settings.queue_name, report.id)

@@ -4,6 +4,9 @@
 same validation, idempotency, commit-then-enqueue order and clean-up of staged photos.
 """
 
+import logging
+
+import anyio
 from fastapi import Request
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -15,12 +18,30 @@ from service.jobs import enqueue_process_report
 from service.models import ApiClient
 from service.reports import service
 from service.reports.schemas import ReportCreate
+from service.photos.storage import PhotoStorage
 from service.reports.service import StagedPhoto, Submission
 
+log = logging.getLogger(__name__)
 
-def discard_staged(storage, staged: list[StagedPhoto]) -> None:
-    for photo in staged:
-        storage.delete(photo.key)
+# A new tracking code is drawn when one clashes with an existing report's (see service.create).
+TRACKING_CODE_ATTEMPTS = 3
+
+
+async def discard_staged(storage: PhotoStorage, staged: list[StagedPhoto]) -> None:
+    """Delete photos stored for a request that did not commit. Runs in a thread (an object store is a
+    network call) and shielded, so a client hanging up mid-request still gets its uploads removed."""
+    if not staged:
+        return
+
+    def delete_all() -> None:
+        for photo in staged:
+            try:
+                storage.delete(photo.key)
+            except Exception:  # cleanup must not hide the error being answered; the object is orphaned
+                log.warning("could not delete staged photo %s", photo.key, exc_info=True)
+
+    with anyio.CancelScope(shield=True):
+        await anyio.to_thread.run_sync(delete_all)
 
 
 async def check_intake_limits(request: Request, client: ApiClient, data: ReportCreate) -> None:
@@ -56,35 +77,41 @@ async def commit_report(
     try:
         await check_intake_limits(request, client, data)
     except BaseException:
-        discard_staged(state.storage, staged)
+        await discard_staged(state.storage, staged)
         raise
     try:
-        try:
-            submission = await service.create(
-                session,
-                client=client,
-                data=data,
-                photos=staged,
-                idempotency_key=idempotency_key,
-                settings=state.settings,
-                **extras,
-            )
-            await session.commit()
-        except IntegrityError:
-            await session.rollback()
-            if not idempotency_key:
-                raise
-            replay = await service.replay_after_race(
-                session, client=client, idempotency_key=idempotency_key, data=data, photos=staged, **extras
-            )
-            if replay is None:
-                raise
-            submission = Submission(report=replay, replayed=True)
+        for attempt in range(1, TRACKING_CODE_ATTEMPTS + 1):
+            try:
+                submission = await service.create(
+                    session,
+                    client=client,
+                    data=data,
+                    photos=staged,
+                    idempotency_key=idempotency_key,
+                    settings=state.settings,
+                    **extras,
+                )
+                await session.commit()
+                break
+            except IntegrityError as exc:
+                await session.rollback()
+                if service.is_tracking_code_clash(exc) and attempt < TRACKING_CODE_ATTEMPTS:
+                    await session.refresh(client)  # the rollback expired it
+                    continue
+                if not idempotency_key:
+                    raise
+                replay = await service.replay_after_race(
+                    session, client=client, idempotency_key=idempotency_key, data=data, photos=staged, **extras
+                )
+                if replay is None:
+                    raise
+                submission = Submission(report=replay, replayed=True)
+                break
     except BaseException:
-        discard_staged(state.storage, staged)
+        await discard_staged(state.storage, staged)
         raise
     if submission.replayed:
-        discard_staged(state.storage, staged)
+        await discard_staged(state.storage, staged)
     else:
         metrics.report_received(submission.report.channel)
         await enqueue_process_report(state.arq, state.settings.queue_name, submission.report.id)

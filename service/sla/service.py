@@ -90,5 +90,7 @@ async def reports_needing_sla_update(session: AsyncSession, now: datetime, limit
         )
         .order_by(col(Report.due_at))
         .limit(limit)
+        # Several workers may sweep at once (each runs it at startup): each row goes to one of them.
+        .with_for_update(skip_locked=True, of=Report)
     )
     return list((await session.exec(statement)).all())

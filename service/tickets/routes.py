@@ -16,6 +16,7 @@ from service.jobs import enqueue_process_photos
 from service.reports.citizen import attach_photos
 from service.reports.intake import read_message_with_photos
 from service.reports.routes import MESSAGE_WITH_PHOTOS_BODY
+from service.reports.submission import discard_staged
 from service.reports.service import StagedPhoto, record_event
 from service.tickets import service, workflow
 from service.tickets.schemas import (
@@ -113,8 +114,18 @@ async def export_csv(subject: Reader, request: Request, filters: Filters, sort: 
                     buffer.truncate()
         yield buffer.getvalue()
 
+    # The first query runs before the answer starts: a filter the database refuses, or an outage, is
+    # answered as an error, not as a 200 cut off mid-stream.
+    chunks = rows()
+    first = await anext(chunks)
+
+    async def body():
+        yield first
+        async for chunk in chunks:
+            yield chunk
+
     return StreamingResponse(
-        rows(), media_type="text/csv; charset=utf-8", headers={"Content-Disposition": 'attachment; filename="tickets.csv"'}
+        body(), media_type="text/csv; charset=utf-8", headers={"Content-Disposition": 'attachment; filename="tickets.csv"'}
     )
 
 
@@ -220,8 +231,7 @@ async def add_photos(ticket: str, subject: Worker, session: SessionDep, request:
         record_event(session, report, "after_photos", actor=subject.actor, message=message, data={"photos": len(staged)})
         await session.commit()
     except BaseException:
-        for photo in staged:
-            state.storage.delete(photo.key)
+        await discard_staged(state.storage, staged)
         raise
     if staged:
         await enqueue_process_photos(state.arq, state.settings.queue_name, report.id)

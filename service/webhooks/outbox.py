@@ -12,7 +12,7 @@ import logging
 import secrets
 import time
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -20,13 +20,13 @@ from uuid import UUID
 from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 from sqlalchemy import event as sa_event
-from sqlalchemy import inspect, select
+from sqlalchemy import exists, inspect, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from service.models import Department, Jurisdiction, Report, ReportEvent, ServiceCategory, WebhookEvent, WebhookSubscription
+from service.models import ApiClient, Department, Jurisdiction, Report, ReportEvent, ServiceCategory, WebhookEvent, WebhookSubscription
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +191,13 @@ def _active_subscriptions(session: Session) -> list[SubscriptionView]:
                 WebhookSubscription.scope_department_code, WebhookSubscription.scope_api_client_id,
                 WebhookSubscription.filter_department_code, WebhookSubscription.filter_service_code,
                 WebhookSubscription.filter_jurisdiction_code,
-            ).where(col(WebhookSubscription.active).is_(True))
+            ).where(
+                col(WebhookSubscription.active).is_(True),
+                # A revoked key's subscriptions hear nothing more.
+                ~exists().where(
+                    col(ApiClient.id) == col(WebhookSubscription.owner_id), col(ApiClient.revoked_at).is_not(None)
+                ),
+            )
         ).all()
         cached = [SubscriptionView(row[0], frozenset(row[1] or ()), *row[2:]) for row in rows]
         session.info[_SUBSCRIPTIONS] = cached

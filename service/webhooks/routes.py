@@ -67,7 +67,10 @@ async def create_subscription(
     return SubscriptionCreated(**_public(subscription), secret=secret)
 
 
-@router.get("/subscriptions", response_model=SubscriptionList, summary="Your subscriptions (an admin sees all)")
+@router.get(
+    "/subscriptions", response_model=SubscriptionList, summary="Your subscriptions (an admin sees all)",
+    responses=problem_responses(401, 403),
+)
 async def list_subscriptions(session: SessionDep, subject: Subscriber) -> SubscriptionList:
     subscriptions = await service.list_(session, subject=subject)
     return SubscriptionList(items=[SubscriptionPublic(**_public(item)) for item in subscriptions])

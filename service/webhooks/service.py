@@ -60,10 +60,16 @@ async def _check_filters(session: AsyncSession, filters: Filters, subject: AuthS
     for code, model, error, field in (
         (filters.department_code, Department, "unknown_department", "filters.department_code"),
         (filters.service_code, ServiceCategory, "unknown_service_code", "filters.service_code"),
-        (filters.jurisdiction_code, Jurisdiction, "unknown_jurisdiction", "filters.jurisdiction_code"),
     ):
         if code is not None and await session.get(model, code) is None:
             raise Unprocessable(error, field)
+    if filters.jurisdiction_code is not None:
+        # A ward, or a district that wards name as their parent.
+        known = select(Jurisdiction.code).where(
+            (col(Jurisdiction.code) == filters.jurisdiction_code) | (col(Jurisdiction.parent_code) == filters.jurisdiction_code)
+        )
+        if (await session.exec(known.limit(1))).first() is None:
+            raise Unprocessable("unknown_jurisdiction", "filters.jurisdiction_code")
 
 
 def _apply_filters(subscription: WebhookSubscription, filters: Filters) -> None:

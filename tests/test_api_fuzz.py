@@ -1,0 +1,267 @@
+"""Property-based API testing: schemathesis reads the committed spec (openapi/openapi.json), generates
+requests for every operation — valid and invalid, JSON, form and multipart, with and without real
+credentials — and sends them to a real `intake serve` on the test PostgreSQL.
+
+Every answer must be a non-5xx, with a status code the spec lists for that operation, the content
+type it declares, a body matching the declared schema and the declared headers. Real resources are
+created first (a processed report with a photo and its ticket, staff of every role, keys of every
+role, webhook subscriptions with an event), and about half of the generated identifiers, sign-in
+fields and key fields are swapped for real ones, so the 2xx answers are checked too, not only the
+404s and 401s that random values give.
+
+Bounded for `make test` on two cores: a fixed number of examples per operation, derandomized (the same
+requests on every run, so a failure reproduces), no Hypothesis example database. PostgreSQL only.
+"""
+
+import uuid
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import schemathesis
+from fastapi.testclient import TestClient
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+from sqlalchemy import text
+
+from service.auth import api_keys, users
+from service.db import metadata
+from service.main import create_app
+from tests.conftest import CATALOGUE_TABLES, in_app, run_in_session, run_worker
+from tests.factories import BEN_THANH_MARKET, jpeg_bytes, report_body
+from tests.processes import live_api
+
+ROOT = Path(__file__).resolve().parent.parent
+SPEC = ROOT / "openapi" / "openapi.json"
+EXAMPLES_PER_OPERATION = 30
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    response_headers_conformance,
+]
+PASSWORD = "fuzzing password 123"
+# Webhook targets on the discard port of loopback, allowed for the server under test only; no worker
+# ever runs for it, so nothing is delivered anyway.
+HOOK_URL = "http://127.0.0.1:9/hooks/fuzz"
+
+
+def fuzz_config() -> schemathesis.Config:
+    return schemathesis.Config.from_dict(
+        {
+            "seed": 1022,
+            "generation": {"max-examples": EXAMPLES_PER_OPERATION, "deterministic": True, "database": "none"},
+            # Stateful (link-following) runs are another mode; here each operation is tested on its own.
+            "phases": {"stateful": {"enabled": False}},
+        }
+    )
+
+
+@dataclass
+class Target:
+    """The live server and the real things in its database that generated requests may name."""
+
+    base_url: str
+    credentials: dict[str, dict[str, str]]  # name -> headers
+    path_values: dict[str, list[str]]
+    deletable_subscriptions: list[str]  # DELETE takes these, so the others live for the rest of the run
+    citizen_tokens: dict[str, str]  # tracking code -> X-Citizen-Token
+    body_values: dict[str, list]
+
+
+def _seed(client, base_url: str) -> Target:
+    app_key = in_app(client, lambda s: api_keys.create(s, name="fuzz app")).key
+    app = {"X-API-Key": app_key}
+    # Three reports, far enough apart not to be duplicates: one for the ticket operations, one
+    # resolved (rating, reopen), one on hold (replies).
+    created, resolved, on_hold = (
+        client.post(
+            "/v1/reports", data=report_body(reporter_phone="0903111222", lat=BEN_THANH_MARKET[0] + n * 0.003),
+            files=[("photos", ("a.jpg", jpeg_bytes(), "image/jpeg"))], headers=app,
+        ).json()
+        for n in range(3)
+    )
+    run_worker(client)  # classified, routed, photos processed; no subscription exists yet
+    ticket = client.get(f"/v1/tickets/{created['tracking_code']}", headers=app).json()
+    department = ticket["department_code"]
+
+    async def people(session):
+        for role in ("admin", "dispatcher"):
+            await users.create(session, username=f"fuzz-{role}", password=PASSWORD, role=role)
+        for role in ("supervisor", "officer"):
+            await users.create(session, username=f"fuzz-{role}", password=PASSWORD, role=role, department_code=department)
+        return {
+            "ioc_key": (await api_keys.create(session, name="fuzz ioc", role="ioc_viewer")).key,
+            "admin_key": (await api_keys.create(session, name="fuzz admin", role="admin")).key,
+            "department_key": (
+                await api_keys.create(session, name="fuzz dept", role="department_system", department_code=department)
+            ).key,
+        }
+
+    credentials = {"app": app, **{name: {"X-API-Key": key} for name, key in in_app(client, people).items()}}
+    refresh_tokens = []
+    for role in ("admin", "dispatcher", "supervisor", "officer"):
+        tokens = client.post("/v1/auth/token", data={"username": f"fuzz-{role}", "password": PASSWORD}).json()
+        credentials[role] = {"Authorization": f"Bearer {tokens['access_token']}"}
+        refresh_tokens.append(tokens["refresh_token"])
+
+    admin = credentials["admin"]
+    for report, change in ((resolved, {"to": "resolved", "public_reply": "Đã thay bóng đèn."}),
+                           (on_hold, {"to": "on_hold", "question": "Cột đèn số mấy ạ?"})):
+        answer = client.post(f"/v1/tickets/{report['tracking_code']}/transitions", json=change, headers=admin)
+        assert answer.status_code == 200, answer.text
+
+    settings = client.app.state.settings
+    allowed, settings.webhook_allowed_hosts = settings.webhook_allowed_hosts, ["127.0.0.1"]
+    try:
+        subscriptions = [
+            client.post("/v1/webhooks/subscriptions", json={"url": HOOK_URL}, headers=app).json()["id"] for _ in range(4)
+        ]
+    finally:
+        settings.webhook_allowed_hosts = allowed
+    # A public reply: one event in each subscription's outbox, for the event and redelivery operations.
+    client.post(f"/v1/tickets/{created['tracking_code']}/comments", json={"body": "Đã tiếp nhận", "visibility": "public"},
+                headers=credentials["admin"])
+    events = client.get(f"/v1/webhooks/subscriptions/{subscriptions[0]}/events", headers=app).json()["items"]
+    return Target(
+        base_url=base_url,
+        credentials=credentials,
+        path_values={
+            "tracking_code": [report["tracking_code"] for report in (created, resolved, on_hold)],
+            "ticket": [created["tracking_code"], created["id"]],
+            "service_request_id": [created["tracking_code"]],
+            "token": [created["id"]],
+            "photo_id": [ticket["photos"][0]["id"]],
+            "subscription_id": subscriptions[:1],
+            "event_id": [event["event_id"] for event in events],
+            "service_code": ["street_lighting", "road_traffic"],
+        },
+        deletable_subscriptions=subscriptions[1:],
+        citizen_tokens={report["tracking_code"]: report["citizen_token"] for report in (created, resolved, on_hold)},
+        body_values={
+            "assignee_username": ["fuzz-officer"],
+            "department_code": [department],
+            "service_code": ["street_lighting"],
+            "duplicate_of": [created["tracking_code"]],
+            "username": ["fuzz-admin", "fuzz-officer"],
+            "password": [PASSWORD],
+            "refresh_token": refresh_tokens,
+            "api_key": [app_key],  # Open311 takes the key as a form field
+            "lat": [BEN_THANH_MARKET[0]],
+            "lon": [BEN_THANH_MARKET[1]],
+            "long": [BEN_THANH_MARKET[1]],
+            "url": [HOOK_URL],
+        },
+    )
+
+
+class _Live:
+    """What the generation hooks read: set by the `target` fixture before any case is drawn."""
+
+    target: Target | None = None
+
+    def __getattr__(self, name):
+        return getattr(self.target, name)
+
+
+LIVE = _Live()
+
+
+@pytest.fixture(scope="module")
+def target(settings, tmp_path_factory):
+    """Seeded once per module (every operation is one test), then `intake serve` on the same database."""
+    if settings.is_sqlite:
+        pytest.skip("the API is fuzzed once, on PostgreSQL; the SQLite pass covers the same routes in-process")
+
+    async def empty_tables(session) -> None:
+        for table in reversed(metadata.sorted_tables):
+            if table.name not in CATALOGUE_TABLES:
+                await session.exec(text(f"DELETE FROM {table.name}"))
+
+    run_in_session(settings, empty_tables)
+    server = live_api(
+        settings, tmp_path_factory.mktemp("fuzz"),
+        queue_name=f"fuzz-{uuid.uuid4().hex[:8]}",  # no worker ever takes the jobs generated requests enqueue
+        webhook_allowed_hosts=["127.0.0.1"],
+    )
+    with server as base_url, TestClient(create_app(settings)) as seeder:
+        LIVE.target = _seed(seeder, base_url)
+        try:
+            yield LIVE.target
+        finally:
+            LIVE.target = None
+
+
+schema = schemathesis.openapi.from_path(SPEC, config=fuzz_config())
+
+
+def _pick(value, candidates: list):
+    """About half of the generated values (chosen by their hash, so runs repeat) become a real one."""
+    digest = zlib.crc32(repr(value).encode())
+    return candidates[(digest >> 1) % len(candidates)] if digest % 2 == 0 else value
+
+
+@schema.hook
+def map_path_parameters(context, path_parameters):
+    # (The spec's own examples are built at collection, before the server and its data exist.)
+    if not path_parameters or LIVE.target is None:
+        return path_parameters
+    real = dict(LIVE.path_values)
+    if context.operation.method.upper() == "DELETE":
+        real["subscription_id"] = LIVE.deletable_subscriptions
+    return {name: _pick(value, real[name]) if name in real else value for name, value in path_parameters.items()}
+
+
+@schema.hook
+def map_body(context, body):
+    if not isinstance(body, dict) or LIVE.target is None:
+        return body
+    body = {name: _pick(value, LIVE.body_values[name]) if name in LIVE.body_values else value for name, value in body.items()}
+    for field in ("photos", "media"):
+        if field in body and zlib.crc32(repr(body[field]).encode()) % 2 == 0:
+            photo = jpeg_bytes()  # a real photo, so multipart uploads get past the content check
+            body[field] = [photo] if isinstance(body[field], list) else photo
+    return body
+
+
+# Which credentials fit each part of the API. A case gets one of them, or (1 in 8) keeps whatever the
+# generator made up, so the 401 answers are checked too.
+CREDENTIALS_FOR = [
+    ("/v1/tickets", ("admin", "officer", "dispatcher", "supervisor", "department_key", "app")),
+    ("/v1/ioc", ("ioc_key", "admin", "dispatcher")),
+    ("/v1/webhooks", ("app", "admin_key", "department_key", "admin")),
+    ("/v1/reports", ("app",)),
+    ("/v1/auth/me", ("app", "officer", "ioc_key")),
+]
+
+
+def authorise(case, target: Target) -> None:
+    choice = zlib.crc32(repr((case.path_parameters, case.query, case.headers, case.body)).encode())
+    headers = dict(case.headers or {})
+    if choice % 8:
+        tracking_code = (case.path_parameters or {}).get("tracking_code")
+        if tracking_code in target.citizen_tokens:
+            headers["X-Citizen-Token"] = target.citizen_tokens[tracking_code]
+        for prefix, names in CREDENTIALS_FOR:
+            if case.path.startswith(prefix):
+                headers = {k: v for k, v in headers.items() if k.lower() not in ("authorization", "x-api-key")}
+                headers.update(target.credentials[names[(choice >> 3) % len(names)]])
+                break
+    # Half the retries a well-behaved client would make: the same key for the same request.
+    idempotency = next((name for name in headers if name.lower() == "idempotency-key"), None)
+    if idempotency and choice % 2:
+        headers[idempotency] = f"fuzz-{choice:08x}"
+    case.headers = headers
+
+
+@schema.parametrize()
+def test_every_operation_answers_as_its_spec_says(case, target):
+    authorise(case, target)
+    case.call_and_validate(base_url=target.base_url, checks=CHECKS, timeout=30)
