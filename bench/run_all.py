@@ -57,20 +57,19 @@ def main() -> None:
     if "worker" in args.only:
         before = stack.wait_for_quiet_machine(tries=1 if args.quick else 3)
         reports = 200 if args.quick else 2000
+        body = worker_throughput.render(*worker_throughput.run(reports))  # before the header: it reads the load after
         write("bench_worker", section(
-            "Worker throughput (`bench/worker_throughput.py`)", stack.header(before),
-            worker_throughput.render(*worker_throughput.run(reports)), "worker_throughput"))
+            "Worker throughput (`bench/worker_throughput.py`)", stack.header(before), body, "worker_throughput"))
     if "memory" in args.only:
         before = stack.wait_for_quiet_machine(tries=1 if args.quick else 3)
+        body = memory.render(memory.run(clients=20, rounds=1 if args.quick else 3))
         write("bench_memory", section(
-            "API memory under large uploads (`bench/memory.py`)", stack.header(before),
-            memory.render(memory.run(clients=20, rounds=1 if args.quick else 3)), "memory"))
+            "API memory under large uploads (`bench/memory.py`)", stack.header(before), body, "memory"))
     if "storm" in args.only:
         before = stack.wait_for_quiet_machine(tries=1 if args.quick else 3)
         reports, seconds = (500, 5) if args.quick else (args.storm_reports, 60)
-        write("bench_storm", section(
-            "The storm (`bench/storm.py`)", stack.header(before),
-            storm.render(storm.run(reports, seconds, api_workers=2, workers=2)), "storm"))
+        body = storm.render(storm.run(reports, seconds, api_workers=2, workers=2))
+        write("bench_storm", section("The storm (`bench/storm.py`)", stack.header(before), body, "storm"))
     stack.log(f"benchmarks done in {time.monotonic() - started:.0f} s"
               + ("" if args.quick else f"; see {stack.RESULTS.relative_to(stack.ROOT)}"))
 

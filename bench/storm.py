@@ -113,7 +113,7 @@ def render(storm: Storm) -> str:
         f"{storm.api_workers}`, with {storm.workers} `intake worker` processes running (pools of 6 + 4 connections "
         "each); PostgreSQL, Redis, the API, the workers and wrk share the 2 cores.",
         "",
-        "| answered | accepted (201) | other answers | not answered when wrk stopped | intake p50 / p99 ms | accepting took | processed | drain after the last accepted | first accepted → all processed | peak queue |",
+        "| answered | accepted (201) | other answers | not sent or not answered in time | intake p50 / p99 ms | accepting took | processed | drain after the last accepted | first accepted → all processed | peak queue |",
         "|---|---|---|---|---|---|---|---|---|---|",
         f"| {result.requests:,} | {storm.accepted:,} | {rejected or 'none'} | "
         f"{storm.target - sum(storm.statuses.values()):,} | {result.p50_ms:,.0f} / {result.p99_ms:,.0f} | "

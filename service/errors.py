@@ -249,6 +249,9 @@ def field_errors_from_pydantic(errors: list[dict[str, Any]], request: Request) -
 
 
 PROBLEM_CONTENT = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+RETRY_AFTER = {
+    "Retry-After": {"description": "Seconds to wait before retrying", "required": True, "schema": {"type": "integer", "minimum": 1}}
+}
 
 
 def _document_problems(app: FastAPI) -> None:
@@ -279,6 +282,9 @@ def _document_problems(app: FastAPI) -> None:
                 responses.setdefault(
                     "503", {"description": "The database or Redis is unavailable: retry later", "content": PROBLEM_CONTENT}
                 )
+                for status in ("429", "503"):  # both always say when to come back
+                    if status in responses:
+                        responses[status]["headers"] = RETRY_AFTER
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         if "Problem" not in components:
             problem = Problem.model_json_schema(ref_template="#/components/schemas/{model}")

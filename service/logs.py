@@ -6,6 +6,25 @@ import logging.config
 from asgi_correlation_id import CorrelationIdFilter
 
 
+# aiosqlite (DEBUG) and SQLAlchemy's engine (INFO) log every statement with its parameters: password
+# and token hashes, webhook secrets, encrypted contact data. httpx (INFO) logs each webhook target URL,
+# which may carry the subscriber's own token; httpcore and hpack (DEBUG) log headers.
+QUIET_LOGGERS = {
+    "aiosqlite": "WARNING",
+    "sqlalchemy.engine": "WARNING",
+    "sqlalchemy.pool": "WARNING",
+    "httpx": "WARNING",
+    "httpcore": "WARNING",
+    "hpack": "WARNING",
+    "python_multipart": "INFO",
+}
+
+
+def _number(level: str | int) -> int:
+    number = logging.getLevelName(level.upper()) if isinstance(level, str) else level
+    return number if isinstance(number, int) else logging.INFO
+
+
 def configure_logging(level: str = "INFO", json_output: bool = True) -> dict:
     """Configure the root logger and return the dict config, so uvicorn can be given the same one."""
     formatter = (
@@ -38,6 +57,8 @@ def configure_logging(level: str = "INFO", json_output: bool = True) -> dict:
             "uvicorn.error": {"handlers": ["stderr"], "level": level, "propagate": False},
             "uvicorn.access": {"handlers": ["stderr"], "level": level, "propagate": False},
             "arq": {"handlers": ["stderr"], "level": level, "propagate": False},
+            # Libraries that log data, not events: never below these levels, whatever LOG_LEVEL says.
+            **{name: {"level": max(_number(floor), _number(level))} for name, floor in QUIET_LOGGERS.items()},
         },
     }
     logging.config.dictConfig(config)

@@ -265,3 +265,28 @@ def authorise(case, target: Target) -> None:
 def test_every_operation_answers_as_its_spec_says(case, target):
     authorise(case, target)
     case.call_and_validate(base_url=target.base_url, checks=CHECKS, timeout=30)
+
+
+# --- answers the generator cannot provoke on the live server: a spent limit and an outage ----------------
+
+
+def test_rate_limit_and_outage_answers_match_the_spec(settings, client, api_key):
+    body = report_body()
+    tight = settings.model_copy(update={"queue_name": f"fuzz-{uuid.uuid4().hex[:8]}", "rate_limit_intake_per_address": "1/minute"})
+    with TestClient(create_app(tight)) as limited:
+        assert limited.post("/v1/reports", json=body, headers={"X-API-Key": api_key}).status_code == 201
+        refused = limited.post("/v1/reports", json=body, headers={"X-API-Key": api_key})
+    assert refused.status_code == 429
+    schema["/v1/reports"]["POST"].Case(body=body, media_type="application/json").validate_response(refused, checks=CHECKS)
+
+    # The database is down (nothing listens on port 1): the client is told to retry, as documented.
+    down = settings.model_copy(update={"database_url": "postgresql+asyncpg://postgres@127.0.0.1:1/intake"})
+    with TestClient(create_app(down), raise_server_exceptions=False) as outage:
+        answer = outage.get("/v1/reports/7K3P-9QX2")
+    assert answer.status_code == 503
+    # not_a_server_error is left out for this one answer: a documented 503 with Retry-After is what an
+    # outage must give; every other check (status documented, problem+json, schema, Retry-After) holds.
+    schema["/v1/reports/{tracking_code}"]["GET"].Case(path_parameters={"tracking_code": "7K3P-9QX2"}).validate_response(
+        answer, checks=[check for check in CHECKS if check is not not_a_server_error]
+    )
+    assert int(answer.headers["retry-after"]) >= 1

@@ -26,6 +26,9 @@ from service.reports.schemas import (
 from service.reports.service import StagedPhoto
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
+LOCATION_HEADER = {
+    "Location": {"description": "Where to follow the report", "required": True, "schema": {"type": "string", "format": "uri"}}
+}
 
 
 def _intake_body_schema() -> dict:
@@ -55,7 +58,8 @@ def _intake_body_schema() -> dict:
     summary="Submit a report (JSON, or multipart with up to 5 photos)",
     openapi_extra=_intake_body_schema(),
     responses={
-        200: {"model": ReportCreated, "description": "An idempotent retry: the report created earlier"},
+        201: {"headers": LOCATION_HEADER},
+        200: {"model": ReportCreated, "description": "An idempotent retry: the report created earlier", "headers": LOCATION_HEADER},
         **problem_responses(401, 403, 409, 413, 415, 422, 429, 503),
     },
 )
