@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 DSN = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/intake_bench_intake").replace(
     "postgresql+asyncpg://", "postgresql://"
 )
-POOL_SIZE = int(os.environ.get("DB_POOL_SIZE", "10")) + int(os.environ.get("DB_MAX_OVERFLOW", "10"))
+POOL_SIZE = int(os.environ.get("DB_POOL_SIZE", "20")) + int(os.environ.get("DB_MAX_OVERFLOW", "0"))
 MEDIA = Path(os.environ.get("MEDIA_DIR", "var/bench/media")) / "bare"
 
 TABLE = """

@@ -18,7 +18,7 @@ QUEUE_NAME = os.environ.get("BARE_QUEUE_NAME", "intake-bench:bare")
 
 
 async def startup(ctx: dict) -> None:
-    size = int(os.environ.get("DB_POOL_SIZE", "10")) + int(os.environ.get("DB_MAX_OVERFLOW", "10"))
+    size = int(os.environ.get("DB_POOL_SIZE", "20")) + int(os.environ.get("DB_MAX_OVERFLOW", "0"))
     ctx["pool"] = await asyncpg.create_pool(DSN, min_size=2, max_size=size)
 
 

@@ -171,6 +171,17 @@ class Server:
         except psutil.NoSuchProcess:
             return []
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time used so far by the server and its worker processes."""
+        total = 0.0
+        for pid in self.pids():
+            try:
+                times = psutil.Process(pid).cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += times.user + times.system
+        return total
+
     def stop(self) -> None:
         stop_process(self.process)
 
@@ -299,6 +310,7 @@ class WrkResult:
     max_ms: float
     errors: dict = field(default_factory=dict)
     statuses: dict = field(default_factory=dict)
+    server_cpu_ms: float = 0.0  # the server's CPU time per request answered, when measured
 
     @property
     def rps(self) -> float:

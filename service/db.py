@@ -46,7 +46,7 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
         url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
-        pool_pre_ping=True,
+        pool_pre_ping=settings.db_pool_pre_ping,
         pool_timeout=5,
         connect_args={
             "timeout": settings.db_connect_timeout_seconds, "command_timeout": 30, **PGBOUNCER_SAFE_STATEMENTS
@@ -83,7 +83,9 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             raise
 
 
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+# scope="function": the commit happens before the response is sent, so a client never holds a 2xx for
+# a write that then failed to commit, nor reads before its own earlier write is visible.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
 async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -99,4 +101,4 @@ async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
                 await session.rollback()  # nothing to keep: reads only
 
 
-ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session)]
+ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session, scope="function")]

@@ -10,6 +10,9 @@ import logging
 from uuid import UUID
 
 from arq.connections import ArqRedis
+from arq.constants import job_key_prefix
+from arq.jobs import serialize_job
+from arq.utils import timestamp_ms
 from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
@@ -40,3 +43,27 @@ async def enqueue_process_report(arq: ArqRedis, queue_name: str, report_id: UUID
 async def enqueue_process_photos(arq: ArqRedis, queue_name: str, report_id: UUID) -> bool:
     """Photos added after intake (after-photos, citizen answers) need their metadata stripped too."""
     return await enqueue(arq, queue_name, PROCESS_PHOTOS, str(report_id), job_id=f"{PROCESS_PHOTOS}:{report_id}")
+
+
+async def enqueue_new_reports(arq: ArqRedis, queue_name: str, report_ids: list[UUID]) -> bool:
+    """Hand many just-committed reports to the workers in one Redis round trip.
+
+    The jobs are the ones `enqueue_process_report` makes (same ids, same arq format), but written in
+    one pipeline: arq's `enqueue_job` spends three round trips per job checking for an existing job,
+    which a brand-new report cannot have. SET NX still leaves a job the sweep queued meanwhile alone.
+    """
+    if not report_ids:
+        return True
+    now = timestamp_ms()
+    try:
+        async with arq.pipeline(transaction=False) as pipe:
+            for report_id in report_ids:
+                job_id = process_report_job_id(report_id)
+                job = serialize_job(PROCESS_REPORT, (str(report_id),), {}, None, now, serializer=arq.job_serializer)
+                pipe.set(job_key_prefix + job_id, job, px=arq.expires_extra_ms, nx=True)
+                pipe.zadd(queue_name, {job_id: now})
+            await asyncio.wait_for(pipe.execute(), ENQUEUE_TIMEOUT_SECONDS)
+        return True
+    except (RedisError, OSError, TimeoutError) as exc:
+        log.warning("enqueue of %d new reports failed, the sweep will pick them up: %s", len(report_ids), type(exc).__name__)
+        return False

@@ -21,6 +21,7 @@ from service.auth import routes as auth_routes
 from service.reports import routes as report_routes
 from service.tickets import routes as ticket_routes
 from service.webhooks import routes as webhook_routes
+from service.reports.writer import IntakeWriter
 from service.webhooks.outbox import bind_queue
 from service.settings import Settings, get_settings
 
@@ -54,10 +55,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Connects lazily: the API starts and takes reports even while Redis is down.
         app.state.arq = ArqRedis.from_pool(redis_pool(settings))  # aclose() closes the pool too
         app.state.rate_limiter = RateLimiter.from_url(settings.redis_url, prefix=f"{settings.queue_name}:limits")
-        bind_queue(app.state.engine, app.state.arq, settings.queue_name, settings.public_base_url)  # webhook hand-offs
+        bind_queue(  # webhook hand-offs
+            app.state.engine, app.state.arq, settings.queue_name, settings.public_base_url,
+            subscription_cache_seconds=settings.webhook_subscription_cache_seconds,
+        )
+        app.state.intake_writer = IntakeWriter(
+            app.state.sessions, arq=app.state.arq, queue_name=settings.queue_name, batch_max=settings.intake_batch_max
+        )
+        app.state.intake_writer.start()
         try:
             yield
         finally:
+            await app.state.intake_writer.close()
             await app.state.arq.aclose()
             await app.state.engine.dispose()
             if app.state.read_engine is not app.state.engine:
@@ -68,6 +77,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description=API_DESCRIPTION,
         lifespan=lifespan,
+        # FastAPI's OpenTelemetry hooks look the providers up on every request (3 % of an intake
+        # request's time); off unless an operator has an OpenTelemetry collector to feed.
+        telemetry=None if settings.opentelemetry else {"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     privacy.configure(settings.pii_encryption_keys, settings.secret_key)

@@ -45,19 +45,36 @@ class Settings(BaseSettings):
     # (min_lat, min_lon, max_lat, max_lon)
     service_area: tuple[float, float, float, float] = HCMC_SERVICE_AREA
 
-    db_pool_size: int = 10
-    db_max_overflow: int = 10
+    # Connections each process keeps open, and how many more it may open for a burst. The extra ones are
+    # closed as soon as they are returned, so a busy process that lives on overflow opens and closes a
+    # connection (a PostgreSQL backend) per request: size the pool for the usual peak instead.
+    db_pool_size: int = Field(default=20, ge=1)
+    db_max_overflow: int = Field(default=0, ge=0)
     # How long opening a connection may take: with the database down or unreachable the API answers
     # 503 within about this long instead of holding the request (tests/test_faults.py).
     db_connect_timeout_seconds: float = Field(default=1.0, gt=0)
+    # Test each pooled connection with a round trip before use. Off: a connection broken by a database
+    # restart fails one request with 503 and the whole pool is replaced; on: that request reconnects,
+    # at the price of one more round trip on every request. Turn on where idle connections get cut
+    # (a firewall, a proxy with an idle timeout).
+    db_pool_pre_ping: bool = False
     # Optional read replica (streaming replication): the IOC's aggregate queries go there; unset: the primary.
     database_read_url: str | None = None
     # Connections each process may open to Redis (queue, rate limits, IOC cache).
     redis_max_connections: int = Field(default=50, ge=2)
+    # FastAPI's OpenTelemetry request traces and metrics, for an operator who runs a collector
+    # (configure the SDK with the usual OTEL_* variables); Prometheus at /metrics works either way.
+    opentelemetry: bool = False
     log_level: str = "INFO"
     log_json: bool = True
 
     catalogue_path: Path = Path("service/catalogue/catalogue.yaml")
+
+    # Reports one API process commits together at most when many arrive at once (service/reports/writer.py).
+    intake_batch_max: int = Field(default=64, ge=1, le=1000)
+    # How long an API process trusts an API key it has checked. A revoked key stops working at once in
+    # the process that revoked it and within this long everywhere else; 0 checks the database every time.
+    api_key_cache_seconds: float = Field(default=10, ge=0)
 
     # The pipeline (see service/pipeline/).
     model_cache_dir: Path = Path("var/models")
@@ -104,6 +121,9 @@ class Settings(BaseSettings):
     webhook_disable_after_failures: int | None = Field(default=None, ge=1)
     # After a rotation the old secret keeps signing (a second signature) for this long.
     webhook_secret_overlap_seconds: float = Field(default=24 * 3600, ge=0)
+    # How long a process reuses the list of active webhook subscriptions when recording events. A
+    # subscription created or changed through this process counts at once; elsewhere within this long.
+    webhook_subscription_cache_seconds: float = Field(default=1, ge=0)
     # An event due this long without being sent lost its hand-off; the sweep queues it again.
     webhook_stale_seconds: float = Field(default=30, ge=0)
 

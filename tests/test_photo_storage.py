@@ -181,10 +181,10 @@ def test_bucket_objects_are_never_public(client, api_key):
 def test_failure_before_commit_removes_the_stored_photos(client, api_key, monkeypatch):
     from service.reports import service
 
-    async def broken_create(*args, **kwargs):
+    async def broken_add(*args, **kwargs):  # the intake writer's commit fails
         raise RuntimeError("database went away mid-request")
 
-    monkeypatch.setattr(service, "create", broken_create)
+    monkeypatch.setattr(service, "add_new", broken_add)
     monkeypatch.setattr(client._transport, "raise_server_exceptions", False)  # answer as production would
     response = submit(client, api_key, [jpeg_bytes(), jpeg_bytes()])
     assert response.status_code == 500

@@ -224,6 +224,38 @@ def test_catalogue_reload_takes_effect_without_restart(client, api_key, tmp_path
         in_app(client, lambda s: catalogue_service.load(s, catalogue=original, checksum=original_checksum, source="tests"))
 
 
+def test_worker_that_cached_the_catalogue_sees_a_reload_on_its_next_report(client, api_key, tmp_path):
+    # One long-lived worker context: the catalogue it read for the first report stays in its memory.
+    from service.catalogue import service as catalogue_service
+    from service.pipeline import service as pipeline
+    from tests.conftest import ROOT
+
+    ctx = worker_context(client)
+
+    def process(created):
+        return in_app(client, lambda s: pipeline.process(s, UUID(created["id"]), ctx["pipeline"]))
+
+    first = submit(client, api_key, service_code="street_lighting", description="Đèn đường hư cả tuần nay rồi")
+    assert process(first) == "assigned"
+    assert report_of(client, first).department_code == "chieu-sang"
+
+    original_path = ROOT / "service/catalogue/catalogue.yaml"
+    changed = original_path.read_text().replace('version: "2026.11.1"', 'version: "2026.12.2"').replace(
+        "{category: street_lighting, department: chieu-sang}", "{category: street_lighting, department: so-xay-dung}"
+    )
+    (tmp_path / "catalogue.yaml").write_text(changed)
+    catalogue, checksum = catalogue_service.read_file(tmp_path / "catalogue.yaml")
+    try:
+        in_app(client, lambda s: catalogue_service.load(s, catalogue=catalogue, checksum=checksum, source="tests"))
+        second = submit(client, api_key, service_code="street_lighting", description="Đèn đường tắt cả dãy",
+                        lat=THAO_DIEN[0], lon=THAO_DIEN[1])
+        assert process(second) == "assigned"
+        assert report_of(client, second).department_code == "so-xay-dung"
+    finally:
+        original, original_checksum = catalogue_service.read_file(original_path)
+        in_app(client, lambda s: catalogue_service.load(s, catalogue=original, checksum=original_checksum, source="tests"))
+
+
 def test_cluster_of_near_identical_reports_processed_at_once_has_one_original(client, api_key):
     # Five people report the same burst pipe within a few metres; the worker runs them concurrently.
     created = [

@@ -9,10 +9,10 @@ from arq.constants import in_progress_key_prefix
 from redis.exceptions import RedisError
 
 from service import privacy
+from service.catalogue.snapshot import CatalogueCache
 from service.classify.model import Classifier
 from service.db import create_engine, session_factory
 from service.jobs import PROCESS_PHOTOS, PROCESS_REPORT
-from service.jurisdictions.service import JurisdictionCache
 from service.photos.storage import build_storage
 from service.pipeline.service import PipelineResources
 from service.settings import Settings, get_settings
@@ -42,11 +42,14 @@ def worker_options(settings: Settings) -> dict[str, Any]:
         ctx["pipeline"] = PipelineResources(
             settings=settings,
             classifier=classifier,
-            jurisdictions=JurisdictionCache(),
+            catalogue=CatalogueCache(),
             storage=build_storage(settings),
         )
         ctx["http"] = build_http_client(settings)  # webhook deliveries
-        outbox.bind_queue(ctx["engine"], ctx["redis"], settings.queue_name, settings.public_base_url)
+        outbox.bind_queue(
+            ctx["engine"], ctx["redis"], settings.queue_name, settings.public_base_url,
+            subscription_cache_seconds=settings.webhook_subscription_cache_seconds,
+        )
 
     async def on_shutdown(ctx: dict) -> None:
         await outbox.wait_for_handoffs()

@@ -57,7 +57,7 @@ async def current_subject(
             raise Unauthenticated("invalid_token", headers=challenge)
         return AuthSubject("staff", user.id, user.role, user.department_code, user.username)
     if key:
-        client = await api_keys.authenticate(session, key)
+        client = await api_keys.authenticate(session, key, cache_seconds=api_keys.cache_seconds(request))
         if client is None:
             raise Unauthenticated(detail="The API key is unknown or revoked.", headers=challenge)
         return AuthSubject("api_client", client.id, client.role, client.department_code, client.key_prefix)

@@ -29,40 +29,38 @@ async def import_shapes(session: AsyncSession, shapes: list[JurisdictionShape]) 
     return created, updated
 
 
-@dataclass
-class _Cached:
-    stamp: tuple
+@dataclass(frozen=True)
+class JurisdictionMap:
+    """Every jurisdiction in memory: the spatial index and who contains whom."""
+
     index: JurisdictionIndex
     parents: dict[str, str | None]
 
-
-class JurisdictionCache:
-    """One index per process, rebuilt only when the table changed (an import anywhere bumps the stamp)."""
-
-    def __init__(self) -> None:
-        self._cached: _Cached | None = None
-
-    async def get(self, session: AsyncSession) -> _Cached:
-        stamp = tuple((await session.exec(select(func.count(), func.max(Jurisdiction.imported_at)))).one())
-        if self._cached is None or self._cached.stamp != stamp:
-            rows = (await session.exec(select(Jurisdiction))).all()
-            shapes = [
-                JurisdictionShape(
-                    code=row.code, name=row.name, level=row.level, parent_code=row.parent_code,
-                    geometry_wkt=row.geometry_wkt,
-                )
-                for row in rows
-            ]
-            self._cached = _Cached(stamp, JurisdictionIndex(shapes), {row.code: row.parent_code for row in rows})
-        return self._cached
-
-    async def ancestry(self, session: AsyncSession, code: str) -> list[str]:
+    def ancestry(self, code: str) -> list[str]:
         """The code and its parents' codes, nearest first: what routing rules may name."""
-        cached = await self.get(session)
         chain, seen = [], set()
         current: str | None = code
         while current and current not in seen:
             chain.append(current)
             seen.add(current)
-            current = cached.parents.get(current)
+            current = self.parents.get(current)
         return chain
+
+
+def version_columns() -> tuple:
+    """What changes whenever an import anywhere changes the table: a cache of the map is keyed on it."""
+    return (
+        select(func.count()).select_from(Jurisdiction).scalar_subquery(),
+        select(func.max(Jurisdiction.imported_at)).scalar_subquery(),
+    )
+
+
+async def load_map(session: AsyncSession) -> JurisdictionMap:
+    rows = (await session.exec(select(Jurisdiction))).all()
+    shapes = [
+        JurisdictionShape(
+            code=row.code, name=row.name, level=row.level, parent_code=row.parent_code, geometry_wkt=row.geometry_wkt
+        )
+        for row in rows
+    ]
+    return JurisdictionMap(JurisdictionIndex(shapes), {row.code: row.parent_code for row in rows})

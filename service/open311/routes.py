@@ -169,7 +169,7 @@ async def post_service_request(
     state = request.app.state
     staged: list[StagedPhoto] = []
     async with forms.open_form(request, state.settings) as form:
-        client = await _submitter(session, form.get("api_key") or request.headers.get("x-api-key"))
+        client = await _submitter(request, session, form.get("api_key") or request.headers.get("x-api-key"))
         service.check_jurisdiction(form.get("jurisdiction_id") or request.query_params.get("jurisdiction_id"))
         submitted = forms.service_request_form(form)
         try:
@@ -205,8 +205,8 @@ async def post_service_request(
     )
 
 
-async def _submitter(session: AsyncSession, key: str | None):
-    client = await api_keys.authenticate(session, key) if key else None
+async def _submitter(request: Request, session: AsyncSession, key: str | None):
+    client = await api_keys.authenticate(session, key, cache_seconds=api_keys.cache_seconds(request)) if key else None
     if client is None:
         raise Forbidden(detail="api_key is missing or invalid: can't proceed with create_request.")
     return await api_keys.require_submitter(client)

@@ -40,20 +40,23 @@ async def find_original(
 ) -> DuplicateMatch | None:
     if report.h3_cell is None or report.service_code is None or report.lat is None:
         return None
-    await lock_neighbourhood(session, report.h3_cell)
     since = report.created_at - timedelta(days=window_days)
-    candidates = (
-        await session.exec(
-            select(Report).where(
-                col(Report.h3_cell).in_(list(h3.grid_disk(report.h3_cell, 1))),
-                Report.service_code == report.service_code,
-                col(Report.status).in_(ORIGINAL_STATUSES),
-                col(Report.created_at) >= since,
-                Report.id != report.id,
-                col(Report.duplicate_of_id).is_(None),
+    # Nothing pending in this session (the report's own changes, its events) can change which other
+    # report is the original: not flushing here leaves the job one UPDATE and one INSERT at its end.
+    with session.no_autoflush:
+        await lock_neighbourhood(session, report.h3_cell)
+        candidates = (
+            await session.exec(
+                select(Report).where(
+                    col(Report.h3_cell).in_(list(h3.grid_disk(report.h3_cell, 1))),
+                    Report.service_code == report.service_code,
+                    col(Report.status).in_(ORIGINAL_STATUSES),
+                    col(Report.created_at) >= since,
+                    Report.id != report.id,
+                    col(Report.duplicate_of_id).is_(None),
+                )
             )
-        )
-    ).all()
+        ).all()
     scored = [
         (haversine_m(report.lat, report.lon, c.lat, c.lon), c.created_at, str(c.id), c)
         for c in candidates

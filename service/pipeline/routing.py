@@ -37,15 +37,16 @@ def choose_rule(rules: list[RoutingRule], category_code: str | None, jurisdictio
 
 
 async def route(session: AsyncSession, category_code: str | None, jurisdictions: list[str]) -> RoutingDecision | None:
-    # Read on every report: a catalogue reload takes effect at once, with no restart.
+    # Read on every call: a catalogue reload takes effect at once, with no restart.
     rules = list((await session.exec(select(RoutingRule))).all())
+    return decide(rules, category_code, jurisdictions)
+
+
+def decide(rules: list[RoutingRule], category_code: str | None, jurisdictions: list[str]) -> RoutingDecision | None:
+    """The most specific rule's department; no category and no jurisdictions gives the catch-all, where triage goes."""
     rule = choose_rule(rules, category_code, jurisdictions)
     if rule is None:
         return None
     described = f"{rule.category_code or '*'} @ {rule.jurisdiction_code or '*'} → {rule.department_code}"
     return RoutingDecision(rule.department_code, described, rule.catalogue_version)
 
-
-async def dispatch_unit(session: AsyncSession) -> RoutingDecision | None:
-    """Where reports go when the machine is unsure: the catch-all rule's department."""
-    return await route(session, None, [])

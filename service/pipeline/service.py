@@ -11,10 +11,10 @@ from uuid import UUID
 import h3
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from service.catalogue.snapshot import CatalogueCache, CatalogueSnapshot
 from service.classify.model import Classifier
 from service.classify.priority import assess_priority
-from service.jurisdictions.service import JurisdictionCache
-from service.models import Report, ServiceCategory
+from service.models import Report
 from service.models.types import utcnow
 from service.photos.storage import PhotoStorage
 from service.pipeline import duplicates, routing
@@ -30,7 +30,7 @@ class PipelineResources:
 
     settings: Settings
     classifier: Classifier
-    jurisdictions: JurisdictionCache
+    catalogue: CatalogueCache
     storage: PhotoStorage
 
 
@@ -41,6 +41,8 @@ async def process(session: AsyncSession, report_id: UUID, resources: PipelineRes
     if report.status != "received":
         return "already-processed"
     settings = resources.settings
+    # Read before anything changes, so no query until the duplicate search makes the session flush.
+    catalogue = await resources.catalogue.get(session)
 
     photo_summaries = await process_photos(session, resources.storage, report)
     if photo_summaries:
@@ -48,9 +50,8 @@ async def process(session: AsyncSession, report_id: UUID, resources: PipelineRes
     if report.lat is not None and report.h3_cell is None:
         report.h3_cell = h3.latlng_to_cell(report.lat, report.lon, H3_RESOLUTION)
 
-    needs_triage = await _classify(session, report, resources)
-    category = await session.get(ServiceCategory, report.service_code) if report.service_code else None
-    _prioritise(session, report, category.default_priority if category else "normal")
+    needs_triage = _classify(session, report, resources)
+    _prioritise(session, report, catalogue.default_priorities.get(report.service_code, "normal"))
 
     if not needs_triage:
         match = await duplicates.find_original(
@@ -59,9 +60,11 @@ async def process(session: AsyncSession, report_id: UUID, resources: PipelineRes
         if match:
             return await _mark_duplicate(session, report, match)
 
-    jurisdictions = await _locate(session, report, resources)
+    jurisdictions = _locate(session, report, catalogue, settings.jurisdiction_tolerance_m)
     decision = (
-        await routing.dispatch_unit(session) if needs_triage else await routing.route(session, report.service_code, jurisdictions)
+        routing.decide(catalogue.routing_rules, None, [])  # the dispatch unit
+        if needs_triage
+        else routing.decide(catalogue.routing_rules, report.service_code, jurisdictions)
     )
     if decision:
         report.department_code = decision.department_code
@@ -74,7 +77,7 @@ async def process(session: AsyncSession, report_id: UUID, resources: PipelineRes
             data={"department": decision.department_code, "rule": decision.rule, "catalogue_version": decision.catalogue_version},
         )
 
-    policy, policy_info = await sla.policy_for(session, report.service_code, report.priority)
+    policy, policy_info = sla.choose_policy(catalogue.sla_policies, report.service_code, report.priority)
     sla.start_clock(report, policy, sla.calendar_from(settings), report.created_at, settings.sla_at_risk_ratio)
     record_event(
         session,
@@ -103,7 +106,7 @@ async def process(session: AsyncSession, report_id: UUID, resources: PipelineRes
     return report.status
 
 
-async def _classify(session: AsyncSession, report: Report, resources: PipelineResources) -> bool:
+def _classify(session: AsyncSession, report: Report, resources: PipelineResources) -> bool:
     """Keep the citizen's own category unless it is missing or `other`; returns whether a human must triage."""
     if report.requested_service_code and report.requested_service_code != "other":
         report.service_code, report.category_source = report.requested_service_code, "citizen"
@@ -161,13 +164,12 @@ async def _mark_duplicate(session: AsyncSession, report: Report, match: duplicat
     return "duplicate"
 
 
-async def _locate(session: AsyncSession, report: Report, resources: PipelineResources) -> list[str]:
+def _locate(session: AsyncSession, report: Report, catalogue: CatalogueSnapshot, tolerance_m: float) -> list[str]:
     """The report's jurisdiction and its parents (nearest first); empty without a point or a match."""
     if report.lat is None:
         record_event(session, report, "located", public=False, data={"jurisdiction": None, "reason": "no coordinates"})
         return []
-    cached = await resources.jurisdictions.get(session)
-    match = cached.index.locate(report.lon, report.lat, tolerance_m=resources.settings.jurisdiction_tolerance_m)
+    match = catalogue.jurisdictions.index.locate(report.lon, report.lat, tolerance_m=tolerance_m)
     if match is None:
         record_event(session, report, "located", public=False, data={"jurisdiction": None, "reason": "outside every boundary"})
         return []
@@ -176,4 +178,4 @@ async def _locate(session: AsyncSession, report: Report, resources: PipelineReso
         session, report, "located", public=False,
         data={"jurisdiction": match.code, "method": match.method, "distance_m": match.distance_m},
     )
-    return await resources.jurisdictions.ancestry(session, match.code)
+    return catalogue.jurisdictions.ancestry(match.code)

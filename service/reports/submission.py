@@ -14,7 +14,6 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from service.catalogue.attributes import Answer
 from service import metrics, privacy
 from service.ratelimit import client_address
-from service.jobs import enqueue_process_report
 from service.models import ApiClient
 from service.reports import service
 from service.reports.schemas import ReportCreate
@@ -67,7 +66,7 @@ async def commit_report(
     attributes: dict[str, Answer] | None = None,
     media_url: str | None = None,
 ) -> Submission:
-    """Create the report and commit it, then enqueue its processing.
+    """Create the report and commit it, then enqueue its processing (both through the intake writer).
 
     The staged photos are deleted when this fails, and when the request was a retry (the first
     attempt's copies are the ones kept). A lost race between two retries answers with the winner.
@@ -82,7 +81,7 @@ async def commit_report(
     try:
         for attempt in range(1, TRACKING_CODE_ATTEMPTS + 1):
             try:
-                submission = await service.create(
+                prepared = await service.prepare(
                     session,
                     client=client,
                     data=data,
@@ -91,12 +90,20 @@ async def commit_report(
                     settings=state.settings,
                     **extras,
                 )
-                await session.commit()
+                if isinstance(prepared, Submission):
+                    submission = prepared
+                    break
+                # Only reads so far: give the connection back to the pool rather than hold it while
+                # the writer commits (64 waiting requests would otherwise starve the writer).
+                await session.rollback()
+                # Committed (with other reports that arrived meanwhile) and handed to the workers
+                # by the intake writer; no await may follow inside this try (see IntakeWriter.write).
+                await state.intake_writer.write(prepared)
+                submission = Submission(report=prepared.report, replayed=False)
                 break
             except IntegrityError as exc:
                 await session.rollback()
                 if service.is_tracking_code_clash(exc) and attempt < TRACKING_CODE_ATTEMPTS:
-                    await session.refresh(client)  # the rollback expired it
                     continue
                 if not idempotency_key:
                     raise
@@ -114,5 +121,4 @@ async def commit_report(
         await discard_staged(state.storage, staged)
     else:
         metrics.report_received(submission.report.channel)
-        await enqueue_process_report(state.arq, state.settings.queue_name, submission.report.id)
     return submission

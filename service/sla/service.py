@@ -1,5 +1,6 @@
 """SLA deadlines for reports, from the catalogue's policies and the configured working calendar."""
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from functools import lru_cache
 
@@ -36,6 +37,12 @@ def calendar_from(settings: Settings) -> WorkingCalendar:
 async def policy_for(session: AsyncSession, category_code: str | None, priority: str) -> tuple[SlaPolicy, dict]:
     """The category's own policy for this priority, else the priority's general one, else the built-in default."""
     rows = (await session.exec(select(SlaPolicyRow).where(SlaPolicyRow.priority == priority))).all()
+    return choose_policy(rows, category_code, priority)
+
+
+def choose_policy(rows: Iterable[SlaPolicyRow], category_code: str | None, priority: str) -> tuple[SlaPolicy, dict]:
+    """Pure rule behind policy_for; `rows` may hold every priority's policies (the worker's cached catalogue)."""
+    rows = [r for r in rows if r.priority == priority]
     row = next((r for r in rows if category_code and r.category_code == category_code), None) or next(
         (r for r in rows if r.category_code is None), None
     )

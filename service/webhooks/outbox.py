@@ -65,6 +65,7 @@ FOLLOW_UP_SECONDS = 0.5
 _PENDING = "webhooks.captured"
 _SUBSCRIPTIONS = "webhooks.subscriptions"
 _STREAMS = "webhooks.streams"
+_CHANGED = "webhooks.subscriptions_changed"
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 # Fields copied from the report when the event happens (nothing personal: no reporter, no description).
 _SNAPSHOT_FIELDS = (
@@ -183,25 +184,52 @@ def build_payload(item: Captured, *, category: Any, department: Any, public_base
 
 
 def _active_subscriptions(session: Session) -> list[SubscriptionView]:
+    """Once per transaction, and from the process-wide cache when the bound queue allows one."""
     cached = session.info.get(_SUBSCRIPTIONS)
     if cached is None:
-        rows = session.execute(
-            select(
-                WebhookSubscription.id, WebhookSubscription.event_types, WebhookSubscription.scope,
-                WebhookSubscription.scope_department_code, WebhookSubscription.scope_api_client_id,
-                WebhookSubscription.filter_department_code, WebhookSubscription.filter_service_code,
-                WebhookSubscription.filter_jurisdiction_code,
-            ).where(
-                col(WebhookSubscription.active).is_(True),
-                # A revoked key's subscriptions hear nothing more.
-                ~exists().where(
-                    col(ApiClient.id) == col(WebhookSubscription.owner_id), col(ApiClient.revoked_at).is_not(None)
-                ),
-            )
-        ).all()
-        cached = [SubscriptionView(row[0], frozenset(row[1] or ()), *row[2:]) for row in rows]
+        queue = _queues.get(session.bind) if session.bind is not None else None
+        shared = queue.subscriptions if queue is not None else None
+        if shared is not None and shared[0] > time.monotonic() and shared[1] == _generation:
+            cached = shared[2]
+        else:
+            generation = _generation  # read before the query: a change committed meanwhile invalidates this load
+            cached = _load_subscriptions(session)
+            if queue is not None and queue.subscription_cache_seconds:
+                queue.subscriptions = (time.monotonic() + queue.subscription_cache_seconds, generation, cached)
         session.info[_SUBSCRIPTIONS] = cached
     return cached
+
+
+def _load_subscriptions(session: Session) -> list[SubscriptionView]:
+    rows = session.execute(
+        select(
+            WebhookSubscription.id, WebhookSubscription.event_types, WebhookSubscription.scope,
+            WebhookSubscription.scope_department_code, WebhookSubscription.scope_api_client_id,
+            WebhookSubscription.filter_department_code, WebhookSubscription.filter_service_code,
+            WebhookSubscription.filter_jurisdiction_code,
+        ).where(
+            col(WebhookSubscription.active).is_(True),
+            # A revoked key's subscriptions hear nothing more.
+            ~exists().where(
+                col(ApiClient.id) == col(WebhookSubscription.owner_id), col(ApiClient.revoked_at).is_not(None)
+            ),
+        )
+    ).all()
+    return [SubscriptionView(row[0], frozenset(row[1] or ()), *row[2:]) for row in rows]
+
+
+@sa_event.listens_for(Session, "before_flush")
+def _note_subscription_changes(session: Session, _flush_context: Any, _instances: Any) -> None:
+    """A flush that writes a subscription or an API key makes this process's cached list stale at commit."""
+    if any(isinstance(row, (WebhookSubscription, ApiClient)) for row in (*session.new, *session.dirty, *session.deleted)):
+        session.info[_CHANGED] = True
+
+
+def forget_subscriptions() -> None:
+    """Make every engine of this process read the subscriptions again (the API's and the worker's may
+    share a process, as in the tests)."""
+    global _generation
+    _generation += 1
 
 
 def _jurisdiction_and_parents(session: Session, code: str | None) -> set[str]:
@@ -270,15 +298,22 @@ class _Queue:
     arq: ArqRedis
     queue_name: str
     public_base_url: str
+    subscription_cache_seconds: float = 0
+    # (valid until, on the monotonic clock; _generation; the active subscriptions), shared by the engine's sessions
+    subscriptions: tuple[float, int, list[SubscriptionView]] | None = None
 
 
 _queues: "weakref.WeakKeyDictionary[Engine, _Queue]" = weakref.WeakKeyDictionary()
+_generation = 0  # bumped by every committed change to a subscription or an API key in this process
 _handoffs: set[asyncio.Task] = set()
 
 
-def bind_queue(engine: AsyncEngine, arq: ArqRedis, queue_name: str, public_base_url: str) -> None:
-    """Sessions on this engine hand committed webhook events to this queue (API lifespan, worker startup)."""
-    _queues[engine.sync_engine] = _Queue(arq, queue_name, public_base_url)
+def bind_queue(
+    engine: AsyncEngine, arq: ArqRedis, queue_name: str, public_base_url: str, *, subscription_cache_seconds: float = 0
+) -> None:
+    """Sessions on this engine hand committed webhook events to this queue (API lifespan, worker startup)
+    and share one list of active subscriptions for `subscription_cache_seconds`."""
+    _queues[engine.sync_engine] = _Queue(arq, queue_name, public_base_url, subscription_cache_seconds)
 
 
 def _bound_base_url(session: Session) -> str:
@@ -323,6 +358,8 @@ async def _hand_off(queue: _Queue, streams: set[tuple[UUID, UUID]]) -> None:
 @sa_event.listens_for(Session, "after_commit")
 def _after_commit(session: Session) -> None:
     session.info.pop(_SUBSCRIPTIONS, None)
+    if session.info.pop(_CHANGED, None):
+        forget_subscriptions()
     streams = session.info.pop(_STREAMS, None)
     if not streams:
         return
@@ -341,7 +378,7 @@ def _after_commit(session: Session) -> None:
 @sa_event.listens_for(Session, "after_soft_rollback")
 def _after_rollback(session: Session, previous_transaction: Any) -> None:
     if not previous_transaction.nested:
-        for key in (_PENDING, _SUBSCRIPTIONS, _STREAMS):
+        for key in (_PENDING, _SUBSCRIPTIONS, _STREAMS, _CHANGED):
             session.info.pop(key, None)
 
 

@@ -1,0 +1,100 @@
+"""Group commit for intake: reports that arrive together are written in one transaction.
+
+A transaction per report costs BEGIN, the INSERTs, COMMIT and an arq hand-off of three Redis round
+trips, each with its share of driver and ORM work; under a storm the API spends its time there
+(bench/RESULTS.md). One writer task per API process takes every report waiting when it is free, up
+to `INTAKE_BATCH_MAX`, and commits them together; with one request at a time a batch is one report,
+so nothing waits for a batch to fill.
+
+What a client sees does not change: its answer comes only after its report is committed, and a
+report is never half-written. A batch that fails for any reason but an outage is tried again one
+report at a time, so a bad report (a tracking-code clash, a lost idempotency race) fails alone.
+"""
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+import anyio
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from service.errors import is_outage
+from service.jobs import enqueue_new_reports
+from service.reports import service
+from service.reports.service import NewReport
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Waiting:
+    new: NewReport
+    done: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class IntakeWriter:
+    def __init__(self, sessions: async_sessionmaker, *, arq, queue_name: str, batch_max: int):
+        self._sessions, self._arq, self._queue_name, self._batch_max = sessions, arq, queue_name, batch_max
+        self._waiting: asyncio.Queue[_Waiting] = asyncio.Queue()
+        self._task: asyncio.Task | None = None
+        self._handoffs: set[asyncio.Task] = set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="intake-writer")
+
+    async def close(self) -> None:
+        """Write what is waiting, then stop (the API's shutdown)."""
+        while not self._waiting.empty() and self._task is not None and not self._task.done():
+            await asyncio.sleep(0.01)
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await asyncio.gather(*self._handoffs, return_exceptions=True)
+
+    async def write(self, new: NewReport) -> None:
+        """Return once the report is committed; raise what its commit raised."""
+        if self._task is None or self._task.done():
+            raise RuntimeError("the intake writer is not running")
+        waiting = _Waiting(new)
+        self._waiting.put_nowait(waiting)
+        # Shielded: a client hanging up must not make its request clean up photos of a report that
+        # is being committed anyway.
+        with anyio.CancelScope(shield=True):
+            await asyncio.wait([waiting.done])
+        waiting.done.result()
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._waiting.get()]
+            while len(batch) < self._batch_max and not self._waiting.empty():
+                batch.append(self._waiting.get_nowait())
+            await self._write(batch)
+
+    async def _write(self, batch: list[_Waiting]) -> None:
+        try:
+            await self._commit([waiting.new for waiting in batch])
+        except Exception as exc:  # noqa: BLE001 - handed to the requests that wait for it
+            if len(batch) == 1 or is_outage(exc):
+                for waiting in batch:
+                    waiting.done.set_exception(exc)
+                return
+            for waiting in batch:  # one bad report must not fail the others
+                await self._write([waiting])
+            return
+        for waiting in batch:
+            waiting.done.set_result(None)
+        # After the commit, and not awaited here: the next batch need not wait for Redis.
+        handoff = asyncio.create_task(
+            enqueue_new_reports(self._arq, self._queue_name, [waiting.new.report.id for waiting in batch])
+        )
+        self._handoffs.add(handoff)
+        handoff.add_done_callback(self._handoffs.discard)
+
+    async def _commit(self, reports: list[NewReport]) -> None:
+        async with self._sessions() as session:
+            try:
+                await service.add_new(session, reports)
+                await session.commit()
+            except BaseException:
+                await session.rollback()
+                raise
