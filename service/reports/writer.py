@@ -38,13 +38,14 @@ class IntakeWriter:
         self._waiting: asyncio.Queue[_Waiting] = asyncio.Queue()
         self._task: asyncio.Task | None = None
         self._handoffs: set[asyncio.Task] = set()
+        self._busy = False  # a batch is being committed
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="intake-writer")
 
     async def close(self) -> None:
         """Write what is waiting, then stop (the API's shutdown)."""
-        while not self._waiting.empty() and self._task is not None and not self._task.done():
+        while (self._busy or not self._waiting.empty()) and self._task is not None and not self._task.done():
             await asyncio.sleep(0.01)
         if self._task is not None:
             self._task.cancel()
@@ -68,7 +69,11 @@ class IntakeWriter:
             batch = [await self._waiting.get()]
             while len(batch) < self._batch_max and not self._waiting.empty():
                 batch.append(self._waiting.get_nowait())
-            await self._write(batch)
+            self._busy = True
+            try:
+                await self._write(batch)
+            finally:
+                self._busy = False
 
     async def _write(self, batch: list[_Waiting]) -> None:
         try:
