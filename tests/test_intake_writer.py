@@ -24,14 +24,14 @@ from tests.factories import report_body
 BURST = 40
 
 
-def burst(client: TestClient, api_key: str, bodies: list[dict]) -> list[httpx.Response]:
+def burst(client: TestClient, api_key: str, bodies: list[dict], headers: dict | None = None) -> list[httpx.Response]:
     """Send every body at once on the app's own event loop, so they queue up for the writer together."""
 
     async def send_all():
         transport = httpx.ASGITransport(app=client.app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             return await asyncio.gather(
-                *(http.post("/v1/reports", json=body, headers={"X-API-Key": api_key}) for body in bodies)
+                *(http.post("/v1/reports", json=body, headers={"X-API-Key": api_key, **(headers or {})}) for body in bodies)
             )
 
     return client.portal.call(send_all)
@@ -55,6 +55,16 @@ def test_reports_sent_at_once_are_each_stored_once_and_queued(client, api_key):
     queued = client.portal.call(client.app.state.arq.zrange, client.app.state.settings.queue_name, 0, -1)
     ids = [response.json()["id"] for response in responses]
     assert {job.decode() for job in queued} >= {process_report_job_id(report_id) for report_id in ids}
+
+
+def test_one_retry_key_sent_many_times_at_once_makes_one_report(client, api_key):
+    responses = burst(client, api_key, [report_body()] * 12, headers={"Idempotency-Key": "storm-retry-1"})
+
+    statuses = sorted(response.status_code for response in responses)
+    assert statuses == [200] * 11 + [201]
+    assert len({response.json()["tracking_code"] for response in responses}) == 1
+    count = in_app(client, lambda s: s.exec(select(func.count()).select_from(Report)))
+    assert count.one() == 1
 
 
 def test_a_report_that_cannot_be_written_fails_alone(client, api_key, monkeypatch):
