@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-faults install openapi migrate worker serve bench clean
+.PHONY: run test test-faults test-drills install openapi migrate worker serve bench clean
 
 $(STAMP): pyproject.toml
 	@scripts/check_python.sh $(PYTHON)
@@ -23,9 +23,15 @@ test: install
 	scripts/audit.sh
 	$(BIN)/python -m pytest -m "not faults"
 
+# Every test marked `faults`: the fault drills and the 2,000-report scale-out race (about 7 minutes).
 test-faults: install
 	scripts/ensure_services.sh
 	$(BIN)/python -m pytest -m faults
+
+# The fault drills alone (kill -9 a worker, Redis away 30 s, PostgreSQL restarted; about 3 minutes): CI runs them.
+test-drills: install
+	scripts/ensure_services.sh
+	$(BIN)/python -m pytest -m faults tests/test_faults.py
 
 # Load benchmarks on loopback PostgreSQL + Redis, load from wrk (a separate process); writes bench/RESULTS.md.
 bench: install

@@ -21,6 +21,7 @@ from service.auth import routes as auth_routes
 from service.reports import routes as report_routes
 from service.tickets import routes as ticket_routes
 from service.webhooks import routes as webhook_routes
+from service.gc_tuning import tune_after_start_up
 from service.reports.writer import IntakeWriter
 from service.webhooks.outbox import bind_queue
 from service.settings import Settings, get_settings
@@ -63,6 +64,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.sessions, arq=app.state.arq, queue_name=settings.queue_name, batch_max=settings.intake_batch_max
         )
         app.state.intake_writer.start()
+        if settings.gc_tuning:
+            tune_after_start_up()
         try:
             yield
         finally:

@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     database_read_url: str | None = None
     # Connections each process may open to Redis (queue, rate limits, IOC cache).
     redis_max_connections: int = Field(default=50, ge=2)
+    # Freeze what start-up built and collect young objects less often (service/gc_tuning.py); the
+    # tests turn it off, as they start many apps in one process.
+    gc_tuning: bool = True
     # FastAPI's OpenTelemetry request traces and metrics, for an operator who runs a collector
     # (configure the SDK with the usual OTEL_* variables); Prometheus at /metrics works either way.
     opentelemetry: bool = False

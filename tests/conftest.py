@@ -97,6 +97,7 @@ def settings(request, tmp_path_factory) -> Iterator[Settings]:
         # Shared across runs and backends: the classifier is trained once, then loaded.
         model_cache_dir=ROOT / ".cache" / "models",
         job_timeout_seconds=10,
+        gc_tuning=False,  # many apps and workers in one process: nothing start-up made should be frozen
         # Tests send many reports from one address; the limits have tests of their own.
         rate_limit_intake_per_key="100000/minute",
         rate_limit_intake_per_address="100000/minute",

@@ -12,6 +12,7 @@ from service import privacy
 from service.catalogue.snapshot import CatalogueCache
 from service.classify.model import Classifier
 from service.db import create_engine, session_factory
+from service.gc_tuning import tune_after_start_up
 from service.jobs import PROCESS_PHOTOS, PROCESS_REPORT
 from service.photos.storage import build_storage
 from service.pipeline.service import PipelineResources
@@ -50,6 +51,8 @@ def worker_options(settings: Settings) -> dict[str, Any]:
             ctx["engine"], ctx["redis"], settings.queue_name, settings.public_base_url,
             subscription_cache_seconds=settings.webhook_subscription_cache_seconds,
         )
+        if settings.gc_tuning:
+            tune_after_start_up()  # the classifier's vocabularies are large: collections should skip them
 
     async def on_shutdown(ctx: dict) -> None:
         await outbox.wait_for_handoffs()
