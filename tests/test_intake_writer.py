@@ -71,7 +71,7 @@ def test_a_report_that_cannot_be_written_fails_alone(client, api_key, monkeypatc
     add_new = service.add_new
 
     async def refuses_one(session, reports):
-        if any("số 7 " in new.report.description for new in reports):
+        if any("số 7 " in new.values["description"] for new in reports):
             raise ValueError("a row the database refuses")
         await add_new(session, reports)
 

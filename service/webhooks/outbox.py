@@ -120,13 +120,18 @@ class SubscriptionView:
     filter_jurisdiction_code: str | None
 
 
-def capture(session: Any, report: Report, event: ReportEvent) -> None:
-    """Note a report event for the webhooks; the rows are written by the next flush of this session."""
+def capture(session: Any, report: Report | dict, event: ReportEvent) -> None:
+    """Note a report event for the webhooks; the rows are written by the next flush of this session.
+
+    `report` is a Report, or the row values of one being inserted (the intake writer's plain insert)."""
     type_ = webhook_type_for(event)
     if type_ is None:
         return
-    loaded = inspect(report).dict  # what is loaded now, without I/O; the rest is read at flush time
-    snapshot = {name: loaded[name] for name in _SNAPSHOT_FIELDS if name in loaded}
+    if isinstance(report, dict):
+        snapshot, report = {name: report[name] for name in _SNAPSHOT_FIELDS}, None
+    else:
+        loaded = inspect(report).dict  # what is loaded now, without I/O; the rest is read at flush time
+        snapshot = {name: loaded[name] for name in _SNAPSHOT_FIELDS if name in loaded}
     session.info.setdefault(_PENDING, []).append(Captured(event, type_, new_event_id(), snapshot, report))
 
 
