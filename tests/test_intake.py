@@ -206,12 +206,12 @@ def test_photo_gps_gives_the_location_when_none_is_sent(client, api_key):
 
 
 def test_failure_between_storing_photos_and_commit_leaves_nothing(client, api_key, monkeypatch):
-    from service.reports import service
+    from service.webhooks import outbox
 
     def explode(*args, **kwargs):
         raise RuntimeError("disk full while writing the first event")
 
-    monkeypatch.setattr(service, "record_event", explode)
+    monkeypatch.setattr(outbox, "capture", explode)  # noted for the webhooks after the INSERTs, before the commit
     monkeypatch.setattr(client._transport, "raise_server_exceptions", False)  # answer as production would
     files = [("photos", ("p.jpg", jpeg_bytes(), "image/jpeg"))]
     response = submit(client, api_key, files=files)

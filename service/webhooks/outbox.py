@@ -247,7 +247,13 @@ def _jurisdiction_and_parents(session: Session, code: str | None) -> set[str]:
 
 
 @sa_event.listens_for(Session, "before_flush")
-def _write_captured(session: Session, _flush_context: Any, _instances: Any) -> None:
+def _write_captured_on_flush(session: Session, _flush_context: Any, _instances: Any) -> None:
+    write_captured(session)
+
+
+def write_captured(session: Session) -> None:
+    """Add the webhook rows for the events noted so far. Runs before every flush; called directly
+    after events inserted as plain rows (service.reports.service.add_new), which no flush would see."""
     pending: list[Captured] | None = session.info.pop(_PENDING, None)
     if not pending:
         return
@@ -257,7 +263,7 @@ def _write_captured(session: Session, _flush_context: Any, _instances: Any) -> N
     public_base_url = _bound_base_url(session)
     streams: set[tuple[UUID, UUID]] = session.info.setdefault(_STREAMS, set())
     for item in pending:
-        if item.event not in session:
+        if isinstance(item.event, ReportEvent) and item.event not in session:
             continue  # its report event was rolled back with a savepoint
         for name in _SNAPSHOT_FIELDS:
             if name not in item.snapshot and item.report is not None:
