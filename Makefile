@@ -28,7 +28,7 @@ test-faults: install
 	scripts/ensure_services.sh
 	$(BIN)/python -m pytest -m faults
 
-# The fault drills alone (kill -9 a worker, Redis away 30 s, PostgreSQL restarted; about 3 minutes): CI runs them.
+# The fault drills alone (kill -9 a worker, Redis away 30 s, PostgreSQL restarted; about 4 minutes): CI runs them.
 test-drills: install
 	scripts/ensure_services.sh
 	$(BIN)/python -m pytest -m faults tests/test_faults.py
