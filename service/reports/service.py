@@ -253,7 +253,7 @@ async def replay_after_race(
 
 def record_event(
     session: AsyncSession,
-    report: Report | dict,
+    report: Report,
     type_: str,
     *,
     message: str | None = None,
@@ -261,10 +261,8 @@ def record_event(
     public: bool = True,
     actor: str = "system",
 ) -> ReportEvent:
-    """A timeline event for `report` (a Report, or the row values of one being inserted), and its webhooks."""
     event = ReportEvent(
-        report_id=report["id"] if isinstance(report, dict) else report.id,
-        type=type_, message=message, data=data or {}, public=public, actor=actor,
+        report_id=report.id, type=type_, message=message, data=data or {}, public=public, actor=actor,
         created_at=utcnow(),  # given: pydantic would inspect the default factory's signature on every call
     )
     session.add(event)
