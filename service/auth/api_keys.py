@@ -69,15 +69,13 @@ async def list_(session: AsyncSession) -> list[ApiClient]:
 
 
 # Keys this process has checked, by the hash of the whole key: (trusted until, on the monotonic clock;
-# the client's columns; the client, detached from any session). Saves a query on every request of a
-# busy app (issue 8's intake benchmark). The one detached instance is shared by the requests that use
-# the key: nothing adds an ApiClient from authenticate() to a session (tests/test_intake.py).
-_checked: dict[str, tuple[float, dict, ApiClient]] = {}
+# the client, detached from any session). Saves a query on every request of a busy app (issue 8's
+# intake benchmark). The one detached instance is shared by the requests that use the key: nothing
+# adds an ApiClient from authenticate() to a session (tests/test_intake.py).
+_checked: dict[str, tuple[float, ApiClient]] = {}
 _CHECKED_LIMIT = 10_000
 _COLUMNS = tuple(ApiClient.model_fields)
 TOUCH_EVERY = timedelta(minutes=1)
-
-
 _touches: set[asyncio.Task] = set()
 
 
@@ -90,14 +88,14 @@ async def _touch(engine: AsyncEngine, client_id: UUID, now) -> None:
 
 
 def _forget(prefix: str) -> None:
-    for digest, (_, columns, _client) in list(_checked.items()):
-        if columns["key_prefix"] == prefix:
+    for digest, (_, client) in list(_checked.items()):
+        if client.key_prefix == prefix:
             _checked.pop(digest, None)
 
 
-def _detached(columns: dict) -> ApiClient:
+def _detached(found: ApiClient) -> ApiClient:
     """A copy that belongs to no session, so requests can share it without it being attached to one."""
-    client = ApiClient(**columns)
+    client = ApiClient(**{name: getattr(found, name) for name in _COLUMNS})
     make_transient_to_detached(client)
     return client
 
@@ -113,25 +111,24 @@ async def authenticate(session: AsyncSession, key: str, *, cache_seconds: float 
     digest = _hash(key)
     checked = _checked.get(digest) if cache_seconds else None
     if checked is not None and checked[0] > time.monotonic():
-        _, columns, client = checked
+        client = checked[1]
     else:
         found = (await session.exec(select(ApiClient).where(ApiClient.key_prefix == parts[1]))).first()
         if found is None or found.revoked_at is not None or not hmac.compare_digest(found.key_hash, digest):
             _checked.pop(digest, None)
             return None
-        columns = {name: getattr(found, name) for name in _COLUMNS}
-        client = _detached(columns)
+        client = _detached(found)
         if cache_seconds:
             if len(_checked) >= _CHECKED_LIMIT:
                 _checked.clear()
-            _checked[digest] = (time.monotonic() + cache_seconds, columns, client)
+            _checked[digest] = (time.monotonic() + cache_seconds, client)
     # Touch last_used_at at most once a minute, so hot clients don't write on every request; in the
     # background on a connection of its own, so a request never holds one connection while waiting
     # for another (64 requests on a pool of 20 would wait on each other) nor a write lock on SQLite.
     now = utcnow()
-    if columns["last_used_at"] is None or now - columns["last_used_at"] > TOUCH_EVERY:
-        columns["last_used_at"] = now
-        touch = asyncio.create_task(_touch(session.bind, columns["id"], now))
+    if client.last_used_at is None or now - client.last_used_at > TOUCH_EVERY:
+        client.last_used_at = now  # on the detached copy only: the row is written by _touch
+        touch = asyncio.create_task(_touch(session.bind, client.id, now))
         _touches.add(touch)
         touch.add_done_callback(_touches.discard)
     return client
