@@ -247,6 +247,30 @@ def empty_tables(settings: Settings) -> None:
     run_in_session(settings, work)
 
 
+def intake_through_an_outage(stack: Stack, server, *, before: float, down: float, after: float):
+    """Start the API, a subscription and a worker; file reports from 4 threads while `server` (a private
+    Redis or PostgreSQL) is stopped for `down` seconds, `before` seconds in, and go on `after` seconds more.
+
+    Returns (client, subscription, when the server went down, when it was back), on the monotonic clock."""
+    api_key = new_api_key(stack.settings)
+    stack.start_api()
+    subscription = stack.subscribe(api_key)
+    stack.start_worker()
+    client = Client(stack.url, api_key)
+    stop = threading.Event()
+    sending = client.keep_submitting(stop, threads=4)
+    time.sleep(before)
+    server.stop()
+    down_from = time.monotonic()
+    time.sleep(down)
+    server.start()
+    up_at = time.monotonic()
+    time.sleep(after)
+    stop.set()
+    sending.join(60)
+    return client, subscription, down_from, up_at
+
+
 def assert_nothing_lost(stack: Stack, client: Client, subscription: dict) -> None:
     """Each accepted report: stored once, processed once in effect, and its webhook events all delivered."""
     answers = Counter(attempt.status for attempt in client.attempts)
@@ -338,22 +362,7 @@ def test_worker_killed_in_the_middle_of_2000_reports_loses_and_repeats_nothing(s
 
 @pytest.mark.timeout(600)
 def test_redis_stopped_for_30_seconds_during_intake_loses_nothing(stack, private_redis):
-    api_key = new_api_key(stack.settings)
-    stack.start_api()
-    subscription = stack.subscribe(api_key)
-    stack.start_worker()
-    client = Client(stack.url, api_key)
-    stop = threading.Event()
-    sending = client.keep_submitting(stop, threads=4)
-    time.sleep(5)
-    private_redis.stop()
-    down_from = time.monotonic()
-    time.sleep(30)
-    private_redis.start()
-    up_at = time.monotonic()
-    time.sleep(5)
-    stop.set()
-    sending.join(60)
+    client, subscription, down_from, up_at = intake_through_an_outage(stack, private_redis, before=5, down=30, after=5)
 
     during = [a for a in client.attempts if down_from <= a.at < up_at]
     assert len(during) >= 10, "reports kept coming while Redis was down"
@@ -453,22 +462,7 @@ def pg_stack(pg_only, private_postgres, private_redis, tmp_path):
 @pytest.mark.timeout(600)
 def test_postgres_restart_during_intake_answers_503_fast_and_retries_succeed(pg_stack, private_postgres):
     stack = pg_stack
-    api_key = new_api_key(stack.settings)
-    stack.start_api()
-    subscription = stack.subscribe(api_key)
-    stack.start_worker()
-    client = Client(stack.url, api_key)
-    stop = threading.Event()
-    sending = client.keep_submitting(stop, threads=4)
-    time.sleep(4)
-    private_postgres.stop()
-    down_from = time.monotonic()
-    time.sleep(8)
-    private_postgres.start()
-    up_at = time.monotonic()
-    time.sleep(6)
-    stop.set()
-    sending.join(60)
+    client, subscription, down_from, up_at = intake_through_an_outage(stack, private_postgres, before=4, down=8, after=6)
 
     during = [a for a in client.attempts if down_from <= a.at < up_at - 0.5]
     statuses = Counter(a.status for a in during)
