@@ -72,13 +72,16 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """The request's unit of work: committed when the route returns, rolled back when it raises."""
+    """The request's unit of work: committed when the route returns (then its jobs and webhook events
+    are handed to the workers, service.handoff), rolled back when it raises."""
+    from service.handoff import discard
+
     async with request.app.state.sessions() as session:
         try:
             yield session
-            if session.in_transaction():
-                await session.commit()
+            await request.app.state.handoff.commit(session)
         except BaseException:
+            discard(session)
             await session.rollback()
             raise
 

@@ -74,6 +74,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "invalid_token": ("The token is invalid or expired.", "Mã truy cập không hợp lệ hoặc đã hết hạn."),
     "ticket_not_found": ("No ticket with this id is visible to you.", "Không tìm thấy phiếu xử lý này."),
     "illegal_transition": ("This status change is not allowed.", "Không được chuyển sang trạng thái này."),
+    "precondition_failed": (
+        "The ticket changed since you read it (If-Match does not match its ETag); read it again.",
+        "Phiếu đã thay đổi kể từ khi bạn xem (If-Match không khớp ETag); vui lòng tải lại.",
+    ),
     "public_reply_required": ("Resolving needs a public reply to the citizen.", "Cần có phản hồi công khai cho người dân khi hoàn thành."),
     "reason_required": ("A reason is required.", "Cần nêu lý do."),
     "question_required": ("Putting on hold needs a question to the citizen.", "Cần đặt câu hỏi cho người dân khi tạm dừng."),
@@ -167,6 +171,10 @@ class UnsupportedMediaType(AppError):
     status, code = 415, "unsupported_media_type"
 
 
+class PreconditionFailed(AppError):
+    status, code = 412, "precondition_failed"
+
+
 class Unprocessable(AppError):
     """A well-formed request the service cannot accept; `field` names the culprit."""
 
@@ -186,6 +194,13 @@ def wants_vietnamese(request: Request) -> bool:
     # First listed language wins; quality values are rare from mobile apps.
     first = header.split(",")[0].strip().lower()
     return first.startswith("vi")
+
+
+def timeline_in_vietnamese(request: Request) -> bool:
+    """Timeline messages are Vietnamese unless the reader asks for English first (the city's language
+    is the default for what it tells citizens; error titles keep English as theirs)."""
+    first = request.headers.get("accept-language", "").split(",")[0].strip().lower()
+    return not first.startswith("en")
 
 
 def message_for(code: str, request: Request) -> str:

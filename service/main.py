@@ -23,7 +23,8 @@ from service.tickets import routes as ticket_routes
 from service.webhooks import routes as webhook_routes
 from service.gc_tuning import tune_after_start_up
 from service.reports.writer import IntakeWriter
-from service.webhooks.outbox import bind_queue
+from service.handoff import Handoff
+from service.webhooks import outbox
 from service.settings import Settings, get_settings
 
 API_DESCRIPTION = """
@@ -56,13 +57,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Connects lazily: the API starts and takes reports even while Redis is down.
         app.state.arq = ArqRedis.from_pool(redis_pool(settings))  # aclose() closes the pool too
         app.state.rate_limiter = RateLimiter.from_url(settings.redis_url, prefix=f"{settings.queue_name}:limits")
-        bind_queue(  # webhook hand-offs
-            app.state.engine, app.state.arq, settings.queue_name, settings.public_base_url,
-            subscription_cache_seconds=settings.webhook_subscription_cache_seconds,
+        app.state.handoff = Handoff(app.state.arq, settings.queue_name)  # jobs and webhooks, after each commit
+        outbox.configure(
+            app.state.engine, settings.public_base_url, subscription_cache_seconds=settings.webhook_subscription_cache_seconds
         )
-        app.state.intake_writer = IntakeWriter(
-            app.state.sessions, arq=app.state.arq, queue_name=settings.queue_name, batch_max=settings.intake_batch_max
-        )
+        app.state.intake_writer = IntakeWriter(app.state.sessions, handoff=app.state.handoff, batch_max=settings.intake_batch_max)
         app.state.intake_writer.start()
         if settings.gc_tuning:
             tune_after_start_up()
@@ -70,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await app.state.intake_writer.close()
+            await app.state.handoff.drain()
             await app.state.arq.aclose()
             await app.state.engine.dispose()
             if app.state.read_engine is not app.state.engine:

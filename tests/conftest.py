@@ -135,7 +135,7 @@ def in_app(client: TestClient, work: Callable[[Any], Awaitable[Any]]) -> Any:
     async def runner():
         async with client.app.state.sessions() as session:
             result = await work(session)
-            await session.commit()
+            await client.app.state.handoff.commit(session)  # as the API's boundary does: jobs and webhooks follow
             return result
 
     return client.portal.call(runner)

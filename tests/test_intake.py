@@ -44,7 +44,7 @@ def test_report_is_accepted_with_tracking_code_and_location_header(client, api_k
     view = client.get(f"/v1/reports/{created['tracking_code']}").json()
     assert view["status"] == "received"
     assert view["lat"] == BEN_THANH_MARKET[0]
-    assert [entry["type"] for entry in view["timeline"]] == ["received"]
+    assert [entry["code"] for entry in view["timeline"]] == ["received"]
 
 
 def test_tracking_code_lookup_forgives_case_and_missing_dash(client, api_key):
@@ -211,7 +211,7 @@ def test_failure_between_storing_photos_and_commit_leaves_nothing(client, api_ke
     def explode(*args, **kwargs):
         raise RuntimeError("disk full while writing the first event")
 
-    monkeypatch.setattr(outbox, "capture", explode)  # noted for the webhooks after the INSERTs, before the commit
+    monkeypatch.setattr(outbox, "publish", explode)  # the webhook rows, written after the INSERTs, before the commit
     monkeypatch.setattr(client._transport, "raise_server_exceptions", False)  # answer as production would
     files = [("photos", ("p.jpg", jpeg_bytes(), "image/jpeg"))]
     response = submit(client, api_key, files=files)

@@ -13,7 +13,9 @@ from sqlmodel import select
 from service.models import Department, Photo, Report
 from service.models.types import utcnow
 from service.reports.codes import new_tracking_code
-from service.reports.service import record_event
+from service.lifecycle import changes as lifecycle
+from service.lifecycle.events import EventCode
+from service.lifecycle.states import Via
 from tests.conftest import in_app, run_worker
 from tests.factories import BEN_THANH_MARKET, jpeg_bytes, report_body
 from tests.processes import live_api
@@ -198,7 +200,7 @@ def test_urlencoded_post_creates_a_request_that_reads_back(client, api_key):
     assert request["service_name"] == "Street lighting"
     assert (request["lat"], request["long"]) == BEN_THANH_MARKET
     assert request["address_id"] is None and request["zipcode"] is None
-    assert request["status_notes"] == "Đã tiếp nhận phản ánh / Report received"
+    assert request["status_notes"] == "Đã tiếp nhận phản ánh"
     assert re.match(W3C_UTC, request["requested_datetime"]) and re.match(W3C_UTC, request["updated_datetime"])
 
     report = in_app(client, lambda s: s.get(Report, UUID(answer["token"])))
@@ -423,10 +425,11 @@ def test_status_is_open_or_closed_with_notes_from_the_public_reply(client):
     )
 
     async def events(session):
-        record_event(session, resolved, "public_reply", message="Đã thay bóng đèn mới.")
-        record_event(session, resolved, "internal_note", message="Kho hết bóng, lấy từ quận 3.", public=False)
-        record_event(session, resolved, "resolved", message="Đã giải quyết / Resolved")
-        record_event(session, rejected, "rejected", message="Không thuộc thẩm quyền / Out of scope")
+        await lifecycle.note(session, resolved, EventCode.PUBLIC_REPLY, message="Đã thay bóng đèn mới.", public=True)
+        await lifecycle.note(session, resolved, EventCode.INTERNAL_NOTE, message="Kho hết bóng, lấy từ quận 3.")
+        await lifecycle.change(session, resolved, via=Via.STAFF, status="closed")
+        await lifecycle.change(session, rejected, via=Via.SUPERVISOR, status="reopened")
+        await lifecycle.change(session, rejected, via=Via.STAFF, status="rejected", message="Không thuộc thẩm quyền")
 
     in_app(client, events)
     by_code = {r["service_request_id"]: r for r in client.get(f"{BASE}/requests.json").json()}
@@ -436,7 +439,9 @@ def test_status_is_open_or_closed_with_notes_from_the_public_reply(client):
     assert "Public Lighting Company" in by_code[open_.tracking_code]["service_notice"]
     assert by_code[resolved.tracking_code]["status"] == "closed"
     assert by_code[resolved.tracking_code]["status_notes"] == "Đã thay bóng đèn mới."
-    assert by_code[rejected.tracking_code]["status_notes"] == "Không thuộc thẩm quyền / Out of scope"
+    assert by_code[rejected.tracking_code]["status_notes"] == "Không thụ lý: Không thuộc thẩm quyền"
+    english = {r["service_request_id"]: r for r in client.get(f"{BASE}/requests.json", headers={"Accept-Language": "en"}).json()}
+    assert english[rejected.tracking_code]["status_notes"] == "Rejected: Không thuộc thẩm quyền"
     assert "Kho hết bóng" not in client.get(f"{BASE}/requests.xml").text
 
     closed = client.get(f"{BASE}/requests.json", params={"status": "closed"}).json()

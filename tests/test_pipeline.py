@@ -47,7 +47,7 @@ def test_report_without_category_comes_out_classified_routed_and_due_dated(clien
     assert report.acknowledge_due_at > report.created_at
     assert report.due_at > report.acknowledge_due_at
     types = [event.type for event in events_of(client, created)]
-    assert types == ["received", "classified", "prioritised", "located", "routed", "sla_set", "assigned"]
+    assert types == ["received", "classified", "prioritised", "located", "routed", "sla_set", "status_changed"]
 
     page = client.get(f"/v1/reports/{created['tracking_code']}").json()
     assert page["status"] == "assigned"
@@ -55,7 +55,7 @@ def test_report_without_category_comes_out_classified_routed_and_due_dated(clien
     assert page["department"]["code"] == "chieu-sang"
     assert page["due_at"] is not None
     # Internal decisions stay off the citizen's page.
-    assert [entry["type"] for entry in page["timeline"]] == ["received", "assigned"]
+    assert [(entry["code"], entry["status"]) for entry in page["timeline"]] == [("received", None), ("status_changed", "assigned")]
 
 
 def test_routing_event_records_rule_and_catalogue_version(client, api_key):
@@ -175,7 +175,7 @@ def test_sweep_re_enqueues_reports_whose_hand_off_was_lost(client, api_key):
 
 
 def test_sla_sweep_marks_at_risk_then_overdue_and_escalates(client, api_key):
-    from workers.sla import sweep_sla
+    from workers.lifecycle import sweep_sla
 
     created = submit(client, api_key, description="Đèn đường trước chợ Bến Thành bị tắt ba đêm nay")
     run_worker(client)

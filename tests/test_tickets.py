@@ -171,7 +171,7 @@ def test_internal_notes_never_reach_the_citizen(client, api_key, lighting_office
     assert "Chúng tôi đã tiếp nhận" in public_page
     assert "Nhà thầu" not in public_page
     staff_view = client.get(f"/v1/tickets/{ticket}", headers=lighting_officer).json()
-    assert [e["type"] for e in staff_view["timeline"]][-2:] == ["internal_note", "public_reply"]
+    assert [e["code"] for e in staff_view["timeline"]][-2:] == ["internal_note", "public_reply"]
 
 
 def test_citizen_rates_and_reopens_once(client, api_key, lighting_officer):

@@ -20,9 +20,11 @@ from standardwebhooks.webhooks import WebhookVerificationError
 from service.auth import api_keys
 from service.models import Report, ReportEvent, WebhookEvent, WebhookSubscription
 from service.models.types import utcnow
-from service.reports.service import record_event
+from service.lifecycle import changes as lifecycle
+from service.lifecycle.events import EventCode
+from service.lifecycle.states import Via
 from service.webhooks import delivery, outbox
-from service.webhooks.outbox import Captured, SubscriptionView, matches, webhook_type_for
+from service.webhooks.outbox import Outgoing, SubscriptionView, matches
 from tests.conftest import in_app, run_worker, worker_context
 from tests.factories import report_body
 
@@ -128,20 +130,20 @@ def submit(client, key: str, **fields) -> dict:
 
 def deliver(client) -> None:
     """Let commits finish handing off to Redis, then run a real worker until the queue is empty."""
-    client.portal.call(outbox.wait_for_handoffs)
+    client.portal.call(client.app.state.handoff.drain)
     run_worker(client)
 
 
 def staff_does(client, tracking_code: str, *events: tuple) -> None:
-    """Record timeline events as the staff API does (through record_event), with the status change."""
+    """Change the report through the lifecycle as the staff API does: a move (with `status`) or a note."""
 
     async def work(session):
         report = (await session.exec(select(Report).where(Report.tracking_code == tracking_code))).one()
-        for type_, kwargs in events:
+        for code, kwargs in events:
             if "status" in kwargs:
-                report.status = kwargs.pop("status")
-                session.add(report)
-            record_event(session, report, type_, **kwargs)
+                await lifecycle.change(session, report, via=frozenset(Via), code=EventCode(code), **kwargs)
+            else:
+                await lifecycle.note(session, report, EventCode(code), **{"public": True, **kwargs})
 
     in_app(client, work)
 
@@ -170,16 +172,16 @@ def test_report_lifecycle_arrives_signed_and_in_order(client, api_key, receiver)
     deliver(client)
     staff_does(
         client, created["tracking_code"],
-        ("status_changed", {"status": "in_progress", "data": {"from": "assigned", "to": "in_progress"}, "actor": "staff:an"}),
+        ("status_changed", {"status": "in_progress", "actor": "staff:an"}),
         ("internal_note", {"message": "Gọi chị Mai 0903123456 để hỏi thêm", "public": False}),
         ("public_reply", {"message": "Đội chiếu sáng sẽ thay bóng đèn trong hôm nay."}),
-        ("resolved", {"status": "resolved", "message": "Đã thay bóng đèn."}),
+        ("status_changed", {"status": "resolved"}),
     )
     deliver(client)
 
     assert receiver.types() == [
-        "report.created", "report.classified", "report.assigned", "report.status_changed", "report.commented",
-        "report.resolved",
+        "report.created", "report.classified", "report.status_changed", "report.assigned",
+        "report.status_changed", "report.commented", "report.status_changed", "report.resolved",
     ]
     for request in receiver.requests:
         payload = verified(request, subscription["secret"])
@@ -187,14 +189,16 @@ def test_report_lifecycle_arrives_signed_and_in_order(client, api_key, receiver)
         assert payload["id"].startswith("evt_")
         assert payload["data"]["tracking_code"] == created["tracking_code"]
         assert payload["data"]["url"] == f"http://testserver/v1/reports/{created['tracking_code']}"
-    assigned = receiver.requests[2].payload["data"]
+    assigned = receiver.requests[3].payload["data"]
     assert assigned["status"] == "assigned"
     assert assigned["category"] == {"code": "street_lighting", "name_vi": assigned["category"]["name_vi"], "name_en": assigned["category"]["name_en"]}
     assert assigned["department"]["code"] == "chieu-sang" and assigned["department"]["name_vi"]
     assert assigned["due_at"] and assigned["priority"] == "normal"
-    changed = receiver.requests[3].payload["data"]
+    routed = receiver.requests[2].payload["data"]
+    assert (routed["previous_status"], routed["status"]) == ("received", "assigned")
+    changed = receiver.requests[4].payload["data"]
     assert (changed["previous_status"], changed["status"]) == ("assigned", "in_progress")
-    assert receiver.requests[4].payload["data"]["comment"] == "Đội chiếu sáng sẽ thay bóng đèn trong hôm nay."
+    assert receiver.requests[5].payload["data"]["comment"] == "Đội chiếu sáng sẽ thay bóng đèn trong hôm nay."
     # Nothing personal, nothing internal, in any body.
     everything = b"".join(request.body for request in receiver.requests).decode()
     for secret_text in (*REPORTER.values(), "Gọi chị Mai", "reporter"):
@@ -208,11 +212,14 @@ def test_failed_delivery_is_retried_and_later_events_wait_for_it(client, api_key
     submit(client, api_key, description=STREET_LIGHT)
     deliver(client)
 
-    assert receiver.types() == ["report.created", "report.created", "report.classified", "report.assigned"]
+    assert receiver.types() == [
+        "report.created", "report.created", "report.classified", "report.status_changed", "report.assigned",
+    ]
     assert len({request.headers["webhook-id"] for request in receiver.requests[:2]}) == 1
     events = webhook_events(client, subscription["id"])
     assert [(event.type, event.status, event.attempts) for event in events] == [
-        ("report.created", "delivered", 2), ("report.classified", "delivered", 1), ("report.assigned", "delivered", 1),
+        ("report.created", "delivered", 2), ("report.classified", "delivered", 1),
+        ("report.status_changed", "delivered", 1), ("report.assigned", "delivered", 1),
     ]
 
 
@@ -223,9 +230,12 @@ def test_client_error_gives_the_event_up_and_the_next_one_goes(client, api_key, 
     submit(client, api_key, description=STREET_LIGHT)
     deliver(client)
 
-    assert receiver.types() == ["report.created", "report.classified", "report.assigned"]
+    assert receiver.types() == ["report.created", "report.classified", "report.status_changed", "report.assigned"]
     statuses = [(event.type, event.status) for event in webhook_events(client, subscription["id"])]
-    assert statuses == [("report.created", "failed"), ("report.classified", "delivered"), ("report.assigned", "delivered")]
+    assert statuses == [
+        ("report.created", "failed"), ("report.classified", "delivered"), ("report.status_changed", "delivered"),
+        ("report.assigned", "delivered"),
+    ]
 
 
 def test_gone_endpoint_is_not_retried_and_the_subscription_is_disabled(client, api_key, receiver):
@@ -342,7 +352,7 @@ def test_department_system_hears_only_about_its_department(client, api_key, rece
     deliver(client)
 
     # Not report.created nor .classified: the report belonged to no department yet.
-    assert receiver.types() == ["report.assigned"]
+    assert receiver.types() == ["report.status_changed", "report.assigned"]
     assert {r.payload["data"]["tracking_code"] for r in receiver.requests} == {lamp["tracking_code"]}
     assert {r.payload["data"]["department"]["code"] for r in receiver.requests if r.payload["data"]["department"]} == {"chieu-sang"}
 
@@ -481,7 +491,7 @@ def test_lost_hand_off_is_recovered_by_the_sweep(client, api_key, receiver, sett
     admin = new_key(client, "admin")
     subscription = subscribe(client, admin, receiver.url, event_types=["report.created"])
     created = submit(client, api_key, description=STREET_LIGHT)
-    client.portal.call(outbox.wait_for_handoffs)
+    client.portal.call(client.app.state.handoff.drain)
     # Redis loses what was queued (this test's queue and the stream's job).
     arq = client.app.state.arq
     job_key = "arq:job:" + outbox.deliver_job_id(subscription["id"], created["id"])
@@ -504,8 +514,7 @@ def test_event_is_written_with_its_change_and_rolled_back_with_it(client, api_ke
 
     async def change_that_fails(session):
         report = (await session.exec(select(Report).where(Report.tracking_code == created["tracking_code"]))).one()
-        report.status = "in_progress"
-        record_event(session, report, "status_changed", data={"from": "received", "to": "in_progress"})
+        await lifecycle.change(session, report, via=Via.STAFF, status="assigned")
         await session.flush()
         raise RuntimeError("the change failed")
 
@@ -525,7 +534,7 @@ def test_subscription_crud_and_who_may_subscribe(client, receiver):
     headers = {"X-API-Key": admin}
     created = subscribe(client, admin, receiver.url, description="city dashboard")
     assert created["secret"].startswith("whsec_") and created["scope"] == "all"
-    assert len(created["event_types"]) == 11
+    assert len(created["event_types"]) == 12
     shown = client.get(f"/v1/webhooks/subscriptions/{created['id']}", headers=headers).json()
     assert "secret" not in shown
     changed = client.patch(
@@ -571,24 +580,16 @@ def _event(type_: str, **fields) -> ReportEvent:
     return ReportEvent(report_id=UUID(int=1), type=type_, **fields)
 
 
-def test_report_events_map_to_webhook_types():
-    assert webhook_type_for(_event("received")) == "report.created"
-    assert webhook_type_for(_event("classified", data={"service_code": "road_traffic"})) == "report.classified"
-    assert webhook_type_for(_event("classified", data={"triage": True})) is None
-    for type_ in ("needs_triage", "duplicate", "status_changed"):
-        assert webhook_type_for(_event(type_)) == "report.status_changed"
-    assert webhook_type_for(_event("public_reply")) == "report.commented"
-    assert webhook_type_for(_event("public_reply", public=False)) is None
-    for internal in ("internal_note", "routed", "sla_set", "located", "prioritised", "rated", "citizen_reply"):
-        assert webhook_type_for(_event(internal)) is None
+def test_every_webhook_type_is_documented_and_subscribable():
+    from service.lifecycle.events import WebhookType
     from service.webhooks.schemas import EventType
 
-    assert set(EventType.__args__) == set(outbox.EVENT_TYPES) == set(outbox.REPORT_EVENT_TYPES.values())
+    assert set(EventType.__args__) == set(outbox.EVENT_TYPES) == {str(type_) for type_ in WebhookType}
 
 
 def test_transfer_reaches_both_departments():
-    item = Captured(_event("transferred", data={"from": "chieu-sang", "to": "ubnd-quan-1"}), "report.transferred", "evt_x",
-                    {"department_code": "ubnd-quan-1", "api_client_id": None})
+    item = Outgoing("report.transferred", _event("transferred"), {"department_code": "ubnd-quan-1", "api_client_id": None},
+                    {"from_department": "chieu-sang", "to_department": "ubnd-quan-1"})
 
     def dept(code):
         return SubscriptionView(UUID(int=2), frozenset({"report.transferred"}), "department", code, None, None, None, None)

@@ -13,6 +13,7 @@ from service.catalogue.snapshot import CatalogueCache
 from service.classify.model import Classifier
 from service.db import create_engine, session_factory
 from service.gc_tuning import tune_after_start_up
+from service.handoff import Handoff
 from service.jobs import PROCESS_PHOTOS, PROCESS_REPORT
 from service.photos.storage import build_storage
 from service.pipeline.service import PipelineResources
@@ -20,9 +21,8 @@ from service.settings import Settings, get_settings
 from service.webhooks import outbox
 from service.webhooks.delivery import build_http_client
 from workers.ioc import refresh_ioc_rollup
-from workers.lifecycle import close_resolved_tickets, erase_personal_data
+from workers.lifecycle import close_resolved_tickets, erase_personal_data, sweep_sla
 from workers.reports import process_photos, process_report, sweep_stale_reports
-from workers.sla import sweep_sla
 from workers.webhooks import deliver_webhooks, job_timeout_seconds, sweep_webhooks
 
 # How long a finished cron tick is remembered (see cron_jobs below).
@@ -47,17 +47,21 @@ def worker_options(settings: Settings) -> dict[str, Any]:
             storage=build_storage(settings),
         )
         ctx["http"] = build_http_client(settings)  # webhook deliveries
-        outbox.bind_queue(
-            ctx["engine"], ctx["redis"], settings.queue_name, settings.public_base_url,
-            subscription_cache_seconds=settings.webhook_subscription_cache_seconds,
+        ctx["handoff"] = Handoff(ctx["redis"], settings.queue_name)  # what a job's commit hands on
+        outbox.configure(
+            ctx["engine"], settings.public_base_url, subscription_cache_seconds=settings.webhook_subscription_cache_seconds
         )
         if settings.gc_tuning:
             tune_after_start_up()  # the classifier's vocabularies are large: collections should skip them
 
     async def on_shutdown(ctx: dict) -> None:
-        await outbox.wait_for_handoffs()
-        await ctx["http"].aclose()
-        await ctx["engine"].dispose()
+        # Whatever on_startup got to build before a failure: shutting down never raises over what is missing.
+        if "handoff" in ctx:
+            await ctx["handoff"].drain()
+        if "http" in ctx:
+            await ctx["http"].aclose()
+        if "engine" in ctx:
+            await ctx["engine"].dispose()
 
     # arq hides a started job from other workers for the longest timeout of any function plus 10 s, and the
     # IOC rollup's 900 s sets that: a killed worker's reports would wait 15 minutes. Each job (crons aside)
@@ -71,8 +75,9 @@ def worker_options(settings: Settings) -> dict[str, Any]:
                 pass
 
     async def on_job_end(ctx: dict) -> None:
-        # Webhook events a job committed reach the queue before the job counts as done.
-        await outbox.wait_for_handoffs()
+        # What a job committed (webhook streams, jobs) reaches the queue before the job counts as done.
+        if "handoff" in ctx:
+            await ctx["handoff"].drain()
 
     options = {
         "functions": [

@@ -9,13 +9,14 @@ from sqlmodel import col, select
 
 from service import metrics
 from service.errors import is_outage
-from service.jobs import enqueue_process_report
-from service.jobs import enqueue_process_photos
+from service.jobs import enqueue_process_photos, enqueue_process_report
+from service.lifecycle import changes
+from service.lifecycle.events import EventCode
+from service.lifecycle.states import Status
 from service.models import Photo, Report
-from service.pipeline.photos import process_photos as process_report_photos
-from service.reports.service import record_event
 from service.models.types import utcnow
 from service.pipeline import service as pipeline
+from service.pipeline.photos import process_photos as process_report_photos
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ async def process_report(ctx: dict, report_id: str) -> str:
 async def _process(ctx: dict, report_id: UUID) -> str:
     async with ctx["sessions"]() as session:
         outcome = await pipeline.process(session, report_id, ctx["pipeline"])
-        await session.commit()
+        await ctx["handoff"].commit(session)
     await metrics.observe_job_latency(ctx["redis"], ctx["settings"].queue_name, ctx.get("enqueue_time"))
     return outcome
 
@@ -51,8 +52,8 @@ async def process_photos(ctx: dict, report_id: str) -> int:
             return 0
         summaries = await process_report_photos(session, ctx["pipeline"].storage, report)
         if summaries:
-            record_event(session, report, "photos_processed", public=False, data={"photos": summaries})
-        await session.commit()
+            await changes.note(session, report, EventCode.PHOTOS_PROCESSED, data={"photos": summaries})
+        await ctx["handoff"].commit(session)
         return len(summaries)
 
 
@@ -64,7 +65,7 @@ async def sweep_stale_reports(ctx: dict) -> int:
             await session.exec(
                 select(Photo.report_id)
                 .join(Report, Report.id == Photo.report_id)
-                .where(col(Photo.processed_at).is_(None), col(Photo.created_at) < stale_before, Report.status != "received")
+                .where(col(Photo.processed_at).is_(None), col(Photo.created_at) < stale_before, Report.status != Status.RECEIVED)
                 .distinct()
                 .limit(SWEEP_BATCH)
             )
@@ -72,7 +73,7 @@ async def sweep_stale_reports(ctx: dict) -> int:
         ids = (
             await session.exec(
                 select(Report.id)
-                .where(Report.status == "received", col(Report.created_at) < stale_before)
+                .where(Report.status == Status.RECEIVED, col(Report.created_at) < stale_before)
                 .order_by(col(Report.created_at))
                 .limit(SWEEP_BATCH)
             )

@@ -59,6 +59,9 @@ async def revoke(session: AsyncSession, *, prefix: str) -> ApiClient | None:
     if client and client.revoked_at is None:
         client.revoked_at = utcnow()
         session.add(client)
+        from service.webhooks import outbox  # its subscriptions hear nothing more
+
+        outbox.subscriptions_changed(session)
         await session.flush()
     _forget(prefix)
     return client

@@ -6,22 +6,14 @@ from uuid import UUID, uuid4
 from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from service.lifecycle.states import OPEN_STATUSES as _OPEN
+from service.lifecycle.states import Status
 from service.models.types import utc_column, utcnow
 from service.privacy import EncryptedString
 
-REPORT_STATUSES = (
-    "received",
-    "needs_triage",
-    "assigned",
-    "in_progress",
-    "on_hold",
-    "resolved",
-    "closed",
-    "rejected",
-    "duplicate",
-    "reopened",
-)
-OPEN_STATUSES = ("received", "needs_triage", "assigned", "in_progress", "on_hold", "reopened")
+# Defined once, in the lifecycle's rules.
+REPORT_STATUSES: tuple[str, ...] = tuple(str(status) for status in Status)
+OPEN_STATUSES: tuple[str, ...] = tuple(str(status) for status in _OPEN)
 CHANNELS = ("app", "web", "hotline", "zalo", "email", "open311")
 
 
@@ -91,6 +83,8 @@ class Report(SQLModel, table=True):
     citizen_rating: int | None = None
     citizen_feedback: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     rated_at: datetime | None = Field(default=None, sa_column=utc_column())
+    # Bumped by every change a reader of the ticket would see (service.lifecycle): the ticket's ETag.
+    revision: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
     # Answers to the category's attributes (code -> value, or list of keys for a multivaluelist).
     attributes: dict | None = Field(default=None, sa_column=Column(JSON, nullable=True))
 

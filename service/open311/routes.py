@@ -14,7 +14,7 @@ from pydantic import BeforeValidator, Field
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service.auth import api_keys
-from service.errors import Forbidden, Unprocessable, wants_vietnamese
+from service.errors import Forbidden, Unprocessable, timeline_in_vietnamese, wants_vietnamese
 from service.open311 import forms, schemas, service
 from service.open311.errors import Open311Route, Session
 from service.open311.formats import render, render_errors, w3c_datetime
@@ -270,7 +270,7 @@ async def service_requests(
         offset=((page or 1) - 1) * size,
         limit=size,
     )
-    return _requests_response(request, response_format, await service.contexts(session, reports), bool(extensions))
+    return _requests_response(request, response_format, await service.contexts(session, reports, vietnamese=timeline_in_vietnamese(request)), bool(extensions))
 
 
 def _requests_response(request: Request, response_format: str, contexts: list, extensions: bool) -> Response:
@@ -303,7 +303,7 @@ async def service_request(
     """The id is the tracking code; case and the dash don't matter."""
     service.check_jurisdiction(jurisdiction_id)
     report = await service.get_request(session, service_request_id)
-    return _requests_response(request, response_format, await service.contexts(session, [report]), bool(extensions))
+    return _requests_response(request, response_format, await service.contexts(session, [report], vietnamese=timeline_in_vietnamese(request)), bool(extensions))
 
 
 @router.get(

@@ -14,6 +14,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service.catalogue import service as catalogue
 from service.errors import NotFound, Unprocessable
+from service.lifecycle.events import EventCode, render
 from service.models import CatalogueVersion, Department, Photo, Report, ReportEvent, ServiceCategory
 from service.models.report import OPEN_STATUSES, REPORT_STATUSES
 from service.reports import service as reports
@@ -134,7 +135,7 @@ class RequestContext:
     original_tracking_code: str | None = None
 
 
-async def contexts(session: AsyncSession, reports_: list[Report]) -> list[RequestContext]:
+async def contexts(session: AsyncSession, reports_: list[Report], *, vietnamese: bool = True) -> list[RequestContext]:
     """Everything for a page of reports in a handful of queries, whatever the page size."""
     if not reports_:
         return []
@@ -155,7 +156,7 @@ async def contexts(session: AsyncSession, reports_: list[Report]) -> list[Reques
         )
     ).all():
         photos.setdefault(photo.report_id, []).append(photo)
-    notes = await _status_notes(session, ids)
+    notes = await _status_notes(session, ids, vietnamese)
     original_ids = {report.duplicate_of_id for report in reports_ if report.duplicate_of_id}
     originals = (
         dict((await session.exec(select(Report.id, Report.tracking_code).where(col(Report.id).in_(original_ids)))).all())
@@ -175,17 +176,20 @@ async def contexts(session: AsyncSession, reports_: list[Report]) -> list[Reques
     ]
 
 
-async def _status_notes(session: AsyncSession, ids: list[UUID]) -> dict[UUID, str]:
-    """The latest public reply to the citizen, else the latest public event's message."""
+async def _status_notes(session: AsyncSession, ids: list[UUID], vietnamese: bool) -> dict[UUID, str]:
+    """The latest public reply to the citizen, else the latest public event's message, in the reader's language."""
     latest_reply: dict[UUID, str] = {}
     latest_any: dict[UUID, str] = {}
     events = await session.exec(
-        select(ReportEvent.report_id, ReportEvent.type, ReportEvent.message)
-        .where(col(ReportEvent.report_id).in_(ids), col(ReportEvent.public).is_(True), col(ReportEvent.message).is_not(None))
+        select(ReportEvent.report_id, ReportEvent.type, ReportEvent.message, ReportEvent.data)
+        .where(col(ReportEvent.report_id).in_(ids), col(ReportEvent.public).is_(True))
         .order_by(col(ReportEvent.id))
     )
-    for report_id, type_, message in events.all():
+    for report_id, code, written, data in events.all():
+        message = render(code, data or {}, written, vietnamese=vietnamese)
+        if not message:
+            continue
         latest_any[report_id] = message
-        if type_ == "public_reply":
+        if code == EventCode.PUBLIC_REPLY:
             latest_reply[report_id] = message
     return {**latest_any, **latest_reply}

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import h3
 from sqlalchemy import text
-from sqlmodel import col, select, update
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service.models import Report
@@ -67,11 +67,3 @@ async def find_original(
         return None
     distance, _, _, original = within[0]
     return DuplicateMatch(original=original, distance_m=round(distance, 1))
-
-
-async def add_supporter(session: AsyncSession, original: Report) -> None:
-    # One UPDATE, not read-modify-write: concurrent duplicates each count.
-    await session.exec(
-        update(Report).where(Report.id == original.id).values(supporter_count=Report.supporter_count + 1)
-    )
-

@@ -2,16 +2,19 @@
 
 from datetime import timedelta
 
+from sqlmodel.ext.asyncio.session import AsyncSession
+
 from service.errors import AppError, Conflict, Unauthenticated
+from service.lifecycle import changes as lifecycle
+from service.lifecycle.changes import CITIZEN
+from service.lifecycle.events import EventCode
+from service.lifecycle.states import Status, Via
 from service.models import Photo, Report
 from service.models.types import utcnow
 from service.reports.codes import verify_citizen_token
-from service.reports.service import StagedPhoto, record_event
+from service.reports.service import StagedPhoto
 from service.settings import Settings
 from service.sla import service as sla
-from sqlmodel.ext.asyncio.session import AsyncSession
-
-CITIZEN = "citizen"
 
 
 class NotAllowedNow(AppError):
@@ -38,37 +41,34 @@ async def answer(
     session: AsyncSession, report: Report, *, message: str | None, photos: list[StagedPhoto], settings: Settings
 ) -> Report:
     """The citizen answers the question that put the ticket on hold; the clock runs again."""
-    if report.status != "on_hold":
+    if report.status != Status.ON_HOLD:
         raise NotAllowedNow("not_on_hold")
     now = utcnow()
     policy, _ = await sla.policy_for(session, report.service_code, report.priority)
     sla.resume_clock(report, policy, sla.calendar_from(settings), now)
     attach_photos(session, report, photos, kind="citizen_reply")
-    record_event(session, report, "citizen_reply", actor=CITIZEN, message=message, data={"photos": len(photos)})
-    record_event(session, report, "status_changed", actor=CITIZEN, message="Người dân đã trả lời / The citizen answered",
-                 data={"from": "on_hold", "to": "in_progress"})
-    report.status, report.updated_at = "in_progress", now
-    session.add(report)
+    await lifecycle.note(session, report, EventCode.CITIZEN_REPLY, actor=CITIZEN, message=message,
+                         data={"photos": len(photos)}, public=True, touch=False)
+    await lifecycle.change(session, report, via=Via.CITIZEN, actor=CITIZEN, status=Status.IN_PROGRESS)
     await session.flush()
     return report
 
 
 async def rate(session: AsyncSession, report: Report, *, rating: int, comment: str | None) -> Report:
     """1–5 stars on a resolution. Rating again replaces the earlier one (a retried request is harmless)."""
-    if report.status not in ("resolved", "closed"):
+    if report.status not in (Status.RESOLVED, Status.CLOSED):
         raise NotAllowedNow("not_resolved")
     if report.citizen_rating == rating and report.citizen_feedback == comment:
         return report
     report.citizen_rating, report.citizen_feedback, report.rated_at = rating, comment, utcnow()
-    session.add(report)
-    record_event(session, report, "rated", actor=CITIZEN, public=False, data={"rating": rating})
+    await lifecycle.note(session, report, EventCode.RATED, actor=CITIZEN, data={"rating": rating})
     await session.flush()
     return report
 
 
 async def reopen(session: AsyncSession, report: Report, *, reason: str, settings: Settings) -> Report:
     """Once, within the configured days after resolution."""
-    if report.status != "resolved" or report.resolved_at is None:
+    if report.status != Status.RESOLVED or report.resolved_at is None:
         raise NotAllowedNow("not_resolved")
     if report.reopened_count >= 1:
         raise Conflict("already_reopened")
@@ -79,9 +79,7 @@ async def reopen(session: AsyncSession, report: Report, *, reason: str, settings
     sla.start_clock(report, policy, sla.calendar_from(settings), now, settings.sla_at_risk_ratio)
     report.reopened_count += 1
     report.resolved_at = None
-    report.status, report.updated_at = "reopened", now
-    session.add(report)
-    record_event(session, report, "status_changed", actor=CITIZEN, message=reason, data={"from": "resolved", "to": "reopened"})
-    record_event(session, report, "reopened", actor=CITIZEN, public=False, data={"reason": reason})
+    await lifecycle.change(session, report, via=Via.CITIZEN, actor=CITIZEN, status=Status.REOPENED, message=reason,
+                           data={"reason": reason})
     await session.flush()
     return report

@@ -8,8 +8,9 @@ from fastapi.responses import JSONResponse
 
 from service.auth.api_keys import SubmitterDep
 from service.db import SessionDep
-from service.errors import problem_responses, wants_vietnamese
-from service.jobs import enqueue_process_photos
+from service.errors import problem_responses, timeline_in_vietnamese, wants_vietnamese
+from service.lifecycle.events import render
+from service.jobs import photos_job
 from service.reports import citizen, service
 from service.reports.codes import citizen_token
 from service.reports.intake import PHOTO_FIELD, parse_report_request, read_message_with_photos
@@ -115,6 +116,7 @@ async def get_report(tracking_code: str, request: Request, session: SessionDep) 
     view = await service.public_view(session, report)
     base = request.app.state.settings.public_base_url
     vietnamese = wants_vietnamese(request)
+    timeline_vietnamese = timeline_in_vietnamese(request)
     original = view["original"]
     return ReportPublic(
         tracking_code=report.tracking_code,
@@ -150,7 +152,16 @@ async def get_report(tracking_code: str, request: Request, session: SessionDep) 
             )
             for photo in view["photos"]
         ],
-        timeline=[TimelineEntry(type=event.type, at=event.created_at, message=event.message) for event in view["events"]],
+        timeline=[_entry(event, timeline_vietnamese) for event in view["events"]],
+    )
+
+
+def _entry(event, vietnamese: bool) -> TimelineEntry:
+    data = event.data or {}
+    status = data.get("status") if isinstance(data.get("status"), dict) else {}
+    return TimelineEntry(
+        code=event.type, at=event.created_at, message=render(event.type, data, event.message, vietnamese=vietnamese),
+        status=status.get("to"), previous_status=status.get("from"),
     )
 
 
@@ -208,18 +219,18 @@ MESSAGE_WITH_PHOTOS_BODY = {
 )
 async def citizen_reply(tracking_code: str, request: Request, session: SessionDep, token: CitizenToken = None):
     state = request.app.state
-    report = await service.get_by_tracking_code(session, tracking_code)
+    report = await service.get_by_tracking_code(session, tracking_code, for_update=True)
     citizen.authorise(state.settings, report, token)
     staged: list[StagedPhoto] = []
     try:
         message = await read_message_with_photos(request, state.storage, state.settings, staged)
         await citizen.answer(session, report, message=message, photos=staged, settings=state.settings)
-        await session.commit()
+        if staged:
+            photos_job(session, report.id)
+        await state.handoff.commit(session)  # here, so that a failed commit still discards the staged files
     except BaseException:
         await discard_staged(state.storage, staged)
         raise
-    if staged:
-        await enqueue_process_photos(state.arq, state.settings.queue_name, report.id)
     return _result(report)
 
 
@@ -228,7 +239,7 @@ async def citizen_reply(tracking_code: str, request: Request, session: SessionDe
     responses=problem_responses(401, 404, 409, 422),
 )
 async def rate(tracking_code: str, body: RatingIn, request: Request, session: SessionDep, token: CitizenToken = None):
-    report = await service.get_by_tracking_code(session, tracking_code)
+    report = await service.get_by_tracking_code(session, tracking_code, for_update=True)
     citizen.authorise(request.app.state.settings, report, token)
     return _result(await citizen.rate(session, report, rating=body.rating, comment=body.comment))
 
@@ -238,6 +249,6 @@ async def rate(tracking_code: str, body: RatingIn, request: Request, session: Se
     responses=problem_responses(401, 404, 409, 422),
 )
 async def reopen(tracking_code: str, body: ReopenIn, request: Request, session: SessionDep, token: CitizenToken = None):
-    report = await service.get_by_tracking_code(session, tracking_code)
+    report = await service.get_by_tracking_code(session, tracking_code, for_update=True)
     citizen.authorise(request.app.state.settings, report, token)
     return _result(await citizen.reopen(session, report, reason=body.reason, settings=request.app.state.settings))

@@ -81,9 +81,11 @@ class NamedRef(BaseModel):
 
 
 class TimelineEntry(BaseModel):
-    type: str
+    code: str = Field(description="Stable code of what happened (status_changed, public_reply, transferred…)")
     at: datetime
-    message: str | None = None
+    message: str | None = Field(default=None, description="In the language of Accept-Language (vi by default, en)")
+    status: str | None = Field(default=None, description="The status the report reached, for a status change")
+    previous_status: str | None = Field(default=None, description="The status before it, for a status change")
 
 
 class OriginalProgress(BaseModel):

@@ -12,14 +12,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from service import jobs
 from service.catalogue.attributes import Answer, check_answers, definitions_of
+from service.lifecycle import changes as lifecycle
 from service.errors import Conflict, NotFound, Unprocessable
 from service.models import ApiClient, Department, Photo, Report, ReportEvent, ServiceCategory
 from service.reports.codes import new_tracking_code, normalise_tracking_code
 from service.models.types import utcnow
 from service.reports.schemas import ReportCreate
 from service.settings import Settings
-from service.webhooks import outbox
 
 # ~174 m hexagons: a cell and its ring cover any 50 m neighbourhood, which duplicate search relies on.
 H3_RESOLUTION = 9
@@ -185,7 +186,7 @@ async def prepare(
         for position, staged in enumerate(photos)
     ]
     received = {
-        "message": "Đã tiếp nhận phản ánh / Report received",
+        "message": None,  # the timeline says it in the reader's language (service.lifecycle.events)
         "data": {
             "channel": data.channel,
             "photos": len(photos),
@@ -210,7 +211,8 @@ class EventRow:
 
 
 async def add_new(session: AsyncSession, reports: list[NewReport]) -> None:
-    """Insert new reports, their photos and their "received" events, and the events' webhook rows.
+    """Insert new reports, their photos and their "received" events, the events' webhook rows, and
+    note their processing jobs for the hand-off after the commit.
 
     Reports and events go in as plain rows, one statement each for the whole batch: built as table
     models they cost a fifth of an intake request's CPU (bench/RESULTS.md)."""
@@ -220,10 +222,10 @@ async def add_new(session: AsyncSession, reports: list[NewReport]) -> None:
         for new in reports
     ]
     await session.execute(insert(ReportEvent), [vars(event) for event in events])
-    for new, event in zip(reports, events):
+    for new in reports:
         session.add_all(new.photos)
-        outbox.capture(session, new.values, event)
-    await session.run_sync(outbox.write_captured)
+        jobs.report_job(session, new.values["id"])
+    await lifecycle.received(session, [(new.values, event) for new, event in zip(reports, events)])
     await session.flush()
 
 
@@ -251,34 +253,16 @@ async def replay_after_race(
     )
 
 
-def record_event(
-    session: AsyncSession,
-    report: Report,
-    type_: str,
-    *,
-    message: str | None = None,
-    data: dict | None = None,
-    public: bool = True,
-    actor: str = "system",
-) -> ReportEvent:
-    event = ReportEvent(
-        report_id=report.id, type=type_, message=message, data=data or {}, public=public, actor=actor,
-        created_at=utcnow(),  # given: pydantic would inspect the default factory's signature on every call
-    )
-    session.add(event)
-    outbox.capture(session, report, event)  # webhook events, written in this same transaction
-    return event
-
-
 def is_tracking_code_clash(exc: IntegrityError) -> bool:
     return "tracking_code" in str(exc.orig).lower()
 
 
-async def get_by_tracking_code(session: AsyncSession, tracking_code: str) -> Report:
+async def get_by_tracking_code(session: AsyncSession, tracking_code: str, *, for_update: bool = False) -> Report:
     code = normalise_tracking_code(tracking_code)
     report = None
     if code:
-        report = (await session.exec(select(Report).where(Report.tracking_code == code))).first()
+        statement = select(Report).where(Report.tracking_code == code)
+        report = (await session.exec(statement.with_for_update() if for_update else statement)).first()
     if report is None:
         raise NotFound("report_not_found")
     return report

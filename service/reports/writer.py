@@ -19,7 +19,7 @@ import anyio
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from service.errors import is_outage
-from service.jobs import enqueue_new_reports
+from service.handoff import Handoff
 from service.reports import service
 from service.reports.service import NewReport
 
@@ -33,11 +33,10 @@ class _Waiting:
 
 
 class IntakeWriter:
-    def __init__(self, sessions: async_sessionmaker, *, arq, queue_name: str, batch_max: int):
-        self._sessions, self._arq, self._queue_name, self._batch_max = sessions, arq, queue_name, batch_max
+    def __init__(self, sessions: async_sessionmaker, *, handoff: Handoff, batch_max: int):
+        self._sessions, self._handoff, self._batch_max = sessions, handoff, batch_max
         self._waiting: asyncio.Queue[_Waiting] = asyncio.Queue()
         self._task: asyncio.Task | None = None
-        self._handoffs: set[asyncio.Task] = set()
         self._busy = False  # a batch is being committed
 
     def start(self) -> None:
@@ -50,7 +49,7 @@ class IntakeWriter:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        await asyncio.gather(*self._handoffs, return_exceptions=True)
+        await self._handoff.drain()
 
     async def write(self, new: NewReport) -> None:
         """Return once the report is committed; raise what its commit raised."""
@@ -88,18 +87,13 @@ class IntakeWriter:
             return
         for waiting in batch:
             waiting.done.set_result(None)
-        # After the commit, and not awaited here: the next batch need not wait for Redis.
-        handoff = asyncio.create_task(
-            enqueue_new_reports(self._arq, self._queue_name, [waiting.new.report.id for waiting in batch])
-        )
-        self._handoffs.add(handoff)
-        handoff.add_done_callback(self._handoffs.discard)
 
     async def _commit(self, reports: list[NewReport]) -> None:
         async with self._sessions() as session:
             try:
                 await service.add_new(session, reports)
-                await session.commit()
+                # The jobs go to Redis after the commit, in the background: the next batch need not wait.
+                await self._handoff.commit(session)
             except BaseException:
                 await session.rollback()
                 raise

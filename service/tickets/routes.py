@@ -5,20 +5,24 @@ import io
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from service.auth.subject import AuthSubject, require_roles
 from service.db import SessionDep
-from service.errors import problem_responses
+from service.errors import problem_responses, wants_vietnamese
+from service.jobs import photos_job
+from service.lifecycle import changes as lifecycle
+from service.lifecycle import states
+from service.lifecycle.events import EventCode, render
 from service.models import Photo, Report
-from service.jobs import enqueue_process_photos
 from service.reports.citizen import attach_photos
 from service.reports.intake import read_message_with_photos
 from service.reports.routes import MESSAGE_WITH_PHOTOS_BODY
 from service.reports.submission import discard_staged
-from service.reports.service import StagedPhoto, record_event
-from service.tickets import service, workflow
+from service.reports.service import StagedPhoto
+from service.tickets import service
+from service.tickets.etag import IF_MATCH_DESCRIPTION, check_if_match, etag_of
 from service.tickets.schemas import (
     AssignIn,
     CommentIn,
@@ -41,6 +45,9 @@ Worker = Annotated[AuthSubject, Depends(require_roles("officer", "dispatcher", "
 Dispatcher = Annotated[AuthSubject, Depends(require_roles("dispatcher", "supervisor", "admin"))]
 Sort = Literal["created_at", "-created_at", "updated_at", "-updated_at", "due_at", "-due_at"]
 ERRORS = problem_responses(401, 403, 404, 409, 422)
+WRITE_ERRORS = {**ERRORS, **problem_responses(412)}
+ETAG_HEADER = {"ETag": {"description": "The ticket's version; send it back in If-Match", "schema": {"type": "string"}}}
+IfMatch = Annotated[str | None, Header(alias="If-Match", description=IF_MATCH_DESCRIPTION)]
 
 
 def _filters(
@@ -60,15 +67,22 @@ def _filters(
 Filters = Annotated[service.TicketFilters, Depends(_filters)]
 
 
-def _event(event) -> TimelineEvent:
+def _event(event, vietnamese: bool) -> TimelineEvent:
     return TimelineEvent(
-        id=event.id, type=event.type, at=event.created_at, actor=event.actor, public=event.public,
-        message=event.message, data=event.data,
+        id=event.id, code=event.type, at=event.created_at, actor=event.actor, public=event.public,
+        message=render(event.type, event.data or {}, event.message, vietnamese=vietnamese), data=event.data,
     )
 
 
 def _summary(report: Report) -> TicketSummary:
-    return TicketSummary.model_validate(report, from_attributes=True)
+    return TicketSummary.model_validate({**report.model_dump(), "etag": etag_of(report)})
+
+
+async def _for_write(session, subject: AuthSubject, ticket: str, if_match: str | None) -> Report:
+    """The ticket locked for this write, once If-Match (when sent) still matches it."""
+    report = await service.get_visible(session, subject, ticket, for_update=True)
+    check_if_match(report, if_match)
+    return report
 
 
 @router.get("", response_model=TicketPage, summary="List the tickets you may see", responses=ERRORS)
@@ -139,7 +153,9 @@ def _csv_value(value) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@") else text
 
 
-async def _detail(session, subject: AuthSubject, report: Report, request: Request) -> TicketDetail:
+async def _detail(session, subject: AuthSubject, report: Report, request: Request, response: Response) -> TicketDetail:
+    response.headers["ETag"] = etag_of(report)
+    vietnamese = wants_vietnamese(request)
     base = request.app.state.settings.public_base_url
     events = await service.timeline(session, report)
     photos = (
@@ -156,61 +172,86 @@ async def _detail(session, subject: AuthSubject, report: Report, request: Reques
         reporter=Contact(name=report.reporter_name, phone=report.reporter_phone, email=report.reporter_email)
         if subject.role in CONTACT_ROLES
         else None,
-        allowed_transitions=workflow.allowed_from(report.status, role=subject.role),
+        allowed_transitions=[str(to) for to in states.allowed(report.status, states.ways_for(subject.role))],
         photos=[
             {"id": str(p.id), "kind": p.kind, "url": f"{base}/v1/photos/{p.id}", "ready": p.public_key is not None,
              "rejected": p.rejected_reason}
             for p in photos
         ],
-        timeline=[_event(event) for event in events],
+        timeline=[_event(event, vietnamese) for event in events],
     )
 
 
-@router.get("/{ticket}", response_model=TicketDetail, summary="A ticket with its full timeline", responses=ERRORS)
-async def get_ticket(ticket: str, subject: Reader, session: SessionDep, request: Request) -> TicketDetail:
+@router.get(
+    "/{ticket}", response_model=TicketDetail, summary="A ticket with its full timeline",
+    responses={200: {"headers": ETAG_HEADER}, **ERRORS},
+)
+async def get_ticket(ticket: str, subject: Reader, session: SessionDep, request: Request, response: Response) -> TicketDetail:
     report = await service.get_visible(session, subject, ticket)
-    return await _detail(session, subject, report, request)
+    return await _detail(session, subject, report, request, response)
 
 
-@router.post("/{ticket}/transitions", response_model=TicketDetail, summary="Change the status", responses=ERRORS)
-async def change_status(ticket: str, body: TransitionIn, subject: Worker, session: SessionDep, request: Request) -> TicketDetail:
-    report = await service.get_visible(session, subject, ticket, for_update=True)
-    request_ = workflow.TransitionRequest(to=body.to, reason=body.reason, public_reply=body.public_reply, question=body.question)
-    await service.transition(session, subject, report, request_, request.app.state.settings, duplicate_of=body.duplicate_of)
-    return await _detail(session, subject, report, request)
+WRITTEN = {200: {"headers": ETAG_HEADER}, **WRITE_ERRORS}
 
 
-@router.post("/{ticket}/triage", response_model=TicketDetail, summary="Set the field (and department) of an unsure ticket", responses=ERRORS)
-async def triage(ticket: str, body: TriageIn, subject: Dispatcher, session: SessionDep, request: Request) -> TicketDetail:
-    report = await service.get_visible(session, subject, ticket, for_update=True)
+@router.post("/{ticket}/transitions", response_model=TicketDetail, summary="Change the status", responses=WRITTEN)
+async def change_status(
+    ticket: str, body: TransitionIn, subject: Worker, session: SessionDep, request: Request, response: Response,
+    if_match: IfMatch = None,
+) -> TicketDetail:
+    report = await _for_write(session, subject, ticket, if_match)
+    move = states.StaffMove(to=states.Status(body.to), reason=body.reason, public_reply=body.public_reply, question=body.question)
+    await service.transition(session, subject, report, move, request.app.state.settings, duplicate_of=body.duplicate_of)
+    return await _detail(session, subject, report, request, response)
+
+
+@router.post("/{ticket}/triage", response_model=TicketDetail, summary="Set the field (and department) of an unsure ticket", responses=WRITTEN)
+async def triage(
+    ticket: str, body: TriageIn, subject: Dispatcher, session: SessionDep, request: Request, response: Response,
+    if_match: IfMatch = None,
+) -> TicketDetail:
+    report = await _for_write(session, subject, ticket, if_match)
     await service.triage(
         session, subject, report, service_code=body.service_code, department_code=body.department_code,
         priority=body.priority, note=body.note, settings=request.app.state.settings,
     )
-    return await _detail(session, subject, report, request)
+    return await _detail(session, subject, report, request, response)
 
 
-@router.post("/{ticket}/transfer", response_model=TicketDetail, summary="Transfer to another department (chuyển đơn vị)", responses=ERRORS)
-async def transfer(ticket: str, body: TransferIn, subject: Worker, session: SessionDep, request: Request) -> TicketDetail:
-    report = await service.get_visible(session, subject, ticket, for_update=True)
+@router.post("/{ticket}/transfer", response_model=TicketDetail, summary="Transfer to another department (chuyển đơn vị)", responses=WRITTEN)
+async def transfer(
+    ticket: str, body: TransferIn, subject: Worker, session: SessionDep, request: Request, response: Response,
+    if_match: IfMatch = None,
+) -> TicketDetail:
+    report = await _for_write(session, subject, ticket, if_match)
     await service.transfer(
         session, subject, report, department_code=body.department_code, reason=body.reason, settings=request.app.state.settings
     )
-    return await _detail(session, subject, report, request)
+    return await _detail(session, subject, report, request, response)
 
 
-@router.post("/{ticket}/comments", response_model=TimelineEvent, status_code=201, summary="A public reply or an internal note", responses=ERRORS)
-async def add_comment(ticket: str, body: CommentIn, subject: Worker, session: SessionDep) -> TimelineEvent:
-    report = await service.get_visible(session, subject, ticket, for_update=True)
+@router.post(
+    "/{ticket}/comments", response_model=TimelineEvent, status_code=201, summary="A public reply or an internal note",
+    responses={201: {"headers": ETAG_HEADER}, **WRITE_ERRORS},
+)
+async def add_comment(
+    ticket: str, body: CommentIn, subject: Worker, session: SessionDep, request: Request, response: Response,
+    if_match: IfMatch = None,
+) -> TimelineEvent:
+    report = await _for_write(session, subject, ticket, if_match)
     event = await service.comment(session, subject, report, body=body.body, visibility=body.visibility)
-    return _event(event)
+    response.headers["ETag"] = etag_of(report)
+    return _event(event, wants_vietnamese(request))
 
 
-@router.post("/{ticket}/assignee", response_model=TicketDetail, summary="Give the ticket to an officer of its department", responses=ERRORS)
-async def set_assignee(ticket: str, body: AssignIn, subject: Dispatcher, session: SessionDep, request: Request) -> TicketDetail:
-    report = await service.get_visible(session, subject, ticket, for_update=True)
+@router.post("/{ticket}/assignee", response_model=TicketDetail, summary="Give the ticket to an officer of its department", responses=WRITTEN)
+async def set_assignee(
+    ticket: str, body: AssignIn, subject: Dispatcher, session: SessionDep, request: Request, response: Response,
+    if_match: IfMatch = None,
+) -> TicketDetail:
+    report = await _for_write(session, subject, ticket, if_match)
     await service.assign(session, subject, report, username=body.assignee_username)
-    return await _detail(session, subject, report, request)
+    return await _detail(session, subject, report, request, response)
 
 
 @router.post(
@@ -219,20 +260,23 @@ async def set_assignee(ticket: str, body: AssignIn, subject: Dispatcher, session
     status_code=201,
     summary="Attach after-photos (and an optional public message)",
     openapi_extra=MESSAGE_WITH_PHOTOS_BODY,
-    responses={**ERRORS, **problem_responses(413, 415)},
+    responses={201: {"headers": ETAG_HEADER}, **WRITE_ERRORS, **problem_responses(413, 415)},
 )
-async def add_photos(ticket: str, subject: Worker, session: SessionDep, request: Request) -> TicketDetail:
+async def add_photos(
+    ticket: str, subject: Worker, session: SessionDep, request: Request, response: Response, if_match: IfMatch = None,
+) -> TicketDetail:
     state = request.app.state
-    report = await service.get_visible(session, subject, ticket, for_update=True)
+    report = await _for_write(session, subject, ticket, if_match)
     staged: list[StagedPhoto] = []
     try:
         message = await read_message_with_photos(request, state.storage, state.settings, staged)
         attach_photos(session, report, staged, kind="after")
-        record_event(session, report, "after_photos", actor=subject.actor, message=message, data={"photos": len(staged)})
-        await session.commit()
+        await lifecycle.note(session, report, EventCode.AFTER_PHOTOS, actor=subject.actor, message=message,
+                             data={"photos": len(staged)}, public=True)
+        if staged:
+            photos_job(session, report.id)
+        await state.handoff.commit(session)  # here, so that a failed commit still discards the staged files
     except BaseException:
         await discard_staged(state.storage, staged)
         raise
-    if staged:
-        await enqueue_process_photos(state.arq, state.settings.queue_name, report.id)
-    return await _detail(session, subject, report, request)
+    return await _detail(session, subject, report, request, response)

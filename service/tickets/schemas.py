@@ -42,12 +42,12 @@ class AssignIn(_In):
 
 class TimelineEvent(BaseModel):
     id: int
-    type: str
+    code: str = Field(description="Stable code of what happened (status_changed, public_reply, transferred…); see the README's event table")
     at: datetime
     actor: str
     public: bool
-    message: str | None
-    data: dict
+    message: str | None = Field(description="In the language of Accept-Language (vi by default, en)")
+    data: dict = Field(description="The details; a change carries `status: {from, to}` and each other field it moved")
 
 
 class Contact(BaseModel):
@@ -58,6 +58,7 @@ class Contact(BaseModel):
 
 class TicketSummary(BaseModel):
     id: UUID
+    etag: str = Field(description="The ticket's version, as in the ETag header; send it back in If-Match")
     tracking_code: str
     status: str
     service_code: str | None

@@ -16,24 +16,17 @@ from service.auth.subject import AuthSubject
 from service.errors import AppError, Conflict, NotFound, Unprocessable
 from service.models import Department, Report, ReportEvent, ServiceCategory, StaffUser
 from service.models.types import UTCDateTime, utcnow
-from service.pipeline import duplicates, routing
+from service.lifecycle import changes as lifecycle
+from service.lifecycle import states
+from service.lifecycle.changes import UNSET
+from service.lifecycle.events import EventCode
+from service.lifecycle.states import IllegalMove, Status, Via
+from service.pipeline import routing
 from service.reports.codes import normalise_tracking_code
-from service.reports.service import record_event
 from service.settings import Settings
 from service.sla import service as sla
-from service.tickets import workflow
 from service.tickets.visibility import readable_condition
 
-STATUS_MESSAGES = {
-    "assigned": "Đã chuyển đơn vị xử lý / Assigned to a department",
-    "in_progress": "Đang xử lý / In progress",
-    "on_hold": "Chờ người dân bổ sung thông tin / Waiting for your answer",
-    "resolved": "Đã giải quyết / Resolved",
-    "closed": "Đã đóng / Closed",
-    "rejected": "Không thụ lý / Rejected",
-    "reopened": "Đã mở lại / Reopened",
-    "duplicate": "Trùng phản ánh khác / Duplicate of another report",
-}
 FAR_FUTURE = datetime(9999, 12, 31, tzinfo=UTC)
 
 
@@ -166,72 +159,85 @@ async def timeline(session: AsyncSession, report: Report) -> list[ReportEvent]:
     return list(rows.all())
 
 
-# --- workflow ----------------------------------------------------------------------------------
+# --- workflow: every change goes through the lifecycle's door ---------------------------------------
+
+
+def _illegal(exc: IllegalMove, role: str) -> IllegalTransitionError:
+    allowed = ", ".join(states.allowed(exc.current, states.ways_for(role))) or "none"
+    return IllegalTransitionError(detail=f"{exc.current} → {exc.requested} is not allowed; allowed: {allowed}")
 
 
 async def transition(
-    session: AsyncSession, subject: AuthSubject, report: Report, request: workflow.TransitionRequest,
+    session: AsyncSession, subject: AuthSubject, report: Report, move: states.StaffMove,
     settings: Settings, *, duplicate_of: str | None = None,
 ) -> Report:
     current = report.status
+    ways = states.ways_for(subject.role)
     try:
-        workflow.check(current, request, role=subject.role)
-    except workflow.IllegalTransition as exc:
-        raise IllegalTransitionError(
-            detail=f"{current} → {request.to} is not allowed; allowed: {', '.join(workflow.allowed_from(current, role=subject.role)) or 'none'}",
-        ) from exc
-    except workflow.MissingRequirement as exc:
+        states.check(current, move.to, ways)
+        states.check_requirements(move)
+    except IllegalMove as exc:
+        raise _illegal(exc, subject.role) from exc
+    except states.MissingRequirement as exc:
         raise Unprocessable(exc.code, exc.field) from exc
 
     now = utcnow()
     calendar = sla.calendar_from(settings)
     policy, _ = await sla.policy_for(session, report.service_code, report.priority)
-    if current == "on_hold":
+    to = move.to
+    department = UNSET
+    original = await _visible_original(session, subject, report, duplicate_of) if to == Status.DUPLICATE else None
+    if current == Status.ON_HOLD:
         sla.resume_clock(report, policy, calendar, now)
-    to = request.to
-    if to == "in_progress" and report.acknowledged_at is None:
+    if to == Status.IN_PROGRESS and report.acknowledged_at is None:
         report.acknowledged_at = now
-    elif to == "on_hold":
+    elif to == Status.ON_HOLD:
         report.on_hold_since = now
-        record_event(session, report, "public_reply", actor=subject.actor, message=request.question, data={"kind": "question"})
-    elif to == "resolved":
+    elif to == Status.RESOLVED:
         report.resolved_at = now
         report.acknowledged_at = report.acknowledged_at or now
-        record_event(session, report, "public_reply", actor=subject.actor, message=request.public_reply, data={"kind": "resolution"})
-    elif to == "closed":
+    elif to == Status.CLOSED:
         report.closed_at = now
-    elif to == "rejected":
-        report.rejection_reason = request.reason
-    elif to == "reopened":
+    elif to == Status.REJECTED:
+        report.rejection_reason = move.reason
+    elif to == Status.REOPENED:
         report.reopened_count += 1
         report.resolved_at = report.closed_at = None
         sla.start_clock(report, policy, calendar, now, settings.sla_at_risk_ratio)
-    elif to == "duplicate":
-        await _link_duplicate(session, report, duplicate_of)
-    elif to == "assigned" and report.department_code is None:
+    elif to == Status.ASSIGNED and report.department_code is None:
         decision = await routing.route(session, report.service_code, [report.jurisdiction_code] if report.jurisdiction_code else [])
-        report.department_code = decision.department_code if decision else None
+        department = decision.department_code if decision else None
 
-    report.status = to
-    report.updated_at = now
-    session.add(report)
-    record_event(
-        session, report, "status_changed", actor=subject.actor, message=request.reason if to == "rejected" else STATUS_MESSAGES.get(to),
-        data={"from": current, "to": to},
+    if original is not None:
+        report.duplicate_of_id = original.id
+        await lifecycle.add_supporter(session, original, report, actor=subject.actor, data={})
+    # What the citizen is told (a question, the resolution) comes first on the timeline, then the move.
+    if to == Status.ON_HOLD:
+        await lifecycle.note(session, report, EventCode.PUBLIC_REPLY, actor=subject.actor, message=move.question,
+                             data={"kind": "question"}, public=True, touch=False)
+    elif to == Status.RESOLVED:
+        await lifecycle.note(session, report, EventCode.PUBLIC_REPLY, actor=subject.actor, message=move.public_reply,
+                             data={"kind": "resolution"}, public=True, touch=False)
+    await lifecycle.change(
+        session, report, via=ways, actor=subject.actor, status=to, department_code=department,
+        message=move.reason if to == Status.REJECTED else None,
+        data={"original": original.tracking_code} if original is not None else None,
     )
-    if to in ("resolved", "closed", "reopened"):
-        record_event(session, report, to, actor=subject.actor, public=False, data={"from": current})
     await session.flush()
     return report
 
 
-async def _link_duplicate(session: AsyncSession, report: Report, duplicate_of: str | None) -> None:
+async def _visible_original(session: AsyncSession, subject: AuthSubject, report: Report, duplicate_of: str | None) -> Report:
+    """The original a ticket repeats: only a report this staff member may see (an unknown code and an
+    invisible one answer alike, so codes cannot be probed this way)."""
     code = normalise_tracking_code(duplicate_of or "")
-    original = (await session.exec(select(Report).where(Report.tracking_code == code))).first() if code else None
+    original = None
+    if code:
+        condition = await readable_condition(session, subject)
+        original = (await session.exec(select(Report).where(Report.tracking_code == code, condition))).first()
     if original is None or original.id == report.id:
         raise Unprocessable("report_not_found", "duplicate_of")
-    report.duplicate_of_id = original.id
-    await duplicates.add_supporter(session, original)
+    return original
 
 
 async def triage(
@@ -239,32 +245,27 @@ async def triage(
     priority: str | None, note: str | None, settings: Settings,
 ) -> Report:
     """A dispatcher decides what the machine could not: the field, and so the department and deadline."""
-    if report.status not in ("needs_triage", "received", "assigned"):
+    if report.status not in (Status.NEEDS_TRIAGE, Status.RECEIVED, Status.ASSIGNED):
         raise IllegalTransitionError(detail=f"only untriaged or freshly assigned tickets can be triaged, not {report.status}")
     if await session.get(ServiceCategory, service_code) is None:
         raise Unprocessable("unknown_service_code", "service_code")
     if department_code and await session.get(Department, department_code) is None:
         raise Unprocessable("unknown_department", "department_code")
-    report.service_code, report.category_source = service_code, "staff"
-    if priority:
-        report.priority = priority
+    new_priority = priority or report.priority
     if department_code is None:
         chain = [report.jurisdiction_code] if report.jurisdiction_code else []
         decision = await routing.route(session, service_code, chain)
         department_code = decision.department_code if decision else None
-    report.department_code = department_code
-    policy, info = await sla.policy_for(session, service_code, report.priority)
+    report.service_code, report.category_source = service_code, "staff"
+    policy, info = await sla.policy_for(session, service_code, new_priority)
     sla.start_clock(report, policy, sla.calendar_from(settings), report.created_at, settings.sla_at_risk_ratio)
-    previous = report.status
-    report.status, report.updated_at = "assigned", utcnow()
-    session.add(report)
-    record_event(
-        session, report, "classified", actor=subject.actor, public=False,
+    await lifecycle.note(
+        session, report, EventCode.CLASSIFIED, actor=subject.actor, touch=False,
         data={"service_code": service_code, "source": "staff", "note": note},
     )
-    record_event(
-        session, report, "status_changed", actor=subject.actor, message=STATUS_MESSAGES["assigned"],
-        data={"from": previous, "to": "assigned", "department": department_code, **info},
+    await lifecycle.change(
+        session, report, via=Via.TRIAGE, code=EventCode.TRIAGED, actor=subject.actor, status=Status.ASSIGNED,
+        department_code=department_code, priority=new_priority, data=info,
     )
     await session.flush()
     return report
@@ -273,41 +274,38 @@ async def triage(
 async def transfer(
     session: AsyncSession, subject: AuthSubject, report: Report, *, department_code: str, reason: str, settings: Settings
 ) -> Report:
-    """Chuyển đơn vị: another department takes the ticket; the SLA policy says whether the clock restarts."""
-    if report.status not in workflow.OPEN:
-        raise IllegalTransitionError(detail=f"a {report.status} ticket cannot be transferred")
+    """Chuyển đơn vị: the ticket starts again as `assigned` at another department; the SLA policy says
+    whether the clock restarts."""
     department = await session.get(Department, department_code)
     if department is None or not department.active:
         raise Unprocessable("unknown_department", "department_code")
     if department_code == report.department_code:
         raise Conflict("same_department")
-    previous = report.department_code
-    report.department_code = department_code
-    report.transfer_count += 1
-    report.assignee_id = None
+    try:
+        states.check(report.status, Status.ASSIGNED, frozenset({Via.TRANSFER}))
+    except IllegalMove as exc:
+        raise IllegalTransitionError(detail=f"a {report.status} ticket cannot be transferred") from exc
+    now = utcnow()
     policy, info = await sla.policy_for(session, report.service_code, report.priority)
+    if report.status == Status.ON_HOLD:
+        sla.resume_clock(report, policy, sla.calendar_from(settings), now)
     restarted = bool(info.get("restart_on_transfer"))
     if restarted:
-        sla.start_clock(report, policy, sla.calendar_from(settings), utcnow(), settings.sla_at_risk_ratio)
-    if report.status == "in_progress":
-        report.status = "assigned"
-    report.updated_at = utcnow()
-    session.add(report)
-    record_event(
-        session, report, "transferred", actor=subject.actor,
-        message=f"Chuyển đến {department.name_vi} / Transferred to {department.name_en}",
-        data={"from": previous, "to": department_code, "reason": reason, "clock_restarted": restarted,
-              "transfer_count": report.transfer_count},
+        sla.start_clock(report, policy, sla.calendar_from(settings), now, settings.sla_at_risk_ratio)
+    report.transfer_count += 1
+    await lifecycle.change(
+        session, report, via=Via.TRANSFER, code=EventCode.TRANSFERRED, actor=subject.actor, status=Status.ASSIGNED,
+        department_code=department_code, assignee_id=None,
+        data={"reason": reason, "clock_restarted": restarted, "transfer_count": report.transfer_count,
+              "department_name": {"vi": department.name_vi, "en": department.name_en}},
     )
     await session.flush()
     return report
 
 
 async def comment(session: AsyncSession, subject: AuthSubject, report: Report, *, body: str, visibility: str) -> ReportEvent:
-    kind = "public_reply" if visibility == "public" else "internal_note"
-    event = record_event(session, report, kind, actor=subject.actor, public=visibility == "public", message=body)
-    report.updated_at = utcnow()
-    session.add(report)
+    code = EventCode.PUBLIC_REPLY if visibility == "public" else EventCode.INTERNAL_NOTE
+    event = await lifecycle.note(session, report, code, actor=subject.actor, public=visibility == "public", message=body)
     await session.flush()
     return event
 
@@ -318,9 +316,9 @@ async def assign(session: AsyncSession, subject: AuthSubject, report: Report, *,
         user = (await session.exec(select(StaffUser).where(StaffUser.username == username))).first()
         if user is None or user.department_code != report.department_code:
             raise Unprocessable("validation_error", "assignee_username", "No officer of this ticket's department has that username.")
-    report.assignee_id = user.id if user else None
-    report.updated_at = utcnow()
-    session.add(report)
-    record_event(session, report, "assigned_to", actor=subject.actor, public=False, data={"assignee": username})
+    await lifecycle.change(
+        session, report, via=Via.STAFF, code=EventCode.ASSIGNEE_CHANGED, actor=subject.actor, public=False,
+        assignee_id=user.id if user else None, data={"assignee": username},
+    )
     await session.flush()
     return report

@@ -6,21 +6,11 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from service.lifecycle.events import WebhookType
 from service.webhooks.outbox import EVENT_TYPES
 
-EventType = Literal[
-    "report.created",
-    "report.classified",
-    "report.assigned",
-    "report.status_changed",
-    "report.transferred",
-    "report.commented",
-    "report.sla_at_risk",
-    "report.sla_breached",
-    "report.resolved",
-    "report.closed",
-    "report.reopened",
-]
+# The webhook event types, defined once with the lifecycle (service.lifecycle.events.WebhookType).
+EventType = Literal[tuple(str(type_) for type_ in WebhookType)]  # type: ignore[valid-type]
 
 
 class Filters(BaseModel):

@@ -8,6 +8,7 @@ from sqlalchemy import update as sql_update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from service import handoff
 from service.auth.subject import AuthSubject
 from service.errors import Conflict, Forbidden, NotFound, Unprocessable
 from service.models import (
@@ -106,6 +107,7 @@ async def create(
     )
     _apply_filters(subscription, data.filters)
     session.add(subscription)
+    outbox.subscriptions_changed(session)
     await session.flush()
     return subscription, secret
 
@@ -152,6 +154,7 @@ async def update(
         disable(subscription, "Disabled by its owner.", now)
     subscription.updated_at = now
     session.add(subscription)
+    outbox.subscriptions_changed(session)
     await session.flush()
     return subscription
 
@@ -176,13 +179,14 @@ async def _enable(session: AsyncSession, subscription: WebhookSubscription, now:
         await session.exec(select(WebhookEvent.report_id).where(pending).distinct().limit(RESCHEDULE_BATCH))
     ).all()
     for report_id in reports:
-        outbox.schedule(session, subscription.id, report_id)
+        handoff.webhook_stream(session, subscription.id, report_id)
 
 
 async def delete_(session: AsyncSession, *, subscription: WebhookSubscription) -> None:
     await session.execute(delete(WebhookDeliveryAttempt).where(col(WebhookDeliveryAttempt.subscription_id) == subscription.id))
     await session.execute(delete(WebhookEvent).where(col(WebhookEvent.subscription_id) == subscription.id))
     await session.delete(subscription)
+    outbox.subscriptions_changed(session)
     await session.flush()
 
 
@@ -259,7 +263,7 @@ async def redeliver_event(session: AsyncSession, *, subscription: WebhookSubscri
         raise NotFound("webhook_event_not_found")
     _requeue(event, utcnow())
     session.add(event)
-    outbox.schedule(session, subscription.id, event.report_id)
+    handoff.webhook_stream(session, subscription.id, event.report_id)
     await session.flush()
     return event
 
@@ -283,7 +287,7 @@ async def redeliver_failed(session: AsyncSession, *, subscription: WebhookSubscr
     for event in events:
         _requeue(event, now)
         session.add(event)
-        outbox.schedule(session, subscription.id, event.report_id)
+        handoff.webhook_stream(session, subscription.id, event.report_id)
     await session.flush()
     return len(events)
 

@@ -1,0 +1,131 @@
+"""The one hand-off of committed work to the workers: jobs and webhook streams, after the commit.
+
+A service function that wants work done after its transaction notes it on the session (`job`,
+`webhook_stream`, `after_commit`); nothing is sent then. The boundary that owns the transaction (the
+request's session dependency, a worker job, the intake writer) commits through `Handoff.commit`, which
+sends what was noted only once the commit succeeded, and `discard` drops it when the transaction is
+rolled back. The database stays the truth: when Redis cannot take the work, the sweeps find it
+(reports still `received`, webhook events still pending) and hand it on again.
+"""
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from arq.connections import ArqRedis
+from redis.exceptions import RedisError
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+log = logging.getLogger(__name__)
+
+ENQUEUE_TIMEOUT_SECONDS = 1.0
+
+_PENDING = "handoff.pending"
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    args: tuple[str, ...]
+    job_id: str
+
+
+@dataclass(frozen=True)
+class WebhookStream:
+    subscription_id: UUID
+    report_id: UUID
+
+
+@dataclass
+class Pending:
+    work: dict[Job | WebhookStream, None]  # ordered and without repeats
+    callbacks: list[Callable[[], None]]
+
+
+def _pending(session: AsyncSession) -> Pending:
+    pending = session.info.get(_PENDING)
+    if pending is None:
+        pending = session.info[_PENDING] = Pending({}, [])
+    return pending
+
+
+def job(session: AsyncSession, name: str, *args: str, job_id: str) -> None:
+    """Enqueue this arq job once the session commits."""
+    _pending(session).work[Job(name, args, job_id)] = None
+
+
+def webhook_stream(session: AsyncSession, subscription_id: UUID, report_id: UUID) -> None:
+    """Hand this (subscription, report) stream of webhook events to the workers once the session commits."""
+    _pending(session).work[WebhookStream(subscription_id, report_id)] = None
+
+
+def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
+    """Run a callback of this process (a cache to forget) once the session commits."""
+    _pending(session).callbacks.append(callback)
+
+
+def discard(session: AsyncSession) -> None:
+    """The transaction was rolled back: what it noted never happened."""
+    session.info.pop(_PENDING, None)
+
+
+class Handoff:
+    """Built once per process (the API's lifespan, the worker's startup) around its arq pool."""
+
+    def __init__(self, arq: ArqRedis, queue_name: str):
+        self.arq, self.queue_name = arq, queue_name
+        self._tasks: set[asyncio.Task] = set()
+
+    async def commit(self, session: AsyncSession) -> None:
+        """Commit, then send what the transaction noted (in the background: no answer waits for Redis)."""
+        try:
+            if session.in_transaction():
+                await session.commit()
+        except BaseException:
+            discard(session)
+            raise
+        self.send(session.info.pop(_PENDING, None))
+
+    def send(self, pending: Pending | None) -> None:
+        if pending is None:
+            return
+        for callback in pending.callbacks:
+            callback()
+        if pending.work:
+            task = asyncio.get_running_loop().create_task(self._send(list(pending.work)))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, work: list[Job | WebhookStream]) -> None:
+        from service.webhooks.outbox import enqueue_stream  # the stream's job and its follow-up live there
+
+        results: list[Any] = await asyncio.gather(
+            *(
+                enqueue(self.arq, self.queue_name, item.name, *item.args, job_id=item.job_id)
+                if isinstance(item, Job)
+                else enqueue_stream(self.arq, self.queue_name, item.subscription_id, item.report_id)
+                for item in work
+            ),
+            return_exceptions=True,
+        )
+        failed = sum(1 for result in results if result is not True)
+        if failed:
+            log.warning("%d of %d hand-offs to the workers failed; the sweeps will hand them on", failed, len(work))
+
+    async def drain(self) -> None:
+        """Wait until what was sent so far reached Redis (or failed): before a job ends, at shutdown."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+
+async def enqueue(arq: ArqRedis, queue_name: str, job: str, *args: str, job_id: str) -> bool:
+    """One arq job (its id de-duplicates while queued); False (and a log line) when Redis can't take it now."""
+    try:
+        await asyncio.wait_for(arq.enqueue_job(job, *args, _job_id=job_id, _queue_name=queue_name), ENQUEUE_TIMEOUT_SECONDS)
+        return True
+    except (RedisError, OSError, TimeoutError) as exc:
+        log.warning("enqueue of %s failed, a sweep will pick it up: %s", job_id, type(exc).__name__)
+        return False

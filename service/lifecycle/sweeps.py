@@ -1,0 +1,82 @@
+"""The lifecycle's timed rules: SLA marks and escalation, auto-close, erasure of contact data.
+
+Each takes one batch of the reports due, locked (SKIP LOCKED: several workers may sweep at once and
+each row goes to one of them), and changes them through the lifecycle's door; the job commits.
+"""
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from service.lifecycle import changes
+from service.lifecycle.events import EventCode
+from service.lifecycle.states import Status, Via
+from service.models import Department, Report
+from service.settings import Settings
+from service.sla.service import reports_needing_sla_update
+
+BATCH = 1000
+
+
+async def mark_sla(session: AsyncSession, now: datetime) -> int:
+    """At risk at 75 % of the time (at_risk_at), overdue at 100 %; an overdue ticket escalates once to
+    its department's supervising unit."""
+    reports = await reports_needing_sla_update(session, now)
+    for report in reports:
+        if report.due_at and report.due_at <= now:
+            report.sla_state = "overdue"
+            await changes.note(session, report, EventCode.SLA_BREACHED, data={"due_at": report.due_at.isoformat()})
+            department = await session.get(Department, report.department_code) if report.department_code else None
+            if department and department.parent_code and report.escalated_at is None:
+                report.escalated_at = now
+                report.escalated_to_department_code = department.parent_code
+                await changes.note(
+                    session, report, EventCode.ESCALATED,
+                    data={"from": department.code, "to": department.parent_code, "reason": "overdue"},
+                )
+        else:
+            report.sla_state = "at_risk"
+            await changes.note(session, report, EventCode.SLA_AT_RISK,
+                               data={"due_at": report.due_at.isoformat() if report.due_at else None})
+    return len(reports)
+
+
+async def close_resolved(session: AsyncSession, settings: Settings, now: datetime) -> int:
+    """A resolved ticket the citizen did not reopen within the window is closed."""
+    cutoff = now - timedelta(days=settings.reopen_window_days)
+    reports = (
+        await session.exec(
+            select(Report).where(Report.status == Status.RESOLVED, col(Report.resolved_at) < cutoff).limit(BATCH)
+            .with_for_update(skip_locked=True, of=Report)
+        )
+    ).all()
+    for report in reports:
+        report.closed_at = now
+        await changes.change(session, report, via=Via.SWEEP, status=Status.CLOSED, data={"reason": "reopen window passed"})
+    return len(reports)
+
+
+async def erase_personal_data(session: AsyncSession, settings: Settings, now: datetime) -> int:
+    """Decree 13/2023: keep reporters' contact data only as long as the ticket needs it."""
+    cutoff = now - timedelta(days=settings.pii_retention_days)
+    reports = (
+        await session.exec(
+            select(Report)
+            .where(
+                col(Report.closed_at) < cutoff,
+                or_(
+                    col(Report.reporter_name).is_not(None),
+                    col(Report.reporter_phone).is_not(None),
+                    col(Report.reporter_email).is_not(None),
+                ),
+            )
+            .limit(BATCH)
+            .with_for_update(skip_locked=True, of=Report)
+        )
+    ).all()
+    for report in reports:
+        report.reporter_name = report.reporter_phone = report.reporter_email = None
+        await changes.note(session, report, EventCode.PERSONAL_DATA_ERASED, data={"retention_days": settings.pii_retention_days})
+    return len(reports)
