@@ -88,6 +88,8 @@ class Settings(BaseSettings):
     jurisdiction_tolerance_m: float = Field(default=150, ge=0)
     # A report still `received` this long after intake lost its hand-off; the sweep re-enqueues it.
     stale_report_seconds: float = Field(default=30, gt=0)
+    # A report whose processing failed this many times (not counting outages) goes to a dispatcher.
+    processing_max_failures: int = Field(default=3, ge=1)
     # The IOC rollup cron's time limit (arq's recovery of a killed worker's jobs waits for the longest limit).
     ioc_rollup_timeout_seconds: int = Field(default=120, gt=0)
     job_timeout_seconds: int = Field(default=60, gt=0)

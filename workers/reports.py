@@ -33,7 +33,11 @@ async def process_report(ctx: dict, report_id: str) -> str:
         if is_outage(exc):
             # Exponential backoff: 5 s, 10 s, 20 s … while the database is away.
             raise Retry(defer=5 * 2 ** (ctx.get("job_try", 1) - 1)) from exc
-        raise
+        log.exception("processing report %s failed", report_id)
+        async with ctx["sessions"]() as session:
+            outcome = await pipeline.give_up(session, UUID(report_id), type(exc).__name__, ctx["pipeline"])
+            await ctx["handoff"].commit(session)
+        return outcome
 
 
 async def _process(ctx: dict, report_id: UUID) -> str:
@@ -74,7 +78,8 @@ async def sweep_stale_reports(ctx: dict) -> int:
             await session.exec(
                 select(Report.id)
                 .where(Report.status == Status.RECEIVED, col(Report.created_at) < stale_before)
-                .order_by(col(Report.created_at))
+                # Those that never failed first: a report that keeps failing cannot hold the others back.
+                .order_by(col(Report.processing_failures), col(Report.created_at))
                 .limit(SWEEP_BATCH)
             )
         ).all()

@@ -83,6 +83,8 @@ class Report(SQLModel, table=True):
     citizen_rating: int | None = None
     citizen_feedback: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     rated_at: datetime | None = Field(default=None, sa_column=utc_column())
+    # Failed processing attempts (outages aside); at PROCESSING_MAX_FAILURES a dispatcher takes over.
+    processing_failures: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     # Bumped by every change a reader of the ticket would see (service.lifecycle): the ticket's ETag.
     revision: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
     # Answers to the category's attributes (code -> value, or list of keys for a multivaluelist).

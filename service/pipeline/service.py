@@ -163,3 +163,24 @@ async def _locate(session: AsyncSession, report: Report, catalogue: CatalogueSna
         data={"jurisdiction": match.code, "method": match.method, "distance_m": match.distance_m},
     )
     return catalogue.jurisdictions.ancestry(match.code)
+
+
+async def give_up(session: AsyncSession, report_id: UUID, error: str, resources: PipelineResources) -> str:
+    """Processing failed (not an outage): count it; at the limit a dispatcher takes the report over, so
+    a report that always fails is neither retried forever nor left in the sweep's way."""
+    report = await session.get(Report, report_id, with_for_update=True)
+    if report is None or report.status != Status.RECEIVED:
+        return "already-processed"
+    report.processing_failures += 1
+    session.add(report)
+    if report.processing_failures < resources.settings.processing_max_failures:
+        return "will-retry"
+    catalogue = await resources.catalogue.get(session)
+    dispatch = routing.decide(catalogue.routing_rules, None, [])
+    report.processed_at = utcnow()
+    await changes.change(
+        session, report, via=Via.POISON, code=EventCode.PROCESSING_FAILED, status=Status.NEEDS_TRIAGE,
+        department_code=dispatch.department_code if dispatch else None,
+        data={"attempts": report.processing_failures, "error": error},
+    )
+    return "needs-triage"

@@ -10,7 +10,7 @@ from fastapi.responses import StreamingResponse
 
 from service.auth.subject import AuthSubject, require_roles
 from service.db import SessionDep
-from service.errors import problem_responses, wants_vietnamese
+from service.errors import problem_responses, timeline_in_vietnamese
 from service.jobs import photos_job
 from service.lifecycle import changes as lifecycle
 from service.lifecycle import states
@@ -35,13 +35,13 @@ from service.tickets.schemas import (
     TransitionIn,
     TriageIn,
 )
-from service.tickets.visibility import CONTACT_ROLES, TICKET_ROLES
+from service.tickets.visibility import CITIZEN_SIDE_ROLES, CONTACT_ROLES, TICKET_ROLES, WORKER_ROLES
 from sqlmodel import col, select
 
 router = APIRouter(prefix="/v1/tickets", tags=["tickets"])
 
 Reader = Annotated[AuthSubject, Depends(require_roles(*TICKET_ROLES))]
-Worker = Annotated[AuthSubject, Depends(require_roles("officer", "dispatcher", "supervisor", "admin"))]
+Worker = Annotated[AuthSubject, Depends(require_roles(*WORKER_ROLES))]
 Dispatcher = Annotated[AuthSubject, Depends(require_roles("dispatcher", "supervisor", "admin"))]
 Sort = Literal["created_at", "-created_at", "updated_at", "-updated_at", "due_at", "-due_at"]
 ERRORS = problem_responses(401, 403, 404, 409, 422)
@@ -155,9 +155,11 @@ def _csv_value(value) -> str:
 
 async def _detail(session, subject: AuthSubject, report: Report, request: Request, response: Response) -> TicketDetail:
     response.headers["ETag"] = etag_of(report)
-    vietnamese = wants_vietnamese(request)
+    vietnamese = timeline_in_vietnamese(request)
     base = request.app.state.settings.public_base_url
     events = await service.timeline(session, report)
+    if subject.role in CITIZEN_SIDE_ROLES:
+        return _citizen_side(report, events, photos=await _photos(session, report), base=base, vietnamese=vietnamese)
     photos = (
         await session.exec(select(Photo).where(Photo.report_id == report.id).order_by(col(Photo.position)))
     ).all()
@@ -172,13 +174,44 @@ async def _detail(session, subject: AuthSubject, report: Report, request: Reques
         reporter=Contact(name=report.reporter_name, phone=report.reporter_phone, email=report.reporter_email)
         if subject.role in CONTACT_ROLES
         else None,
-        allowed_transitions=[str(to) for to in states.allowed(report.status, states.ways_for(subject.role))],
+        allowed_transitions=[str(to) for to in states.allowed(report.status, states.ways_for(subject.role))]
+        if subject.role in WORKER_ROLES else [],
         photos=[
             {"id": str(p.id), "kind": p.kind, "url": f"{base}/v1/photos/{p.id}", "ready": p.public_key is not None,
              "rejected": p.rejected_reason}
             for p in photos
         ],
         timeline=[_event(event, vietnamese) for event in events],
+    )
+
+
+async def _photos(session, report: Report) -> list[Photo]:
+    return list((await session.exec(select(Photo).where(Photo.report_id == report.id).order_by(col(Photo.position)))).all())
+
+
+def _citizen_side(report: Report, events, *, photos: list[Photo], base: str, vietnamese: bool) -> TicketDetail:
+    """What an app key (shipped inside a public mobile app) may read: what the citizen sees on the
+    tracking page, no internal notes, no staff names, no routing or classification data."""
+    public_photos = [p for p in photos if p.rejected_reason is None]
+    return TicketDetail(
+        **_summary(report).model_dump(),
+        **{field: getattr(report, field) for field in (
+            "lat", "lon", "address", "channel", "is_public", "acknowledge_due_at", "acknowledged_at", "resolved_at",
+            "closed_at", "on_hold_since", "duplicate_of_id", "rejection_reason", "citizen_rating", "citizen_feedback",
+        )},
+        classification_confidence=None, category_source=None, escalated_to_department_code=None, assignee_id=None,
+        reporter=None, allowed_transitions=[],
+        photos=[{"id": str(p.id), "kind": p.kind, "url": f"{base}/v1/photos/{p.id}", "ready": p.public_key is not None,
+                 "rejected": None} for p in public_photos],
+        timeline=[
+            TimelineEvent(
+                id=event.id, code=event.type, at=event.created_at, actor="citizen" if event.actor == "citizen" else "city",
+                public=True, message=render(event.type, event.data or {}, event.message, vietnamese=vietnamese),
+                data={"status": event.data["status"]} if isinstance((event.data or {}).get("status"), dict) else {},
+            )
+            for event in events
+            if event.public
+        ],
     )
 
 
@@ -241,7 +274,7 @@ async def add_comment(
     report = await _for_write(session, subject, ticket, if_match)
     event = await service.comment(session, subject, report, body=body.body, visibility=body.visibility)
     response.headers["ETag"] = etag_of(report)
-    return _event(event, wants_vietnamese(request))
+    return _event(event, timeline_in_vietnamese(request))
 
 
 @router.post("/{ticket}/assignee", response_model=TicketDetail, summary="Give the ticket to an officer of its department", responses=WRITTEN)

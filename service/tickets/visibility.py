@@ -13,6 +13,9 @@ TICKET_ROLES = ("officer", "dispatcher", "supervisor", "admin", "department_syst
 CITY_WIDE_ROLES = ("dispatcher", "admin")
 # Roles that see the reporter's contact details (they may need to call back).
 CONTACT_ROLES = ("officer", "dispatcher", "supervisor", "admin")
+# Roles that work tickets (the write endpoints), and keys that read only what the citizen may see.
+WORKER_ROLES = ("officer", "dispatcher", "supervisor", "admin")
+CITIZEN_SIDE_ROLES = ("citizen_app",)
 
 
 async def department_and_units_below(session: AsyncSession, code: str) -> set[str]:
