@@ -137,7 +137,9 @@ class Settings(BaseSettings):
     cors_origins: list[str] = []
 
     # Abuse limits ("N/second|minute|hour|day"), counted in Redis across all API processes.
-    rate_limit_intake_per_key: str = "600/minute"
+    # Per app key: one key serves every citizen of an app, so the default lets a city-wide storm
+    # (20,000 reports in a few minutes) through; a key created with `--rate` has its own.
+    rate_limit_intake_per_key: str = "50000/minute"
     rate_limit_intake_per_address: str = "120/minute"
     rate_limit_intake_per_reporter: str = "20/hour"
     rate_limit_sign_in: str = "10/15 minutes"
