@@ -2,12 +2,14 @@
 
 The database stays the truth: a report whose hand-off fails (Redis down, worker killed) is still
 `received`, and the worker's sweep enqueues it again. Enqueueing twice is harmless: the job id
-de-duplicates while queued, and every job is idempotent.
+de-duplicates while queued, and every job is idempotent. So when Redis hangs, one hand-off waiting
+for its timeout is enough: a circuit breaker per connection pool leaves the rest to the sweep at once.
 """
 
 import asyncio
 import logging
 from uuid import UUID
+from weakref import WeakKeyDictionary
 
 from arq.connections import ArqRedis
 from arq.constants import job_key_prefix
@@ -15,11 +17,26 @@ from arq.jobs import serialize_job
 from arq.utils import timestamp_ms
 from redis.exceptions import RedisError
 
+from service.breaker import CircuitBreaker
+
 log = logging.getLogger(__name__)
 
 PROCESS_REPORT = "process_report"
 PROCESS_PHOTOS = "process_photos"
 ENQUEUE_TIMEOUT_SECONDS = 1.0
+HANDOFF_SLOW_SECONDS = 0.25
+
+
+_breakers: WeakKeyDictionary[ArqRedis, CircuitBreaker] = WeakKeyDictionary()
+
+
+def breaker_for(arq: ArqRedis) -> CircuitBreaker:
+    """One breaker per pool (per app or worker), so one Redis hanging does not silence another."""
+    breaker = _breakers.get(arq)
+    if breaker is None:
+        # A batch of jobs in one round trip is quick when Redis is well; 250 ms unanswered is a hang.
+        breaker = _breakers[arq] = CircuitBreaker("job hand-off", slow_seconds=HANDOFF_SLOW_SECONDS)
+    return breaker
 
 
 def process_report_job_id(report_id: UUID | str) -> str:
@@ -28,12 +45,20 @@ def process_report_job_id(report_id: UUID | str) -> str:
 
 async def enqueue(arq: ArqRedis, queue_name: str, job: str, *args: str, job_id: str) -> bool:
     """Hand committed work to the workers; False (and a log line) when Redis can't take it now."""
+    breaker = breaker_for(arq)
+    call = breaker.allow()
+    if call is None:
+        return False
     try:
         await asyncio.wait_for(arq.enqueue_job(job, *args, _job_id=job_id, _queue_name=queue_name), ENQUEUE_TIMEOUT_SECONDS)
-        return True
     except (RedisError, OSError, TimeoutError) as exc:
+        breaker.failed(exc)
         log.warning("enqueue of %s failed, a sweep will pick it up: %s", job_id, type(exc).__name__)
         return False
+    finally:
+        breaker.done(call)
+    breaker.succeeded()
+    return True
 
 
 async def enqueue_process_report(arq: ArqRedis, queue_name: str, report_id: UUID) -> bool:
@@ -54,6 +79,10 @@ async def enqueue_new_reports(arq: ArqRedis, queue_name: str, report_ids: list[U
     """
     if not report_ids:
         return True
+    breaker = breaker_for(arq)
+    call = breaker.allow()
+    if call is None:
+        return False
     now = timestamp_ms()
     try:
         async with arq.pipeline(transaction=False) as pipe:
@@ -63,7 +92,11 @@ async def enqueue_new_reports(arq: ArqRedis, queue_name: str, report_ids: list[U
                 pipe.set(job_key_prefix + job_id, job, px=arq.expires_extra_ms, nx=True)
                 pipe.zadd(queue_name, {job_id: now})
             await asyncio.wait_for(pipe.execute(), ENQUEUE_TIMEOUT_SECONDS)
-        return True
     except (RedisError, OSError, TimeoutError) as exc:
+        breaker.failed(exc)
         log.warning("enqueue of %d new reports failed, the sweep will pick them up: %s", len(report_ids), type(exc).__name__)
         return False
+    finally:
+        breaker.done(call)
+    breaker.succeeded()
+    return True
