@@ -97,12 +97,19 @@ class OriginalProgress(BaseModel):
 
 
 class ReportPublic(BaseModel):
-    """The citizen's view: never any reporter personal data, never internal notes."""
+    """The citizen's view: never any reporter personal data, never internal notes.
+
+    A report its citizen did not make public shows its text, exact location, photos and timeline
+    messages only with the citizen's token (`X-Citizen-Token`); without it, only how it is getting on.
+    """
 
     tracking_code: str
     status: str
+    details_withheld: bool = Field(
+        default=False, description="True for a non-public report asked for without its citizen token: no text, place or photos"
+    )
     title: str | None
-    description: str
+    description: str | None
     category: NamedRef | None
     department: NamedRef | None
     priority: str
