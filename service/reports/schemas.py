@@ -52,6 +52,14 @@ class ReportCreate(BaseModel):
     def _blank_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: object) -> object:
+        # Form fields come here unchecked (JSON bodies are checked on the way in): no database stores NUL.
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("text may not contain NUL (\\u0000)")
+        return value
+
     @model_validator(mode="after")
     def _both_coordinates(self) -> "ReportCreate":
         if (self.lat is None) != (self.lon is None):
