@@ -182,7 +182,6 @@ class BodyLimits:
         return replay
 
 
-
 def _nul_response(scope: Scope, where: str):
     return problem_response(
         Request(scope), 422, "text_not_storable",
