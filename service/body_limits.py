@@ -3,6 +3,9 @@
 JSON bodies are capped small and checked for nesting depth before any parser sees them; multipart
 bodies are capped at what the photo limits allow. Counting happens on the wire, so a chunked upload
 without Content-Length is cut off as soon as it passes the cap, not after it has filled the disk.
+
+No text of a request may carry a NUL character (PostgreSQL cannot store one, and no citizen types
+one): a path, a query or a JSON body with one is refused with 422 before any route sees it.
 """
 
 from starlette.requests import Request
@@ -23,6 +26,41 @@ class BodyTooLarge(Exception):
 
 class JsonTooDeep(Exception):
     pass
+
+
+class NulInText(Exception):
+    def __init__(self, where: str):
+        self.where = where
+
+
+def json_has_nul(body: bytes) -> bool:
+    """True when a JSON string holds the escape \\u0000 (a raw NUL byte is invalid JSON already)."""
+    if b"\\u0000" not in body:
+        return False
+    in_string, escaped = False, False
+    for index, byte in enumerate(body):
+        if in_string:
+            if escaped:
+                escaped = False
+                if byte == 0x75 and body[index + 1 : index + 5] == b"0000":  # u0000
+                    return True
+            elif byte == 0x5C:
+                escaped = True
+            elif byte == 0x22:
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+    return False
+
+
+# Open311 answers every error in its own format, from its own routes (service/open311/errors.py).
+OWN_ERROR_FORMAT_PREFIXES = ("/open311/",)
+
+
+def url_has_nul(scope: Scope) -> bool:
+    if scope.get("path", "").startswith(OWN_ERROR_FORMAT_PREFIXES):
+        return False
+    return "\x00" in scope.get("path", "") or b"%00" in scope.get("query_string", b"")
 
 
 def json_depth_exceeds(body: bytes, limit: int) -> bool:
@@ -59,7 +97,13 @@ class BodyLimits:
         return MAX_JSON_BYTES, content_type.endswith(b"json")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if url_has_nul(scope):
+            await _nul_response(scope, "url")(scope, receive, send)
+            return
+        if scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
             await self.app(scope, receive, send)
             return
         started = False
@@ -71,11 +115,13 @@ class BodyLimits:
 
         try:
             await self._limited(scope, receive, tracking_send)
-        except (BodyTooLarge, JsonTooDeep) as exc:
+        except (BodyTooLarge, JsonTooDeep, NulInText) as exc:
             if started:
                 raise
             request = Request(scope)
-            if isinstance(exc, BodyTooLarge):
+            if isinstance(exc, NulInText):
+                response = _nul_response(scope, exc.where)
+            elif isinstance(exc, BodyTooLarge):
                 response = problem_response(request, 413, "payload_too_large", f"The body may be at most {exc.limit} bytes.")
             else:
                 response = problem_response(
@@ -90,7 +136,7 @@ class BodyLimits:
         if declared and declared.isdigit() and int(declared) > limit:
             raise BodyTooLarge(limit)
         if is_json:
-            receive = await self._checked_json(receive, limit)
+            receive = await self._checked_json(scope, receive, limit)
             await self.app(scope, receive, send)
             return
         received = 0
@@ -106,7 +152,7 @@ class BodyLimits:
 
         await self.app(scope, counting_receive, send)
 
-    async def _checked_json(self, receive: Receive, limit: int) -> Receive:
+    async def _checked_json(self, scope: Scope, receive: Receive, limit: int) -> Receive:
         """Read the (small) JSON body whole, check it, then hand it on unchanged."""
         chunks, size, more = [], 0, True
         while more:
@@ -122,6 +168,8 @@ class BodyLimits:
         body = b"".join(chunks)
         if json_depth_exceeds(body, MAX_JSON_DEPTH):
             raise JsonTooDeep()
+        if json_has_nul(body) and not scope["path"].startswith(OWN_ERROR_FORMAT_PREFIXES):
+            raise NulInText("body")
         sent = False
 
         async def replay() -> Message:
@@ -133,3 +181,9 @@ class BodyLimits:
 
         return replay
 
+
+def _nul_response(scope: Scope, where: str):
+    return problem_response(
+        Request(scope), 422, "text_not_storable",
+        errors=[FieldError(field=where, code="text_not_storable", message="NUL (\\u0000) is not allowed in text")],
+    )

@@ -158,11 +158,20 @@ def apikey_create(
     name: Annotated[str, typer.Option(help="Who the key is for")],
     role: Annotated[str, typer.Option(help="citizen_app, department_system, officer, …")] = "citizen_app",
     department: Annotated[str | None, typer.Option(help="Department code, for department systems")] = None,
+    rate: Annotated[
+        str | None, typer.Option(help="The key's own intake limit, e.g. 1000/minute (default RATE_LIMIT_INTAKE_PER_KEY)")
+    ] = None,
 ) -> None:
     """Create an API key. The key is printed once and never stored."""
     from service.auth import api_keys
 
-    issued = _in_session(lambda session: api_keys.create(session, name=name, role=role, department_code=department))
+    try:
+        issued = _in_session(
+            lambda session: api_keys.create(session, name=name, role=role, department_code=department, rate_limit=rate)
+        )
+    except ValueError as exc:
+        typer.echo(f"cannot create key: {exc}", err=True)
+        raise typer.Exit(2) from exc
     typer.echo(issued.key)
     typer.echo(f"prefix {issued.client.key_prefix} role {issued.client.role}: store this key now, it is not shown again", err=True)
 
@@ -187,7 +196,8 @@ def apikey_list() -> None:
     for client in _in_session(api_keys.list_):
         state = f"revoked {client.revoked_at:%Y-%m-%d}" if client.revoked_at else "active"
         used = f"{client.last_used_at:%Y-%m-%d %H:%M}" if client.last_used_at else "never"
-        typer.echo(f"{client.key_prefix}\t{client.role}\t{state}\tlast used {used}\t{client.name}")
+        rate = client.rate_limit or "default rate"
+        typer.echo(f"{client.key_prefix}\t{client.role}\t{state}\tlast used {used}\t{rate}\t{client.name}")
 
 
 @jurisdictions_app.command("import")

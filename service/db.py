@@ -24,13 +24,16 @@ metadata: MetaData = SQLModel.metadata
 
 
 def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
-    """The engine for DATABASE_URL (or `url`, e.g. the read replica's) with the pool sizes from settings."""
+    """The engine for DATABASE_URL (or `url`, e.g. the read replica's) with the pool sizes from settings.
+
+    hide_parameters: a database error's text carries its statement's parameters (token hashes,
+    webhook secrets, encrypted contact data), and such errors end up in logs."""
     url = url or settings.database_url
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -48,6 +51,7 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
         max_overflow=settings.db_max_overflow,
         pool_pre_ping=settings.db_pool_pre_ping,
         pool_timeout=5,
+        hide_parameters=True,
         connect_args={
             "timeout": settings.db_connect_timeout_seconds, "command_timeout": 30, **PGBOUNCER_SAFE_STATEMENTS
         },

@@ -341,15 +341,25 @@ def install_error_handlers(app: FastAPI) -> None:
         )
         return problem_response(request, exc.status_code, code, headers=getattr(exc, "headers", None))
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    async def _dependency_error(request: Request, exc: Exception) -> JSONResponse:
         if is_unstorable_text(exc):
             return problem_response(request, 422, "text_not_storable")
         if is_outage(exc):
-            log.warning("dependency unavailable: %s", type(exc).__name__)
+            # Expected in an outage and answered: one line, no traceback, no statement.
+            log.warning("dependency unavailable, answered 503: %s", type(exc).__name__, extra={"path": request.url.path})
             return problem_response(request, 503, "service_unavailable", headers={"Retry-After": "2"})
-        log.exception("unhandled error", extra={"path": request.url.path})
+        log.error("unhandled error", exc_info=exc, extra={"path": request.url.path})
         return problem_response(request, 500, "internal_error")
+
+    # Registered by class, these are answered by Starlette's ExceptionMiddleware, which keeps the
+    # connection open. The catch-all `Exception` handler runs in ServerErrorMiddleware, which re-raises
+    # after answering: the server then logs a second traceback and closes the client's connection.
+    for kind in (DBAPIError, PoolTimeout, ConnectionError, TimeoutError):
+        app.add_exception_handler(kind, _dependency_error)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        return await _dependency_error(request, exc)
 
 
 # PostgreSQL refuses text it cannot store: a NUL character (22021) or one its encoding lacks (22P05).

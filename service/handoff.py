@@ -10,18 +10,22 @@ rolled back. The database stays the truth: when Redis cannot take the work, the 
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
+from weakref import WeakKeyDictionary
 
 from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from service.breaker import CircuitBreaker
+
 log = logging.getLogger(__name__)
 
 ENQUEUE_TIMEOUT_SECONDS = 1.0
+HANDOFF_SLOW_SECONDS = 0.25
 
 _PENDING = "handoff.pending"
 
@@ -121,11 +125,37 @@ class Handoff:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
 
-async def enqueue(arq: ArqRedis, queue_name: str, job: str, *args: str, job_id: str) -> bool:
-    """One arq job (its id de-duplicates while queued); False (and a log line) when Redis can't take it now."""
-    try:
-        await asyncio.wait_for(arq.enqueue_job(job, *args, _job_id=job_id, _queue_name=queue_name), ENQUEUE_TIMEOUT_SECONDS)
-        return True
-    except (RedisError, OSError, TimeoutError) as exc:
-        log.warning("enqueue of %s failed, a sweep will pick it up: %s", job_id, type(exc).__name__)
+_breakers: "WeakKeyDictionary[ArqRedis, CircuitBreaker]" = WeakKeyDictionary()
+
+
+def breaker_for(arq: ArqRedis) -> CircuitBreaker:
+    """One breaker per pool (per app or worker), so one Redis hanging does not silence another."""
+    breaker = _breakers.get(arq)
+    if breaker is None:
+        # A job is one quick round trip when Redis is well; 250 ms unanswered is a hang.
+        breaker = _breakers[arq] = CircuitBreaker("job hand-off", slow_seconds=HANDOFF_SLOW_SECONDS)
+    return breaker
+
+
+async def guarded(arq: ArqRedis, what: str, send: Callable[[], Awaitable[Any]]) -> bool:
+    """Send to Redis unless it is known to be away or hanging (then the sweeps hand the work on later):
+    when Redis hangs, one hand-off waiting for its timeout is enough."""
+    breaker = breaker_for(arq)
+    call = breaker.allow()
+    if call is None:
         return False
+    try:
+        await asyncio.wait_for(send(), ENQUEUE_TIMEOUT_SECONDS)
+    except (RedisError, OSError, TimeoutError) as exc:
+        breaker.failed(exc)
+        log.warning("hand-off of %s failed, a sweep will pick it up: %s", what, type(exc).__name__)
+        return False
+    finally:
+        breaker.done(call)
+    breaker.succeeded()
+    return True
+
+
+async def enqueue(arq: ArqRedis, queue_name: str, job: str, *args: str, job_id: str) -> bool:
+    """One arq job (its id de-duplicates while queued); False when Redis can't take it now."""
+    return await guarded(arq, job_id, lambda: arq.enqueue_job(job, *args, _job_id=job_id, _queue_name=queue_name))

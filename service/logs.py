@@ -2,8 +2,33 @@
 
 import logging
 import logging.config
+import re
 
 from asgi_correlation_id import CorrelationIdFilter
+
+# SQLAlchemy's error text: "[parameters: (...)]" on one line (repr keeps it on one).
+SQL_PARAMETERS = re.compile(r"\[parameters: [^\n]*\]")
+
+
+def scrub(text: str) -> str:
+    return SQL_PARAMETERS.sub("[parameters hidden]", text)
+
+
+class ScrubSqlParameters(logging.Filter):
+    """Our engines hide parameters; this keeps any other engine's (Alembic, a script) out of the logs too."""
+
+    _formatter = logging.Formatter()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info:
+            record.exc_text = scrub(self._formatter.formatException(record.exc_info))
+            record.exc_info = None
+        elif record.exc_text:
+            record.exc_text = scrub(record.exc_text)
+        message = record.getMessage()
+        if "[parameters: " in message:
+            record.msg, record.args = scrub(message), None
+        return True
 
 
 # aiosqlite (DEBUG) and SQLAlchemy's engine (INFO) log every statement with its parameters: password
@@ -41,13 +66,16 @@ def configure_logging(level: str = "INFO", json_output: bool = True) -> dict:
     config = {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"request_id": {"()": CorrelationIdFilter, "default_value": "-"}},
+        "filters": {
+            "request_id": {"()": CorrelationIdFilter, "default_value": "-"},
+            "scrub_sql_parameters": {"()": ScrubSqlParameters},
+        },
         "formatters": {"default": formatter},
         "handlers": {
             "stderr": {
                 "class": "logging.StreamHandler",
                 "formatter": "default",
-                "filters": ["request_id"],
+                "filters": ["request_id", "scrub_sql_parameters"],
                 "stream": "ext://sys.stderr",
             }
         },

@@ -1,31 +1,38 @@
 """Abuse limits on intake and sign-in, counted in Redis so every API process shares them.
 
 Limits are strings like "60/minute" (see the `limits` library) and come from settings. When Redis
-is unreachable the limits fail open: a city would rather take a report than refuse it.
+is unreachable the limits fail open: a city would rather take a report than refuse it. A Redis that
+hangs rather than refuses is given `check_timeout` (50 ms) per check, and then a circuit breaker keeps
+every request from waiting on it again for a while.
 """
 
-import logging
+import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import Request
 from limits import RateLimitItem, parse
 from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 
+from service.breaker import CircuitBreaker
 from service.errors import AppError
-
-log = logging.getLogger(__name__)
 
 
 class RateLimited(AppError):
     status, code = 429, "rate_limited"
 
 
+# A healthy Redis answers a check in about a millisecond; 50 ms leaves room for a busy event loop.
+CHECK_TIMEOUT_SECONDS = 0.05
+
+
 @dataclass
 class RateLimiter:
     limiter: MovingWindowRateLimiter
     storage: RedisStorage
+    check_timeout: float = CHECK_TIMEOUT_SECONDS
+    breaker: CircuitBreaker = field(default_factory=lambda: CircuitBreaker("rate limiter", slow_seconds=CHECK_TIMEOUT_SECONDS))
 
     @classmethod
     def from_url(cls, redis_url: str, prefix: str) -> "RateLimiter":
@@ -39,16 +46,23 @@ class RateLimiter:
         )
         return cls(MovingWindowRateLimiter(storage), storage)
 
-    async def hit(self, limit: str, scope: str, identity: str) -> None:
-        """Count one request; raise 429 with Retry-After when the limit is spent."""
+    async def hit(self, limit: str, scope: str, identity: str, *, cost: int = 1) -> None:
+        """Count one request (as `cost` requests); raise 429 with Retry-After when the limit is spent."""
         item: RateLimitItem = parse(limit)
+        call = self.breaker.allow()
+        if call is None:
+            return
         try:
-            allowed = await self.limiter.hit(item, scope, identity)
-            if allowed:
-                return
-            stats = await self.limiter.get_window_stats(item, scope, identity)
-        except Exception as exc:  # Redis down: fail open, say so in the log
-            log.warning("rate limiter unavailable, not limiting: %s", type(exc).__name__)
+            async with asyncio.timeout(self.check_timeout):
+                allowed = await self.limiter.hit(item, scope, identity, cost=cost)
+                stats = None if allowed else await self.limiter.get_window_stats(item, scope, identity)
+        except Exception as exc:  # Redis down or hung: fail open (the breaker says so in the log)
+            self.breaker.failed(exc)
+            return
+        finally:
+            self.breaker.done(call)
+        self.breaker.succeeded()
+        if stats is None:
             return
         retry_after = max(1, int(stats.reset_time - time.time()) + 1)
         raise RateLimited(detail=f"Limit {limit} reached for {scope}.", headers={"Retry-After": str(retry_after)})

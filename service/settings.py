@@ -139,10 +139,16 @@ class Settings(BaseSettings):
     cors_origins: list[str] = []
 
     # Abuse limits ("N/second|minute|hour|day"), counted in Redis across all API processes.
-    rate_limit_intake_per_key: str = "600/minute"
+    # Per app key: one key serves every citizen of an app, so the default lets a city-wide storm
+    # (20,000 reports in a few minutes) through; a key created with `--rate` has its own.
+    rate_limit_intake_per_key: str = "50000/minute"
     rate_limit_intake_per_address: str = "120/minute"
     rate_limit_intake_per_reporter: str = "20/hour"
     rate_limit_sign_in: str = "10/15 minutes"
+    # Looking a report up by tracking code, per client address; a code that does not exist counts
+    # TRACKING_LOOKUP_MISS_COST times, since guessing codes is mostly misses.
+    rate_limit_tracking_lookup: str = "120/minute"
+    tracking_lookup_miss_cost: int = Field(default=10, ge=1)
     rate_limits_enabled: bool = True
 
     # Personal data (Decree 13/2023): Fernet keys, the first encrypts, all decrypt (rotation).

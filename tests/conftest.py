@@ -103,6 +103,7 @@ def settings(request, tmp_path_factory) -> Iterator[Settings]:
         rate_limit_intake_per_address="100000/minute",
         rate_limit_intake_per_reporter="100000/minute",
         rate_limit_sign_in="100000/minute",
+        rate_limit_tracking_lookup="100000/minute",
     )
     migrate(url)
     catalogue, checksum = catalogue_service.read_file(ROOT / "service" / "catalogue" / "catalogue.yaml")

@@ -405,6 +405,48 @@ def test_target_that_became_private_is_refused_at_delivery(client, api_key, rece
     assert [event.status for event in webhook_events(client, subscription["id"])] == ["failed"]
 
 
+# IPv6 forms that carry a private IPv4 address inside them, or reach inside on their own.
+INTERNAL_IPV6_TARGETS = (
+    "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254 (cloud metadata)
+    "64:ff9b:1::a00:1",  # NAT64 for local use
+    "2002:a00:1::1",  # 6to4 of 10.0.0.1
+    "2001:0:4136:e378:8000:63bf:3fff:fdd2",  # Teredo
+    "::7f00:1",  # IPv4-compatible 127.0.0.1
+    "::ffff:0:c0a8:101",  # IPv4-translated 192.168.1.1
+    "::ffff:7f00:1",  # IPv4-mapped 127.0.0.1
+    "fec0::1",  # site-local
+)
+
+
+def test_ipv6_forms_of_internal_addresses_are_refused_at_registration(client, settings, monkeypatch):
+    admin = new_key(client, "admin")
+    monkeypatch.setattr(settings, "webhook_allowed_hosts", [])
+    for address in INTERNAL_IPV6_TARGETS:
+        response = client.post(
+            "/v1/webhooks/subscriptions", json={"url": f"http://[{address}]:8080/hook"}, headers={"X-API-Key": admin}
+        )
+        assert response.status_code == 422, address
+        assert response.json()["code"] == "webhook_url_not_allowed", address
+    # The same forms around a public address stay usable (a NAT64 network reaches the internet so).
+    for address in ("64:ff9b::808:808", "2002:808:808::1"):
+        response = client.post("/v1/webhooks/subscriptions", json={"url": f"http://[{address}]/hook"}, headers={"X-API-Key": admin})
+        assert response.status_code == 201, (address, response.text)
+
+
+@pytest.mark.parametrize("address", ["64:ff9b::7f00:1", "2002:7f00:1::1", "::ffff:0:7f00:1"])
+def test_ipv6_form_of_an_internal_address_is_refused_before_each_attempt(client, api_key, settings, monkeypatch, address):
+    admin = new_key(client, "admin")
+    monkeypatch.setattr(settings, "webhook_allowed_hosts", [address])  # registered while the operator allowed it
+    subscription = subscribe(client, admin, f"http://[{address}]:9/hook", event_types=["report.created"])
+    monkeypatch.setattr(settings, "webhook_allowed_hosts", [])
+    submit(client, api_key, description=STREET_LIGHT)
+    deliver(client)
+
+    log = client.get(f"/v1/webhooks/subscriptions/{subscription['id']}/deliveries", headers={"X-API-Key": admin}).json()
+    assert [item["error"].split(":")[0] for item in log["items"]] == ["refused"]
+    assert [event.status for event in webhook_events(client, subscription["id"])] == ["failed"]
+
+
 def test_sustained_failure_disables_the_subscription_and_the_owner_can_re_enable_it(
     client, api_key, receiver, settings, monkeypatch
 ):

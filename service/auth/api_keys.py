@@ -13,6 +13,7 @@ from uuid import UUID
 
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
+from limits import parse
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import make_transient_to_detached
@@ -35,6 +36,15 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+def check_rate(rate: str) -> str:
+    """A limit the `limits` library reads ("1000/minute", "50 per second"), or ValueError."""
+    try:
+        parse(rate)
+    except ValueError as exc:
+        raise ValueError(f"{rate!r} is not a rate; write it like 1000/minute") from exc
+    return rate.strip()
+
+
 @dataclass(frozen=True)
 class IssuedKey:
     client: ApiClient
@@ -42,13 +52,22 @@ class IssuedKey:
 
 
 async def create(
-    session: AsyncSession, *, name: str, role: str = "citizen_app", department_code: str | None = None
+    session: AsyncSession,
+    *,
+    name: str,
+    role: str = "citizen_app",
+    department_code: str | None = None,
+    rate_limit: str | None = None,
 ) -> IssuedKey:
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
+    if rate_limit is not None:
+        rate_limit = check_rate(rate_limit)
     prefix = secrets.token_hex(4)
     key = f"{KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
-    client = ApiClient(name=name, key_prefix=prefix, key_hash=_hash(key), role=role, department_code=department_code)
+    client = ApiClient(
+        name=name, key_prefix=prefix, key_hash=_hash(key), role=role, department_code=department_code, rate_limit=rate_limit
+    )
     session.add(client)
     await session.flush()
     return IssuedKey(client=client, key=key)

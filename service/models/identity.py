@@ -18,6 +18,9 @@ class ApiClient(SQLModel, table=True):
     key_hash: str = Field(max_length=128)
     role: str = Field(default="citizen_app", max_length=32)
     department_code: str | None = Field(default=None, foreign_key="departments.code", max_length=64)
+    # The key's own intake limit ("1000/minute"); None: RATE_LIMIT_INTAKE_PER_KEY. One app key serves
+    # every citizen using that app, so it is sized to the app, not to a person.
+    rate_limit: str | None = Field(default=None, max_length=32)
     created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column(nullable=False))
     revoked_at: datetime | None = Field(default=None, sa_column=utc_column())
     last_used_at: datetime | None = Field(default=None, sa_column=utc_column())

@@ -6,6 +6,7 @@ short-lived `presigned_url(key)`. Every method blocks (disk or network): call th
 through `anyio.to_thread.run_sync` / `asyncio.to_thread`.
 """
 
+import errno
 import hashlib
 import os
 import shutil
@@ -27,7 +28,22 @@ class TooLarge(Exception):
 
 
 class StorageUnavailable(ConnectionError):
-    """The object store did not answer (or answered 5xx): retry later; counts as an outage (503)."""
+    """The object store did not answer (or answered 5xx), or the media folder cannot be written (read-only,
+    full): retry later; counts as an outage (503 with Retry-After)."""
+
+
+# A folder that cannot take a file now, whatever is written: the operator's problem, not the client's.
+UNWRITABLE_ERRNOS = frozenset({errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EIO})
+
+
+@contextmanager
+def _writing(key: str) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in UNWRITABLE_ERRNOS:
+            raise StorageUnavailable(f"the media folder cannot store {key}: {exc.strerror}") from exc
+        raise
 
 
 @dataclass(frozen=True)
@@ -85,28 +101,30 @@ class LocalStorage:
 
     def save(self, key: str, source: BinaryIO, *, max_bytes: int, content_type: str | None = None) -> StoredObject:
         path = self.local_path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                stored = spool_capped(source, out, key=key, max_bytes=max_bytes)
-            os.replace(tmp_name, path)
-        except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
-            raise
+        with _writing(key):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    stored = spool_capped(source, out, key=key, max_bytes=max_bytes)
+                os.replace(tmp_name, path)
+            except BaseException:
+                Path(tmp_name).unlink(missing_ok=True)
+                raise
         return stored
 
     def save_file(self, key: str, source_path: Path, *, content_type: str | None = None) -> None:
         path = self.local_path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
-        os.close(fd)
-        try:
-            shutil.copyfile(source_path, tmp_name)
-            os.replace(tmp_name, path)
-        except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
-            raise
+        with _writing(key):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
+            os.close(fd)
+            try:
+                shutil.copyfile(source_path, tmp_name)
+                os.replace(tmp_name, path)
+            except BaseException:
+                Path(tmp_name).unlink(missing_ok=True)
+                raise
 
     @contextmanager
     def open_local_copy(self, key: str) -> Iterator[Path]:

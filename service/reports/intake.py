@@ -147,6 +147,8 @@ async def read_message_with_photos(
     if unknown:
         raise Unprocessable("validation_error", sorted(unknown)[0], "Unknown field.")
     message = fields.get("message")
+    if isinstance(message, str) and "\x00" in message:
+        raise Unprocessable("text_not_storable", "message")
     if message is not None and (not isinstance(message, str) or len(message.strip()) > max_length):
         raise Unprocessable("validation_error", "message", f"message must be text of at most {max_length} characters.")
     message = message.strip() if message else None

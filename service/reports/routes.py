@@ -8,9 +8,11 @@ from fastapi.responses import JSONResponse
 
 from service.auth.api_keys import SubmitterDep
 from service.db import SessionDep
-from service.errors import problem_responses, timeline_in_vietnamese, wants_vietnamese
-from service.lifecycle.events import render
+from service.errors import NotFound, problem_responses, timeline_in_vietnamese, wants_vietnamese
 from service.jobs import photos_job
+from service.lifecycle.events import render
+from service.models import Report
+from service.ratelimit import client_address
 from service.reports import citizen, service
 from service.reports.codes import citizen_token
 from service.reports.intake import PHOTO_FIELD, parse_report_request, read_message_with_photos
@@ -27,6 +29,7 @@ from service.reports.schemas import (
 from service.reports.service import StagedPhoto
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
+CitizenToken = Annotated[str | None, Header(alias="X-Citizen-Token", description="The citizen_token returned at intake")]
 LOCATION_HEADER = {
     "Location": {"description": "Where to follow the report", "required": True, "schema": {"type": "string", "format": "uri"}}
 }
@@ -105,30 +108,55 @@ def _named(row, vietnamese: bool) -> NamedRef | None:
     return NamedRef(code=row.code, name=row.name_vi if vietnamese else row.name_en)
 
 
+async def find_report(request: Request, session: SessionDep, tracking_code: str, *, for_update: bool = False) -> Report:
+    """The report, counted against the caller's address: tracking codes are short enough to guess, and
+    guessing is mostly misses, so a code that does not exist costs `tracking_lookup_miss_cost` lookups."""
+    settings, limiter = request.app.state.settings, request.app.state.rate_limiter
+    limited = settings.rate_limits_enabled
+    address = client_address(request)
+    if limited:
+        await limiter.hit(settings.rate_limit_tracking_lookup, "lookup:address", address)
+    try:
+        return await service.get_by_tracking_code(session, tracking_code, for_update=for_update)
+    except NotFound:
+        if limited and settings.tracking_lookup_miss_cost > 1:
+            await limiter.hit(
+                settings.rate_limit_tracking_lookup, "lookup:address", address, cost=settings.tracking_lookup_miss_cost - 1
+            )
+        raise
+
+
 @router.get(
     "/{tracking_code}",
     response_model=ReportPublic,
     summary="Follow a report by its tracking code",
-    responses=problem_responses(404),
+    description="A report its citizen did not make public shows its text, location, photos and timeline messages "
+    "only with `X-Citizen-Token`; without it, its progress only (`details_withheld`).",
+    responses=problem_responses(401, 404, 429),
 )
-async def get_report(tracking_code: str, request: Request, session: SessionDep) -> ReportPublic:
-    report = await service.get_by_tracking_code(session, tracking_code)
+async def get_report(tracking_code: str, request: Request, session: SessionDep, token: CitizenToken = None) -> ReportPublic:
+    report = await find_report(request, session, tracking_code)
+    settings = request.app.state.settings
+    if token is not None:
+        citizen.authorise(settings, report, token)  # a wrong token says so, rather than hiding details silently
+    details = report.is_public or token is not None
     view = await service.public_view(session, report)
-    base = request.app.state.settings.public_base_url
+    base = settings.public_base_url
     vietnamese = wants_vietnamese(request)
     timeline_vietnamese = timeline_in_vietnamese(request)
     original = view["original"]
     return ReportPublic(
         tracking_code=report.tracking_code,
         status=report.status,
-        title=report.title,
-        description=report.description,
+        details_withheld=not details,
+        title=report.title if details else None,
+        description=report.description if details else None,
         category=_named(view["category"], vietnamese),
         department=_named(view["department"], vietnamese),
         priority=report.priority,
-        lat=report.lat,
-        lon=report.lon,
-        address=report.address,
+        lat=report.lat if details else None,
+        lon=report.lon if details else None,
+        address=report.address if details else None,
         created_at=report.created_at,
         updated_at=report.updated_at,
         due_at=report.due_at,
@@ -151,23 +179,25 @@ async def get_report(tracking_code: str, request: Request, session: SessionDep) 
                 ready=photo.public_key is not None,
             )
             for photo in view["photos"]
-        ],
-        timeline=[_entry(event, timeline_vietnamese) for event in view["events"]],
+        ]
+        if details
+        else [],
+        timeline=[_entry(event, timeline_vietnamese, details) for event in view["events"]],
     )
 
 
-def _entry(event, vietnamese: bool) -> TimelineEntry:
+def _entry(event, vietnamese: bool, details: bool) -> TimelineEntry:
+    """A public timeline entry; what a person wrote is left out when the report's details are withheld."""
     data = event.data or {}
     status = data.get("status") if isinstance(data.get("status"), dict) else {}
+    written = event.message if details else None
     return TimelineEntry(
-        code=event.type, at=event.created_at, message=render(event.type, data, event.message, vietnamese=vietnamese),
+        code=event.type, at=event.created_at, message=render(event.type, data, written, vietnamese=vietnamese),
         status=status.get("to"), previous_status=status.get("from"),
     )
 
 
 # --- the citizen's side: tracking code + the token returned at intake ---------------------------
-
-CitizenToken = Annotated[str | None, Header(alias="X-Citizen-Token", description="The citizen_token returned at intake")]
 
 
 class RatingIn(BaseModel):
@@ -215,11 +245,11 @@ MESSAGE_WITH_PHOTOS_BODY = {
     response_model=CitizenActionResult,
     summary="Answer the question of an on-hold report (text and photos)",
     openapi_extra=MESSAGE_WITH_PHOTOS_BODY,
-    responses=problem_responses(401, 404, 409, 413, 415, 422),
+    responses=problem_responses(401, 404, 409, 413, 415, 422, 429),
 )
 async def citizen_reply(tracking_code: str, request: Request, session: SessionDep, token: CitizenToken = None):
     state = request.app.state
-    report = await service.get_by_tracking_code(session, tracking_code, for_update=True)
+    report = await find_report(request, session, tracking_code, for_update=True)
     citizen.authorise(state.settings, report, token)
     staged: list[StagedPhoto] = []
     try:
@@ -236,19 +266,19 @@ async def citizen_reply(tracking_code: str, request: Request, session: SessionDe
 
 @router.post(
     "/{tracking_code}/rating", response_model=CitizenActionResult, summary="Rate the resolution 1–5",
-    responses=problem_responses(401, 404, 409, 422),
+    responses=problem_responses(401, 404, 409, 422, 429),
 )
 async def rate(tracking_code: str, body: RatingIn, request: Request, session: SessionDep, token: CitizenToken = None):
-    report = await service.get_by_tracking_code(session, tracking_code, for_update=True)
+    report = await find_report(request, session, tracking_code, for_update=True)
     citizen.authorise(request.app.state.settings, report, token)
     return _result(await citizen.rate(session, report, rating=body.rating, comment=body.comment))
 
 
 @router.post(
     "/{tracking_code}/reopen", response_model=CitizenActionResult, summary="Reopen a resolved report (once, within the window)",
-    responses=problem_responses(401, 404, 409, 422),
+    responses=problem_responses(401, 404, 409, 422, 429),
 )
 async def reopen(tracking_code: str, body: ReopenIn, request: Request, session: SessionDep, token: CitizenToken = None):
-    report = await service.get_by_tracking_code(session, tracking_code, for_update=True)
+    report = await find_report(request, session, tracking_code, for_update=True)
     citizen.authorise(request.app.state.settings, report, token)
     return _result(await citizen.reopen(session, report, reason=body.reason, settings=request.app.state.settings))

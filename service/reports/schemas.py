@@ -52,6 +52,14 @@ class ReportCreate(BaseModel):
     def _blank_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: object) -> object:
+        # Form fields come here unchecked (JSON bodies are checked on the way in): no database stores NUL.
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("text may not contain NUL (\\u0000)")
+        return value
+
     @model_validator(mode="after")
     def _both_coordinates(self) -> "ReportCreate":
         if (self.lat is None) != (self.lon is None):
@@ -99,12 +107,19 @@ class OriginalProgress(BaseModel):
 
 
 class ReportPublic(BaseModel):
-    """The citizen's view: never any reporter personal data, never internal notes."""
+    """The citizen's view: never any reporter personal data, never internal notes.
+
+    A report its citizen did not make public shows its text, exact location, photos and timeline
+    messages only with the citizen's token (`X-Citizen-Token`); without it, only how it is getting on.
+    """
 
     tracking_code: str
     status: str
+    details_withheld: bool = Field(
+        default=False, description="True for a non-public report asked for without its citizen token: no text, place or photos"
+    )
     title: str | None
-    description: str
+    description: str | None
     category: NamedRef | None
     department: NamedRef | None
     priority: str

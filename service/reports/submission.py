@@ -48,7 +48,7 @@ async def check_intake_limits(request: Request, client: ApiClient, data: ReportC
     settings, limiter = request.app.state.settings, request.app.state.rate_limiter
     if not settings.rate_limits_enabled:
         return
-    await limiter.hit(settings.rate_limit_intake_per_key, "intake:key", str(client.id))
+    await limiter.hit(client.rate_limit or settings.rate_limit_intake_per_key, "intake:key", str(client.id))
     await limiter.hit(settings.rate_limit_intake_per_address, "intake:address", client_address(request))
     for contact in (data.reporter_phone, data.reporter_email):
         if contact:

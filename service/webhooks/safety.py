@@ -53,9 +53,38 @@ def parse(url: str, settings: Settings) -> httpx.URL:
     return parsed
 
 
+# IPv6 ranges no webhook needs and that reach (or may reach) inside: deprecated or local-use forms
+# whose embedded IPv4 address, if any, a gateway on the way may honour. Python calls several "global".
+REFUSED_IPV6_NETWORKS = tuple(
+    ipaddress.IPv6Network(network)
+    for network in (
+        "::/96",  # IPv4-compatible (::a.b.c.d), deprecated
+        "64:ff9b:1::/48",  # NAT64 for local use (RFC 8215)
+        "2001::/32",  # Teredo: the client address is only obfuscated
+        "fec0::/10",  # site-local, deprecated but still routed inside some networks
+    )
+)
+NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")
+IPV4_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 form carries inside it (mapped, translated, NAT64, 6to4), if any."""
+    if address.ipv4_mapped:
+        return address.ipv4_mapped
+    if address.sixtofour:
+        return address.sixtofour
+    if address in NAT64_WELL_KNOWN or address in IPV4_TRANSLATED:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
 def is_public_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        if any(address in network for network in REFUSED_IPV6_NETWORKS):
+            return False
+        # A NAT64 or 6to4 gateway turns these into their IPv4 address: judge that one.
+        address = embedded_ipv4(address) or address
     # is_global excludes private, loopback, link-local (cloud metadata), shared (CGNAT) and reserved ranges.
     return address.is_global and not address.is_multicast
 
