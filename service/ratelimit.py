@@ -50,8 +50,32 @@ class RateLimiter:
         except Exception as exc:  # Redis down: fail open, say so in the log
             log.warning("rate limiter unavailable, not limiting: %s", type(exc).__name__)
             return
-        retry_after = max(1, int(stats.reset_time - time.time()) + 1)
-        raise RateLimited(detail=f"Limit {limit} reached for {scope}.", headers={"Retry-After": str(retry_after)})
+        raise _refused(limit, scope, stats.reset_time)
+
+    async def check(self, limit: str, scope: str, identity: str) -> None:
+        """Raise 429 with Retry-After when the limit is spent, without counting this request: for
+        limits on outcomes (failed sign-ins), counted afterwards with `count`."""
+        item: RateLimitItem = parse(limit)
+        try:
+            if await self.limiter.test(item, scope, identity):
+                return
+            stats = await self.limiter.get_window_stats(item, scope, identity)
+        except Exception as exc:
+            log.warning("rate limiter unavailable, not limiting: %s", type(exc).__name__)
+            return
+        raise _refused(limit, scope, stats.reset_time)
+
+    async def count(self, limit: str, scope: str, identity: str) -> None:
+        """Count one event against the limit, without refusing anything now."""
+        try:
+            await self.limiter.hit(parse(limit), scope, identity)
+        except Exception as exc:
+            log.warning("rate limiter unavailable, not counting: %s", type(exc).__name__)
+
+
+def _refused(limit: str, scope: str, reset_time: float) -> RateLimited:
+    retry_after = max(1, int(reset_time - time.time()) + 1)
+    return RateLimited(detail=f"Limit {limit} reached for {scope}.", headers={"Retry-After": str(retry_after)})
 
 
 def client_address(request: Request) -> str:

@@ -50,9 +50,10 @@ async def current_subject(
     if bearer is not None:
         try:
             claims = decode_access_token(bearer.credentials, request.app.state.settings.secret_key)
-        except jwt.PyJWTError as exc:
+            user_id = UUID(str(claims["sub"]))
+        except (jwt.PyJWTError, ValueError) as exc:  # ValueError: a signed token whose subject is no user id
             raise Unauthenticated("invalid_token", headers=challenge) from exc
-        user = await session.get(StaffUser, UUID(claims["sub"]))
+        user = await session.get(StaffUser, user_id)
         if user is None or not user.active:
             raise Unauthenticated("invalid_token", headers=challenge)
         return AuthSubject("staff", user.id, user.role, user.department_code, user.username)
