@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 log = logging.getLogger(__name__)
 
@@ -324,7 +325,10 @@ def install_error_handlers(app: FastAPI) -> None:
         code = {404: "not_found", 405: "method_not_allowed", 401: "unauthenticated", 403: "forbidden"}.get(
             exc.status_code, "http_error"
         )
-        return problem_response(request, exc.status_code, code, headers=getattr(exc, "headers", None))
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(allowed_methods(request))
+        return problem_response(request, exc.status_code, code, headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -335,6 +339,19 @@ def install_error_handlers(app: FastAPI) -> None:
             return problem_response(request, 503, "service_unavailable", headers={"Retry-After": "2"})
         log.exception("unhandled error", extra={"path": request.url.path})
         return problem_response(request, 500, "internal_error")
+
+
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route takes on this path. Starlette's own 405 names only the methods of the
+    first route matching the path, though GET and POST on one path are usually two routes."""
+    routes = request.app.router.routes
+    return [
+        method for method in METHODS
+        if any(route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes)
+    ]
 
 
 # PostgreSQL refuses text it cannot store: a NUL character (22021) or one its encoding lacks (22P05).
