@@ -52,20 +52,32 @@ def test_concurrent_refreshes_of_one_token_succeed_exactly_once(client):
 
     assert sorted(answer.status_code for answer in answers) == [200] + [401] * 9
     assert all(answer.json()["code"] == "invalid_token" for answer in answers if answer.status_code == 401)
+    # The nine others presented a spent token: whoever holds the winner's tokens must sign in again.
+    winner = next(answer for answer in answers if answer.status_code == 200).json()
+    assert refresh(client, winner["refresh_token"]).status_code == 401
+    assert client.get("/v1/auth/me", headers={"Authorization": f"Bearer {winner['access_token']}"}).status_code == 401
 
 
 def test_reusing_a_spent_refresh_token_revokes_every_token_issued_from_it(client):
     make_user(client)
     first = sign_in(client).json()["refresh_token"]
     second = refresh(client, first).json()["refresh_token"]
-    third = refresh(client, second).json()["refresh_token"]
-    other_device = sign_in(client).json()["refresh_token"]
+    latest = refresh(client, second).json()
+    other_device = sign_in(client).json()
+    assert me(client, latest["access_token"]).status_code == 200
 
-    # Someone replays the first token (stolen earlier): the whole chain it started is now dead...
+    # Someone replays the first token (stolen earlier): the whole chain it started is now dead,
+    # the access token of its latest pair included...
     assert refresh(client, first).status_code == 401
-    assert refresh(client, third).status_code == 401
+    assert refresh(client, latest["refresh_token"]).status_code == 401
+    assert me(client, latest["access_token"]).status_code == 401
     # ...but a separate sign-in (another device) is its own family and keeps working.
-    assert refresh(client, other_device).status_code == 200
+    assert me(client, other_device["access_token"]).status_code == 200
+    assert refresh(client, other_device["refresh_token"]).status_code == 200
+
+
+def me(client, access_token: str):
+    return client.get("/v1/auth/me", headers={"Authorization": f"Bearer {access_token}"})
 
 
 def test_an_expired_or_unknown_refresh_token_is_refused(client):
@@ -94,6 +106,11 @@ def test_a_signed_token_whose_subject_is_not_a_user_id_is_401_not_500(settings, 
         answer = client.get("/v1/auth/me", headers={"Authorization": f"Bearer {forged}"})
         assert answer.status_code == 401, (subject, answer.text)
         assert answer.json()["code"] == "invalid_token"
+    bad_family = jwt.encode(
+        {"sub": str(uuid.uuid4()), "fam": "not-a-family", "aud": AUDIENCE, "iat": now, "exp": now + timedelta(minutes=5)},
+        settings.secret_key, algorithm=ALGORITHM,
+    )
+    assert client.get("/v1/auth/me", headers={"Authorization": f"Bearer {bad_family}"}).status_code == 401
     # A well-formed id of nobody is refused the same way.
     nobody = jwt.encode(
         {"sub": str(uuid.uuid4()), "aud": AUDIENCE, "iat": now, "exp": now + timedelta(minutes=5)},

@@ -52,7 +52,7 @@ async def create(
 
 
 async def _issue(session: AsyncSession, user: StaffUser, secret_key: str, family_id: UUID) -> TokenPair:
-    access, expires_in = issue_access_token(secret_key, user.id, user.role, user.department_code)
+    access, expires_in = issue_access_token(secret_key, user.id, user.role, user.department_code, family_id)
     refresh, refresh_hash = new_refresh_token()
     session.add(RefreshToken(
         user_id=user.id, family_id=family_id, token_hash=refresh_hash,
