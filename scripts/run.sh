@@ -9,6 +9,8 @@ export PUBLIC_BASE_URL=${PUBLIC_BASE_URL:-http://$HOST:$PORT}
 export LOG_JSON=${LOG_JSON:-false}
 mkdir -p var
 
+# Reading the settings the first time makes a random SECRET_KEY and keeps it in var/secret_key (unless
+# SECRET_KEY is set): every command below, the worker and the API read that same one from this folder.
 redis_url=$($BIN/python -c 'from service.settings import get_settings; print(get_settings().redis_url)')
 if ! $BIN/python - "$redis_url" <<'PY'
 import sys, redis

@@ -1,4 +1,9 @@
-"""Security headers on every response, and CORS closed unless origins are configured."""
+"""Security headers on every response, and CORS closed unless origins are configured.
+
+No cache may store an answer given to credentials (an API key, a bearer token, a citizen token), nor
+an answer to a write (sign-in and refresh hand out tokens, intake a citizen token, Open311 takes its
+key in the form): `Cache-Control: no-store` replaces whatever the route set.
+"""
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
@@ -21,6 +26,13 @@ CONTENT_SECURITY_POLICY = (
     b"connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
 
+CREDENTIAL_HEADERS = frozenset({b"authorization", b"x-api-key", b"x-citizen-token"})
+CACHEABLE_METHODS = frozenset({"GET", "HEAD"})
+
+
+def _private(scope: Scope) -> bool:
+    return scope["method"] not in CACHEABLE_METHODS or any(name in CREDENTIAL_HEADERS for name, _ in scope["headers"])
+
 
 class SecurityHeaders:
     def __init__(self, app: ASGIApp, *, hsts: bool):
@@ -30,10 +42,14 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        private = _private(scope)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
+                if private:
+                    headers = [(name, value) for name, value in headers if name.lower() != b"cache-control"]
+                    headers.append((b"cache-control", b"no-store"))
                 present = {name.lower() for name, _ in headers}
                 extra = dict(BASE_HEADERS)
                 extra[b"content-security-policy"] = CONTENT_SECURITY_POLICY

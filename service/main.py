@@ -33,6 +33,10 @@ the service classifies, routes and tracks each report to its deadline.
 
 Errors always come as RFC 9457 problem details (`application/problem+json`) with a machine-readable
 `code`; send `Accept-Language: vi` for Vietnamese messages.
+
+Dates and times in query parameters: with an offset, that instant; without one, the city's wall
+clock (`SLA_TIMEZONE`, Asia/Ho_Chi_Minh); a bare date (`2026-12-01`) is that whole day in the city,
+its first instant as a lower bound and included in full as an upper bound.
 """
 
 

@@ -1,8 +1,9 @@
 """Reporters' personal data (Decree 13/2023): encrypted at rest, readable only through this module.
 
 Name, phone and email are stored as Fernet tokens (AES-128-CBC + HMAC). Keys come from settings
-(PII_ENCRYPTION_KEYS: the first encrypts, all decrypt, so keys can be rotated); without them a key
-is derived from SECRET_KEY, which is fine for development only.
+(PII_ENCRYPTION_KEYS: the first encrypts, all decrypt, so keys can be rotated). In development,
+without them, a key is derived from SECRET_KEY; production refuses to start without them
+(service/settings.py), so whoever learns the signing key cannot also read the contact data.
 """
 
 import base64

@@ -8,15 +8,20 @@ every request from waiting on it again for a while.
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from fastapi import Request
-from limits import RateLimitItem, parse
+from limits import RateLimitItem, WindowStats, parse
 from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 
 from service.breaker import CircuitBreaker
 from service.errors import AppError
+
+
+T = TypeVar("T")
 
 
 class RateLimited(AppError):
@@ -46,26 +51,57 @@ class RateLimiter:
         )
         return cls(MovingWindowRateLimiter(storage), storage)
 
-    async def hit(self, limit: str, scope: str, identity: str, *, cost: int = 1) -> None:
-        """Count one request (as `cost` requests); raise 429 with Retry-After when the limit is spent."""
-        item: RateLimitItem = parse(limit)
+    async def _ask(self, question: Callable[[], Awaitable[T]]) -> T | None:
+        """Redis's answer, or None when it is down or hangs (fail open; the breaker says so in the log)."""
         call = self.breaker.allow()
         if call is None:
-            return
+            return None
         try:
             async with asyncio.timeout(self.check_timeout):
-                allowed = await self.limiter.hit(item, scope, identity, cost=cost)
-                stats = None if allowed else await self.limiter.get_window_stats(item, scope, identity)
-        except Exception as exc:  # Redis down or hung: fail open (the breaker says so in the log)
+                answer = await question()
+        except Exception as exc:
             self.breaker.failed(exc)
-            return
+            return None
         finally:
             self.breaker.done(call)
         self.breaker.succeeded()
-        if stats is None:
-            return
-        retry_after = max(1, int(stats.reset_time - time.time()) + 1)
-        raise RateLimited(detail=f"Limit {limit} reached for {scope}.", headers={"Retry-After": str(retry_after)})
+        return answer
+
+    async def hit(self, limit: str, scope: str, identity: str, *, cost: int = 1) -> None:
+        """Count one request (as `cost` requests); raise 429 with Retry-After when the limit is spent."""
+        item: RateLimitItem = parse(limit)
+
+        async def question() -> WindowStats | bool:
+            if await self.limiter.hit(item, scope, identity, cost=cost):
+                return True
+            return await self.limiter.get_window_stats(item, scope, identity)
+
+        answer = await self._ask(question)
+        if isinstance(answer, WindowStats):
+            raise _refused(limit, scope, answer.reset_time)
+
+    async def check(self, limit: str, scope: str, identity: str) -> None:
+        """Raise 429 with Retry-After when the limit is spent, without counting this request: for
+        limits on outcomes (failed sign-ins), counted afterwards with `count`."""
+        item: RateLimitItem = parse(limit)
+
+        async def question() -> WindowStats | bool:
+            if await self.limiter.test(item, scope, identity):
+                return True
+            return await self.limiter.get_window_stats(item, scope, identity)
+
+        answer = await self._ask(question)
+        if isinstance(answer, WindowStats):
+            raise _refused(limit, scope, answer.reset_time)
+
+    async def count(self, limit: str, scope: str, identity: str) -> None:
+        """Count one event against the limit, without refusing anything now."""
+        await self._ask(lambda: self.limiter.hit(parse(limit), scope, identity))
+
+
+def _refused(limit: str, scope: str, reset_time: float) -> RateLimited:
+    retry_after = max(1, int(reset_time - time.time()) + 1)
+    return RateLimited(detail=f"Limit {limit} reached for {scope}.", headers={"Retry-After": str(retry_after)})
 
 
 def client_address(request: Request) -> str:

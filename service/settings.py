@@ -1,5 +1,7 @@
 """Every setting comes from the environment (or a `.env` file); the README lists them all."""
 
+import os
+import secrets
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
@@ -7,6 +9,9 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Defaults of earlier versions, public in the repository's history: never accepted as a secret.
+PUBLIC_SECRET_KEYS = frozenset({"dev-only-secret-key-change-me-in-production"})
 
 # Rough bounding box of Ho Chi Minh City (lat/lon), used to refuse points far outside the city.
 HCMC_SERVICE_AREA = (10.30, 106.30, 11.20, 107.10)
@@ -36,7 +41,11 @@ class Settings(BaseSettings):
     # How GET /v1/photos/{id} answers: streams the bytes, or redirects (307) to a presigned URL (s3 only).
     photo_delivery: Literal["stream", "redirect"] = "stream"
     public_base_url: str = "http://127.0.0.1:8000"
-    secret_key: str = Field(default="dev-only-secret-key-change-me-in-production", min_length=32)
+    # Signs staff tokens and citizen tokens. No default anyone could read: in production it must be set;
+    # in development, unset, a random one is made on first start and kept in SECRET_KEY_FILE, so every
+    # process started from the same folder (API, worker, CLI) uses the same one.
+    secret_key: str | None = Field(default=None, min_length=32)
+    secret_key_file: Path = Path("var/secret_key")
 
     max_photos_per_report: int = Field(default=5, ge=0, le=20)
     max_photo_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
@@ -178,9 +187,46 @@ class Settings(BaseSettings):
             raise ValueError("STORAGE_BACKEND=s3 needs S3_BUCKET")
         return self
 
+    @model_validator(mode="after")
+    def _secrets(self) -> "Settings":
+        if self.secret_key in PUBLIC_SECRET_KEYS:
+            raise ValueError("SECRET_KEY is a value published with the code: set a random one (openssl rand -hex 32)")
+        if self.environment == "production":
+            # Each on its own: the encryption key must not be derived from (and fall with) the signing key.
+            missing = [name for name, value in (("SECRET_KEY", self.secret_key), ("PII_ENCRYPTION_KEYS", self.pii_encryption_keys))
+                       if not value]
+            if missing:
+                raise ValueError(f"ENVIRONMENT=production needs {' and '.join(missing)} set explicitly (see README)")
+        elif self.secret_key is None:
+            self.secret_key = kept_secret(self.secret_key_file)
+        return self
+
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+
+def kept_secret(path: Path) -> str:
+    """The development secret kept at `path`, made (random, readable by the owner only) on first use.
+
+    Written to a temporary file and linked into place, so processes starting at the same moment
+    (`make run` starts the worker and the API together) all end up with the one that got there first."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        draft = path.with_name(f".{path.name}.{os.getpid()}")
+        descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as out:
+            out.write(secrets.token_urlsafe(48) + "\n")
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass  # another process made it first: use theirs
+        finally:
+            draft.unlink()
+    secret = path.read_text().strip()
+    if len(secret) < 32:
+        raise ValueError(f"{path} does not hold a usable secret: delete it to have a new one made, or set SECRET_KEY")
+    return secret
 
 
 @lru_cache

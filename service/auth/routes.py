@@ -39,23 +39,33 @@ def _answer(pair: users.TokenPair) -> TokenResponse:
 
 @router.post("/token", response_model=TokenResponse, summary="Sign in (OAuth2 password flow)", responses=problem_responses(401, 422, 429))
 async def token(request: Request, session: SessionDep, form: Annotated[OAuth2PasswordRequestForm, Depends()]) -> TokenResponse:
+    """Failed attempts are limited per account and per address (RATE_LIMIT_SIGN_IN each); once either
+    is spent, every attempt on it answers 429 until the window frees up, the right password too, so
+    a guesser learns nothing. Successful sign-ins are never counted."""
     settings = request.app.state.settings
-    if settings.rate_limits_enabled:
-        # Against password guessing: per account and per address, counted before the password is checked.
-        await request.app.state.rate_limiter.hit(settings.rate_limit_sign_in, "sign-in:user", form.username.lower())
-        await request.app.state.rate_limiter.hit(settings.rate_limit_sign_in, "sign-in:address", client_address(request))
-    pair = await users.sign_in(
-        session, username=form.username, password=form.password, secret_key=request.app.state.settings.secret_key
-    )
+    limits = _sign_in_limits(request, form.username) if settings.rate_limits_enabled else []
+    for scope, identity in limits:
+        await request.app.state.rate_limiter.check(settings.rate_limit_sign_in, scope, identity)
+    pair = await users.sign_in(session, username=form.username, password=form.password, secret_key=settings.secret_key)
     if pair is None:
+        for scope, identity in limits:
+            await request.app.state.rate_limiter.count(settings.rate_limit_sign_in, scope, identity)
         raise Unauthenticated("invalid_credentials", headers={"WWW-Authenticate": "Bearer"})
     return _answer(pair)
 
 
+def _sign_in_limits(request: Request, username: str) -> list[tuple[str, str]]:
+    return [("sign-in-failures:user", username.strip().lower()), ("sign-in-failures:address", client_address(request))]
+
+
 @router.post("/refresh", response_model=TokenResponse, summary="Trade a refresh token for a new pair", responses=problem_responses(401, 422))
 async def refresh(body: RefreshRequest, request: Request, session: SessionDep) -> TokenResponse:
+    """Each refresh token works once. Presenting a spent one again revokes every refresh token
+    rotated from the same sign-in: the holder of the newest one must sign in again."""
     pair = await users.refresh(session, token=body.refresh_token, secret_key=request.app.state.settings.secret_key)
-    if pair is None:
+    if pair is users.RefreshRefused.REUSED:
+        await session.commit()  # the revocation stands although the answer is an error
+    if isinstance(pair, users.RefreshRefused):
         raise Unauthenticated("invalid_token", headers={"WWW-Authenticate": "Bearer"})
     return _answer(pair)
 

@@ -12,12 +12,14 @@ from uuid import UUID
 import jwt
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service.auth import api_keys
 from service.auth.tokens import decode_access_token
 from service.db import SessionDep
 from service.errors import Forbidden, Unauthenticated
-from service.models import StaffUser
+from service.models import RefreshToken, StaffUser
 
 ROLES = ("citizen_app", "department_system", "officer", "dispatcher", "supervisor", "ioc_viewer", "admin")
 STAFF_ROLES = ("officer", "dispatcher", "supervisor", "ioc_viewer", "admin")
@@ -50,9 +52,11 @@ async def current_subject(
     if bearer is not None:
         try:
             claims = decode_access_token(bearer.credentials, request.app.state.settings.secret_key)
-        except jwt.PyJWTError as exc:
+            user_id = UUID(str(claims["sub"]))
+            family_id = UUID(str(claims["fam"])) if claims.get("fam") else None
+        except (jwt.PyJWTError, ValueError) as exc:  # ValueError: a signed token whose ids are not ids
             raise Unauthenticated("invalid_token", headers=challenge) from exc
-        user = await session.get(StaffUser, UUID(claims["sub"]))
+        user = await _signed_in_user(session, user_id, family_id)
         if user is None or not user.active:
             raise Unauthenticated("invalid_token", headers=challenge)
         return AuthSubject("staff", user.id, user.role, user.department_code, user.username)
@@ -62,6 +66,16 @@ async def current_subject(
             raise Unauthenticated(detail="The API key is unknown or revoked.", headers=challenge)
         return AuthSubject("api_client", client.id, client.role, client.department_code, client.key_prefix)
     raise Unauthenticated(headers=challenge)
+
+
+async def _signed_in_user(session: AsyncSession, user_id: UUID, family_id: UUID | None) -> StaffUser | None:
+    """The token's user, while its sign-in still stands: a family whose refresh tokens were all
+    revoked (a replayed refresh token) ends its access tokens too, in the same query."""
+    statement = select(StaffUser).where(col(StaffUser.id) == user_id)
+    if family_id is not None:
+        alive = select(RefreshToken.id).where(col(RefreshToken.family_id) == family_id, col(RefreshToken.revoked_at).is_(None))
+        statement = statement.where(alive.exists())
+    return (await session.exec(statement)).first()
 
 
 CurrentSubject = Annotated[AuthSubject, Depends(current_subject)]

@@ -15,11 +15,15 @@ ALGORITHM = "HS256"
 AUDIENCE = "intake-staff"
 
 
-def issue_access_token(secret_key: str, user_id: UUID, role: str, department_code: str | None) -> tuple[str, int]:
+def issue_access_token(
+    secret_key: str, user_id: UUID, role: str, department_code: str | None, family_id: UUID | None = None
+) -> tuple[str, int]:
+    """`fam` names the refresh-token family (the sign-in) it came from: revoking the family ends it too."""
     now = utcnow()
     expires_in = ACCESS_TOKEN_MINUTES * 60
     claims = {
         "sub": str(user_id),
+        "fam": str(family_id) if family_id else None,
         "role": role,
         "dept": department_code,
         "aud": AUDIENCE,

@@ -2,8 +2,11 @@
 
 from dataclasses import dataclass
 from datetime import timedelta
+from enum import Enum
+from uuid import UUID, uuid4
 
-from sqlmodel import select
+from sqlalchemy import update
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service.auth.passwords import hash_password, needs_rehash, verify_password
@@ -20,6 +23,11 @@ class TokenPair:
     access_token: str
     expires_in: int
     refresh_token: str
+
+
+class RefreshRefused(Enum):
+    INVALID = "invalid"  # unknown, expired, or its user is gone
+    REUSED = "reused"  # already spent: its family was revoked, which the caller must commit
 
 
 async def create(
@@ -43,10 +51,13 @@ async def create(
     return user
 
 
-async def _issue(session: AsyncSession, user: StaffUser, secret_key: str) -> TokenPair:
-    access, expires_in = issue_access_token(secret_key, user.id, user.role, user.department_code)
+async def _issue(session: AsyncSession, user: StaffUser, secret_key: str, family_id: UUID) -> TokenPair:
+    access, expires_in = issue_access_token(secret_key, user.id, user.role, user.department_code, family_id)
     refresh, refresh_hash = new_refresh_token()
-    session.add(RefreshToken(user_id=user.id, token_hash=refresh_hash, expires_at=utcnow() + timedelta(days=REFRESH_TOKEN_DAYS)))
+    session.add(RefreshToken(
+        user_id=user.id, family_id=family_id, token_hash=refresh_hash,
+        expires_at=utcnow() + timedelta(days=REFRESH_TOKEN_DAYS),
+    ))
     await session.flush()
     return TokenPair(access, expires_in, refresh)
 
@@ -59,17 +70,51 @@ async def sign_in(session: AsyncSession, *, username: str, password: str, secret
         user.password_hash = hash_password(password)
     user.last_login_at = utcnow()
     session.add(user)
-    return await _issue(session, user, secret_key)
+    return await _issue(session, user, secret_key, family_id=uuid4())
 
 
-async def refresh(session: AsyncSession, *, token: str, secret_key: str) -> TokenPair | None:
-    """Single use: the old refresh token is revoked and a new pair issued."""
-    row = (await session.exec(select(RefreshToken).where(RefreshToken.token_hash == hash_refresh_token(token)))).first()
-    if row is None or row.revoked_at is not None or row.expires_at <= utcnow():
-        return None
-    user = await session.get(StaffUser, row.user_id)
+async def refresh(session: AsyncSession, *, token: str, secret_key: str) -> TokenPair | RefreshRefused:
+    """Single use: the token is spent and a new pair of the same family issued.
+
+    Spending is one conditional UPDATE, so of many concurrent refreshes of one token exactly one
+    matches the row (PostgreSQL makes the others wait for it, then re-check `revoked_at`). A spent
+    token presented again was copied (or raced): every token of its family is revoked, so whoever
+    holds the newest one must sign in again."""
+    token_hash, now = hash_refresh_token(token), utcnow()
+    spent = (
+        await session.exec(
+            update(RefreshToken)
+            .where(
+                col(RefreshToken.token_hash) == token_hash,
+                col(RefreshToken.revoked_at).is_(None),
+                col(RefreshToken.expires_at) > now,
+            )
+            .values(revoked_at=now)
+            .returning(RefreshToken.user_id, RefreshToken.family_id)
+            .execution_options(synchronize_session=False)
+        )
+    ).first()
+    if spent is None:
+        return await _refuse(session, token_hash, now)
+    user_id, family_id = spent
+    user = await session.get(StaffUser, user_id)
     if user is None or not user.active:
-        return None
-    row.revoked_at = utcnow()
-    session.add(row)
-    return await _issue(session, user, secret_key)
+        return RefreshRefused.INVALID
+    return await _issue(session, user, secret_key, family_id=family_id)
+
+
+async def _refuse(session: AsyncSession, token_hash: str, now) -> RefreshRefused:
+    row = (
+        await session.exec(
+            select(RefreshToken.family_id, RefreshToken.revoked_at).where(col(RefreshToken.token_hash) == token_hash)
+        )
+    ).first()
+    if row is None or row.revoked_at is None:  # unknown, or expired unspent
+        return RefreshRefused.INVALID
+    await session.exec(
+        update(RefreshToken)
+        .where(col(RefreshToken.family_id) == row.family_id, col(RefreshToken.revoked_at).is_(None))
+        .values(revoked_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return RefreshRefused.REUSED

@@ -14,8 +14,9 @@ from redis.exceptions import RedisError
 log = logging.getLogger(__name__)
 
 CACHE_SECONDS = 10
-# Browsers and proxies may reuse an answer this long; it is private because it needs a key.
-CACHE_CONTROL = "private, max-age=15"
+# Answers given to a key or token are never stored by caches (service/http_security.py); the ETag
+# still lets a client that keeps its own copy revalidate it cheaply.
+CACHE_CONTROL = "no-store"
 REDIS_TIMEOUT_SECONDS = 0.25
 _SEPARATOR = b"\n"
 

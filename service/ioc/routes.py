@@ -1,6 +1,5 @@
 """The Intelligent Operations Center: city-wide figures for supervisors and the IOC wall, and its page."""
 
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo
@@ -8,7 +7,9 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response
 
+from service import city_time
 from service.auth.subject import AuthSubject, require_roles
+from service.city_time import CityTime
 from service.db import ReadSessionDep
 from service.errors import problem_responses
 from service.ioc import cache, service
@@ -28,17 +29,22 @@ NOT_MODIFIED = {304: {"description": "Not modified: the answer matching `If-None
 def ioc_query(
     request: Request,
     from_: Annotated[
-        datetime | None, Query(alias="from", description="Start (inclusive) on created_at; default: midnight (city time) 29 days before `to`'s day. No offset = city time.")
+        CityTime | None,
+        Query(
+            alias="from",
+            description="Start (inclusive) on created_at; default: midnight (city time) 29 days before `to`'s day. "
+            + city_time.LOWER_BOUND_HELP,
+        ),
     ] = None,
-    to: Annotated[datetime | None, Query(description="End (exclusive); default now")] = None,
+    to: Annotated[CityTime | None, Query(description=f"End (exclusive); default now. {city_time.UPPER_BOUND_HELP}")] = None,
     department: Annotated[str | None, Query(max_length=64, description="Department code")] = None,
     jurisdiction: Annotated[str | None, Query(max_length=64, description="Ward code, or a district code (its wards too)")] = None,
     category: Annotated[str | None, Query(max_length=64, description="Category (service_code)")] = None,
 ) -> service.IocQuery:
-    zone = ZoneInfo(request.app.state.settings.sla_timezone)
+    zone = city_time.city_zone(request)
     return service.IocQuery(
-        start=service.as_utc(from_, zone),
-        end=service.as_utc(to, zone),
+        start=city_time.start_of(from_, zone),
+        end=city_time.end_of(to, zone),
         department=department or None,
         jurisdiction=jurisdiction or None,
         category=category or None,

@@ -35,13 +35,6 @@ class IocQuery:
         return AppliedFilters(department=self.department, jurisdiction=self.jurisdiction, category=self.category)
 
 
-def as_utc(moment: datetime | None, zone: ZoneInfo) -> datetime | None:
-    """A time without an offset is read as the city's local time."""
-    if moment is None:
-        return None
-    return (moment.replace(tzinfo=zone) if moment.tzinfo is None else moment).astimezone(UTC)
-
-
 def database_namespace(database_url: str) -> str:
     """Cache keys of two databases sharing one Redis never meet."""
     return hashlib.sha256(database_url.encode()).hexdigest()[:12]

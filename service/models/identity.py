@@ -43,12 +43,16 @@ class StaffUser(SQLModel, table=True):
 
 
 class RefreshToken(SQLModel, table=True):
-    """Long-lived, single-use: each refresh rotates it; stored only as a hash."""
+    """Long-lived, single-use: each refresh rotates it; stored only as a hash.
+
+    The tokens rotated from one sign-in form a family: a spent token presented again means it was
+    copied, so the whole family is revoked (service/auth/users.py)."""
 
     __tablename__ = "refresh_tokens"
 
     id: UUID = Field(default_factory=uuid4, primary_key=True)
     user_id: UUID = Field(foreign_key="staff_users.id", index=True)
+    family_id: UUID = Field(index=True)
     token_hash: str = Field(max_length=64, unique=True)
     expires_at: datetime = Field(sa_column=utc_column(nullable=False))
     revoked_at: datetime | None = Field(default=None, sa_column=utc_column())

@@ -4,7 +4,7 @@ A service request posted here enters the same intake as /v1/reports (validation,
 photos, commit-then-enqueue); reads show only public reports and never any reporter data.
 """
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import anyio
@@ -13,7 +13,9 @@ from fastapi.responses import Response
 from pydantic import BeforeValidator, Field
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from service import city_time
 from service.auth import api_keys
+from service.city_time import CityTime
 from service.errors import Forbidden, Unprocessable, timeline_in_vietnamese, wants_vietnamese
 from service.open311 import forms, schemas, service
 from service.open311.errors import Open311Route, Session
@@ -23,6 +25,9 @@ from service.reports.submission import commit_report, discard_staged
 from service.reports.service import StagedPhoto
 
 MAX_PAGE_SIZE = 1000
+# Deeper than any real listing (a billion requests at the largest page size), small enough that the
+# offset stays a 64-bit integer in SQL.
+MAX_PAGE = 1_000_000
 STATUS_KEYS = tuple(service.STATUS_GROUPS)
 
 
@@ -237,12 +242,18 @@ async def service_requests(
     ] = None,
     service_code: Annotated[str | None, Blank, Query(description="Comma-separated service codes")] = None,
     start_date: Annotated[
-        datetime | None, Blank, Query(description="W3C datetime, e.g. 2026-11-01T00:00:00Z (default: 90 days ago)")
+        CityTime | None, Blank,
+        Query(description="W3C datetime, e.g. 2026-11-01T00:00:00Z (default: 90 days ago). " + city_time.LOWER_BOUND_HELP),
     ] = None,
-    end_date: Annotated[datetime | None, Blank, Query(description="W3C datetime (default: now)")] = None,
+    end_date: Annotated[
+        CityTime | None, Blank, Query(description="W3C datetime (default: now). " + city_time.UPPER_BOUND_HELP)
+    ] = None,
     status: Annotated[str | None, Blank, Query(description="Comma-separated: open, closed")] = None,
     # The bounds sit on the int, not on `int | None`: an empty `page=` is None, which `ge` cannot compare.
-    page: Annotated[Annotated[int, Field(ge=1)] | None, Blank, Query(description="Extension: page number, from 1")] = None,
+    page: Annotated[
+        Annotated[int, Field(ge=1, le=MAX_PAGE)] | None, Blank,
+        Query(description=f"Extension: page number, from 1 (at most {MAX_PAGE})"),
+    ] = None,
     page_size: Annotated[
         Annotated[int, Field(ge=1, le=MAX_PAGE_SIZE)] | None, Blank,
         Query(description="Extension: requests per page (at most 1000)"),
@@ -258,7 +269,12 @@ async def service_requests(
     if statuses and any(item not in STATUS_KEYS for item in statuses):
         raise Unprocessable("validation_error", "status", "status takes open and/or closed.")
     tracking_codes = _comma_list(service_request_id)
-    start, end = (None, None) if tracking_codes is not None else service.request_window(start_date, end_date, datetime.now(UTC))
+    start, end = None, None
+    if tracking_codes is None:
+        zone = city_time.city_zone(request)
+        # The spec's end_date is the last moment included: for a bare date, that day's last microsecond.
+        last = city_time.end_of(end_date, zone) - timedelta(microseconds=1) if end_date is not None else None
+        start, end = service.request_window(city_time.start_of(start_date, zone), last, datetime.now(UTC))
     size = page_size or MAX_PAGE_SIZE
     reports = await service.list_public_requests(
         session,

@@ -8,7 +8,9 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
+from service import city_time
 from service.auth.subject import AuthSubject, require_roles
+from service.city_time import CityTime, CityZone
 from service.db import SessionDep
 from service.errors import problem_responses, timeline_in_vietnamese
 from service.jobs import photos_job
@@ -57,11 +59,18 @@ def _filters(
     priority: Literal["urgent", "normal", "low"] | None = None,
     sla_state: Literal["on_track", "at_risk", "overdue"] | None = None,
     jurisdiction: str | None = None,
-    created_from: datetime | None = None,
-    created_to: datetime | None = None,
+    created_from: Annotated[
+        CityTime | None, Query(description=f"Created at or after this. {city_time.LOWER_BOUND_HELP}")
+    ] = None,
+    created_to: Annotated[CityTime | None, Query(description=f"Created before this. {city_time.UPPER_BOUND_HELP}")] = None,
     q: Annotated[str | None, Query(max_length=200, description="Free text over description, title, address, code")] = None,
+    *,
+    zone: CityZone,
 ) -> service.TicketFilters:
-    return service.TicketFilters(status, category, department, priority, sla_state, jurisdiction, created_from, created_to, q)
+    return service.TicketFilters(
+        status, category, department, priority, sla_state, jurisdiction,
+        city_time.start_of(created_from, zone), city_time.end_of(created_to, zone), q,
+    )
 
 
 Filters = Annotated[service.TicketFilters, Depends(_filters)]

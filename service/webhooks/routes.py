@@ -1,12 +1,13 @@
 """Webhook subscriptions: register a URL for report events, read the delivery log, redeliver."""
 
-from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
 
+from service import city_time
 from service.auth.subject import AuthSubject, require_roles
+from service.city_time import CityTime, CityZone
 from service.db import SessionDep
 from service.errors import problem_responses
 from service.models import WebhookSubscription
@@ -193,7 +194,8 @@ async def redeliver_event(subscription: Owned, event_id: str, session: SessionDe
     responses=problem_responses(401, 403, 404, 409, 422),
 )
 async def redeliver_failed(
-    subscription: Owned, session: SessionDep, since: Annotated[datetime, Query(description="ISO 8601; UTC if no zone")]
+    subscription: Owned, session: SessionDep, zone: CityZone,
+    since: Annotated[CityTime, Query(description=f"Events given up at or after this. {city_time.LOWER_BOUND_HELP}")],
 ) -> Redelivery:
-    count = await service.redeliver_failed(session, subscription=subscription, since=since)
+    count = await service.redeliver_failed(session, subscription=subscription, since=city_time.start_of(since, zone))
     return Redelivery(scheduled=count)

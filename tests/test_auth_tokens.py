@@ -1,0 +1,166 @@
+"""Staff sign-in and tokens: a refresh token is spent once, a stolen one betrays itself, guessing is
+limited but signing in is not, and no token we did not issue gets past the door."""
+
+import asyncio
+import uuid
+from datetime import timedelta
+
+import httpx
+import jwt
+from fastapi.testclient import TestClient
+
+from service.auth import users
+from service.auth.tokens import ALGORITHM, AUDIENCE
+from service.main import create_app
+from service.models.types import utcnow
+from tests.conftest import in_app
+
+PASSWORD = "a long staff password"
+
+
+def make_user(client, username: str = "dispatcher.one", role: str = "dispatcher") -> None:
+    in_app(client, lambda s: users.create(s, username=username, password=PASSWORD, role=role))
+
+
+def sign_in(client, username: str = "dispatcher.one", password: str = PASSWORD):
+    return client.post("/v1/auth/token", data={"username": username, "password": password})
+
+
+def refresh(client, token: str):
+    return client.post("/v1/auth/refresh", json={"refresh_token": token})
+
+
+def concurrently(
+    client: TestClient, count: int, method: str, path: str, *, address: str = "127.0.0.1", **kwargs
+) -> list[httpx.Response]:
+    """`count` requests at once on the app's own event loop (each with its own database connection),
+    coming from `address`."""
+
+    async def burst() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=client.app, client=(address, 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            return await asyncio.gather(*(http.request(method, path, **kwargs) for _ in range(count)))
+
+    return client.portal.call(burst)
+
+
+def test_concurrent_refreshes_of_one_token_succeed_exactly_once(client):
+    make_user(client)
+    token = sign_in(client).json()["refresh_token"]
+
+    answers = concurrently(client, 10, "POST", "/v1/auth/refresh", json={"refresh_token": token})
+
+    assert sorted(answer.status_code for answer in answers) == [200] + [401] * 9
+    assert all(answer.json()["code"] == "invalid_token" for answer in answers if answer.status_code == 401)
+    # The nine others presented a spent token: whoever holds the winner's tokens must sign in again.
+    winner = next(answer for answer in answers if answer.status_code == 200).json()
+    assert refresh(client, winner["refresh_token"]).status_code == 401
+    assert client.get("/v1/auth/me", headers={"Authorization": f"Bearer {winner['access_token']}"}).status_code == 401
+
+
+def test_reusing_a_spent_refresh_token_revokes_every_token_issued_from_it(client):
+    make_user(client)
+    first = sign_in(client).json()["refresh_token"]
+    second = refresh(client, first).json()["refresh_token"]
+    latest = refresh(client, second).json()
+    other_device = sign_in(client).json()
+    assert me(client, latest["access_token"]).status_code == 200
+
+    # Someone replays the first token (stolen earlier): the whole chain it started is now dead,
+    # the access token of its latest pair included...
+    assert refresh(client, first).status_code == 401
+    assert refresh(client, latest["refresh_token"]).status_code == 401
+    assert me(client, latest["access_token"]).status_code == 401
+    # ...but a separate sign-in (another device) is its own family and keeps working.
+    assert me(client, other_device["access_token"]).status_code == 200
+    assert refresh(client, other_device["refresh_token"]).status_code == 200
+
+
+def me(client, access_token: str):
+    return client.get("/v1/auth/me", headers={"Authorization": f"Bearer {access_token}"})
+
+
+def test_an_expired_or_unknown_refresh_token_is_refused(client):
+    make_user(client)
+    token = sign_in(client).json()["refresh_token"]
+
+    async def expire(session):
+        from sqlalchemy import update
+
+        from service.models import RefreshToken
+
+        await session.exec(update(RefreshToken).values(expires_at=utcnow() - timedelta(seconds=1)))
+
+    in_app(client, expire)
+    assert refresh(client, token).status_code == 401
+    assert refresh(client, "not-a-token-we-ever-issued").status_code == 401
+
+
+def test_a_signed_token_whose_subject_is_not_a_user_id_is_401_not_500(settings, client):
+    now = utcnow()
+    for subject in ("admin", "", "1" * 100):
+        forged = jwt.encode(
+            {"sub": subject, "role": "admin", "dept": None, "aud": AUDIENCE, "iat": now, "exp": now + timedelta(minutes=5)},
+            settings.secret_key, algorithm=ALGORITHM,
+        )
+        answer = client.get("/v1/auth/me", headers={"Authorization": f"Bearer {forged}"})
+        assert answer.status_code == 401, (subject, answer.text)
+        assert answer.json()["code"] == "invalid_token"
+    bad_family = jwt.encode(
+        {"sub": str(uuid.uuid4()), "fam": "not-a-family", "aud": AUDIENCE, "iat": now, "exp": now + timedelta(minutes=5)},
+        settings.secret_key, algorithm=ALGORITHM,
+    )
+    assert client.get("/v1/auth/me", headers={"Authorization": f"Bearer {bad_family}"}).status_code == 401
+    # A well-formed id of nobody is refused the same way.
+    nobody = jwt.encode(
+        {"sub": str(uuid.uuid4()), "aud": AUDIENCE, "iat": now, "exp": now + timedelta(minutes=5)},
+        settings.secret_key, algorithm=ALGORITHM,
+    )
+    assert client.get("/v1/auth/me", headers={"Authorization": f"Bearer {nobody}"}).status_code == 401
+
+
+def limited_client(settings, limit: str) -> TestClient:
+    tight = settings.model_copy(update={"queue_name": f"sign-in-{uuid.uuid4().hex[:8]}", "rate_limit_sign_in": limit})
+    return TestClient(create_app(tight))
+
+
+def test_many_good_sign_ins_from_one_office_never_lock_anyone_out(settings, client):
+    for number in range(4):
+        make_user(client, f"officer.{number}", "dispatcher")
+    with limited_client(settings, "10/15 minutes") as office:
+        codes = [sign_in(office, f"officer.{n % 4}").status_code for n in range(25)]
+        assert codes == [200] * 25
+        # Refreshing is not signing in, and a handful of typos stays under the limit.
+        assert [sign_in(office, "officer.0", "typo typo typo").status_code for _ in range(3)] == [401] * 3
+        assert sign_in(office, "officer.0").status_code == 200
+
+
+def test_failed_sign_ins_lock_the_account_with_retry_after(settings, client):
+    make_user(client, "victim")
+    make_user(client, "colleague")
+    with limited_client(settings, "5/15 minutes") as limited:
+        # A guesser from many addresses still hits the per-account limit.
+        codes = [
+            concurrently(limited, 1, "POST", "/v1/auth/token", address=f"203.0.113.{n}",
+                         data={"username": "victim", "password": f"guess {n}"})[0].status_code
+            for n in range(6)
+        ]
+        assert codes == [401] * 5 + [429]
+        locked = sign_in(limited, "victim")  # even the right password waits, so the guesser learns nothing
+        assert locked.status_code == 429
+        assert int(locked.headers["retry-after"]) > 0
+        assert locked.json()["code"] == "rate_limited"
+        # The lock is on that account: a colleague at the same desk signs in.
+        assert sign_in(limited, "colleague").status_code == 200
+
+
+def test_failed_sign_ins_lock_the_address_for_every_account(settings, client):
+    for name in ("alice", "bob", "carol"):
+        make_user(client, name)
+    with limited_client(settings, "4/15 minutes") as limited:
+        # One guess each on many accounts: the per-account limits never fill, the address's does.
+        codes = [sign_in(limited, name, "wrong password").status_code for name in ("alice", "bob", "carol", "dave")]
+        assert codes == [401] * 4
+        refused = sign_in(limited, "carol")
+        assert refused.status_code == 429
+        assert int(refused.headers["retry-after"]) > 0

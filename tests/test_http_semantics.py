@@ -1,0 +1,46 @@
+"""HTTP as clients and caches read it: what may be stored, and which methods a path takes."""
+
+from service.auth import users
+from tests.conftest import in_app
+from tests.factories import report_body
+
+PASSWORD = "a long staff password"
+
+
+def test_no_authenticated_answer_may_be_stored_by_a_cache(client, api_key):
+    in_app(client, lambda s: users.create(s, username="cache.admin", password=PASSWORD, role="admin"))
+    signed_in = client.post("/v1/auth/token", data={"username": "cache.admin", "password": PASSWORD})
+    bearer = {"Authorization": f"Bearer {signed_in.json()['access_token']}"}
+    created = client.post("/v1/reports", json=report_body(), headers={"X-API-Key": api_key})
+    code, citizen = created.json()["tracking_code"], {"X-Citizen-Token": created.json()["citizen_token"]}
+
+    answers = {
+        "sign-in (tokens)": signed_in,
+        "refresh (tokens)": client.post("/v1/auth/refresh", json={"refresh_token": signed_in.json()["refresh_token"]}),
+        "intake (citizen token)": created,
+        "API key": client.get("/v1/auth/me", headers={"X-API-Key": api_key}),
+        "bearer": client.get("/v1/tickets", headers=bearer),
+        "bearer, IOC figures": client.get("/v1/ioc/summary", headers=bearer),
+        "bearer, error": client.get("/v1/tickets/NOPE-0000", headers=bearer),
+        "citizen token": client.get(f"/v1/reports/{code}", headers=citizen),
+    }
+    for name, answer in answers.items():
+        assert answer.status_code < 500, (name, answer.text)
+        assert answer.headers.get("cache-control") == "no-store", name
+
+    # Public answers keep their own caching rules.
+    assert "no-store" not in client.get("/open311/v2/services.json").headers.get("cache-control", "")
+
+
+def test_method_not_allowed_lists_every_method_the_path_takes(client, api_key):
+    # GET and POST are two routes on this path; both belong in Allow.
+    answer = client.delete("/v1/webhooks/subscriptions", headers={"X-API-Key": api_key})
+    assert answer.status_code == 405
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    assert {method.strip() for method in answer.headers["allow"].split(",")} == {"GET", "POST"}
+
+    # A path with one route, and one whose routes take GET, PATCH and DELETE.
+    assert {m.strip() for m in client.put("/v1/auth/me").headers["allow"].split(",")} == {"GET"}
+    many = client.put("/v1/webhooks/subscriptions/00000000-0000-0000-0000-000000000000", headers={"X-API-Key": api_key})
+    assert many.status_code == 405
+    assert {m.strip() for m in many.headers["allow"].split(",")} == {"GET", "PATCH", "DELETE"}
