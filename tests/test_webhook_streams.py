@@ -32,7 +32,8 @@ def local_receivers_allowed(settings, monkeypatch):
     monkeypatch.setattr(settings, "webhook_allowed_hosts", ["127.0.0.1"])
     monkeypatch.setattr(settings, "webhook_retry_schedule_seconds", [0.05, 0.05, 0.05])
     monkeypatch.setattr(settings, "webhook_retry_jitter", 0.0)
-    monkeypatch.setattr(settings, "webhook_total_timeout_seconds", 3.0)
+    # Generous: an answer that took this long would be a real failure, and its retry a real repeat.
+    monkeypatch.setattr(settings, "webhook_total_timeout_seconds", 15.0)
 
 
 @pytest.fixture
