@@ -47,7 +47,8 @@ async def claim(
     """Take the stream's lease for `seconds` (or extend it, when `holder` has it already).
 
     Returns None when the lease is the holder's; otherwise the seconds until the other holder's lease
-    ends. Call it first in its transaction, and commit before sending."""
+    ends. Read the stream's events after this call, not before (then everything the previous holder
+    recorded is visible), and commit before sending."""
     now = utcnow()
     until = now + timedelta(seconds=seconds)
     taken = await session.execute(
