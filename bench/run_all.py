@@ -1,11 +1,12 @@
 """`make bench`: every load benchmark in one run on a fresh database, written to bench/RESULTS.md.
 
-    .venv/bin/python bench/run_all.py [--quick] [--only intake worker memory storm]
+    .venv/bin/python bench/run_all.py [--quick] [--only intake worker memory storm webhooks]
 
 1. intake against the bare stack (bench/intake_vs_bare.py), with 1 and 2 uvicorn processes
 2. worker throughput beside a bare arq job (bench/worker_throughput.py)
 3. API memory under 20 × 10 MB of uploads (bench/memory.py)
 4. the storm: 20,000 reports in 60 s, drained by 2 workers (bench/storm.py)
+5. webhooks: a burst of report lifecycles against a slow receiver, repeats and order (bench/webhook_delivery.py)
 
 Each writes its own section of RESULTS.md between `<!-- bench_<name>:begin -->` and `:end` markers;
 other sections (the IOC benchmark's) are left as they are. `--quick` is a smoke run with small
@@ -20,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import intake_vs_bare, memory, profile_intake, stack, storm, worker_throughput  # noqa: E402
+from bench import intake_vs_bare, memory, profile_intake, stack, storm, webhook_delivery, worker_throughput  # noqa: E402
 
 RERUN = "Re-run: `make bench` (or `.venv/bin/python bench/{module}.py`)."
 
@@ -32,8 +33,8 @@ def section(title: str, header: str, body: str, module: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small numbers, nothing written")
-    parser.add_argument("--only", nargs="+", choices=["intake", "worker", "memory", "storm"],
-                        default=["intake", "worker", "memory", "storm"])
+    parser.add_argument("--only", nargs="+", choices=["intake", "worker", "memory", "storm", "webhooks"],
+                        default=["intake", "worker", "memory", "storm", "webhooks"])
     parser.add_argument("--storm-reports", type=int, default=int(os.environ.get("STORM_REPORTS", 20_000)))
     args = parser.parse_args()
     stack.ensure_wrk()
@@ -70,6 +71,12 @@ def main() -> None:
         reports, seconds = (500, 5) if args.quick else (args.storm_reports, 60)
         body = storm.render(storm.run(reports, seconds, api_workers=2, workers=2))
         write("bench_storm", section("The storm (`bench/storm.py`)", stack.header(before), body, "storm"))
+    if "webhooks" in args.only:
+        before = stack.wait_for_quiet_machine(tries=1 if args.quick else 3)
+        body = webhook_delivery.render(webhook_delivery.run(reports=20 if args.quick else 100))
+        write("bench_webhooks", section(
+            "Webhook delivery under a burst of lifecycles (`bench/webhook_delivery.py`)", stack.header(before), body,
+            "webhook_delivery"))
     stack.log(f"benchmarks done in {time.monotonic() - started:.0f} s"
               + ("" if args.quick else f"; see {stack.RESULTS.relative_to(stack.ROOT)}"))
 

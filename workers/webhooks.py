@@ -28,26 +28,29 @@ def job_timeout_seconds(settings) -> float:
 
 async def deliver_webhooks(ctx: dict, subscription_id: str, report_id: str) -> str:
     settings = ctx["settings"]
+    job_id = ctx.get("job_id") or outbox.deliver_job_id(subscription_id, report_id)
     try:
         run = await delivery.run_stream(
             ctx["sessions"], ctx["http"], settings, UUID(subscription_id), UUID(report_id),
-            budget_seconds=stream_budget_seconds(settings),
+            holder=job_id, budget_seconds=stream_budget_seconds(settings),
         )
     except Exception as exc:
         if is_outage(exc):
             raise Retry(defer=5 * 2 ** min(ctx.get("job_try", 1) - 1, 6)) from exc
         raise
-    if run.retry_in is not None:
-        if ctx.get("job_id", "").endswith(":follow-up"):
-            # Only the stream's own job waits for the retry: hand the wait to it (or find it already waiting).
-            await ctx["redis"].enqueue_job(
-                outbox.DELIVER_WEBHOOKS, subscription_id, report_id,
-                _job_id=outbox.deliver_job_id(subscription_id, report_id), _queue_name=settings.queue_name,
-                _defer_by=timedelta(seconds=run.retry_in),
-            )
-        else:
-            raise Retry(defer=timedelta(seconds=run.retry_in))
-    return f"{run.outcome}, {run.sent} sent"
+    if run.retry_in is None:
+        return f"{run.outcome}, {run.sent} sent"
+    if run.outcome != "busy" and job_id.endswith(":follow-up"):
+        # The stream's own job waits for a retry, so the follow-up's id is free for the next hand-off.
+        handed = await ctx["redis"].enqueue_job(
+            outbox.DELIVER_WEBHOOKS, subscription_id, report_id,
+            _job_id=outbox.deliver_job_id(subscription_id, report_id), _queue_name=settings.queue_name,
+            _defer_by=timedelta(seconds=run.retry_in),
+        )
+        if handed is not None:
+            return f"{run.outcome}, {run.sent} sent, the stream's job waits"
+    # A busy stream is the lease holder's to send: this job comes back only in case the holder died.
+    raise Retry(defer=timedelta(seconds=run.retry_in))
 
 
 async def sweep_webhooks(ctx: dict) -> int:

@@ -11,7 +11,7 @@ from service.models.catalogue import (
 from service.models.identity import ApiClient, RefreshToken, StaffUser
 from service.models.ioc import IocDailyRollup, IocRollupState
 from service.models.report import Photo, Report, ReportEvent
-from service.models.webhook import WebhookDeliveryAttempt, WebhookEvent, WebhookSubscription
+from service.models.webhook import WebhookDeliveryAttempt, WebhookEvent, WebhookStream, WebhookSubscription
 
 __all__ = [
     "ApiClient",
@@ -30,5 +30,6 @@ __all__ = [
     "StaffUser",
     "WebhookDeliveryAttempt",
     "WebhookEvent",
+    "WebhookStream",
     "WebhookSubscription",
 ]

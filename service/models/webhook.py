@@ -73,6 +73,21 @@ class WebhookEvent(SQLModel, table=True):
     last_error: str | None = Field(default=None, max_length=500)
 
 
+class WebhookStream(SQLModel, table=True):
+    """One subscription's events about one report, and which job may send them now (its lease).
+
+    A job holds the lease from before an attempt until the attempt is recorded; another job that finds
+    it held sends nothing. A lease its holder never gives back (a killed worker) ends at `claimed_until`.
+    """
+
+    __tablename__ = "webhook_streams"
+
+    subscription_id: UUID = Field(foreign_key="webhook_subscriptions.id", primary_key=True)
+    report_id: UUID = Field(foreign_key="reports.id", primary_key=True)
+    claimed_by: str | None = Field(default=None, max_length=200)
+    claimed_until: datetime | None = Field(default=None, sa_column=utc_column())
+
+
 class WebhookDeliveryAttempt(SQLModel, table=True):
     """One HTTP attempt: what was sent to whom, what came back, how long it took."""
 

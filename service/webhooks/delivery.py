@@ -1,7 +1,9 @@
 """Sending: one HTTP attempt, how its outcome is judged, and when to try again.
 
 A stream is one subscription's events about one report. Its events go out oldest first; the next
-one is sent only after the previous one succeeded or was given up, so receivers see them in order.
+one is sent only after the previous one succeeded or was given up, so receivers see them in order,
+and only the job holding the stream's lease (service.webhooks.lease) sends, so an event goes out once
+unless an attempt really failed (a timeout, a worker killed mid-attempt).
 """
 
 import asyncio
@@ -21,7 +23,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from service.models import WebhookDeliveryAttempt, WebhookEvent, WebhookSubscription
 from service.models.types import utcnow
 from service.settings import Settings
-from service.webhooks import safety, signing
+from service.webhooks import lease, safety, signing
 from service.webhooks.service import disable
 
 USER_AGENT = "citizen-intake-webhooks/1"
@@ -209,11 +211,62 @@ async def record_outcome(
     return delay
 
 
+# A job that finds its stream busy looks again this soon (or when the holder's lease ends, if sooner):
+# a live holder sees every event committed before that look, so this only bounds how long a stream
+# whose holder died, or whose holder was just finishing, waits.
+BUSY_RECHECK_SECONDS = 5.0
+
+
 @dataclass(frozen=True)
 class StreamRun:
-    outcome: str  # drained, waiting, retrying, inactive, budget
+    outcome: str  # drained, waiting, retrying, inactive, budget, busy
     sent: int
     retry_in: float | None = None
+
+
+@dataclass(frozen=True)
+class _Send:
+    event_pk: int
+    url: str
+    body: str
+    headers: dict[str, str]
+    at: datetime
+
+
+async def _next_send(
+    session: AsyncSession, subscription: WebhookSubscription, report_id: UUID, *, deadline: float, sent: int
+) -> _Send | StreamRun:
+    """The stream's oldest pending event, signed and ready, or why nothing goes now."""
+    event = (
+        await session.exec(
+            select(WebhookEvent)
+            .where(
+                WebhookEvent.subscription_id == subscription.id,
+                WebhookEvent.report_id == report_id,
+                WebhookEvent.status == "pending",
+            )
+            .order_by(col(WebhookEvent.id))
+            .limit(1)
+        )
+    ).first()
+    if event is None:
+        return StreamRun("drained", sent)
+    now = utcnow()
+    if event.next_attempt_at > now:
+        return StreamRun("waiting", sent, (event.next_attempt_at - now).total_seconds())
+    if time.monotonic() > deadline:
+        return StreamRun("budget", sent, 0.0)
+    body = serialize(event.payload)
+    headers = signing.signature_headers(
+        message_id=event.event_id,
+        body=body,
+        secrets=signing.active_secrets(
+            subscription.secret, subscription.previous_secret, subscription.previous_secret_expires_at, now
+        ),
+        at=now,
+    )
+    assert event.id is not None
+    return _Send(event.id, subscription.url, body, headers, now)
 
 
 async def run_stream(
@@ -223,9 +276,13 @@ async def run_stream(
     subscription_id: UUID,
     report_id: UUID,
     *,
+    holder: str,
     budget_seconds: float,
 ) -> StreamRun:
-    """Send the stream's pending events oldest first, stopping at the first one that must wait."""
+    """Send the stream's pending events oldest first, stopping at the first one that must wait.
+
+    Every attempt is made under the stream's lease, taken as `holder` (the job): when another holds it,
+    nothing is sent and the run ends "busy" with when to look again."""
     deadline = time.monotonic() + budget_seconds
     sent = 0
     while True:
@@ -233,41 +290,28 @@ async def run_stream(
             subscription = await session.get(WebhookSubscription, subscription_id)
             if subscription is None or not subscription.active:
                 return StreamRun("inactive", sent)
-            event = (
-                await session.exec(
-                    select(WebhookEvent)
-                    .where(
-                        WebhookEvent.subscription_id == subscription_id,
-                        WebhookEvent.report_id == report_id,
-                        WebhookEvent.status == "pending",
-                    )
-                    .order_by(col(WebhookEvent.id))
-                    .limit(1)
-                )
-            ).first()
-            if event is None:
-                return StreamRun("drained", sent)
-            now = utcnow()
-            if event.next_attempt_at > now:
-                return StreamRun("waiting", sent, (event.next_attempt_at - now).total_seconds())
-            if time.monotonic() > deadline:
-                return StreamRun("budget", sent, 0.0)
-            body = serialize(event.payload)
-            headers = signing.signature_headers(
-                message_id=event.event_id,
-                body=body,
-                secrets=signing.active_secrets(
-                    subscription.secret, subscription.previous_secret, subscription.previous_secret_expires_at, now
-                ),
-                at=now,
+            busy_for = await lease.claim(
+                session, subscription_id, report_id, holder=holder, seconds=lease.lease_seconds(settings)
             )
-            url, event_pk = subscription.url, event.id
-        outcome = await attempt(http, url, body, headers, settings)
+            if busy_for is not None:
+                return StreamRun("busy", sent, max(min(busy_for, BUSY_RECHECK_SECONDS), 0.2))
+            send = await _next_send(session, subscription, report_id, deadline=deadline, sent=sent)
+            if isinstance(send, StreamRun):
+                await lease.release(session, subscription_id, report_id, holder=holder)
+            await session.commit()  # the lease is taken before the HTTP call, which holds no connection
+        if isinstance(send, StreamRun):
+            return send
+        outcome = await attempt(http, send.url, send.body, send.headers, settings)
         async with sessions() as session:
-            retry_in = await record_outcome(session, event_pk=event_pk, started_at=now, outcome=outcome, settings=settings)
+            retry_in = await record_outcome(
+                session, event_pk=send.event_pk, started_at=send.at, outcome=outcome, settings=settings
+            )
+            stops = not outcome.succeeded and retry_in is not None
+            if stops:
+                await lease.release(session, subscription_id, report_id, holder=holder)
             await session.commit()
         if outcome.succeeded:
             sent += 1
-        elif retry_in is not None:
+        elif stops:
             return StreamRun("retrying", sent, retry_in)
         # Given up: the next event may go (or the subscription was just disabled: the loop sees it).

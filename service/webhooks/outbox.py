@@ -269,7 +269,8 @@ async def enqueue_stream(
     arq: ArqRedis, queue_name: str, subscription_id: UUID | str, report_id: UUID | str, *, follow_up: bool = True
 ) -> bool:
     """Queue the stream's job. The job id keeps one job per stream; when one already exists (it may be
-    running and past its last look for new events), a short follow-up makes sure nothing waits for the sweep."""
+    running and past its last look for new events), a short follow-up makes sure nothing waits for the sweep.
+    The two may run at once: only the one holding the stream's lease sends (service.webhooks.lease)."""
     job_id = deliver_job_id(subscription_id, report_id)
     args = (DELIVER_WEBHOOKS, str(subscription_id), str(report_id))
     try:

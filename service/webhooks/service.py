@@ -17,6 +17,7 @@ from service.models import (
     ServiceCategory,
     WebhookDeliveryAttempt,
     WebhookEvent,
+    WebhookStream,
     WebhookSubscription,
 )
 from service.models.types import utcnow
@@ -185,6 +186,7 @@ async def _enable(session: AsyncSession, subscription: WebhookSubscription, now:
 async def delete_(session: AsyncSession, *, subscription: WebhookSubscription) -> None:
     await session.execute(delete(WebhookDeliveryAttempt).where(col(WebhookDeliveryAttempt.subscription_id) == subscription.id))
     await session.execute(delete(WebhookEvent).where(col(WebhookEvent.subscription_id) == subscription.id))
+    await session.execute(delete(WebhookStream).where(col(WebhookStream.subscription_id) == subscription.id))
     await session.delete(subscription)
     outbox.subscriptions_changed(session)
     await session.flush()
