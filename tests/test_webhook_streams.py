@@ -173,7 +173,7 @@ def test_stream_held_by_a_killed_worker_resumes_when_its_lease_ends(client, api_
     admin = new_key(client, "admin")
     subscription = subscribe(client, admin, receiver.url, event_types=["report.created"])
     created = submit(client, api_key, description=STREET_LIGHT)
-    client.portal.call(outbox.wait_for_handoffs)  # the stream's job is queued
+    client.portal.call(client.app.state.handoff.drain)  # the stream's job is queued
     # The follow-up job took the stream's lease on a worker that was then killed: nobody gives it back.
     dead_holder = outbox.deliver_job_id(subscription["id"], created["id"]) + ":follow-up"
     lease_ends = time.monotonic() + 2

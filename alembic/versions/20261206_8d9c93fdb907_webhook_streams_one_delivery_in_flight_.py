@@ -1,7 +1,7 @@
 """webhook streams: one delivery in flight per stream
 
 Revision ID: 8d9c93fdb907
-Revises: 435fea141b57
+Revises: b81c3e5d27a4
 Create Date: 2026-12-06 11:13:02.037202
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 import service.models.types
 
 revision: str = '8d9c93fdb907'
-down_revision: str | None = '435fea141b57'
+down_revision: str | None = 'b81c3e5d27a4'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
