@@ -4,10 +4,12 @@ FROM python:3.11-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 RUN python -m venv /opt/venv
-# The dependencies first, from pyproject.toml alone: a change to the code reuses this (slow) layer.
-COPY pyproject.toml README.md ./
-RUN mkdir -p service workers && touch service/__init__.py workers/__init__.py \
+# The dependencies first, from pyproject.toml alone (empty packages stand in for the code): a change to
+# the code or the README reuses this slow layer.
+COPY pyproject.toml ./
+RUN mkdir -p service workers && touch README.md service/__init__.py workers/__init__.py \
     && /opt/venv/bin/pip install . && /opt/venv/bin/pip uninstall --yes citizen-intake
+COPY README.md ./
 COPY service ./service
 COPY workers ./workers
 RUN /opt/venv/bin/pip install --no-deps .

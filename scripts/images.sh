@@ -54,7 +54,8 @@ build() {  # build TAG CONTAINERFILE [CONTEXT]
   local tag=$1 file=$2 context=${3:-$ROOT/deploy/images}
   log "building $tag"
   # --network host: the build reaches Debian's mirror and PyPI the way this machine does.
-  podman build --pull=never --network host --layers -t "$tag" -f "$file" "$context" >&2
+  # --format docker: OCI images drop the Dockerfile's HEALTHCHECK.
+  podman build --pull=never --network host --layers --format docker -t "$tag" -f "$file" "$context" >&2
 }
 
 base_image() {

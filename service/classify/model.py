@@ -201,6 +201,9 @@ def _dump_atomically(pipeline: Pipeline, cache_file: Path) -> None:
     os.close(handle)
     try:
         joblib.dump(pipeline, temporary)
+        # mkstemp makes the file private to its writer; the model is no secret, and a cache trained by
+        # another user (an image trained at build time as root) must stay readable by everyone.
+        os.chmod(temporary, 0o644)
         os.replace(temporary, cache_file)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

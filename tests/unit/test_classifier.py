@@ -184,3 +184,10 @@ def test_unwritable_cache_keeps_the_model_in_memory_with_one_warning(small_corpu
     warnings = [record for record in caplog.records if record.levelname == "WARNING"]
     assert len(warnings) == 1 and "stays in memory" in warnings[0].getMessage()
     assert len(trainings) == 1
+
+
+def test_cache_written_by_one_user_is_readable_by_others(small_corpus, tmp_path):
+    # The image trains at build time as root; the service runs as its own user and must load that file.
+    Classifier.load_or_train(tmp_path, corpus_path=small_corpus)
+    (cache_file,) = tmp_path.glob("classifier-*.joblib")
+    assert cache_file.stat().st_mode & 0o044 == 0o044
