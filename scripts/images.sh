@@ -109,6 +109,13 @@ base_image
 service_images
 if [ "${1:-}" = --app ]; then
   # Always rebuilt: podman's layer cache makes it quick when only the code changed.
+  previous=$(podman image inspect --format '{{.Id}}' "$APP" 2>/dev/null || true)
   build "$APP" Dockerfile "$ROOT"
+  # The image it replaced would otherwise pile up, one per run, on a machine that keeps its store.
+  if [ -n "$previous" ] && [ "$previous" != "$(podman image inspect --format '{{.Id}}' "$APP")" ]; then
+    podman rmi "$previous" >/dev/null 2>&1 || true
+  fi
+  # Untagged leftovers (replaced images, finished build stages); the layers the next build reuses stay.
+  podman image prune -f >/dev/null 2>&1 || true
 fi
 log "ready"

@@ -6,9 +6,11 @@ The containers themselves: tests/test_image.py (make test-image)."""
 import asyncio
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -17,9 +19,9 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, in_app
 from tests.factories import report_body
-from tests.processes import HAProxy, haproxy_binary, live_api
+from tests.processes import INTAKE, HAProxy, haproxy_binary, live_api, settings_environment
 
 
 def test_migrate_runs_from_an_installed_package(tmp_path):
@@ -81,6 +83,38 @@ def test_worker_shutdown_after_a_failed_start_up_never_raises(settings, caplog):
 
     assert asyncio.run(shut_down_twice()) == 0  # the engine was disposed after the failed close
     assert "HTTP client not released cleanly" in caplog.text
+
+
+def test_worker_that_cannot_write_its_model_cache_processes_reports_and_stops_cleanly(settings, client, api_key, tmp_path):
+    from sqlmodel import select
+
+    from service.models import Report
+
+    # As in an image whose working directory belongs to root: the cache folder cannot be made.
+    (tmp_path / "var").write_text("a file where the cache folder should be")
+    unwritable = settings.model_copy(update={"model_cache_dir": tmp_path / "var" / "models", "log_json": False})
+    log_path = tmp_path / "worker.log"
+    with log_path.open("wb") as log:
+        worker = subprocess.Popen([INTAKE, "worker"], env={**os.environ, **settings_environment(unwritable)},
+                                  cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        created = client.post("/v1/reports", json=report_body(), headers={"X-API-Key": api_key})
+        assert created.status_code == 201
+
+        async def processed(session):
+            return (await session.exec(select(Report.processed_at).where(Report.tracking_code == created.json()["tracking_code"]))).one()
+
+        deadline = time.monotonic() + 120
+        while in_app(client, processed) is None:
+            assert worker.poll() is None, log_path.read_text(errors="replace")
+            assert time.monotonic() < deadline, log_path.read_text(errors="replace")
+            time.sleep(0.5)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        returncode = worker.wait(30)
+    text = log_path.read_text(errors="replace")
+    assert text.count("stays in memory") == 1
+    assert "Traceback" not in text and returncode == 0, text
 
 
 @pytest.fixture

@@ -117,6 +117,7 @@ def stack(tmp_path_factory):
     finally:
         (stack.workdir / "containers.log").write_text(stack.logs())
         stack.compose("down", "-v", "-t", "5", check=False)
+        stack.podman("network", "rm", f"{PROJECT}_default", check=False)
 
 
 @pytest.fixture(scope="module")
