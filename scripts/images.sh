@@ -115,7 +115,5 @@ if [ "${1:-}" = --app ]; then
   if [ -n "$previous" ] && [ "$previous" != "$(podman image inspect --format '{{.Id}}' "$APP")" ]; then
     podman rmi "$previous" >/dev/null 2>&1 || true
   fi
-  # Untagged leftovers (replaced images, finished build stages); the layers the next build reuses stay.
-  podman image prune -f >/dev/null 2>&1 || true
 fi
 log "ready"
