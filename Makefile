@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-faults test-drills install openapi migrate worker serve bench clean
+.PHONY: run test test-faults test-drills test-image install openapi migrate worker serve bench clean
 
 $(STAMP): pyproject.toml
 	@scripts/check_python.sh $(PYTHON)
@@ -21,7 +21,7 @@ run: install
 test: install
 	scripts/ensure_services.sh
 	scripts/audit.sh
-	$(BIN)/python -m pytest -m "not faults"
+	$(BIN)/python -m pytest -m "not faults and not image"
 
 # Every test marked `faults`: the fault drills and the 2,000-report scale-out race (about 7 minutes).
 test-faults: install
@@ -32,6 +32,12 @@ test-faults: install
 test-drills: install
 	scripts/ensure_services.sh
 	$(BIN)/python -m pytest -m faults tests/test_faults.py
+
+# The image and compose.yaml for real (podman, podman-compose; installed when missing): builds what a closed
+# network needs (scripts/images.sh), starts the compose shape, files reports, kills a replica and a worker.
+# About 10 minutes the first time on a machine; the base images are kept for the next run.
+test-image: install
+	$(BIN)/python -m pytest -m image tests/test_image.py
 
 # Load benchmarks on loopback PostgreSQL + Redis, load from wrk (a separate process); writes bench/RESULTS.md.
 bench: install

@@ -104,9 +104,28 @@ def migrate(revision: str = "head") -> None:
     from alembic import command
     from alembic.config import Config
 
-    config = Config(str(ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(ROOT / "alembic"))
+    folder = migrations_dir(get_settings().migrations_dir)
+    ini = folder.parent / "alembic.ini"
+    config = Config(str(ini)) if ini.is_file() else Config()
+    config.set_main_option("script_location", str(folder))
     command.upgrade(config, revision)
+
+
+def migrations_dir(configured: Path | None = None) -> Path:
+    """The folder holding Alembic's env.py: MIGRATIONS_DIR, the source checkout's, or the working directory's.
+
+    Installed from a wheel, ROOT is site-packages, where `alembic/` is the Alembic library itself: a folder
+    only counts when it holds env.py."""
+    candidates = [configured] if configured else [ROOT / "alembic", Path.cwd() / "alembic"]
+    for candidate in candidates:
+        if (candidate / "env.py").is_file():
+            return candidate.resolve()
+    typer.echo(
+        f"no Alembic migrations (env.py) in {' or '.join(str(c) for c in candidates)}: "
+        "run from the folder that holds alembic/ or set MIGRATIONS_DIR",
+        err=True,
+    )
+    raise typer.Exit(2)
 
 
 @catalogue_app.command("load")

@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     log_json: bool = True
 
     catalogue_path: Path = Path("service/catalogue/catalogue.yaml")
+    # The Alembic folder (env.py, versions/). Unset: the checkout's `alembic/`, else `./alembic` (the image's
+    # /app): an installed package has no migrations beside it.
+    migrations_dir: Path | None = None
 
     # Reports one API process commits together at most when many arrive at once (service/reports/writer.py).
     intake_batch_max: int = Field(default=64, ge=1, le=1000)

@@ -236,3 +236,51 @@ def live_api(settings, workdir: Path, *, timeout: float = 60, **overrides) -> It
         yield base
     finally:
         stop(process)
+
+
+def haproxy_binary() -> str | None:
+    return shutil.which("haproxy") or next((p for p in ("/usr/sbin/haproxy",) if os.path.exists(p)), None)
+
+
+class HAProxy:
+    """Debian's HAProxy on loopback, running deploy/haproxy.cfg as shipped except where it listens and
+    which servers it sends to (compose finds the replicas through the container DNS; here they are given)."""
+
+    def __init__(self, workdir: Path, backends: list[str]):
+        self.port, self.workdir, self.backends, self.process = free_port(), workdir, backends, None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def config_text(self) -> str:
+        shipped = (Path(__file__).resolve().parent.parent / "deploy" / "haproxy.cfg").read_text()
+        lines, skipping = [], False
+        for line in shipped.splitlines():
+            stripped = line.strip()
+            if stripped.startswith("resolvers "):
+                skipping = True  # the container DNS section: not here
+                continue
+            if skipping and line[:1] in (" ", "\t"):
+                continue
+            skipping = False
+            if stripped.startswith("bind "):
+                line = f"    bind 127.0.0.1:{self.port}"
+            elif stripped.startswith("server-template "):
+                line = "\n".join(
+                    f"    server api{number} {backend.removeprefix('http://')} check inter 1s"
+                    for number, backend in enumerate(self.backends)
+                )
+            lines.append(line)
+        return "\n".join(lines) + "\n"
+
+    def start(self) -> None:
+        config = self.workdir / "haproxy.cfg"
+        config.write_text(self.config_text())
+        log = open(self.workdir / "haproxy.log", "w")
+        self.process = subprocess.Popen([haproxy_binary(), "-db", "-f", str(config)], stdout=log, stderr=subprocess.STDOUT)
+        wait_for_port(self.port, self.process, what="haproxy")
+
+    def stop(self) -> None:
+        stop(self.process)
+        self.process = None

@@ -1,6 +1,7 @@
 """arq worker settings: the jobs, the cron sweeps, and the resources built once per process."""
 
 import asyncio
+import logging
 from typing import Any
 
 from arq import cron, func
@@ -24,6 +25,8 @@ from workers.ioc import refresh_ioc_rollup
 from workers.lifecycle import close_resolved_tickets, erase_personal_data, sweep_sla
 from workers.reports import process_photos, process_report, sweep_stale_reports
 from workers.webhooks import deliver_webhooks, job_timeout_seconds, sweep_webhooks
+
+log = logging.getLogger("service.worker")
 
 # How long a finished cron tick is remembered (see cron_jobs below).
 CRON_RESULT_SECONDS = 300
@@ -55,13 +58,20 @@ def worker_options(settings: Settings) -> dict[str, Any]:
             tune_after_start_up()  # the classifier's vocabularies are large: collections should skip them
 
     async def on_shutdown(ctx: dict) -> None:
-        # Whatever on_startup got to build before a failure: shutting down never raises over what is missing.
+        # arq calls this after a failed start-up too, with only part of ctx built: release what exists,
+        # and never let one failure hide the error that stopped the worker (or skip the next release).
+        steps = []
         if "handoff" in ctx:
-            await ctx["handoff"].drain()
+            steps.append(("hand-offs to the queue", ctx["handoff"].drain))
         if "http" in ctx:
-            await ctx["http"].aclose()
+            steps.append(("HTTP client", ctx["http"].aclose))
         if "engine" in ctx:
-            await ctx["engine"].dispose()
+            steps.append(("database engine", ctx["engine"].dispose))
+        for what, step in steps:
+            try:
+                await step()
+            except Exception as exc:  # noqa: BLE001 - shutting down: log and go on
+                log.warning("worker shutdown: %s not released cleanly (%s)", what, type(exc).__name__)
 
     # arq hides a started job from other workers for the longest timeout of any function plus 10 s, and the
     # IOC rollup's 900 s sets that: a killed worker's reports would wait 15 minutes. Each job (crons aside)

@@ -7,8 +7,10 @@ joblib, keyed by a hash of the corpus and of this code, and everyone after it
 loads the cache. Editing the corpus therefore retrains on the next start.
 """
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Iterable
@@ -25,6 +27,8 @@ from sklearn.svm import LinearSVC
 
 from service.classify.inference import LinearInference
 from service.classify.text import canonical, lower
+
+log = logging.getLogger(__name__)
 
 # The source of these files is part of the cache key, so a change to the
 # features or the model retrains without anyone remembering to bump a number.
@@ -132,13 +136,19 @@ class Classifier:
     def load_or_train(cls, cache_dir: Path, *, corpus_path: Path | None = None) -> "Classifier":
         version = corpus_version(corpus_path)
         cache_file = Path(cache_dir) / f"classifier-{version}.joblib"
-        if cache_file.exists():
-            try:
-                return cls(joblib.load(cache_file), version)
-            except Exception:  # noqa: BLE001 - a damaged cache is only a cache: retrain
+        try:
+            return cls(joblib.load(cache_file), version)
+        except FileNotFoundError:
+            pass
+        except Exception:  # noqa: BLE001 - a damaged or unreadable cache is only a cache: retrain
+            with contextlib.suppress(OSError):
                 cache_file.unlink(missing_ok=True)
         pipeline = train(load_corpus(corpus_path))
-        _dump_atomically(pipeline, cache_file)
+        try:
+            _dump_atomically(pipeline, cache_file)
+        except OSError as exc:
+            # A read-only or full disk costs the next start a retraining, nothing more: keep the model.
+            log.warning("classifier cache %s not written (%s): the model stays in memory only", cache_dir, exc)
         return cls(pipeline, version)
 
     @property
@@ -191,6 +201,9 @@ def _dump_atomically(pipeline: Pipeline, cache_file: Path) -> None:
     os.close(handle)
     try:
         joblib.dump(pipeline, temporary)
+        # mkstemp makes the file private to its writer; the model is no secret, and a cache trained by
+        # another user (an image trained at build time as root) must stay readable by everyone.
+        os.chmod(temporary, 0o644)
         os.replace(temporary, cache_file)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

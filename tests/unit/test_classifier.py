@@ -173,3 +173,21 @@ def test_corpus_files_are_valid_json_lines():
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
             if line.strip():
                 assert json.loads(line)["text"].strip(), f"{path.name}:{number} is empty"
+
+
+def test_unwritable_cache_keeps_the_model_in_memory_with_one_warning(small_corpus, trainings, tmp_path, caplog):
+    # A cache folder that cannot be made (a file stands where its parent should be): as in an image whose
+    # working directory belongs to root while the process runs as another user.
+    (tmp_path / "var").write_text("not a folder")
+    classifier = Classifier.load_or_train(tmp_path / "var" / "models", corpus_path=small_corpus)
+    assert classifier.predict("mất nước máy").service_code == "water_supply"
+    warnings = [record for record in caplog.records if record.levelname == "WARNING"]
+    assert len(warnings) == 1 and "stays in memory" in warnings[0].getMessage()
+    assert len(trainings) == 1
+
+
+def test_cache_written_by_one_user_is_readable_by_others(small_corpus, tmp_path):
+    # The image trains at build time as root; the service runs as its own user and must load that file.
+    Classifier.load_or_train(tmp_path, corpus_path=small_corpus)
+    (cache_file,) = tmp_path.glob("classifier-*.joblib")
+    assert cache_file.stat().st_mode & 0o044 == 0o044
