@@ -24,6 +24,15 @@ from service.models import Jurisdiction, RoutingRule
 from service.models.types import utcnow
 
 
+# Bumped by every change made through this process, so its caches of the map look again at once.
+changes_in_process = 0
+
+
+def _changed() -> None:
+    global changes_in_process
+    changes_in_process += 1
+
+
 class JurisdictionError(ValueError):
     """A change to the map that would leave it inconsistent; the message says what to do instead."""
 
@@ -78,6 +87,7 @@ async def import_shapes(
         session.add(parent)
     await session.flush()
 
+    _changed()
     removed: list[str] = []
     if replace and levels:
         level = levels.pop()
@@ -174,6 +184,7 @@ async def delete_(session: AsyncSession, code: str) -> list[str]:
         raise JurisdictionError(f"{code} has {children} jurisdiction(s) under it: delete or re-import them first")
     await session.delete(row)
     await session.flush()
+    _changed()
     await _remove_childless_parents(session)
     return await orphaned_rules(session)
 
@@ -203,6 +214,14 @@ async def expand(session: AsyncSession, code: str) -> tuple[str, ...]:
                 found.add(child)
                 frontier.append(child)
     return (code, *sorted(found - {code}))
+
+
+def covered_by(code: str):
+    """A SELECT of the code and every jurisdiction under it at any depth (a recursive CTE, on SQLite and
+    PostgreSQL alike): what a ticket filter on a ward, a district or the city covers."""
+    tree = select(Jurisdiction.code).where(Jurisdiction.code == code).cte("covered", recursive=True)
+    tree = tree.union_all(select(Jurisdiction.code).where(Jurisdiction.parent_code == tree.c.code))
+    return select(tree.c.code)
 
 
 @dataclass(frozen=True)
