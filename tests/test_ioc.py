@@ -171,7 +171,7 @@ def test_summary_matches_hand_counted_history(client, viewer):
     assert wards == {"BEN-THANH": (6, 4), "XUAN-HOA": (4, 2)}
 
 
-def test_summary_filters_by_department_district_category_and_window(client, viewer):
+def test_summary_filters_by_department_jurisdiction_category_and_window(client, viewer):
     now = utcnow()
     city_history(client, now)
 
@@ -180,11 +180,12 @@ def test_summary_filters_by_department_district_category_and_window(client, view
     assert lighting_only["backlog"]["open"] == 2 and lighting_only["backlog"]["overdue"] == 1
     assert [row["code"] for row in lighting_only["departments"]] == ["chieu-sang"]
 
-    # A district stands for its wards.
-    district = summary(client, viewer, jurisdiction="Q3")
-    assert district["counts"]["received"] == 4
-    assert district["backlog"]["open"] == 2
-    assert district["filters"]["jurisdiction"] == "Q3"
+    ward = summary(client, viewer, jurisdiction="XUAN-HOA")
+    assert ward["counts"]["received"] == 4
+    assert ward["backlog"]["open"] == 2
+    assert ward["filters"]["jurisdiction"] == "XUAN-HOA"
+    # The city stands for every ward under it.
+    assert summary(client, viewer, jurisdiction="HCM")["counts"]["received"] == 10
 
     flooding = summary(client, viewer, category="drainage_flooding")
     assert flooding["counts"]["received"] == 4 and flooding["counts"]["duplicate"] == 1

@@ -32,7 +32,7 @@ def ioc_query(
     ] = None,
     to: Annotated[datetime | None, Query(description="End (exclusive); default now")] = None,
     department: Annotated[str | None, Query(max_length=64, description="Department code")] = None,
-    jurisdiction: Annotated[str | None, Query(max_length=64, description="Ward code, or a district code (its wards too)")] = None,
+    jurisdiction: Annotated[str | None, Query(max_length=64, description="A ward, or a parent (the city, a district) standing for everything under it")] = None,
     category: Annotated[str | None, Query(max_length=64, description="Category (service_code)")] = None,
 ) -> service.IocQuery:
     zone = ZoneInfo(request.app.state.settings.sla_timezone)
