@@ -253,12 +253,11 @@ def version_columns() -> tuple:
 
 
 def build_map(rows: list[Jurisdiction]) -> JurisdictionMap:
-    """Reports are placed in the lowest level: a boundary nothing lies under, of a level no parent has.
+    """Reports are placed in one level: the boundaries nothing lies under, of the level most of them have.
 
-    The second condition keeps a city outline (say the demo's) out of the ward index when a city's
-    own wards name another code as their city."""
+    So a city outline left beside a city's own wards (the demo's, say) bounds the service area but
+    never takes a report that falls in a gap between wards."""
     parent_codes = {row.parent_code for row in rows if row.parent_code}
-    parent_levels = {row.level for row in rows if row.code in parent_codes}
     drawn = [
         JurisdictionShape(
             code=row.code, name=row.name, level=row.level, parent_code=row.parent_code, geometry_wkt=row.geometry_wkt
@@ -266,9 +265,12 @@ def build_map(rows: list[Jurisdiction]) -> JurisdictionMap:
         for row in rows
         if row.geometry_wkt
     ]
-    lowest = [shape for shape in drawn if shape.code not in parent_codes and shape.level not in parent_levels]
+    childless = [shape for shape in drawn if shape.code not in parent_codes]
+    levels = Counter(shape.level for shape in childless)
+    # Most boundaries first, then the name, so a tie is decided the same way every time.
+    lowest_level = min(levels, key=lambda level: (-levels[level], level)) if levels else None
     return JurisdictionMap(
-        JurisdictionIndex(lowest),
+        JurisdictionIndex([shape for shape in childless if shape.level == lowest_level]),
         {row.code: row.parent_code for row in rows},
         JurisdictionIndex(drawn) if drawn else None,
     )
