@@ -6,6 +6,7 @@ for every report, so each API process keeps the boundaries in memory and looks a
 AREA_RECHECK_SECONDS whether an import changed them (at once after an import in this process).
 """
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -45,6 +46,9 @@ async def _area(session: AsyncSession, database_url: str) -> JurisdictionIndex |
 
 
 async def contains(session: AsyncSession, settings: Settings, lat: float, lon: float) -> bool:
+    # A photo's EXIF may carry anything; no such point is anywhere in the city.
+    if not (math.isfinite(lat) and math.isfinite(lon) and -90 <= lat <= 90 and -180 <= lon <= 180):
+        return False
     area = await _area(session, settings.database_url)
     if area is None:
         min_lat, min_lon, max_lat, max_lon = settings.service_area

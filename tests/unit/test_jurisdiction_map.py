@@ -35,3 +35,15 @@ def test_a_parent_with_its_own_boundary_never_takes_reports():
     wards = [box("A", "ward", 106.70, 10.70, 0.01, parent="D")]
     assert build_map([district, *wards]).index.locate(106.73, 10.73) is None
     assert build_map([district, *wards]).index.locate(106.705, 10.705).code == "A"
+
+
+def test_a_point_that_is_not_on_earth_is_outside_the_service_area():
+    import asyncio
+
+    from service.jurisdictions.area import contains
+    from service.settings import Settings
+
+    settings = Settings(_env_file=None)
+    # Refused before any query: no session is needed.
+    for lat, lon in [(95.0, 106.7), (10.7, 200.0), (float("nan"), 106.7), (10.7, float("inf"))]:
+        assert asyncio.run(contains(None, settings, lat, lon)) is False
