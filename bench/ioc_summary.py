@@ -56,11 +56,9 @@ async def prepare(admin_dsn: str, database: str, tickets: int, env: dict) -> dic
     url = admin_dsn.rsplit("/", 1)[0] + f"/{database}"
     connection = await asyncpg.connect(url)
     try:
+        run("jurisdictions", "demo", env=env)  # only into a database without a map
         if not await connection.fetchval("SELECT count(*) FROM departments"):
             run("catalogue", "load", "service/catalogue/catalogue.yaml", env=env)
-        if not await connection.fetchval("SELECT count(*) FROM jurisdictions"):
-            run("jurisdictions", "import", "service/catalogue/demo_jurisdictions.geojson", "--level", "ward",
-                "--code-field", "code", "--name-field", "name", "--parent-field", "parent", env=env)
         have = await connection.fetchval("SELECT count(*) FROM reports")
         seeded_seconds = None
         if have < tickets:

@@ -87,12 +87,8 @@ def fresh_database() -> None:
     env = bench_env()
     quiet = {"cwd": ROOT, "env": env, "check": True, "stdout": subprocess.DEVNULL}
     subprocess.run([INTAKE, "migrate"], **quiet, stderr=subprocess.DEVNULL)
+    subprocess.run([INTAKE, "jurisdictions", "demo"], **quiet)
     subprocess.run([INTAKE, "catalogue", "load", "service/catalogue/catalogue.yaml"], **quiet)
-    subprocess.run(
-        [INTAKE, "jurisdictions", "import", "service/catalogue/demo_jurisdictions.geojson", "--level", "ward",
-         "--code-field", "code", "--name-field", "name", "--parent-field", "parent"],
-        **quiet,
-    )
     shutil.rmtree(WORK / "media", ignore_errors=True)
 
 

@@ -32,9 +32,10 @@ then
 fi
 
 $BIN/intake migrate
-$BIN/intake catalogue load service/catalogue/catalogue.yaml
-$BIN/intake jurisdictions import service/catalogue/demo_jurisdictions.geojson \
-  --level ward --code-field code --name-field name --parent-field parent
+# The demo map only into a database without one (never over a city's own), then the catalogue,
+# which is checked against that map.
+$BIN/intake jurisdictions demo
+$BIN/intake catalogue load service/catalogue/catalogue.yaml --keep-own
 demo_key=$($BIN/intake demo-key)
 
 $BIN/intake worker &

@@ -129,21 +129,58 @@ def migrations_dir(configured: Path | None = None) -> Path:
 
 
 @catalogue_app.command("load")
-def catalogue_load(path: Path) -> None:
-    """Load (or reload) a catalogue file; the workers use the new version at once."""
-    from pydantic import ValidationError
+def catalogue_load(
+    path: Path,
+    check: Annotated[bool, typer.Option("--check", help="Print every problem with its line; load nothing")] = False,
+    keep_own: Annotated[
+        bool, typer.Option("--keep-own", help="Leave a catalogue loaded from another file, or one this map rejects, in place (make run)")
+    ] = False,
+) -> None:
+    """Load (or reload) a catalogue file; the workers use the new version at once.
 
+    Every rule must name a department and category of the file and a jurisdiction of the imported map."""
     from service.catalogue import service
+    from service.catalogue.checks import CatalogueError, with_lines
 
     try:
         catalogue, checksum = service.read_file(path)
-    except (OSError, ValidationError, ValueError) as exc:
-        typer.echo(f"catalogue {path} is not valid:\n{exc}", err=True)
+    except OSError as exc:
+        typer.echo(f"cannot read catalogue {path}: {exc}", err=True)
         raise typer.Exit(2) from exc
-    version, changed = _in_session(
-        lambda session: service.load(session, catalogue=catalogue, checksum=checksum, source=str(path))
-    )
-    typer.echo(f"catalogue {version} {'loaded' if changed else 'already current'}")
+    except CatalogueError as exc:
+        _print_problems(path, exc.problems)
+        raise typer.Exit(2) from exc
+    source = str(path.resolve())
+
+    async def work(session) -> tuple[str, bool] | str:
+        current = await service.current_source(session)
+        if keep_own and current is not None and str(Path(current).resolve()) != source:
+            return f"catalogue: the current one was loaded from {current}; {path} is not loaded"
+        if problems := with_lines(await service.check(session, catalogue), path.read_bytes()):
+            if check or not keep_own:
+                raise CatalogueError(problems)
+            _print_problems(path, problems, heading="warning: the current catalogue stays")
+            return f"catalogue: {path} not loaded"
+        if check:
+            return f"catalogue {path}: no problems"
+        return await service.load(session, catalogue=catalogue, checksum=checksum, source=source)
+
+    try:
+        outcome = _in_session(work)
+    except CatalogueError as exc:
+        _print_problems(path, exc.problems)
+        raise typer.Exit(2) from exc
+    if isinstance(outcome, str):
+        typer.echo(outcome)
+    else:
+        version, changed = outcome
+        typer.echo(f"catalogue {version} {'loaded' if changed else 'already current'}")
+
+
+def _print_problems(path: Path, problems, heading: str = "not loaded") -> None:
+    typer.echo(f"catalogue {path}: {len(problems)} problem(s), {heading}:", err=True)
+    for problem in problems:
+        typer.echo(f"  {problem}", err=True)
 
 
 @user_app.command("create")
@@ -222,25 +259,82 @@ def apikey_list() -> None:
 @jurisdictions_app.command("import")
 def jurisdictions_import(
     path: Path,
-    level: Annotated[str, typer.Option(help="ward, district, …")] = "ward",
+    level: Annotated[str, typer.Option(help="ward, district, city, …")] = "ward",
     code_field: Annotated[str, typer.Option(help="Feature property holding the code")] = "code",
     name_field: Annotated[str, typer.Option(help="Feature property holding the name")] = "name",
     parent_field: Annotated[str | None, typer.Option(help="Feature property holding the parent's code")] = None,
+    parent_name_field: Annotated[str | None, typer.Option(help="Feature property holding the parent's name")] = None,
+    parent_level: Annotated[str, typer.Option(help="Level of the parents the file names (created when new)")] = "district",
+    replace: Annotated[bool, typer.Option("--replace", help="The file becomes the whole of its level: the others are removed")] = False,
 ) -> None:
-    """Import a GeoJSON FeatureCollection of (Multi)Polygons; existing codes are updated."""
+    """Import a GeoJSON FeatureCollection of (Multi)Polygons; existing codes are updated, all in one transaction."""
     from service.jurisdictions import service
     from service.jurisdictions.geo import GeoJSONError, parse_feature_collection
 
     try:
         shapes = parse_feature_collection(
             json.loads(path.read_text()), level=level, code_field=code_field, name_field=name_field,
-            parent_field=parent_field,
+            parent_field=parent_field, parent_name_field=parent_name_field,
         )
     except (OSError, ValueError, GeoJSONError) as exc:
         typer.echo(f"cannot import {path}: {exc}", err=True)
         raise typer.Exit(2) from exc
-    created, updated = _in_session(lambda session: service.import_shapes(session, shapes))
-    typer.echo(f"jurisdictions: {created} created, {updated} updated ({level})")
+
+    try:
+        result = _in_session(lambda session: service.import_shapes(session, shapes, replace=replace, parent_level=parent_level))
+    except service.JurisdictionError as exc:
+        typer.echo(f"cannot import {path}: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(
+        f"jurisdictions: {result.created} created, {result.updated} updated ({level})"
+        + (f", {len(result.parents_created)} parents created ({parent_level})" if result.parents_created else "")
+        + (f", {len(result.removed)} removed: {', '.join(result.removed)}" if result.removed else "")
+    )
+    _warn_orphaned_rules(result.orphaned_rules)
+
+
+def _warn_orphaned_rules(rules: list[str]) -> None:
+    if rules:
+        typer.echo(f"warning: {len(rules)} routing rule(s) of the current catalogue name a jurisdiction that does not exist:", err=True)
+        for rule in rules:
+            typer.echo(f"  {rule}", err=True)
+
+
+@jurisdictions_app.command("demo")
+def jurisdictions_demo() -> None:
+    """Import the demo city outline and wards, only into a database without any jurisdiction (`make run`)."""
+    from service.jurisdictions import service
+
+    result = _in_session(service.import_demo)
+    if result is None:
+        typer.echo("jurisdictions: the database has its own; the demo wards are not imported")
+    else:
+        typer.echo(f"jurisdictions: the demo city outline and {result.created} demo wards imported")
+        _warn_orphaned_rules(result.orphaned_rules)
+
+
+@jurisdictions_app.command("list")
+def jurisdictions_list() -> None:
+    """Every jurisdiction: code, level, parent, whether it has a boundary, how many lie under it, name."""
+    from service.jurisdictions import service
+
+    for item in _in_session(service.list_):
+        boundary = "boundary" if item.has_boundary else "no boundary"
+        typer.echo(f"{item.code}\t{item.level}\t{item.parent_code or '-'}\t{boundary}\t{item.children} under\t{item.name}")
+
+
+@jurisdictions_app.command("delete")
+def jurisdictions_delete(code: str) -> None:
+    """Remove one jurisdiction (children first); reports keep the code they recorded."""
+    from service.jurisdictions import service
+
+    try:
+        orphaned = _in_session(lambda session: service.delete_(session, code))
+    except service.JurisdictionError as exc:
+        typer.echo(f"cannot delete: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"deleted {code}")
+    _warn_orphaned_rules(orphaned)
 
 
 @app.command()

@@ -145,8 +145,8 @@ def build_plan(catalogue_path: Path, jurisdiction_rows: list[Jurisdiction], rng:
     ]
     dispatch = choose_rule(rules, None, []).department_code
     if jurisdiction_rows:
-        shapes = [(row.code, row.parent_code, shapely.from_wkt(row.geometry_wkt)) for row in jurisdiction_rows if row.level == "ward"]
-        shapes = shapes or [(row.code, row.parent_code, shapely.from_wkt(row.geometry_wkt)) for row in jurisdiction_rows]
+        shapes = [(row.code, row.parent_code, shapely.from_wkt(row.geometry_wkt)) for row in jurisdiction_rows if row.level == "ward" and row.geometry_wkt]
+        shapes = shapes or [(row.code, row.parent_code, shapely.from_wkt(row.geometry_wkt)) for row in jurisdiction_rows if row.geometry_wkt]
     else:
         parsed = parse_feature_collection(
             json.loads(DEMO_JURISDICTIONS_PATH.read_text()), level="ward", code_field="code", name_field="name", parent_field="parent"

@@ -13,8 +13,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # Defaults of earlier versions, public in the repository's history: never accepted as a secret.
 PUBLIC_SECRET_KEYS = frozenset({"dev-only-secret-key-change-me-in-production"})
 
-# Rough bounding box of Ho Chi Minh City (lat/lon), used to refuse points far outside the city.
-HCMC_SERVICE_AREA = (10.30, 106.30, 11.20, 107.10)
+# Rough bounding box of Ho Chi Minh City since 1 July 2025 (lat/lon): the former Bình Dương and
+# Bà Rịa–Vũng Tàu included, down to the Côn Đảo special zone. Used only while no boundary is imported.
+HCMC_SERVICE_AREA = (8.55, 106.30, 11.55, 107.65)
 
 
 class Settings(BaseSettings):
@@ -51,7 +52,8 @@ class Settings(BaseSettings):
     max_photo_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     # Width x height a photo may declare; checked from its header at intake (decompression bombs → 413).
     max_photo_pixels: int = Field(default=40_000_000, ge=1)
-    # (min_lat, min_lon, max_lat, max_lon)
+    # (min_lat, min_lon, max_lat, max_lon): the service area of a city without imported boundaries; with
+    # them, a point is inside when within jurisdiction_tolerance_m of one (service/jurisdictions/area.py).
     service_area: tuple[float, float, float, float] = HCMC_SERVICE_AREA
 
     # Connections each process keeps open, and how many more it may open for a burst. The extra ones are

@@ -63,16 +63,9 @@ def run_in_session(settings: Settings, work: Callable[[Any], Awaitable[Any]]) ->
 
 
 async def _import_demo_jurisdictions(session) -> None:
-    import json
+    from service.jurisdictions.service import import_demo
 
-    from service.jurisdictions.geo import DEMO_JURISDICTIONS_PATH, parse_feature_collection
-    from service.jurisdictions.service import import_shapes
-
-    shapes = parse_feature_collection(
-        json.loads(DEMO_JURISDICTIONS_PATH.read_text()), level="ward", code_field="code", name_field="name",
-        parent_field="parent",
-    )
-    await import_shapes(session, shapes)
+    await import_demo(session)
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
@@ -106,9 +99,10 @@ def settings(request, tmp_path_factory) -> Iterator[Settings]:
         rate_limit_tracking_lookup="100000/minute",
     )
     migrate(url)
+    # The map first: the catalogue's routing rules are checked against it.
+    run_in_session(settings, _import_demo_jurisdictions)
     catalogue, checksum = catalogue_service.read_file(ROOT / "service" / "catalogue" / "catalogue.yaml")
     run_in_session(settings, lambda s: catalogue_service.load(s, catalogue=catalogue, checksum=checksum, source="tests"))
-    run_in_session(settings, _import_demo_jurisdictions)
     yield settings
     if backend == "postgresql":
         asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

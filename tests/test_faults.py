@@ -451,9 +451,9 @@ def pg_stack(pg_only, private_postgres, private_redis, tmp_path):
     url = private_postgres.admin_dsn.rsplit("/", 1)[0] + "/intake_drill"
     settings = pg_only.model_copy(update={"database_url": Settings(_env_file=None, database_url=url).database_url})
     migrate(settings.database_url)
+    run_in_session(settings, _import_demo_jurisdictions)
     catalogue, checksum = catalogue_service.read_file(ROOT / "service" / "catalogue" / "catalogue.yaml")
     run_in_session(settings, lambda s: catalogue_service.load(s, catalogue=catalogue, checksum=checksum, source="drill"))
-    run_in_session(settings, _import_demo_jurisdictions)
     running = Stack(settings, private_redis, tmp_path)
     yield running
     running.stop()

@@ -73,12 +73,12 @@ def report(created_at: datetime, *, status: str, lat_lon=BEN_THANH, **fields) ->
 
 def lighting(created_at, **fields) -> Report:
     return report(created_at, service_code="street_lighting", department_code="chieu-sang",
-                  jurisdiction_code="Q1-BEN-THANH", **fields)
+                  jurisdiction_code="BEN-THANH", **fields)
 
 
 def drainage(created_at, **fields) -> Report:
     return report(created_at, lat_lon=VO_THI_SAU, service_code="drainage_flooding", department_code="thoat-nuoc",
-                  jurisdiction_code="Q3-VO-THI-SAU", **fields)
+                  jurisdiction_code="XUAN-HOA", **fields)
 
 
 def city_history(client, now: datetime) -> dict[str, Report]:
@@ -91,7 +91,7 @@ def city_history(client, now: datetime) -> dict[str, Report]:
                                       resolved_at=n - 3 * DAY, citizen_rating=2, transfer_count=1),
         "lit_overdue": lighting(n - 8 * DAY, status="in_progress", acknowledged_at=n - 8 * DAY + 2 * HOUR, due_at=n - DAY),
         "lit_assigned": lighting(n - 2 * DAY, status="assigned", acknowledged_at=n - 2 * DAY + 5 * HOUR, due_at=n + 3 * DAY),
-        "just_in": report(n - 12 * HOUR, status="received", jurisdiction_code="Q1-BEN-THANH"),
+        "just_in": report(n - 12 * HOUR, status="received", jurisdiction_code="BEN-THANH"),
         "drain_closed_on_time": drainage(n - 20 * DAY, status="closed", acknowledged_at=n - 20 * DAY + 4 * HOUR, due_at=n - 15 * DAY,
                                          resolved_at=n - 16 * DAY, closed_at=n - 14 * DAY, citizen_rating=4, transfer_count=2),
         # Past due, but waiting for the citizen: the clock is paused, so not overdue.
@@ -100,7 +100,7 @@ def city_history(client, now: datetime) -> dict[str, Report]:
         "drain_rejected": drainage(n - 3 * DAY, status="rejected", acknowledged_at=n - 3 * DAY + 2 * HOUR, closed_at=n - 2 * DAY),
         # Older than the default 30-day window: in the backlog, not in the window's counts.
         "drain_old_overdue": drainage(n - 40 * DAY, status="in_progress", acknowledged_at=n - 39 * DAY, due_at=n - 35 * DAY),
-        "triage": report(n - 2 * HOUR, status="needs_triage", department_code="dispatch-1022", jurisdiction_code="Q1-BEN-THANH",
+        "triage": report(n - 2 * HOUR, status="needs_triage", department_code="dispatch-1022", jurisdiction_code="BEN-THANH",
                          due_at=n + 2 * DAY),
     }
     original = rows["drain_closed_on_time"]
@@ -168,10 +168,10 @@ def test_summary_matches_hand_counted_history(client, viewer):
     assert categories == {"street_lighting": (4, 2, 1), "drainage_flooding": (4, 2, 1), None: (2, 2, 0)}
     assert body["by_category"][0]["name"] in ("Chiếu sáng công cộng", "Thoát nước & ngập")
     wards = {row["code"]: (row["received"], row["open"]) for row in body["by_jurisdiction"]}
-    assert wards == {"Q1-BEN-THANH": (6, 4), "Q3-VO-THI-SAU": (4, 2)}
+    assert wards == {"BEN-THANH": (6, 4), "XUAN-HOA": (4, 2)}
 
 
-def test_summary_filters_by_department_district_category_and_window(client, viewer):
+def test_summary_filters_by_department_jurisdiction_category_and_window(client, viewer):
     now = utcnow()
     city_history(client, now)
 
@@ -180,11 +180,12 @@ def test_summary_filters_by_department_district_category_and_window(client, view
     assert lighting_only["backlog"]["open"] == 2 and lighting_only["backlog"]["overdue"] == 1
     assert [row["code"] for row in lighting_only["departments"]] == ["chieu-sang"]
 
-    # A district stands for its wards.
-    district = summary(client, viewer, jurisdiction="Q3")
-    assert district["counts"]["received"] == 4
-    assert district["backlog"]["open"] == 2
-    assert district["filters"]["jurisdiction"] == "Q3"
+    ward = summary(client, viewer, jurisdiction="XUAN-HOA")
+    assert ward["counts"]["received"] == 4
+    assert ward["backlog"]["open"] == 2
+    assert ward["filters"]["jurisdiction"] == "XUAN-HOA"
+    # The city stands for every ward under it.
+    assert summary(client, viewer, jurisdiction="HCM")["counts"]["received"] == 10
 
     flooding = summary(client, viewer, category="drainage_flooding")
     assert flooding["counts"]["received"] == 4 and flooding["counts"]["duplicate"] == 1
@@ -540,8 +541,8 @@ def test_seed_fills_the_database_with_plausible_history(client, settings):
     reports = in_app(client, look)
     assert len(reports) == 600
     assert len({r.tracking_code for r in reports}) == 600
-    wards = {"Q1-BEN-NGHE", "Q1-BEN-THANH", "Q1-PHAM-NGU-LAO", "Q3-VO-THI-SAU", "Q10-P12", "TAN-BINH-P2", "GO-VAP-P7",
-             "BINH-THANH-P25", "THU-DUC-THAO-DIEN", "THU-DUC-AN-PHU"}
+    wards = {"SAI-GON", "BEN-THANH", "BEN-THANH", "XUAN-HOA", "HOA-HUNG", "TAN-SON-HOA", "GO-VAP",
+             "THANH-MY-TAY", "AN-KHANH", "BINH-TRUNG"}
     assert {r.jurisdiction_code for r in reports} <= wards
     assert all(r.created_at > utcnow() - timedelta(days=61) for r in reports)
     statuses = {r.status for r in reports}

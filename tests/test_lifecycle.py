@@ -63,26 +63,26 @@ def test_citizen_answer_moves_on_hold_to_in_progress_and_says_so(client, api_key
 
 def test_transfer_restarts_the_ticket_at_the_new_department_which_hears_assigned(client, api_key, receiver):
     officer = make_user(client, "officer.lighting", "officer", "chieu-sang")
-    ward = key(client, "department_system", "ubnd-quan-1")
+    ward = key(client, "department_system", "ubnd-phuong-ben-thanh")
     subscribe(client, ward, receiver.url)
     created = file_report(client, api_key)
     assert move(client, officer, created["id"], to="in_progress").status_code == 200
     moved = client.post(f"/v1/tickets/{created['id']}/transfer",
-                        json={"department_code": "ubnd-quan-1", "reason": "Đèn trong hẻm do phường quản lý"}, headers=officer)
+                        json={"department_code": "ubnd-phuong-ben-thanh", "reason": "Đèn trong hẻm do phường quản lý"}, headers=officer)
     assert moved.status_code == 200
-    assert (moved.json()["status"], moved.json()["department_code"]) == ("assigned", "ubnd-quan-1")
+    assert (moved.json()["status"], moved.json()["department_code"]) == ("assigned", "ubnd-phuong-ben-thanh")
     deliver(client)
 
     # The ward heard nothing while the ticket was the lighting company's; then the transfer, all of it.
     assert receiver.types() == ["report.status_changed", "report.transferred", "report.assigned"]
     changed, transferred, assigned = (r.payload["data"] for r in receiver.requests)
     assert (changed["previous_status"], changed["status"]) == ("in_progress", "assigned")
-    assert (transferred["from_department"], transferred["to_department"]) == ("chieu-sang", "ubnd-quan-1")
-    assert assigned["department"]["code"] == "ubnd-quan-1"
+    assert (transferred["from_department"], transferred["to_department"]) == ("chieu-sang", "ubnd-phuong-ben-thanh")
+    assert assigned["department"]["code"] == "ubnd-phuong-ben-thanh"
     event = timeline(client, make_user(client, "sup", "admin"), created["id"], "en")[-1]
     assert event["code"] == "transferred"
     assert event["data"]["status"] == {"from": "in_progress", "to": "assigned"}
-    assert event["data"]["department_code"] == {"from": "chieu-sang", "to": "ubnd-quan-1"}
+    assert event["data"]["department_code"] == {"from": "chieu-sang", "to": "ubnd-phuong-ben-thanh"}
     assert event["message"].startswith("Transferred to")
 
 
@@ -160,7 +160,7 @@ def test_ticket_etag_changes_on_every_change_and_a_stale_if_match_is_412(client,
         ("post", "/comments", {"body": "Đã ghi nhận", "visibility": "internal"}, officer),
         ("post", "/transitions", {"to": "in_progress"}, officer),
         ("post", "/assignee", {"assignee_username": "officer.lighting"}, dispatcher),
-        ("post", "/transfer", {"department_code": "ubnd-quan-1", "reason": "Phường quản lý"}, officer),
+        ("post", "/transfer", {"department_code": "ubnd-phuong-ben-thanh", "reason": "Phường quản lý"}, officer),
     ]
     seen = {etag}
     for _method, path, body, headers in writes:

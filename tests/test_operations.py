@@ -35,11 +35,12 @@ def test_every_response_carries_a_request_id(client):
     assert client.get("/v1/reports/nope").json()["request_id"]
 
 
-def test_demo_catalogue_has_the_sixteen_categories(client):
-    categories = in_app(client, lambda s: s.exec(select(ServiceCategory.code)))
+def test_demo_catalogue_has_the_nineteen_categories_of_todays_1022(client):
+    categories = in_app(client, lambda s: s.exec(select(ServiceCategory.code).where(ServiceCategory.active)))
     codes = set(categories.all())
-    assert len(codes) == 16
+    assert len(codes) == 19
     assert {"road_traffic", "drainage_flooding", "urban_order", "other"} <= codes
+    assert {"electricity", "telecommunications", "public_transport"} <= codes
 
 
 def test_migrations_match_the_models(client):

@@ -41,7 +41,7 @@ def test_report_without_category_comes_out_classified_routed_and_due_dated(clien
     assert report.status == "assigned"
     assert report.service_code == "street_lighting"
     assert report.category_source == "classifier"
-    assert report.jurisdiction_code == "Q1-BEN-THANH"
+    assert report.jurisdiction_code == "BEN-THANH"
     assert report.department_code == "chieu-sang"
     assert report.priority == "normal"
     assert report.acknowledge_due_at > report.created_at
@@ -64,11 +64,11 @@ def test_routing_event_records_rule_and_catalogue_version(client, api_key):
     run_worker(client)
     report = report_of(client, created)
     assert report.category_source == "citizen"
-    # The ward lies in District 1, whose own rule beats the city-wide urban_order rule.
-    assert report.department_code == "ubnd-quan-1"
+    # Sidewalks are the ward People's Committee's business: its own rule beats the city-wide urban_order rule.
+    assert report.department_code == "ubnd-phuong-ben-thanh"
     routed = next(event for event in events_of(client, created) if event.type == "routed")
-    assert routed.data["rule"] == "urban_order @ Q1 → ubnd-quan-1"
-    assert routed.data["catalogue_version"].startswith("2026.11.1+")
+    assert routed.data["rule"] == "urban_order @ BEN-THANH → ubnd-phuong-ben-thanh"
+    assert routed.data["catalogue_version"].startswith("2026.12.1+")
 
 
 def test_unclear_report_goes_to_a_human_dispatcher(client, api_key):
@@ -150,7 +150,7 @@ def test_photos_are_served_without_exif_after_processing(client, api_key):
     assert client.get(photo["thumbnail_url"].replace("http://testserver", "")).status_code == 200
     report = report_of(client, created)
     assert report.location_source == "photo_exif"
-    assert report.jurisdiction_code == "Q1-BEN-THANH"
+    assert report.jurisdiction_code == "BEN-THANH"
 
 
 def test_sweep_re_enqueues_reports_whose_hand_off_was_lost(client, api_key):
@@ -206,7 +206,7 @@ def test_catalogue_reload_takes_effect_without_restart(client, api_key, tmp_path
     from tests.conftest import ROOT
 
     text = (ROOT / "service/catalogue/catalogue.yaml").read_text()
-    changed = text.replace('version: "2026.11.1"', 'version: "2026.12.1"').replace(
+    changed = text.replace('version: "2026.12.1"', 'version: "2026.12.91"').replace(
         "{category: street_lighting, department: chieu-sang}", "{category: street_lighting, department: so-xay-dung}"
     )
     path = tmp_path / "catalogue.yaml"
@@ -218,7 +218,7 @@ def test_catalogue_reload_takes_effect_without_restart(client, api_key, tmp_path
         run_worker(client)
         assert report_of(client, created).department_code == "so-xay-dung"
         routed = next(event for event in events_of(client, created) if event.type == "routed")
-        assert routed.data["catalogue_version"].startswith("2026.12.1+")
+        assert routed.data["catalogue_version"].startswith("2026.12.91+")
     finally:
         original, original_checksum = catalogue_service.read_file(ROOT / "service/catalogue/catalogue.yaml")
         in_app(client, lambda s: catalogue_service.load(s, catalogue=original, checksum=original_checksum, source="tests"))
@@ -240,7 +240,7 @@ def test_worker_that_cached_the_catalogue_sees_a_reload_on_its_next_report(clien
     assert report_of(client, first).department_code == "chieu-sang"
 
     original_path = ROOT / "service/catalogue/catalogue.yaml"
-    changed = original_path.read_text().replace('version: "2026.11.1"', 'version: "2026.12.2"').replace(
+    changed = original_path.read_text().replace('version: "2026.12.1"', 'version: "2026.12.92"').replace(
         "{category: street_lighting, department: chieu-sang}", "{category: street_lighting, department: so-xay-dung}"
     )
     (tmp_path / "catalogue.yaml").write_text(changed)

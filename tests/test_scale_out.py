@@ -357,9 +357,9 @@ def replica(settings):
     url = PG_ADMIN_DSN.rsplit("/", 1)[0] + f"/{name}"
     migrate(url)
     replica_settings = settings.model_copy(update={"database_url": "postgresql+asyncpg://" + url.split("://", 1)[1]})
+    run_in_session(replica_settings, _import_demo_jurisdictions)
     catalogue, checksum = catalogue_service.read_file(ROOT / "service" / "catalogue" / "catalogue.yaml")
     run_in_session(replica_settings, lambda s: catalogue_service.load(s, catalogue=catalogue, checksum=checksum, source="tests"))
-    run_in_session(replica_settings, _import_demo_jurisdictions)
     yield replica_settings
     asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 

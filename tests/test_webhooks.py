@@ -348,7 +348,7 @@ def test_department_system_hears_only_about_its_department(client, api_key, rece
     subscription = subscribe(client, lighting, receiver.url)
     assert subscription["scope"] == "department"
     lamp = submit(client, api_key, description=STREET_LIGHT)
-    submit(client, api_key, description=SIDEWALK, service_code="urban_order")  # goes to ubnd-quan-1
+    submit(client, api_key, description=SIDEWALK, service_code="urban_order")  # goes to ubnd-phuong-ben-thanh
     deliver(client)
 
     # Not report.created nor .classified: the report belonged to no department yet.
@@ -358,7 +358,7 @@ def test_department_system_hears_only_about_its_department(client, api_key, rece
 
     other = client.post(
         "/v1/webhooks/subscriptions",
-        json={"url": receiver.url, "filters": {"department_code": "ubnd-quan-1"}},
+        json={"url": receiver.url, "filters": {"department_code": "ubnd-phuong-ben-thanh"}},
         headers={"X-API-Key": lighting},
     )
     assert other.status_code == 403
@@ -581,11 +581,11 @@ def test_subscription_crud_and_who_may_subscribe(client, receiver):
     assert "secret" not in shown
     changed = client.patch(
         f"/v1/webhooks/subscriptions/{created['id']}",
-        json={"event_types": ["report.resolved"], "filters": {"jurisdiction_code": "Q1-BEN-THANH"}},
+        json={"event_types": ["report.resolved"], "filters": {"jurisdiction_code": "BEN-THANH"}},
         headers=headers,
     ).json()
     assert changed["event_types"] == ["report.resolved"]
-    assert changed["filters"]["jurisdiction_code"] == "Q1-BEN-THANH"
+    assert changed["filters"]["jurisdiction_code"] == "BEN-THANH"
     bad = client.post("/v1/webhooks/subscriptions", json={"url": receiver.url, "event_types": ["report.deleted"]}, headers=headers)
     assert bad.status_code == 422
     unknown = client.post(
@@ -600,14 +600,14 @@ def test_subscription_crud_and_who_may_subscribe(client, receiver):
     assert client.get("/v1/webhooks/subscriptions").status_code == 401
 
 
-def test_jurisdiction_filter_takes_a_ward_or_its_district(client, api_key, receiver):
+def test_jurisdiction_filter_takes_a_ward_or_its_city(client, api_key, receiver):
     admin = new_key(client, "admin")
-    for code in ("Q1-BEN-THANH", "Q1", "Q3"):
+    for code in ("BEN-THANH", "HCM", "XUAN-HOA"):
         subscribe(client, admin, receiver.url, event_types=["report.assigned"], filters={"jurisdiction_code": code})
-    submit(client, api_key, description=STREET_LIGHT)  # in Bến Thành ward, District 1
+    submit(client, api_key, description=STREET_LIGHT)  # in Bến Thành ward, directly under the city
     deliver(client)
     assert receiver.types() == ["report.assigned", "report.assigned"]
-    assert {r.payload["data"]["jurisdiction_code"] for r in receiver.requests} == {"Q1-BEN-THANH"}
+    assert {r.payload["data"]["jurisdiction_code"] for r in receiver.requests} == {"BEN-THANH"}
     unknown = client.post(
         "/v1/webhooks/subscriptions", json={"url": receiver.url, "filters": {"jurisdiction_code": "Q99"}},
         headers={"X-API-Key": admin},

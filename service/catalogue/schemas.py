@@ -112,17 +112,8 @@ class CatalogueFile(_Strict):
         categories = {c.code for c in self.categories}
         if len(departments) != len(self.departments) or len(categories) != len(self.categories):
             raise ValueError("department and category codes must be unique")
-        for d in self.departments:
-            if d.parent and d.parent not in departments:
-                raise ValueError(f"department {d.code}: unknown parent {d.parent}")
-        for rule in self.routing_rules:
-            if rule.department not in departments:
-                raise ValueError(f"routing rule: unknown department {rule.department}")
-            if rule.category and rule.category not in categories:
-                raise ValueError(f"routing rule: unknown category {rule.category}")
+        # References to departments, categories and jurisdictions are checked with their place in the
+        # file, all at once: service/catalogue/checks.py.
         if not any(rule.category is None and rule.jurisdiction is None for rule in self.routing_rules):
             raise ValueError("routing rules need a catch-all (no category, no jurisdiction) for the dispatch unit")
-        for policy in self.sla_policies:
-            if policy.category and policy.category not in categories:
-                raise ValueError(f"SLA policy: unknown category {policy.category}")
         return self

@@ -4,22 +4,43 @@ import hashlib
 from pathlib import Path
 
 import yaml
+from pydantic import ValidationError
 from sqlmodel import col, delete, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from service.catalogue.checks import CatalogueError, Problem, reference_problems, structure_problems, with_lines
 from service.catalogue.schemas import CatalogueFile
+from service.jurisdictions.service import existing_codes
 from service.models import CatalogueVersion, Department, RoutingRule, ServiceCategory, SlaPolicyRow
 
 HOURS_PER_WORKING_DAY = 8
 
 
 def read_file(path: Path) -> tuple[CatalogueFile, str]:
+    """The file's catalogue and checksum; CatalogueError (each problem with its line) when its shape is wrong."""
     raw = Path(path).read_bytes()
-    return CatalogueFile.model_validate(yaml.safe_load(raw)), hashlib.sha256(raw).hexdigest()
+    try:
+        data = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise CatalogueError([Problem((), f"not YAML: {getattr(exc, 'problem', exc)}", mark.line + 1 if mark else None)]) from exc
+    try:
+        return CatalogueFile.model_validate(data), hashlib.sha256(raw).hexdigest()
+    except ValidationError as exc:
+        raise CatalogueError(with_lines(structure_problems(exc), raw)) from exc
+
+
+async def check(session: AsyncSession, catalogue: CatalogueFile) -> list[Problem]:
+    """What stops this catalogue from loading against the map in the database (nothing is written)."""
+    return reference_problems(catalogue, await existing_codes(session))
 
 
 async def load(session: AsyncSession, *, catalogue: CatalogueFile, checksum: str, source: str) -> tuple[str, bool]:
-    """Write the catalogue as the current version. Returns (version, changed); the same file twice is a no-op."""
+    """Write the catalogue as the current version. Returns (version, changed); the same file twice is a no-op.
+
+    A catalogue naming an unknown department, category or jurisdiction raises CatalogueError."""
+    if problems := await check(session, catalogue):
+        raise CatalogueError(problems)
     version = f"{catalogue.version}+{checksum[:8]}"
     if (existing := await session.get(CatalogueVersion, version)) is not None and existing.is_current:
         return version, False
@@ -81,6 +102,12 @@ async def load(session: AsyncSession, *, catalogue: CatalogueFile, checksum: str
         session.add(existing)
     await session.flush()
     return version, True
+
+
+async def current_source(session: AsyncSession) -> str | None:
+    return (
+        await session.exec(select(CatalogueVersion.source).where(col(CatalogueVersion.is_current).is_(True)))
+    ).first()
 
 
 async def current_version(session: AsyncSession) -> str | None:

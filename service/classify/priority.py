@@ -15,6 +15,8 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+from service.classify.text import expand_teen_code
+
 URGENT = "urgent"
 
 
@@ -65,16 +67,17 @@ def _cue(pattern: str, *, strict: bool = False, not_before: str = "", not_after:
 # "không có ai bị thương", "chưa bị", "no one was injured", "not a fire": a negator
 # followed only by filler words up to the hit.
 _NEGATION = re.compile(
-    r"\b(?P<neg>khong|ko|k|chang|chua|no|not|never|without|nobody|none)"
+    r"\b(?P<neg>khong|ko|k|chang|chua|tin don|no|not|never|without|nobody|none)"
     r"(?:\s+(?:co|ai|nguoi|nao|bi|phai|la|he|thay|one|body|was|were|is|are|anyone|any|a|an|the|sign|signs|of))*\s*$"
 )
-_NEGATOR_SPELLINGS = ("không", "chẳng", "chưa")  # "nổ", "chứa", "nó" are not negations
+_NEGATOR_SPELLINGS = ("không", "chẳng", "chưa", "tin đồn")  # "nổ", "chứa", "nó" are not negations
 
 # Only a few words may sit between "đè/trúng" and the victim ("đè chết 2 người"), so
 # "cây đổ xuống đường, xe không qua được" (a blocked road) is not a crushed vehicle.
-_COUNT = r"(?:(?:chet|trung|len|chiec|mot|hai|ba|nhieu|cac|may|vai|\d+)\s+){0,2}"
+# "trúng đầu một bác": the head is where it hit, the person comes after.
+_COUNT = r"(?:(?:chet|trung|len|chiec|mot|hai|ba|nhieu|cac|may|vai|dau|\d+)\s+){0,2}"
 _VICTIM = (
-    r"(?:nguoi|xe|o to|oto|taxi|ai|em be|tre em|hoc sinh"
+    r"(?:nguoi|xe|o to|oto|taxi|ai|em be|tre em|hoc sinh|bac|cu gia|ba cu|cong nhan|shipper|tai xe"
     r"|car|vehicle|person|people|someone|child|motorbike|bike|pedestrian|bus)s?"
 )
 _STRUCTURE = r"(?:nha|tuong|cau|tran|mai|gian giao|cong trinh|chung cu|toa nha|ham|bo ke|ke|cong|mat duong|via he)"
@@ -82,7 +85,9 @@ _STRUCTURE_EN = r"(?:building|house|wall|bridge|roof|ceiling|scaffolding|structu
 # Before "cháy": a lamp or fuse (burnt out; may be named: "bóng đèn cầu thang chung cư"),
 # or fire-prevention / risk / crispy-rice wording.
 _LAMP = r"(?:bong den|den duong|den chieu sang|den tin hieu|den giao thong|cau chi|aptomat|cong to)(?:\s+\w+){0,4}?"
-_NOT_FIRE_BEFORE = r"(?:" + _LAMP + r"|den|nguy co(?:\s+gay)?|phong|chua|bao|chong|com)"
+# "vụ cháy năm ngoái": a fire of the past is context, not an emergency.
+_IN_THE_PAST = r"(?:\s+\w+){0,3}?\s+(?:nam ngoai|nam truoc|thang truoc|tuan truoc|hom truoc|truoc day)\b"
+_NOT_FIRE_BEFORE = r"(?:" + _LAMP + r"|den|nguy co(?:\s+gay)?|phong|chua|bao|chong|com|nang)"
 
 # Chest-, neck- or roof-deep water is dangerous by itself; knee (đầu gối) or ankle
 # (cổ chân) deep is an everyday flooded street, and so is "ngập sâu" alone.
@@ -96,14 +101,14 @@ _DANGEROUS_DEPTH_EN = _cue(r"\b(?:chest|neck|shoulder)[\s-]+deep\b|\bwater up to
 _SIGNALS: tuple[_Signal, ...] = (
     _Signal("fallen tree on people or vehicles", (
         _cue(
-            r"\b(?:cay|nhanh|canh)(?:\s+\w+){0,3}?\s+(?:do|nga|gay|bat goc|troc goc|roi|sap)\b"
+            r"\b(?:cay|nhanh|canh)(?:\s+\w+){0,5}?\s+(?:do|nga|gay|bat goc|troc goc|roi|sap)\b"
             r"(?:\s+\w+){0,3}?\s+(?P<hit>de|trung|vao|len)\s+" + _COUNT + _VICTIM + r"\b",
             hit="đè|trúng|vào|lên",
         ),
         _cue(r"\bcay(?:\s+\w+){0,3}?\s+(?P<hit>de)\s+" + _COUNT + _VICTIM + r"\b", hit="đè"),
         _cue(
             r"\b(?:tree|branch)\w*(?:\W+\w+){0,3}?\W+(?:fell|fallen|falling|fall|toppled|collapsed|came down|crashed)\b"
-            r"(?:\W+\w+){0,2}?\W+(?:on|onto|into|crushing|hitting|trapping)\W+(?:\w+\W+){0,2}?" + _VICTIM + r"\b"
+            r"(?:\W+\w+){0,2}?\W+(?:on|onto|into|crushing|hitting|hit|struck|trapping)\W+(?:\w+\W+){0,2}?" + _VICTIM + r"\b"
         ),
         _cue(
             r"\b(?:tree|branch)\w*\W+(?:\w+\W+){0,2}?(?:hit|struck|crushed|landed on)\W+(?:\w+\W+){0,2}?"
@@ -125,7 +130,7 @@ _SIGNALS: tuple[_Signal, ...] = (
         _cue(r"\bchap (?:dien|chay)\b"),
         _cue(r"\b(?:dien giat(?! minh)|giat dien|tia lua dien|ro ri dien|ro dien)\b"),  # "giật mình": startled
         _cue(r"\b(?P<hit>no)\s+(?:tru|cot|tram|tu|binh|day)\s+dien\b", strict=True, hit="nổ"),
-        _cue(r"\b(?:tru|cot) dien\s+(?:bi\s+)?(?P<hit>do|nga|gay)\b", hit="đổ|ngã|gãy"),
+        _cue(r"\b(?:tru|cot) dien\s+(?:bi\s+(?:\w+\s+){0,2}?)?(?P<hit>do|nga|gay)\b", hit="đổ|ngã|gãy"),
         _cue(
             r"\b(?:live|exposed|downed|fallen|snapped|broken) (?:power |electric(?:al)? )?"
             r"(?:wire|line|cable)s?\b"
@@ -147,9 +152,12 @@ _SIGNALS: tuple[_Signal, ...] = (
         _cue(r"\b(?:gas leak\w*|leaking gas|smell\w* (?:of )?gas|gas smell)\b"),
     )),
     _Signal("fire", (
+        _cue(r"\b(?:boc chay|hoa hoan|chay lon|chay du doi|ngon lua|bien lua|khoi lua|lua boc|lua chay)\b"),
+        _cue(r"\b(?:dam chay|vu chay)\b", not_after=_IN_THE_PAST),
+        # Unaccented "chay nha": nobody "runs a house", so the place makes it a fire.
         _cue(
-            r"\b(?:boc chay|hoa hoan|dam chay|vu chay|chay lon|chay du doi"
-            r"|ngon lua|bien lua|khoi lua|lua boc|lua chay)\b"
+            r"\b(?P<hit>chay)\s+(?:nha|can ho|xuong|kho|cho|chung cu|toa nha|quan)\b",
+            hit="cháy",
         ),
         _cue(
             # For text typed without accents; no "cho": "cho dang chay" is a running dog.
@@ -165,7 +173,10 @@ _SIGNALS: tuple[_Signal, ...] = (
             strict=True,
             hit="cháy",
             not_before=r"\b" + _NOT_FIRE_BEFORE + r"\s+(?:(?:bi|da|lai|hay|cu|vua|moi)\s+){0,2}",
-            not_after=r"\s+(?:bong|den|cau chi|aptomat|nang|hang|ve|tui)\b",
+            # Burnt bulbs and fuses; "cháy hàng / vé / túi / phố / hết mình / da / khét món": sold out,
+            # broke, a night out, sunburn, burnt food.
+            not_after=r"(?:\s+(?:bong|den|cau chi|aptomat|nang|hang|ve|tui|pho|het minh|da|show"
+            r"|khet\s+(?:mon|do an|com|thit|noi|chao))\b|" + _IN_THE_PAST + ")",
         ),
         _cue(
             r"\b(?:fire|on fire|caught fire|blaze|flames)\b",
@@ -210,9 +221,11 @@ _SIGNALS: tuple[_Signal, ...] = (
             r"|accident|crash\w*|collision|collided|knocked down|run over)\b",
             hit="đụng",  # not "dừng xe", stopping
         ),
+        # A vehicle ramming someone; the injury words below keep a figurative "đâm" ("đâm ra lo") out.
+        _cue(r"\b(?P<ram>dam|tong)\s+(?:(?:vao|vo|phai|trung|chet)\s+)?" + _VICTIM + r"\b", ram="đâm|tông"),
     ), with_any=(
         _cue(
-            r"\b(?:bi thuong|trong thuong|thuong nang|thuong vong|bat tinh|chay mau|cap cuu|tu vong|thiet mang"
+            r"\b(?:bi thuong|trong thuong|thuong nang|thuong vong|bat tinh|chay mau|mau chay|cap cuu|tu vong|thiet mang"
             r"|injur\w*|hurt|bleeding|unconscious|ambulance|killed|dead)\b"
         ),
     )),
@@ -258,12 +271,23 @@ def _any_hit(cues: tuple[_Cue, ...], folded: str, original: str) -> str | None:
 
 
 def assess_priority(text: str, category_default: str) -> tuple[str, str | None]:
-    """("urgent", what was spotted) when the report describes immediate danger, else (category_default, None)."""
+    """("urgent", what was spotted) when the report describes immediate danger, else (category_default, None).
+
+    Teen code ("cây đổ đè ng", "ko ai bị thương") is read a second time expanded, when the text as
+    written showed nothing."""
     original = unicodedata.normalize("NFC", text)
+    if (found := _spot(original)) is None:
+        expanded = expand_teen_code(original.lower())
+        if expanded != original.lower():
+            found = _spot(expanded)
+    return (URGENT, found) if found else (category_default, None)
+
+
+def _spot(original: str) -> str | None:
     folded = fold_accents(original)
     for signal in _SIGNALS:
         hit = _any_hit(signal.cues, folded, original)
         if hit is None or (signal.with_any and _any_hit(signal.with_any, folded, original) is None):
             continue
-        return URGENT, f'{signal.description}: "{hit}"'
-    return category_default, None
+        return f'{signal.description}: "{hit}"'
+    return None

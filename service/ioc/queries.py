@@ -24,6 +24,7 @@ from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service.ioc import rollup
+from service.jurisdictions import service as jurisdiction_service
 from service.ioc.schemas import IocFilters
 from service.models import Department, Jurisdiction, Report, ServiceCategory
 from service.models.report import OPEN_STATUSES, REPORT_STATUSES
@@ -79,9 +80,8 @@ def _count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:
 
 
 async def expand_jurisdiction(session: AsyncSession, code: str) -> tuple[str, ...]:
-    """A ward stands for itself; a district stands for itself and its wards."""
-    children = (await session.execute(select(col(Jurisdiction.code)).where(Jurisdiction.parent_code == code))).scalars().all()
-    return (code, *sorted(children))
+    """A ward stands for itself; a parent (a district, the city) for itself and everything under it."""
+    return await jurisdiction_service.expand(session, code)
 
 
 # --- Percentiles: percentile_cont on PostgreSQL, the same interpolation in Python elsewhere -------------

@@ -38,7 +38,7 @@ def ioc_query(
     ] = None,
     to: Annotated[CityTime | None, Query(description=f"End (exclusive); default now. {city_time.UPPER_BOUND_HELP}")] = None,
     department: Annotated[str | None, Query(max_length=64, description="Department code")] = None,
-    jurisdiction: Annotated[str | None, Query(max_length=64, description="Ward code, or a district code (its wards too)")] = None,
+    jurisdiction: Annotated[str | None, Query(max_length=64, description="A ward, or a parent (the city, a district) standing for everything under it")] = None,
     category: Annotated[str | None, Query(max_length=64, description="Category (service_code)")] = None,
 ) -> service.IocQuery:
     zone = city_time.city_zone(request)

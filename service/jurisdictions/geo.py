@@ -18,6 +18,7 @@ from shapely.geometry import shape as geometry_from_geojson
 from shapely.geometry.base import BaseGeometry
 
 DEMO_JURISDICTIONS_PATH = Path(__file__).resolve().parent.parent / "catalogue" / "demo_jurisdictions.geojson"
+DEMO_CITY_PATH = DEMO_JURISDICTIONS_PATH.with_name("demo_city.geojson")
 
 # Metres in one degree of latitude on a sphere of the mean Earth radius. Over a few hundred
 # metres the equirectangular approximation is off by far less than any boundary file's error.
@@ -39,6 +40,8 @@ class JurisdictionShape:
     geometry_wkt: str
     # Rebuilt from geometry_wkt when omitted, so a row read back from the database needs only the WKT.
     geometry: BaseGeometry = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
+    # The parent's name as the file gives it: the parent becomes a jurisdiction of its own on import.
+    parent_name: str | None = None
 
     def __post_init__(self) -> None:
         if self.geometry is None:
@@ -60,6 +63,7 @@ def parse_feature_collection(
     code_field: str,
     name_field: str,
     parent_field: str | None = None,
+    parent_name_field: str | None = None,
 ) -> list[JurisdictionShape]:
     if not isinstance(data, dict) or data.get("type") != "FeatureCollection":
         raise GeoJSONError("expected a GeoJSON object with \"type\": \"FeatureCollection\"")
@@ -77,6 +81,9 @@ def parse_feature_collection(
         code = _required_text(properties, code_field, where)
         name = _required_text(properties, name_field, where)
         parent_code = _optional_text(properties, parent_field)
+        if parent_code == code:
+            raise GeoJSONError(f"{where}: {code!r} names itself as its parent")
+        parent_name = _optional_text(properties, parent_name_field) if parent_code else None
         if code in first_feature_by_code:
             raise GeoJSONError(
                 f"{where}: duplicate code {code!r} (already used by feature {first_feature_by_code[code]})"
@@ -91,6 +98,7 @@ def parse_feature_collection(
                 parent_code=parent_code,
                 geometry_wkt=geometry.wkt,
                 geometry=geometry,
+                parent_name=parent_name,
             )
         )
     if not shapes:

@@ -171,7 +171,8 @@ async def _tell_duplicates(session: AsyncSession, original: Report, previous: st
     for duplicate in duplicates:
         event = _event(
             duplicate, EventCode.ORIGINAL_STATUS_CHANGED, actor=SYSTEM, message=None, public=True, at=at,
-            data={"original": original.tracking_code, "status": {"from": previous, "to": original.status}},
+            # Not `status`: that key means this report's own status moved.
+            data={"original": original.tracking_code, "original_status": {"from": previous, "to": original.status}},
         )
         session.add(event)
         await outbox.publish(session, [_outgoing(

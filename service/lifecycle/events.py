@@ -122,7 +122,8 @@ def status_words(status: str | None, vietnamese: bool) -> str:
 
 def render(code: str, data: dict[str, Any], written: str | None, *, vietnamese: bool) -> str | None:
     """The entry's message in the reader's language: what a person wrote, else the code's words."""
-    status = (data.get("status") or {}).get("to") if isinstance(data.get("status"), dict) else data.get("status")
+    moved = data.get("original_status") if code == EventCode.ORIGINAL_STATUS_CHANGED else data.get("status")
+    status = moved.get("to") if isinstance(moved, dict) else moved
     if code == EventCode.STATUS_CHANGED:
         words = status_words(status, vietnamese)
         # A rejection shows its reason; a citizen's reopening shows theirs.

@@ -52,9 +52,10 @@ class Jurisdiction(SQLModel, table=True):
     code: str = Field(primary_key=True, max_length=64)
     name: str = Field(max_length=200)
     level: str = Field(max_length=32)
-    parent_code: str | None = Field(default=None, max_length=64)
-    # WKT in lon/lat; the spatial index is built in memory (STRtree) from these.
-    geometry_wkt: str = Field(sa_column=Column(Text, nullable=False))
+    parent_code: str | None = Field(default=None, max_length=64, index=True)
+    # WKT in lon/lat; the spatial index is built in memory (STRtree) from these. None for a parent
+    # known only because its children name it (`--parent-field`), until its own boundary is imported.
+    geometry_wkt: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     imported_at: datetime = Field(default_factory=utcnow, sa_column=utc_column(nullable=False))
 
 

@@ -16,6 +16,7 @@ from service import jobs
 from service.catalogue.attributes import Answer, check_answers, definitions_of
 from service.lifecycle import changes as lifecycle
 from service.errors import Conflict, NotFound, Unprocessable
+from service.jurisdictions import area as service_area
 from service.models import ApiClient, Department, Photo, Report, ReportEvent, ServiceCategory
 from service.reports.codes import new_tracking_code, normalise_tracking_code
 from service.models.types import utcnow
@@ -53,8 +54,9 @@ def fingerprint(data: ReportCreate, photos: list[StagedPhoto], extras: dict | No
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def check_location(data: ReportCreate, photos: list[StagedPhoto], settings: Settings) -> tuple[float, float, str] | None:
-    """The report's point and where it came from, or None when only an address was given."""
+def check_location(data: ReportCreate, photos: list[StagedPhoto]) -> tuple[float, float, str] | None:
+    """The report's point and where it came from, or None when only an address was given (the service area
+    is checked by the caller, against the imported boundaries)."""
     if data.lat is not None and data.lon is not None:
         point, source, field = (data.lat, data.lon), "device", "lat"
     else:
@@ -64,9 +66,6 @@ def check_location(data: ReportCreate, photos: list[StagedPhoto], settings: Sett
                 return None
             raise Unprocessable("location_required", "lat")
         point, source, field = gps, "photo_exif", "photos"
-    min_lat, min_lon, max_lat, max_lon = settings.service_area
-    if not (min_lat <= point[0] <= max_lat and min_lon <= point[1] <= max_lon):
-        raise Unprocessable("outside_service_area", field)
     return point[0], point[1], source
 
 
@@ -142,7 +141,9 @@ async def prepare(
     if data.service_code and category is None:
         raise Unprocessable("unknown_service_code", "service_code")
     answers = check_answers(definitions_of(category), attributes) if attributes is not None else None
-    point = check_location(data, photos, settings)
+    point = check_location(data, photos)
+    if point and not await service_area.contains(session, settings, point[0], point[1]):
+        raise Unprocessable("outside_service_area", "lat" if point[2] == "device" else "photos")
 
     now = utcnow()
     values = {

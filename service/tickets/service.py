@@ -14,6 +14,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service.auth.subject import AuthSubject
 from service.errors import AppError, Conflict, NotFound, Unprocessable
+from service.jurisdictions import service as jurisdictions
 from service.models import Department, Report, ReportEvent, ServiceCategory, StaffUser
 from service.models.types import UTCDateTime, utcnow
 from service.lifecycle import changes as lifecycle
@@ -86,10 +87,18 @@ def _filtered(statement, filters: TicketFilters):
         (filters.department, Report.department_code),
         (filters.priority, Report.priority),
         (filters.sla_state, Report.sla_state),
-        (filters.jurisdiction, Report.jurisdiction_code),
     ):
         if value:
             statement = statement.where(column == value)
+    if filters.jurisdiction:
+        # A ward, or a parent (the city, a district) standing for every ward under it; a code no longer
+        # on the map still finds the reports that recorded it.
+        statement = statement.where(
+            or_(
+                col(Report.jurisdiction_code) == filters.jurisdiction,
+                col(Report.jurisdiction_code).in_(jurisdictions.covered_by(filters.jurisdiction)),
+            )
+        )
     if filters.created_from:
         statement = statement.where(col(Report.created_at) >= filters.created_from)
     if filters.created_to:

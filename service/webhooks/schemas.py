@@ -18,7 +18,7 @@ class Filters(BaseModel):
 
     department_code: str | None = Field(default=None, max_length=64)
     service_code: str | None = Field(default=None, max_length=64, description="The category")
-    jurisdiction_code: str | None = Field(default=None, max_length=64, description="A ward or a district")
+    jurisdiction_code: str | None = Field(default=None, max_length=64, description="A ward, or a parent (the city, a district) standing for everything under it")
 
 
 class SubscriptionCreate(BaseModel):

@@ -66,7 +66,7 @@ async def _check_filters(session: AsyncSession, filters: Filters, subject: AuthS
         if code is not None and await session.get(model, code) is None:
             raise Unprocessable(error, field)
     if filters.jurisdiction_code is not None:
-        # A ward, or a district that wards name as their parent.
+        # A ward, or a parent (the city, a district) that jurisdictions name.
         known = select(Jurisdiction.code).where(
             (col(Jurisdiction.code) == filters.jurisdiction_code) | (col(Jurisdiction.parent_code) == filters.jurisdiction_code)
         )

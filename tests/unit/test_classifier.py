@@ -13,7 +13,8 @@ SERVICE_CODES = {
     "road_traffic", "street_lighting", "drainage_flooding", "water_supply",
     "waste_sanitation", "environment_pollution", "trees_parks", "urban_order",
     "construction", "public_security", "food_safety_market", "health",
-    "education", "administration", "land_housing", "other",
+    "education", "administration", "land_housing", "electricity", "telecommunications",
+    "public_transport", "other",
 }
 
 

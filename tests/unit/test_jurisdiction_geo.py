@@ -211,8 +211,9 @@ def demo_index():
 def test_demo_wards_are_valid_and_do_not_overlap():
     data = json.loads(DEMO_JURISDICTIONS_PATH.read_text(encoding="utf-8"))
     shapes = parse(data)
-    assert len(shapes) == 10
-    assert all(shape.parent_code for shape in shapes)
+    assert len(shapes) == 9
+    # Since 1 July 2025 wards sit directly under the city.
+    assert {shape.parent_code for shape in shapes} == {"HCM"}
     # Checked on the raw file, so a mistake there is not hidden by the repair step.
     raw = [shapely.geometry.shape(item["geometry"]) for item in data["features"]]
     assert all(geometry.is_valid for geometry in raw)
@@ -223,16 +224,16 @@ def test_demo_wards_are_valid_and_do_not_overlap():
 @pytest.mark.parametrize(
     ("place", "lon", "lat", "code"),
     [
-        ("Ben Thanh market", 106.6981, 10.7725, "Q1-BEN-THANH"),
-        ("Independence Palace", 106.6953, 10.7770, "Q1-BEN-THANH"),
-        ("Notre Dame cathedral", 106.6990, 10.7798, "Q1-BEN-NGHE"),
-        ("Saigon Opera House", 106.7031, 10.7766, "Q1-BEN-NGHE"),
-        ("Bui Vien street", 106.6930, 10.7672, "Q1-PHAM-NGU-LAO"),
-        ("Turtle Lake", 106.6958, 10.7826, "Q3-VO-THI-SAU"),
-        ("War Remnants Museum", 106.6920, 10.7795, "Q3-VO-THI-SAU"),
-        ("Van Hanh Mall", 106.6703, 10.7713, "Q10-P12"),
-        ("Binh Thanh ward 25", 106.7150, 10.8030, "BINH-THANH-P25"),
-        ("Thao Dien", 106.7350, 10.8050, "THU-DUC-THAO-DIEN"),
+        ("Ben Thanh market", 106.6981, 10.7725, "BEN-THANH"),
+        ("Independence Palace", 106.6953, 10.7770, "BEN-THANH"),
+        ("Notre Dame cathedral", 106.6990, 10.7798, "SAI-GON"),
+        ("Saigon Opera House", 106.7031, 10.7766, "SAI-GON"),
+        ("Bui Vien street", 106.6930, 10.7672, "BEN-THANH"),
+        ("Turtle Lake", 106.6958, 10.7826, "XUAN-HOA"),
+        ("War Remnants Museum", 106.6920, 10.7795, "XUAN-HOA"),
+        ("Van Hanh Mall", 106.6703, 10.7713, "HOA-HUNG"),
+        ("Binh Thanh ward 25", 106.7150, 10.8030, "THANH-MY-TAY"),
+        ("Thao Dien", 106.7350, 10.8050, "AN-KHANH"),
     ],
 )
 def test_demo_landmarks_fall_in_their_wards(demo_index, place, lon, lat, code):
@@ -240,9 +241,9 @@ def test_demo_landmarks_fall_in_their_wards(demo_index, place, lon, lat, code):
     assert (match.code, match.method) == (code, "inside"), place
 
 
-def test_demo_gap_between_ben_thanh_and_pham_ngu_lao_goes_to_the_nearer_ward(demo_index):
+def test_demo_gap_between_the_two_parts_of_ben_thanh_goes_to_ben_thanh(demo_index):
     match = demo_index.locate(106.6930, 10.7691)
-    assert (match.code, match.method) == ("Q1-BEN-THANH", "nearest")
+    assert (match.code, match.method) == ("BEN-THANH", "nearest")
     assert 0 < match.distance_m < 50
 
 

@@ -1,0 +1,56 @@
+"""The service area: where the city takes reports.
+
+A point is inside when it lies within JURISDICTION_TOLERANCE_M of any imported boundary (a ward, or
+a city outline); a city that has imported no boundary uses the SERVICE_AREA box instead. Intake asks
+for every report, so each API process keeps the boundaries in memory and looks at most every
+AREA_RECHECK_SECONDS whether an import changed them (at once after an import in this process).
+"""
+
+import math
+import time
+from dataclasses import dataclass
+
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from service.jurisdictions import service
+from service.jurisdictions.geo import JurisdictionIndex
+from service.settings import Settings
+
+AREA_RECHECK_SECONDS = 2.0
+
+
+@dataclass
+class _Cached:
+    version: tuple
+    area: JurisdictionIndex | None
+    checked_at: float
+    generation: int
+
+
+# One per database: the tests run apps on two databases in one process.
+_cache: dict[str, _Cached] = {}
+
+
+async def _area(session: AsyncSession, database_url: str) -> JurisdictionIndex | None:
+    cached = _cache.get(database_url)
+    now = time.monotonic()
+    if cached is not None and cached.generation == service.changes_in_process and now - cached.checked_at < AREA_RECHECK_SECONDS:
+        return cached.area
+    version = tuple((await session.exec(select(*service.version_columns()))).one())
+    if cached is None or cached.version != version:
+        cached = _Cached(version, (await service.load_map(session)).area, now, service.changes_in_process)
+    cached.checked_at, cached.generation = now, service.changes_in_process
+    _cache[database_url] = cached
+    return cached.area
+
+
+async def contains(session: AsyncSession, settings: Settings, lat: float, lon: float) -> bool:
+    # A photo's EXIF may carry anything; no such point is anywhere in the city.
+    if not (math.isfinite(lat) and math.isfinite(lon) and -90 <= lat <= 90 and -180 <= lon <= 180):
+        return False
+    area = await _area(session, settings.database_url)
+    if area is None:
+        min_lat, min_lon, max_lat, max_lon = settings.service_area
+        return min_lat <= lat <= max_lat and min_lon <= lon <= max_lon
+    return area.locate(lon, lat, tolerance_m=settings.jurisdiction_tolerance_m) is not None
