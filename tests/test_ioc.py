@@ -156,10 +156,12 @@ def test_summary_matches_hand_counted_history(client, viewer):
     assert departments["chieu-sang"] == {
         "code": "chieu-sang", "name": "Công ty Chiếu sáng Công cộng", "received": 4, "resolved": 2, "open": 2, "overdue": 1,
         "on_time_pct": 33.33, "transfers": 1, "average_rating": 3.5, "ratings": 2,
+        "acknowledge_on_time_pct": None, "acknowledged_on_time": 0, "acknowledge_measured": 0,  # no deadlines here
     }
     assert departments["thoat-nuoc"] == {
         "code": "thoat-nuoc", "name": "Công ty Thoát nước Đô thị", "received": 4, "resolved": 1, "open": 2, "overdue": 1,
         "on_time_pct": 100.0, "transfers": 2, "average_rating": 4.0, "ratings": 1,
+        "acknowledge_on_time_pct": None, "acknowledged_on_time": 0, "acknowledge_measured": 0,
     }
     assert departments["dispatch-1022"]["open"] == 1 and departments["dispatch-1022"]["on_time_pct"] is None
     assert departments[None]["received"] == 1  # not routed yet

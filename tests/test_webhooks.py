@@ -576,7 +576,7 @@ def test_subscription_crud_and_who_may_subscribe(client, receiver):
     headers = {"X-API-Key": admin}
     created = subscribe(client, admin, receiver.url, description="city dashboard")
     assert created["secret"].startswith("whsec_") and created["scope"] == "all"
-    assert len(created["event_types"]) == 12
+    assert len(created["event_types"]) == 13
     shown = client.get(f"/v1/webhooks/subscriptions/{created['id']}", headers=headers).json()
     assert "secret" not in shown
     changed = client.patch(

@@ -114,12 +114,15 @@ function drawDepartments(s) {
   for (const d of rows) {
     const tr = el("tr");
     const onTime = d.on_time_pct;
+    const acknowledged = d.acknowledge_on_time_pct;
     tr.append(
       el("td", { title: d.code || "" }, d.name || d.code || "(chưa phân công)"),
       el("td", {}, fmt(d.received)),
       el("td", {}, fmt(d.open)),
       el("td", { class: d.overdue ? "bad" : "" }, fmt(d.overdue)),
       el("td", { class: onTime === null ? "" : onTime >= 90 ? "good" : onTime >= 75 ? "warn" : "bad" }, pct(onTime)),
+      el("td", { class: acknowledged === null ? "" : acknowledged >= 90 ? "good" : acknowledged >= 75 ? "warn" : "bad",
+                 title: fmt(d.acknowledged_on_time) + " / " + fmt(d.acknowledge_measured) }, pct(acknowledged)),
       el("td", {}, fmt(d.transfers)),
       el("td", {}, d.average_rating === null ? "–" : d.average_rating.toFixed(1) + " ★ (" + fmt(d.ratings) + ")"),
     );

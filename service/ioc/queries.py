@@ -328,6 +328,10 @@ class _Tally:
     def pct_on_time(self) -> float | None:
         return _pct(self.flow["resolved_on_time"], self.flow["resolved_with_due"] + self.window_overdue)
 
+    def acknowledgement(self) -> dict:
+        on_time, measured = self.flow["acknowledged_on_time"], self.flow["acknowledge_measured"]
+        return {"compliance_pct": _pct(on_time, measured), "on_time": on_time, "late": measured - on_time, "measured": measured}
+
 
 def _pct(part: int, whole: int) -> float | None:
     return round(100 * part / whole, 2) if whole else None
@@ -349,6 +353,9 @@ def _department(code: str | None, name: str | None, tally: _Tally) -> dict:
     return {
         **_breakdown(code, name, tally),
         "on_time_pct": tally.pct_on_time(),
+        "acknowledge_on_time_pct": _pct(tally.flow["acknowledged_on_time"], tally.flow["acknowledge_measured"]),
+        "acknowledged_on_time": tally.flow["acknowledged_on_time"],
+        "acknowledge_measured": tally.flow["acknowledge_measured"],
         "transfers": tally.flow["transfers"],
         "average_rating": round(tally.flow["rating_sum"] / ratings, 2) if ratings else None,
         "ratings": ratings,
@@ -437,6 +444,7 @@ async def summary(
             "late": measured - flow["resolved_on_time"],
             "measured": measured,
         },
+        "acknowledgement": total.acknowledgement(),
         "time_to_acknowledge": duration("acknowledge"),
         "time_to_resolve": duration("resolve"),
         "duplicate_share_pct": _pct(flow["status_duplicate"], flow["received"]),

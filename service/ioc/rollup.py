@@ -60,6 +60,8 @@ def flow_columns() -> tuple[ColumnElement, ...]:
 
     resolved = R.status.in_(RESOLVED_STATUSES) & R.resolved_at.is_not(None)
     with_due = resolved & R.due_at.is_not(None)
+    # Known: acknowledged, or marked by the sweep as not acknowledged in time (a sure miss).
+    acknowledge_known = R.acknowledge_due_at.is_not(None) & (R.acknowledged_at.is_not(None) | R.acknowledge_overdue_at.is_not(None))
     figures: dict[str, ColumnElement] = {
         "received": func.count(),
         **{f"status_{status}": _count_if(R.status == status) for status in ROLLUP_STATUSES},
@@ -69,6 +71,8 @@ def flow_columns() -> tuple[ColumnElement, ...]:
         "transfers": func.coalesce(func.sum(R.transfer_count), 0),
         "rating_sum": func.coalesce(func.sum(R.citizen_rating), 0),
         "rating_count": func.count(R.citizen_rating),
+        "acknowledge_measured": _count_if(acknowledge_known),
+        "acknowledged_on_time": _count_if(acknowledge_known & (R.acknowledged_at <= R.acknowledge_due_at)),
     }
     return tuple(figures[name].label(name) for name in FIGURES)
 

@@ -85,6 +85,19 @@ class SlaCompliance(BaseModel):
     measured: int
 
 
+class AcknowledgementCompliance(BaseModel):
+    """Of the reports received in the window whose acknowledgement is known: taken into work (moved to
+    in_progress, or resolved) by their `acknowledge_due_at`.
+
+    Known means acknowledged, or marked by the SLA sweep as not acknowledged in time (`report.ack_overdue`).
+    """
+
+    compliance_pct: float | None
+    on_time: int
+    late: int
+    measured: int
+
+
 class DurationStats(BaseModel):
     count: int
     median_seconds: float | None
@@ -105,6 +118,11 @@ class DepartmentScore(Breakdown):
     transfers: int = Field(description="Sum of transfer_count over the window's reports")
     average_rating: float | None = Field(description="Mean citizen_rating (1–5) of the window's rated reports")
     ratings: int
+    acknowledge_on_time_pct: float | None = Field(
+        description="Acknowledgement compliance of the window's reports, as in `acknowledgement`"
+    )
+    acknowledged_on_time: int = Field(description="Acknowledged by their acknowledge_due_at")
+    acknowledge_measured: int = Field(description="Whose acknowledgement is known, as in `acknowledgement`")
 
 
 class Summary(BaseModel):
@@ -114,6 +132,7 @@ class Summary(BaseModel):
     counts: StatusCounts
     backlog: Backlog
     sla: SlaCompliance
+    acknowledgement: AcknowledgementCompliance
     time_to_acknowledge: DurationStats
     time_to_resolve: DurationStats
     duplicate_share_pct: float | None = Field(description="Duplicates among the reports received in the window")

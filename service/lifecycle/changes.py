@@ -104,8 +104,10 @@ async def note(
     data: dict | None = None,
     public: bool = False,
     touch: bool = True,
+    webhook_extra: dict | None = None,
 ) -> ReportEvent:
-    """A timeline event that changes none of the tracked fields (webhooks for the codes that have one)."""
+    """A timeline event that changes none of the tracked fields (webhooks for the codes that have one,
+    with `webhook_extra` added to their payload)."""
     now = utcnow()
     event = _event(report, code, actor=actor, message=message, data=data or {}, public=public, at=now)
     session.add(event)
@@ -116,7 +118,7 @@ async def note(
     if code == EventCode.CLASSIFIED and (data or {}).get("service_code"):
         type_ = WebhookType.CLASSIFIED  # sent to triage instead: nothing was decided yet
     if type_ is not None and (public or code != EventCode.PUBLIC_REPLY):
-        extra = {"comment": message} if code == EventCode.PUBLIC_REPLY else None
+        extra = {"comment": message} if code == EventCode.PUBLIC_REPLY else webhook_extra
         await outbox.publish(session, [_outgoing(type_, event, report, extra)])
     return event
 

@@ -31,6 +31,7 @@ class EventCode(StrEnum):
     ORIGINAL_STATUS_CHANGED = "original_status_changed"
     SLA_AT_RISK = "sla_at_risk"
     SLA_BREACHED = "sla_breached"
+    ACK_OVERDUE = "ack_overdue"
     ESCALATED = "escalated"
     PROCESSING_FAILED = "processing_failed"
     PERSONAL_DATA_ERASED = "personal_data_erased"
@@ -49,6 +50,7 @@ class WebhookType(StrEnum):
     CLOSED = "report.closed"
     REOPENED = "report.reopened"
     ORIGINAL_STATUS_CHANGED = "report.original_status_changed"
+    ACK_OVERDUE = "report.ack_overdue"
 
 
 WEBHOOK_TYPES: dict[WebhookType, str] = {
@@ -64,6 +66,7 @@ WEBHOOK_TYPES: dict[WebhookType, str] = {
     WebhookType.CLOSED: "The report was closed.",
     WebhookType.REOPENED: "The report was reopened.",
     WebhookType.ORIGINAL_STATUS_CHANGED: "The report this duplicate repeats changed status (sent for the duplicate).",
+    WebhookType.ACK_OVERDUE: "No one took the report into work by its acknowledgement deadline (`acknowledge_due_at`).",
 }
 
 # Timeline events that are webhook events by themselves (status changes are decided by the change).
@@ -73,6 +76,7 @@ NOTE_WEBHOOKS: dict[EventCode, WebhookType] = {
     EventCode.SLA_AT_RISK: WebhookType.SLA_AT_RISK,
     EventCode.SLA_BREACHED: WebhookType.SLA_BREACHED,
     EventCode.ORIGINAL_STATUS_CHANGED: WebhookType.ORIGINAL_STATUS_CHANGED,
+    EventCode.ACK_OVERDUE: WebhookType.ACK_OVERDUE,
 }
 # A status reached that has a webhook event of its own, besides report.status_changed.
 STATUS_WEBHOOKS: dict[Status, WebhookType] = {
@@ -105,6 +109,7 @@ _TEMPLATES: dict[EventCode, tuple[str, str]] = {
     ),
     EventCode.SLA_AT_RISK: ("Sắp đến hạn xử lý", "Close to its deadline"),
     EventCode.SLA_BREACHED: ("Đã quá hạn xử lý", "Past its deadline"),
+    EventCode.ACK_OVERDUE: ("Quá hạn tiếp nhận xử lý", "Not taken into work by its acknowledgement deadline"),
     EventCode.ESCALATED: ("Chuyển lên đơn vị cấp trên", "Escalated to the supervising unit"),
     EventCode.PROCESSING_FAILED: (
         "Đang chờ cán bộ xử lý thủ công", "Waiting for a dispatcher to look at it",

@@ -1,4 +1,4 @@
-"""The lifecycle's timed rules: SLA marks and escalation, auto-close, erasure of contact data.
+"""The lifecycle's timed rules: SLA and acknowledgement marks and escalation, auto-close, erasure of contact data.
 
 Each takes one batch of the reports due, locked (SKIP LOCKED: several workers may sweep at once and
 each row goes to one of them), and changes them through the lifecycle's door; the job commits.
@@ -12,8 +12,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service.lifecycle import changes
 from service.lifecycle.events import EventCode
-from service.lifecycle.states import Status, Via
+from service.lifecycle.states import CLOCK_RUNNING_STATUSES, Status, Via
 from service.models import Department, Report
+from service.models.report import ACKNOWLEDGE_PENDING
 from service.settings import Settings
 from service.sla.service import reports_needing_sla_update
 
@@ -22,25 +23,58 @@ BATCH = 1000
 
 async def mark_sla(session: AsyncSession, now: datetime) -> int:
     """At risk at 75 % of the time (at_risk_at), overdue at 100 %; an overdue ticket escalates once to
-    its department's supervising unit."""
+    its department's supervising unit. Then the tickets not acknowledged in time (mark_acknowledge_overdue)."""
     reports = await reports_needing_sla_update(session, now)
     for report in reports:
         if report.due_at and report.due_at <= now:
             report.sla_state = "overdue"
             await changes.note(session, report, EventCode.SLA_BREACHED, data={"due_at": report.due_at.isoformat()})
-            department = await session.get(Department, report.department_code) if report.department_code else None
-            if department and department.parent_code and report.escalated_at is None:
-                report.escalated_at = now
-                report.escalated_to_department_code = department.parent_code
-                await changes.note(
-                    session, report, EventCode.ESCALATED,
-                    data={"from": department.code, "to": department.parent_code, "reason": "overdue"},
-                )
+            await _escalate(session, report, now, reason="overdue")
         else:
             report.sla_state = "at_risk"
             await changes.note(session, report, EventCode.SLA_AT_RISK,
                                data={"due_at": report.due_at.isoformat() if report.due_at else None})
+    return len(reports) + await mark_acknowledge_overdue(session, now)
+
+
+async def mark_acknowledge_overdue(session: AsyncSession, now: datetime) -> int:
+    """An open ticket no one took into work by its acknowledge_due_at is marked once (until its clock
+    restarts), told to subscribers, and escalated like an overdue one. On hold, its clock is paused."""
+    reports = (
+        await session.exec(
+            select(Report)
+            .where(
+                col(Report.status).in_(CLOCK_RUNNING_STATUSES),
+                ACKNOWLEDGE_PENDING,  # the partial index's own condition, so both databases use it
+                col(Report.on_hold_since).is_(None),
+                col(Report.acknowledge_due_at) <= now,
+            )
+            .order_by(col(Report.acknowledge_due_at))
+            .limit(BATCH)
+            .with_for_update(skip_locked=True, of=Report)
+        )
+    ).all()
+    for report in reports:
+        report.acknowledge_overdue_at = now
+        due = report.acknowledge_due_at.isoformat() if report.acknowledge_due_at else None
+        await changes.note(session, report, EventCode.ACK_OVERDUE, data={"acknowledge_due_at": due},
+                           webhook_extra={"acknowledge_due_at": due.replace("+00:00", "Z") if due else None})
+        await _escalate(session, report, now, reason="ack_overdue")
     return len(reports)
+
+
+async def _escalate(session: AsyncSession, report: Report, now: datetime, *, reason: str) -> None:
+    """Once per ticket, whichever deadline it missed first: to its department's supervising unit."""
+    if report.escalated_at is not None or not report.department_code:
+        return
+    department = await session.get(Department, report.department_code)
+    if department and department.parent_code:
+        report.escalated_at = now
+        report.escalated_to_department_code = department.parent_code
+        await changes.note(
+            session, report, EventCode.ESCALATED,
+            data={"from": department.code, "to": department.parent_code, "reason": reason},
+        )
 
 
 async def close_resolved(session: AsyncSession, settings: Settings, now: datetime) -> int:

@@ -48,6 +48,10 @@ class IocDailyRollup(SQLModel, table=True):
     transfers: int = 0
     rating_sum: int = 0
     rating_count: int = 0
+    # Of those whose acknowledgement is known (acknowledged, or marked not acknowledged in time, both
+    # against an acknowledge_due_at): how many, and how many were acknowledged by that deadline.
+    acknowledge_measured: int = 0
+    acknowledged_on_time: int = 0
     # Exact seconds from intake to acknowledgement / to resolution of each of these reports, as packed
     # little-endian float64: percentiles over many days then need no sort in the database.
     acknowledge_seconds: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))

@@ -3,7 +3,7 @@
 from datetime import datetime
 from uuid import UUID, uuid4
 
-from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint, and_
 from sqlmodel import Field, SQLModel
 
 from service.lifecycle.states import OPEN_STATUSES as _OPEN
@@ -64,6 +64,8 @@ class Report(SQLModel, table=True):
     acknowledge_due_at: datetime | None = Field(default=None, sa_column=utc_column())
     due_at: datetime | None = Field(default=None, sa_column=utc_column(index=True))
     acknowledged_at: datetime | None = Field(default=None, sa_column=utc_column())
+    # When the SLA sweep found it still not acknowledged past acknowledge_due_at (once per clock).
+    acknowledge_overdue_at: datetime | None = Field(default=None, sa_column=utc_column())
     resolved_at: datetime | None = Field(default=None, sa_column=utc_column())
     closed_at: datetime | None = Field(default=None, sa_column=utc_column())
     sla_state: str | None = Field(default=None, max_length=16)  # on_track, at_risk, overdue
@@ -89,6 +91,19 @@ class Report(SQLModel, table=True):
     revision: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
     # Answers to the category's attributes (code -> value, or list of keys for a multivaluelist).
     attributes: dict | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+
+
+_reports = Report.__table__  # type: ignore[attr-defined]
+# Tickets still waiting to be acknowledged and not yet marked: the acknowledgement sweep reads only
+# these, by status and deadline; a ticket leaves the index once acknowledged or marked.
+ACKNOWLEDGE_PENDING = and_(_reports.c.acknowledged_at.is_(None), _reports.c.acknowledge_overdue_at.is_(None))
+Index(
+    "ix_reports_acknowledge_pending",
+    _reports.c.status,
+    _reports.c.acknowledge_due_at,
+    postgresql_where=ACKNOWLEDGE_PENDING,
+    sqlite_where=ACKNOWLEDGE_PENDING,
+)
 
 
 class Photo(SQLModel, table=True):
@@ -127,3 +142,4 @@ class ReportEvent(SQLModel, table=True):
     message: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     data: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False, default=dict))
     created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column(nullable=False))
+

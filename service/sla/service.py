@@ -71,6 +71,10 @@ def start_clock(report: Report, policy: SlaPolicy, calendar: WorkingCalendar, st
     report.due_at = _at(policy, calendar, start, policy.resolve_hours)
     report.at_risk_at = _at(policy, calendar, start, policy.resolve_hours * at_risk_ratio)
     report.sla_state = "on_track"
+    if report.acknowledge_overdue_at is not None and report.acknowledge_due_at > report.acknowledge_overdue_at:
+        # The mark stands for the deadline it missed: a later deadline (a transfer that restarts the
+        # clock, a longer one after triage) has not been missed yet.
+        report.acknowledge_overdue_at = None
 
 
 def resume_clock(report: Report, policy: SlaPolicy, calendar: WorkingCalendar, resumed_at: datetime) -> None:
