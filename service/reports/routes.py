@@ -225,7 +225,13 @@ MESSAGE_WITH_PHOTOS_BODY = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": {"type": "object", "properties": {"message": {"type": "string", "maxLength": 5000}}}},
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"message": {"type": "string", "maxLength": 5000}},
+                    "additionalProperties": False,  # any other field is refused (read_message_with_photos)
+                }
+            },
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
@@ -233,6 +239,7 @@ MESSAGE_WITH_PHOTOS_BODY = {
                         "message": {"type": "string", "maxLength": 5000},
                         PHOTO_FIELD: {"type": "array", "items": {"type": "string", "format": "binary"}, "maxItems": 5},
                     },
+                    "additionalProperties": False,
                 }
             },
         },
