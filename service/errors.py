@@ -74,6 +74,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "invalid_credentials": ("Wrong username or password.", "Sai tên đăng nhập hoặc mật khẩu."),
     "invalid_token": ("The token is invalid or expired.", "Mã truy cập không hợp lệ hoặc đã hết hạn."),
+    "ambiguous_credentials": (
+        "Send one credential: a Bearer token or an X-API-Key, not both.",
+        "Chỉ gửi một thông tin xác thực: Bearer token hoặc X-API-Key, không gửi cả hai.",
+    ),
     "ticket_not_found": ("No ticket with this id is visible to you.", "Không tìm thấy phiếu xử lý này."),
     "illegal_transition": ("This status change is not allowed.", "Không được chuyển sang trạng thái này."),
     "precondition_failed": (

@@ -49,6 +49,10 @@ async def current_subject(
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)],
 ) -> AuthSubject:
     challenge = {"WWW-Authenticate": 'Bearer, ApiKey'}
+    if bearer is not None and key:
+        # Which one would count is a guess the client should not have to make, and an unknown key
+        # sent beside a valid token must not pass unnoticed.
+        raise Unauthenticated("ambiguous_credentials", headers=challenge)
     if bearer is not None:
         try:
             claims = decode_access_token(bearer.credentials, request.app.state.settings.secret_key)
