@@ -171,10 +171,15 @@ def test_a_valid_token_beside_an_unknown_api_key_is_refused(client, api_key):
     access_token = sign_in(client).json()["access_token"]
     bearer = {"Authorization": f"Bearer {access_token}"}
     assert client.get("/v1/auth/me", headers=bearer).status_code == 200
-    for key in ("not-a-key", api_key):  # an unknown key, and a real one: two credentials either way
-        answer = client.get("/v1/auth/me", headers={**bearer, "X-API-Key": key})
-        assert answer.status_code == 401, answer.text
+    # An unknown key, an empty one, a real one: two credentials every time. And a real key beside a
+    # malformed Authorization header.
+    for headers in [{**bearer, "X-API-Key": key} for key in ("not-a-key", "", api_key)] + [
+        {"Authorization": "garbage", "X-API-Key": api_key}
+    ]:
+        answer = client.get("/v1/auth/me", headers=headers)
+        assert answer.status_code == 401, (headers, answer.text)
         assert answer.json()["code"] == "ambiguous_credentials"
+    assert client.get("/v1/auth/me", headers={"X-API-Key": api_key}).status_code == 200
 
 
 def test_sign_in_form_declares_it_needs_a_username_and_password(client):
