@@ -2,8 +2,12 @@
 requests for every operation — valid and invalid, JSON, form and multipart, with and without real
 credentials — and sends them to a real `intake serve` on the test PostgreSQL.
 
-Every answer must be a non-5xx, with a status code the spec lists for that operation, the content
-type it declares, a body matching the declared schema and the declared headers. Real resources are
+Every check schemathesis has runs (`--checks all`): every answer must be a non-5xx, with a status
+code the spec lists for that operation, the content type it declares, a body matching the declared
+schema and the declared headers; a request the spec calls invalid is refused and one it calls valid
+is accepted (less the refusals listed, with their reasons, in REFUSALS_OF_WELL_FORMED_REQUESTS); an
+operation that needs credentials refuses the same request without them and with invalid ones; an
+undeclared method answers 405 with an Allow header naming exactly the declared ones. Real resources are
 created first (a processed report with a photo and its ticket, staff of every role, keys of every
 role, webhook subscriptions with an event), and about half of the generated identifiers, sign-in
 fields and key fields are swapped for real ones, so the 2xx answers are checked too, not only the
@@ -88,9 +92,10 @@ def checks_for(case) -> list:
         and data.scenario is CoverageScenario.VALID_OBJECT
         and data.parameter == "multipart/form-data"
     ):
-        # schemathesis labels these coverage cases ("object with valid 'photos' value: near-boundary
-        # items array") invalid, though the body it sends conforms (e.g. 4 photos of at most 5), so
-        # the 201 is right and negative_data_rejection has nothing to judge.
+        # schemathesis's coverage phase makes this scenario only as a valid value (a PositiveValue in
+        # its coverage generator), yet marks a multipart body so made invalid ("object with valid
+        # 'photos' value: near-boundary items array": 4 photos of at most 5, all fields valid). The
+        # 201 is right, so negative_data_rejection has nothing to judge here; every other check runs.
         return [check for check in CHECKS if check.__name__ != "negative_data_rejection"]
     return CHECKS
 
