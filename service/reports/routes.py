@@ -35,12 +35,20 @@ LOCATION_HEADER = {
 }
 
 
+def _without_null(field: dict) -> dict:
+    branches = [branch for branch in field.get("anyOf", []) if branch != {"type": "null"}]
+    if len(branches) != 1 or len(field["anyOf"]) != 2:
+        return field
+    return {**{key: value for key, value in field.items() if key not in ("anyOf", "default")}, **branches[0]}
+
+
 def _intake_body_schema() -> dict:
     schema = ReportCreate.model_json_schema()
     multipart = {
         **schema,
         "properties": {
-            **schema["properties"],
+            # A form field is text or left out, never null (the text "null" is text).
+            **{name: _without_null(field) for name, field in schema["properties"].items()},
             PHOTO_FIELD: {"type": "array", "items": {"type": "string", "format": "binary"}, "maxItems": 5},
         },
     }
