@@ -57,16 +57,17 @@ CHECKS = [
 # positive_data_acceptance expects a schema-valid request to be accepted (2xx, 3xx), or refused only
 # for credentials (401, 403), a missing resource (404), a conflicting state (409) or a limit (429).
 # Where the spec cannot express what makes a well-formed request unacceptable, the operation may also
-# answer these, and only these (the check still holds for every other status):
+# answer these, and only these (the check still holds for every other status). Text with NUL, which
+# no database stores, is refused with 422 wherever the operation takes text (listed as "NUL"):
 REFUSALS_OF_WELL_FORMED_REQUESTS: dict[str, tuple[list[int], str]] = {
     "POST /v1/reports": ([422], "a location outside the city, an unknown service code, bytes that are no image"),
     "POST /v1/reports/{tracking_code}/replies": ([422], "bytes that are no image; a message of only spaces"),
     "POST /v1/tickets/{ticket}/photos": ([412, 422], "bytes that are no image; a message of only spaces; a stale If-Match"),
     "GET /v1/tickets": ([422], "a made-up cursor; an impossible date (2026-02-31) or an end before the start"),
-    "GET /v1/tickets/export.csv": ([422], "an impossible date or an end before the start"),
+    "GET /v1/tickets/export.csv": ([422], "an impossible date or an end before the start; NUL"),
     "POST /v1/tickets/{ticket}/transitions": ([412, 422], "a stale If-Match; a field the target status requires"),
     "POST /v1/tickets/{ticket}/triage": ([412, 422], "a stale If-Match; an unknown service code"),
-    "POST /v1/tickets/{ticket}/transfer": ([412, 422], "a stale If-Match; an unknown department"),
+    "POST /v1/tickets/{ticket}/transfer": ([412, 422], "a stale If-Match; an unknown department; NUL"),
     "POST /v1/tickets/{ticket}/comments": ([412], "a stale If-Match"),
     "POST /v1/tickets/{ticket}/assignee": ([412, 422], "a stale If-Match; an unknown or ineligible assignee"),
     "GET /v1/ioc/summary": ([422], "an impossible date or an empty range"),
@@ -81,7 +82,6 @@ REFUSALS_OF_WELL_FORMED_REQUESTS: dict[str, tuple[list[int], str]] = {
     "POST /v1/webhooks/subscriptions/{subscription_id}/redeliver": ([422], "an impossible date"),
 }
 POSITIVE_DATA_ACCEPTANCE_DEFAULT = ["2xx", "3xx", 401, 403, 404, 409, 429]
-
 
 
 def checks_for(case) -> list:
