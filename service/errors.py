@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.convertors import PathConvertor
 from starlette.routing import Match
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "invalid_credentials": ("Wrong username or password.", "Sai tên đăng nhập hoặc mật khẩu."),
     "invalid_token": ("The token is invalid or expired.", "Mã truy cập không hợp lệ hoặc đã hết hạn."),
+    "ambiguous_credentials": (
+        "Send one credential: a Bearer token or an X-API-Key, not both.",
+        "Chỉ gửi một thông tin xác thực: Bearer token hoặc X-API-Key, không gửi cả hai.",
+    ),
     "ticket_not_found": ("No ticket with this id is visible to you.", "Không tìm thấy phiếu xử lý này."),
     "illegal_transition": ("This status change is not allowed.", "Không được chuyển sang trạng thái này."),
     "precondition_failed": (
@@ -371,12 +376,31 @@ METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 
 def allowed_methods(request: Request) -> list[str]:
     """Every method some route takes on this path. Starlette's own 405 names only the methods of the
-    first route matching the path, though GET and POST on one path are usually two routes."""
-    routes = request.app.router.routes
-    return [
-        method for method in METHODS
-        if any(route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes)
-    ]
+    first route matching the path, though GET and POST on one path are usually two routes. A catch-all
+    route (Open311's "no such resource") counts only where no resource's own route matches: on a
+    resource's path it answers 404, so it makes no method allowed there."""
+
+    def methods(routes) -> list[str]:
+        return [
+            method for method in METHODS
+            if any(route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes)
+        ]
+
+    routes = list(_leaf_routes(request.app.router.routes))
+    return methods([route for route in routes if not _is_catch_all(route)]) or methods(routes)
+
+
+def _leaf_routes(routes):
+    """The routes themselves: FastAPI keeps each included router as one route that holds its own."""
+    for route in routes:
+        if hasattr(route, "effective_candidates"):
+            yield from _leaf_routes(route.effective_candidates())
+        else:
+            yield route
+
+
+def _is_catch_all(route) -> bool:
+    return any(isinstance(convertor, PathConvertor) for convertor in getattr(route, "param_convertors", {}).values())
 
 
 # PostgreSQL refuses text it cannot store: a NUL character (22021) or one its encoding lacks (22P05).

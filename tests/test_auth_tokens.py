@@ -164,3 +164,29 @@ def test_failed_sign_ins_lock_the_address_for_every_account(settings, client):
         refused = sign_in(limited, "carol")
         assert refused.status_code == 429
         assert int(refused.headers["retry-after"]) > 0
+
+
+def test_a_valid_token_beside_an_unknown_api_key_is_refused(client, api_key):
+    make_user(client)
+    access_token = sign_in(client).json()["access_token"]
+    bearer = {"Authorization": f"Bearer {access_token}"}
+    assert client.get("/v1/auth/me", headers=bearer).status_code == 200
+    # An unknown key, an empty one, a real one: two credentials every time. And a real key beside a
+    # malformed Authorization header.
+    for headers in [{**bearer, "X-API-Key": key} for key in ("not-a-key", "", api_key)] + [
+        {"Authorization": "garbage", "X-API-Key": api_key}
+    ]:
+        answer = client.get("/v1/auth/me", headers=headers)
+        assert answer.status_code == 401, (headers, answer.text)
+        assert answer.json()["code"] == "ambiguous_credentials"
+    assert client.get("/v1/auth/me", headers={"X-API-Key": api_key}).status_code == 200
+
+
+def test_sign_in_form_declares_it_needs_a_username_and_password(client):
+    form = client.get("/openapi.json").json()["components"]["schemas"]["Body_token_v1_auth_token_post"]
+    assert form["properties"]["username"]["minLength"] == 1 and form["properties"]["password"]["minLength"] == 1
+    # A form cannot send null; the grant type is a plain string, "password" when left out.
+    assert form["properties"]["grant_type"] == {"type": "string", "pattern": "^password$", "title": "Grant Type", "default": "password"}
+    answer = client.post("/v1/auth/token", data={"username": "", "password": ""})
+    assert answer.status_code == 422
+    assert {error["field"] for error in answer.json()["errors"]} == {"username", "password"}

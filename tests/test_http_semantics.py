@@ -44,3 +44,10 @@ def test_method_not_allowed_lists_every_method_the_path_takes(client, api_key):
     many = client.put("/v1/webhooks/subscriptions/00000000-0000-0000-0000-000000000000", headers={"X-API-Key": api_key})
     assert many.status_code == 405
     assert {m.strip() for m in many.headers["allow"].split(",")} == {"GET", "PATCH", "DELETE"}
+
+    # Open311's catch-all ("no such resource") answers every other path under /open311/v2, GET and POST;
+    # on a resource's own path it takes nothing, so Allow names only that resource's methods.
+    discovery = client.options("/open311/v2/discovery.xml")
+    assert discovery.status_code == 405
+    assert {m.strip() for m in discovery.headers["allow"].split(",")} == {"GET"}
+    assert {m.strip() for m in client.put("/open311/v2/requests.json").headers["allow"].split(",")} == {"GET", "POST"}

@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel, Field
 
@@ -33,12 +33,35 @@ class Me(BaseModel):
     department_code: str | None
 
 
+class SignInForm(OAuth2PasswordRequestForm):
+    """OAuth2's password form, declaring what it refuses: FastAPI reads an empty form field as a
+    missing one (422), so the spec says a username and a password have at least one character."""
+
+    # (OAuth2PasswordRequestForm's own grant_type is nullable, which a form cannot send.)
+
+    def __init__(
+        self,
+        *,
+        # Optional, but never null: a form has no null, and the text "null" is refused like any other.
+        grant_type: Annotated[str, Form(pattern="^password$")] = "password",
+        username: Annotated[str, Form(min_length=1)],
+        password: Annotated[str, Form(min_length=1, json_schema_extra={"format": "password"})],
+        scope: Annotated[str, Form()] = "",
+        client_id: Annotated[str | None, Form()] = None,
+        client_secret: Annotated[str | None, Form(json_schema_extra={"format": "password"})] = None,
+    ):
+        super().__init__(
+            grant_type=grant_type, username=username, password=password, scope=scope,
+            client_id=client_id, client_secret=client_secret,
+        )
+
+
 def _answer(pair: users.TokenPair) -> TokenResponse:
     return TokenResponse(access_token=pair.access_token, expires_in=pair.expires_in, refresh_token=pair.refresh_token)
 
 
 @router.post("/token", response_model=TokenResponse, summary="Sign in (OAuth2 password flow)", responses=problem_responses(401, 422, 429))
-async def token(request: Request, session: SessionDep, form: Annotated[OAuth2PasswordRequestForm, Depends()]) -> TokenResponse:
+async def token(request: Request, session: SessionDep, form: Annotated[SignInForm, Depends()]) -> TokenResponse:
     """Failed attempts are limited per account and per address (RATE_LIMIT_SIGN_IN each); once either
     is spent, every attempt on it answers 429 until the window frees up, the right password too, so
     a guesser learns nothing. Successful sign-ins are never counted."""

@@ -49,6 +49,10 @@ async def current_subject(
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)],
 ) -> AuthSubject:
     challenge = {"WWW-Authenticate": 'Bearer, ApiKey'}
+    if "authorization" in request.headers and "x-api-key" in request.headers:
+        # Which one would count is a guess the client should not have to make, and an unknown (or
+        # empty) credential sent beside a valid one must not pass unnoticed.
+        raise Unauthenticated("ambiguous_credentials", headers=challenge)
     if bearer is not None:
         try:
             claims = decode_access_token(bearer.credentials, request.app.state.settings.secret_key)

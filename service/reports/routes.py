@@ -35,12 +35,20 @@ LOCATION_HEADER = {
 }
 
 
+def _without_null(field: dict) -> dict:
+    branches = [branch for branch in field.get("anyOf", []) if branch != {"type": "null"}]
+    if len(branches) != 1 or len(field["anyOf"]) != 2:
+        return field
+    return {**{key: value for key, value in field.items() if key not in ("anyOf", "default")}, **branches[0]}
+
+
 def _intake_body_schema() -> dict:
     schema = ReportCreate.model_json_schema()
     multipart = {
         **schema,
         "properties": {
-            **schema["properties"],
+            # A form field is text or left out, never null (the text "null" is text).
+            **{name: _without_null(field) for name, field in schema["properties"].items()},
             PHOTO_FIELD: {"type": "array", "items": {"type": "string", "format": "binary"}, "maxItems": 5},
         },
     }
@@ -225,7 +233,13 @@ MESSAGE_WITH_PHOTOS_BODY = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": {"type": "object", "properties": {"message": {"type": "string", "maxLength": 5000}}}},
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"message": {"type": "string", "maxLength": 5000}},
+                    "additionalProperties": False,  # any other field is refused (read_message_with_photos)
+                }
+            },
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
@@ -233,6 +247,7 @@ MESSAGE_WITH_PHOTOS_BODY = {
                         "message": {"type": "string", "maxLength": 5000},
                         PHOTO_FIELD: {"type": "array", "items": {"type": "string", "format": "binary"}, "maxItems": 5},
                     },
+                    "additionalProperties": False,
                 }
             },
         },

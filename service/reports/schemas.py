@@ -29,8 +29,9 @@ class ReportCreate(BaseModel):
     address: str | None = Field(default=None, min_length=3, max_length=500)
     channel: Channel = "app"
     reporter_name: str | None = Field(default=None, max_length=200)
-    reporter_phone: str | None = Field(default=None, max_length=32)
-    reporter_email: str | None = Field(default=None, max_length=254)
+    # The patterns are the validators' below, declared (empty means none given).
+    reporter_phone: str | None = Field(default=None, max_length=32, json_schema_extra={"pattern": "^$|" + PHONE.pattern})
+    reporter_email: str | None = Field(default=None, max_length=254, json_schema_extra={"pattern": "^$|" + EMAIL.pattern})
     is_public: bool = True
 
     @field_validator("reporter_phone")
