@@ -7,25 +7,24 @@ from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI
 from redis.asyncio import BlockingConnectionPool
 
-from service import health, http_security, privacy
+from service import health, http_security, metrics, privacy
+from service.auth import routes as auth_routes
 from service.body_limits import BodyLimits
-from service.ratelimit import RateLimiter
 from service.db import create_engine, session_factory
 from service.errors import install_error_handlers
-from service import metrics
+from service.gc_tuning import tune_after_start_up
+from service.handoff import Handoff
 from service.ioc import routes as ioc_routes
 from service.open311 import routes as open311_routes
 from service.photos import routes as photo_routes
 from service.photos.storage import build_storage
-from service.auth import routes as auth_routes
+from service.ratelimit import RateLimiter
 from service.reports import routes as report_routes
-from service.tickets import routes as ticket_routes
-from service.webhooks import routes as webhook_routes
-from service.gc_tuning import tune_after_start_up
 from service.reports.writer import IntakeWriter
-from service.handoff import Handoff
-from service.webhooks import outbox
 from service.settings import Settings, get_settings
+from service.tickets import routes as ticket_routes
+from service.webhooks import outbox
+from service.webhooks import routes as webhook_routes
 
 API_DESCRIPTION = """
 Citizen-feedback intake for a city: residents report what is broken (with photos and a location),

@@ -20,7 +20,6 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from service.breaker import CircuitBreaker
 from service.errors import AppError
 
-
 T = TypeVar("T")
 
 
@@ -59,7 +58,7 @@ class RateLimiter:
         try:
             async with asyncio.timeout(self.check_timeout):
                 answer = await question()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - fail open whatever Redis (or the client) raises
             self.breaker.failed(exc)
             return None
         finally:

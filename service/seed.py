@@ -155,7 +155,7 @@ def build_plan(catalogue_path: Path, jurisdiction_rows: list[Jurisdiction], rng:
     wards = []
     for code, parent, geometry in sorted(shapes, key=lambda s: s[0]):
         lats, lons = _ward_points(rng, geometry)
-        cells = [h3.latlng_to_cell(float(lat), float(lon), 9) for lat, lon in zip(lats, lons)]
+        cells = [h3.latlng_to_cell(float(lat), float(lon), 9) for lat, lon in zip(lats, lons, strict=True)]
         wards.append(Ward(code, parent, lats, lons, cells))
     ward_p = rng.uniform(0.5, 1.5, len(wards))
     departments = sorted({d.code for d in catalogue.departments})
@@ -422,7 +422,7 @@ async def _write(engine: AsyncEngine, rows: list[dict], postgresql: bool) -> Non
             await raw.driver_connection.copy_records_to_table(Report.__tablename__, records=records, columns=names)
         return
     async with engine.begin() as connection:
-        await connection.execute(insert(Report.__table__), [dict(zip(names, values)) for values in records])
+        await connection.execute(insert(Report.__table__), [dict(zip(names, values, strict=True)) for values in records])
 
 
 async def seed(

@@ -1,6 +1,7 @@
 """arq worker settings: the jobs, the cron sweeps, and the resources built once per process."""
 
 import asyncio
+import contextlib
 from typing import Any
 
 from arq import cron, func
@@ -69,10 +70,8 @@ def worker_options(settings: Settings) -> dict[str, Any]:
 
     async def on_job_start(ctx: dict) -> None:
         if not ctx["job_id"].startswith("cron:"):
-            try:
+            with contextlib.suppress(RedisError, OSError):  # the long mark stays: slower recovery, nothing lost
                 await ctx["redis"].pexpire(in_progress_key_prefix + ctx["job_id"], in_progress_ms)
-            except (RedisError, OSError):  # the long mark stays: slower recovery, nothing lost
-                pass
 
     async def on_job_end(ctx: dict) -> None:
         # What a job committed (webhook streams, jobs) reaches the queue before the job counts as done.

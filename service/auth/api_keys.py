@@ -2,8 +2,8 @@
 
 import asyncio
 import hashlib
-import logging
 import hmac
+import logging
 import secrets
 import time
 from dataclasses import dataclass

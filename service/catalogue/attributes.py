@@ -61,15 +61,19 @@ def check_answers(definitions: list[dict], answers: dict[str, Answer]) -> dict[s
         except ValueError as exc:
             problems.append(AttributeProblem("attribute_invalid", code, f"attribute[{code}]: {exc}"))
     for definition in definitions:
-        if definition["required"] and definition.get("variable", True) and definition["code"] not in checked:
-            if not any(problem.attribute == definition["code"] for problem in problems):
-                problems.append(
-                    AttributeProblem(
-                        "attribute_required",
-                        definition["code"],
-                        f"attribute[{definition['code']}] is required: {definition['description_en']}",
-                    )
+        if (
+            definition["required"]
+            and definition.get("variable", True)
+            and definition["code"] not in checked
+            and not any(problem.attribute == definition["code"] for problem in problems)
+        ):
+            problems.append(
+                AttributeProblem(
+                    "attribute_required",
+                    definition["code"],
+                    f"attribute[{definition['code']}] is required: {definition['description_en']}",
                 )
+            )
     if problems:
         raise InvalidAttributes(problems)
     return checked

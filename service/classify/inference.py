@@ -164,5 +164,5 @@ def _average_folds(probabilities: np.ndarray) -> np.ndarray:
     denominator = probabilities.sum(axis=2, keepdims=True)
     uniform = np.full_like(probabilities, 1 / classes)
     probabilities = np.divide(probabilities, denominator, out=uniform, where=denominator != 0)
-    probabilities[(1.0 < probabilities) & (probabilities <= 1.0 + 1e-5)] = 1.0
+    probabilities[(probabilities > 1.0) & (probabilities <= 1.0 + 1e-5)] = 1.0
     return probabilities.sum(axis=1) / probabilities.shape[1]

@@ -115,7 +115,7 @@ def build_pipeline() -> Pipeline:
 
 
 def train(examples: list[tuple[str, str]]) -> Pipeline:
-    texts, labels = zip(*examples)
+    texts, labels = zip(*examples, strict=True)
     return build_pipeline().fit(list(texts), list(labels))
 
 
@@ -164,7 +164,7 @@ class Classifier:
                 confidence=float(confidence),
                 triage=bool(confidence < threshold),
             )
-            for index, confidence in zip(best, confidences)
+            for index, confidence in zip(best, confidences, strict=True)
         ]
 
     def _evidence(self, views: list[list[str]]) -> np.ndarray:

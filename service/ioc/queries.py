@@ -140,7 +140,7 @@ async def _duration_percentiles_postgresql(session, measures, where, fractions) 
     for index, measure in enumerate(measures):
         values, count = row[2 * index], row[2 * index + 1]
         results[measure.name] = DurationResult(
-            count=count, percentiles={f: (float(v) if v is not None else None) for f, v in zip(fractions, values or [None] * len(fractions))}
+            count=count, percentiles={f: (float(v) if v is not None else None) for f, v in zip(fractions, values or [None] * len(fractions), strict=True)}
         )
     return results
 
@@ -194,7 +194,7 @@ def _from_values(values: np.ndarray, fractions: Sequence[float] = (0.5, 0.9)) ->
         return DurationResult(count=0, percentiles=dict.fromkeys(fractions))
     # numpy's default "linear" method is percentile_cont's interpolation.
     found = np.percentile(values, [100 * f for f in fractions])
-    return DurationResult(count=len(values), percentiles={f: float(v) for f, v in zip(fractions, found)})
+    return DurationResult(count=len(values), percentiles={f: float(v) for f, v in zip(fractions, found, strict=True)})
 
 
 @dataclass

@@ -15,9 +15,9 @@ from datetime import date, datetime, time, timedelta
 from functools import cache
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import LargeBinary, and_, bindparam, case, delete, func, insert, literal, or_, select, update
 import numpy as np
 import sqlmodel
+from sqlalchemy import LargeBinary, and_, bindparam, case, delete, func, insert, literal, or_, select, update
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -141,7 +141,7 @@ async def recompute_day(session: AsyncSession, day: date, zone: ZoneInfo) -> Non
         await session.execute(
             statement,
             [
-                {"k_day": day, **{f"k_{name}": code for name, code in zip(DIMENSIONS, codes)},
+                {"k_day": day, **{f"k_{name}": code for name, code in zip(DIMENSIONS, codes, strict=True)},
                  "v_acknowledge": pack(acknowledge), "v_resolve": pack(resolve)}
                 for codes, (acknowledge, resolve) in durations.items()
             ],

@@ -10,7 +10,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from service.ioc.queries import R, RESOLVED_STATUSES, is_postgresql, scope_conditions
+from service.ioc.queries import RESOLVED_STATUSES, R, is_postgresql, scope_conditions
 from service.ioc.schemas import IocFilters
 
 MAX_BUCKETS = 2000

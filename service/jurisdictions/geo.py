@@ -133,7 +133,7 @@ def _polygonal_geometry(raw: Any, where: str) -> BaseGeometry:
     if geometry.is_empty:
         raise GeoJSONError(f"{where}: geometry is empty")
     min_lon, min_lat, max_lon, max_lat = geometry.bounds
-    if not (-180 <= min_lon and max_lon <= 180 and -90 <= min_lat and max_lat <= 90):
+    if not (min_lon >= -180 and max_lon <= 180 and min_lat >= -90 and max_lat <= 90):
         # The usual causes are lat/lon written in the wrong order or a projected (metre) CRS.
         raise GeoJSONError(f"{where}: coordinates are not lon/lat degrees (swapped, or a projected CRS?)")
     if not geometry.is_valid:

@@ -21,8 +21,8 @@ from service.open311 import forms, schemas, service
 from service.open311.errors import Open311Route, Session
 from service.open311.formats import render, render_errors, w3c_datetime
 from service.reports.intake import stage_photo
-from service.reports.submission import commit_report, discard_staged
 from service.reports.service import StagedPhoto
+from service.reports.submission import commit_report, discard_staged
 
 MAX_PAGE_SIZE = 1000
 # Deeper than any real listing (a billion requests at the largest page size), small enough that the

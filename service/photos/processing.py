@@ -97,7 +97,7 @@ def read_gps(src: Path | BinaryIO) -> tuple[float, float] | None:
     try:
         with Image.open(src, formats=_ALLOWED_FORMATS) as image:
             return _gps_from_exif(image.getexif())
-    except Exception:  # any failure just means "no location known"
+    except Exception:  # noqa: BLE001 - any failure just means "no location known"
         return None
 
 
@@ -153,7 +153,7 @@ def _gps_from_exif(exif: Image.Exif) -> tuple[float, float] | None:
         gps = exif.get_ifd(ExifTags.IFD.GPSInfo)
         latitude = _degrees(gps.get(GPS.GPSLatitude), gps.get(GPS.GPSLatitudeRef), "NS")
         longitude = _degrees(gps.get(GPS.GPSLongitude), gps.get(GPS.GPSLongitudeRef), "EW")
-    except Exception:  # malformed GPS blocks are common; a photo without location is fine
+    except Exception:  # noqa: BLE001 - malformed GPS blocks are common; a photo without location is fine
         return None
     if latitude is None or longitude is None:
         return None
@@ -187,7 +187,7 @@ def _taken_at_from_exif(exif: Image.Exif) -> datetime | None:
         text = details.get(Base.DateTimeOriginal) or exif.get(Base.DateTimeOriginal)
         offset = details.get(Base.OffsetTimeOriginal)
         taken_at = datetime.strptime(str(text).strip("\x00 "), "%Y:%m:%d %H:%M:%S")
-    except Exception:  # absent, or the "0000:00:00 00:00:00" some cameras write
+    except Exception:  # noqa: BLE001 - absent, or the "0000:00:00 00:00:00" some cameras write
         return None
     return taken_at.replace(tzinfo=_zone_from_offset(offset) or CAMERA_CLOCK_ZONE)
 

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
 
-from service.errors import PayloadTooLarge, UnsupportedMediaType, Unprocessable
+from service.errors import PayloadTooLarge, Unprocessable, UnsupportedMediaType
 from service.photos.content import SNIFF_BYTES, extension_for, sniff_image_type
 from service.photos.processing import PhotoRejected, check_dimensions, read_gps
 from service.photos.storage import PhotoStorage, TooLarge
@@ -73,7 +73,7 @@ def stage_photo(upload: UploadFile, storage: PhotoStorage, settings: Settings) -
     upload.file.seek(0)
     try:
         gps = read_gps(upload.file)
-    except Exception:  # a photo without readable EXIF is still a photo
+    except Exception:  # noqa: BLE001 - a photo without readable EXIF is still a photo
         gps = None
     return StagedPhoto(
         id=photo_id, key=key, content_type=content_type, size_bytes=stored.size_bytes, sha256=stored.sha256, gps=gps

@@ -3,8 +3,8 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
-from pydantic import BaseModel, ConfigDict, Field
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 
 from service.auth.api_keys import SubmitterDep
 from service.db import SessionDep
@@ -16,7 +16,6 @@ from service.ratelimit import client_address
 from service.reports import citizen, service
 from service.reports.codes import citizen_token
 from service.reports.intake import PHOTO_FIELD, parse_report_request, read_message_with_photos
-from service.reports.submission import commit_report, discard_staged
 from service.reports.schemas import (
     NamedRef,
     OriginalProgress,
@@ -27,6 +26,7 @@ from service.reports.schemas import (
     TimelineEntry,
 )
 from service.reports.service import StagedPhoto
+from service.reports.submission import commit_report, discard_staged
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
 CitizenToken = Annotated[str | None, Header(alias="X-Citizen-Token", description="The citizen_token returned at intake")]

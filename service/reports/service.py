@@ -14,11 +14,11 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service import jobs
 from service.catalogue.attributes import Answer, check_answers, definitions_of
-from service.lifecycle import changes as lifecycle
 from service.errors import Conflict, NotFound, Unprocessable
+from service.lifecycle import changes as lifecycle
 from service.models import ApiClient, Department, Photo, Report, ReportEvent, ServiceCategory
-from service.reports.codes import new_tracking_code, normalise_tracking_code
 from service.models.types import utcnow
+from service.reports.codes import new_tracking_code, normalise_tracking_code
 from service.reports.schemas import ReportCreate
 from service.settings import Settings
 
@@ -225,7 +225,7 @@ async def add_new(session: AsyncSession, reports: list[NewReport]) -> None:
     for new in reports:
         session.add_all(new.photos)
         jobs.report_job(session, new.values["id"])
-    await lifecycle.received(session, [(new.values, event) for new, event in zip(reports, events)])
+    await lifecycle.received(session, [(new.values, event) for new, event in zip(reports, events, strict=True)])
     await session.flush()
 
 

@@ -11,13 +11,13 @@ from fastapi import Request
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from service.catalogue.attributes import Answer
 from service import metrics, privacy
-from service.ratelimit import client_address
+from service.catalogue.attributes import Answer
 from service.models import ApiClient
+from service.photos.storage import PhotoStorage
+from service.ratelimit import client_address
 from service.reports import service
 from service.reports.schemas import ReportCreate
-from service.photos.storage import PhotoStorage
 from service.reports.service import StagedPhoto, Submission
 
 log = logging.getLogger(__name__)

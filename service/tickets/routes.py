@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
+from sqlmodel import col, select
 
 from service import city_time
 from service.auth.subject import AuthSubject, require_roles
@@ -21,8 +22,8 @@ from service.models import Photo, Report
 from service.reports.citizen import attach_photos
 from service.reports.intake import read_message_with_photos
 from service.reports.routes import MESSAGE_WITH_PHOTOS_BODY
-from service.reports.submission import discard_staged
 from service.reports.service import StagedPhoto
+from service.reports.submission import discard_staged
 from service.tickets import service
 from service.tickets.etag import IF_MATCH_DESCRIPTION, check_if_match, etag_of
 from service.tickets.schemas import (
@@ -38,7 +39,6 @@ from service.tickets.schemas import (
     TriageIn,
 )
 from service.tickets.visibility import CITIZEN_SIDE_ROLES, CONTACT_ROLES, TICKET_ROLES, WORKER_ROLES
-from sqlmodel import col, select
 
 router = APIRouter(prefix="/v1/tickets", tags=["tickets"])
 

@@ -14,13 +14,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service.auth.subject import AuthSubject
 from service.errors import AppError, Conflict, NotFound, Unprocessable
-from service.models import Department, Report, ReportEvent, ServiceCategory, StaffUser
-from service.models.types import UTCDateTime, utcnow
 from service.lifecycle import changes as lifecycle
 from service.lifecycle import states
 from service.lifecycle.changes import UNSET
 from service.lifecycle.events import EventCode
 from service.lifecycle.states import IllegalMove, Status, Via
+from service.models import Department, Report, ReportEvent, ServiceCategory, StaffUser
+from service.models.types import UTCDateTime, utcnow
 from service.pipeline import routing
 from service.reports.codes import normalise_tracking_code
 from service.settings import Settings

@@ -27,7 +27,15 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service import handoff
 from service.lifecycle.events import WEBHOOK_TYPES
-from service.models import ApiClient, Department, Jurisdiction, Report, ServiceCategory, WebhookEvent, WebhookSubscription
+from service.models import (
+    ApiClient,
+    Department,
+    Jurisdiction,
+    Report,
+    ServiceCategory,
+    WebhookEvent,
+    WebhookSubscription,
+)
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +108,7 @@ def matches(subscription: SubscriptionView, item: Outgoing, jurisdictions: set[s
         return False
     if subscription.filter_service_code and subscription.filter_service_code != item.snapshot.get("service_code"):
         return False
-    if subscription.filter_jurisdiction_code and subscription.filter_jurisdiction_code not in jurisdictions:
+    if subscription.filter_jurisdiction_code and subscription.filter_jurisdiction_code not in jurisdictions:  # noqa: SIM103 - one guard per filter
         return False
     return True
 
