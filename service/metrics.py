@@ -21,6 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.multiprocess import MultiProcessCollector
 from redis.exceptions import RedisError
 from sqlalchemy import func, select
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service.db import metadata
@@ -94,7 +95,9 @@ async def _queue_depth(redis, queue_name: str) -> GaugeMetricFamily | None:
 
 
 async def _database_families(session: AsyncSession) -> list:
-    by_status = dict((await session.execute(select(Report.status, func.count()).group_by(Report.status))).all())
+    by_status: dict[str, int] = dict(
+        (await session.execute(select(col(Report.status), func.count()).group_by(col(Report.status)))).all()
+    )
     tickets = GaugeMetricFamily("intake_tickets", "Reports by current status", labels=["status"])
     for status in REPORT_STATUSES:
         tickets.add_metric([status], by_status.get(status, 0))

@@ -135,15 +135,18 @@ def build_plan(catalogue_path: Path, jurisdiction_rows: list[Jurisdiction], rng:
     catalogue, _ = read_file(catalogue_path)
     categories = [c.code for c in catalogue.categories]
     weights = np.array([CATEGORY_WEIGHTS.get(code, 1.0) for code in categories])
-    sla_hours = {}
+    sla_hours: dict[tuple[str | None, str], tuple[float, float, str]] = {}
     for policy in catalogue.sla_policies:
-        resolve = policy.resolve_hours if policy.resolve_hours is not None else policy.resolve_days * HOURS_PER_WORKING_DAY
+        resolve = policy.resolve_hours if policy.resolve_hours is not None else (policy.resolve_days or 0) * HOURS_PER_WORKING_DAY
         sla_hours[(policy.category, policy.priority)] = (policy.acknowledge_hours, resolve, policy.clock)
     rules = [
         RoutingRule(id=index, category_code=r.category, jurisdiction_code=r.jurisdiction, department_code=r.department, catalogue_version=catalogue.version)
         for index, r in enumerate(catalogue.routing_rules)
     ]
-    dispatch = choose_rule(rules, None, []).department_code
+    catch_all = choose_rule(rules, None, [])
+    if catch_all is None:
+        raise ValueError("the catalogue needs a routing rule for reports of no category and no ward")
+    dispatch = catch_all.department_code
     if jurisdiction_rows:
         shapes = [(row.code, row.parent_code, shapely.from_wkt(row.geometry_wkt)) for row in jurisdiction_rows if row.level == "ward"]
         shapes = shapes or [(row.code, row.parent_code, shapely.from_wkt(row.geometry_wkt)) for row in jurisdiction_rows]
@@ -214,7 +217,7 @@ def working_deadline(plan: Plan, created: np.ndarray, working_hours: float) -> n
 
 def _offset_seconds(zone: ZoneInfo) -> float:
     # The city's offset (Vietnam has had no daylight saving since 1975: one offset fits all dates).
-    return zone.utcoffset(datetime(2026, 1, 1)).total_seconds()
+    return (zone.utcoffset(datetime(2026, 1, 1)) or timedelta()).total_seconds()
 
 
 class Generator:
@@ -406,7 +409,7 @@ def _columns_and_records(rows: list[dict]) -> tuple[list[str], list[tuple]]:
     What a row leaves out gets the column's default, so columns other domains add later keep working.
     """
     given = set().union(*(row.keys() for row in rows))
-    columns = [column for column in Report.__table__.columns if column.name in given or not column.nullable]
+    columns = [column for column in Report.__table__.columns if column.name in given or not column.nullable]  # type: ignore[attr-defined]  # SQLModel sets __table__ on table models, untyped
     defaults = {
         column.name: column.default.arg if column.default is not None and column.default.is_scalar else None for column in columns
     }
@@ -419,10 +422,11 @@ async def _write(engine: AsyncEngine, rows: list[dict], postgresql: bool) -> Non
     if postgresql:
         async with engine.connect() as connection:
             raw = await connection.get_raw_connection()
+            assert raw.driver_connection is not None  # asyncpg's connection, open while `connection` is
             await raw.driver_connection.copy_records_to_table(Report.__tablename__, records=records, columns=names)
         return
     async with engine.begin() as connection:
-        await connection.execute(insert(Report.__table__), [dict(zip(names, values, strict=True)) for values in records])
+        await connection.execute(insert(Report.__table__), [dict(zip(names, values, strict=True)) for values in records])  # type: ignore[attr-defined]  # SQLModel sets __table__ on table models, untyped
 
 
 async def seed(
@@ -443,8 +447,8 @@ async def seed(
     postgresql = not settings.is_sqlite
     try:
         async with engine.connect() as connection:
-            existing = (await connection.execute(select(func.count()).select_from(Report.__table__))).scalar_one()
-            jurisdiction_rows = [Jurisdiction(**row._mapping) for row in (await connection.execute(select(Jurisdiction.__table__))).all()]
+            existing = (await connection.execute(select(func.count()).select_from(Report.__table__))).scalar_one()  # type: ignore[attr-defined]  # SQLModel sets __table__ on table models, untyped
+            jurisdiction_rows = [Jurisdiction(**row._mapping) for row in (await connection.execute(select(Jurisdiction.__table__))).all()]  # type: ignore[attr-defined]  # SQLModel sets __table__ on table models, untyped
         now = utcnow()
         zone = ZoneInfo(settings.sla_timezone)
         rng = np.random.default_rng(random_seed + existing)

@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     # Signs staff tokens and citizen tokens. No default anyone could read: in production it must be set;
     # in development, unset, a random one is made on first start and kept in SECRET_KEY_FILE, so every
     # process started from the same folder (API, worker, CLI) uses the same one.
-    secret_key: str | None = Field(default=None, min_length=32)
+    secret_key: str = Field(default="", min_length=32)
     secret_key_file: Path = Path("var/secret_key")
 
     max_photos_per_report: int = Field(default=5, ge=0, le=20)
@@ -169,8 +169,8 @@ class Settings(BaseSettings):
     @classmethod
     def _async_driver(cls, url: str | None, info: ValidationInfo) -> str | None:
         """Accept the plain URLs people paste (postgresql://, sqlite:///) and pick the async driver."""
-        if not url and info.field_name == "database_read_url":
-            return None  # an empty DATABASE_READ_URL: no replica
+        if not url:
+            return None if info.field_name == "database_read_url" else url  # an empty DATABASE_READ_URL: no replica
         for plain, driver in (
             ("postgresql://", "postgresql+asyncpg://"),
             ("postgres://", "postgresql+asyncpg://"),
@@ -197,7 +197,7 @@ class Settings(BaseSettings):
                        if not value]
             if missing:
                 raise ValueError(f"ENVIRONMENT=production needs {' and '.join(missing)} set explicitly (see README)")
-        elif self.secret_key is None:
+        elif not self.secret_key:
             self.secret_key = kept_secret(self.secret_key_file)
         return self
 

@@ -2,11 +2,15 @@
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from typing import Any
 
 from arq import cron, func
 from arq.connections import RedisSettings
 from arq.constants import in_progress_key_prefix
+from arq.cron import CronJob
+from arq.typing import StartupShutdown, WorkerCoroutine
+from arq.worker import Function
 from redis.exceptions import RedisError
 
 from service import privacy
@@ -78,7 +82,7 @@ def worker_options(settings: Settings) -> dict[str, Any]:
         if "handoff" in ctx:
             await ctx["handoff"].drain()
 
-    options = {
+    options: dict[str, Any] = {
         "functions": [
             # keep_result=0: a finished job must not block the sweep from enqueueing the same id again.
             func(process_report, name=PROCESS_REPORT, keep_result=0, max_tries=8),
@@ -122,6 +126,13 @@ def worker_options(settings: Settings) -> dict[str, Any]:
 
 class WorkerSettings:
     """What `intake worker` (arq) runs, configured from the environment."""
+
+    # Set just below from worker_options(); declared for arq's WorkerSettingsBase protocol.
+    functions: Sequence[WorkerCoroutine | Function]
+    cron_jobs: Sequence[CronJob] | None
+    on_startup: StartupShutdown | None
+    on_shutdown: StartupShutdown | None
+    poll_delay: float
 
 
 for _name, _value in worker_options(get_settings()).items():

@@ -64,7 +64,7 @@ async def _issue(session: AsyncSession, user: StaffUser, secret_key: str, family
 
 async def sign_in(session: AsyncSession, *, username: str, password: str, secret_key: str) -> TokenPair | None:
     user = (await session.exec(select(StaffUser).where(StaffUser.username == username))).first()
-    if not verify_password(user.password_hash if user else None, password) or not user.active:
+    if not verify_password(user.password_hash if user else None, password) or user is None or not user.active:
         return None
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
@@ -90,7 +90,7 @@ async def refresh(session: AsyncSession, *, token: str, secret_key: str) -> Toke
                 col(RefreshToken.expires_at) > now,
             )
             .values(revoked_at=now)
-            .returning(RefreshToken.user_id, RefreshToken.family_id)
+            .returning(col(RefreshToken.user_id), col(RefreshToken.family_id))
             .execution_options(synchronize_session=False)
         )
     ).first()
@@ -104,11 +104,7 @@ async def refresh(session: AsyncSession, *, token: str, secret_key: str) -> Toke
 
 
 async def _refuse(session: AsyncSession, token_hash: str, now) -> RefreshRefused:
-    row = (
-        await session.exec(
-            select(RefreshToken.family_id, RefreshToken.revoked_at).where(col(RefreshToken.token_hash) == token_hash)
-        )
-    ).first()
+    row = (await session.exec(select(RefreshToken).where(col(RefreshToken.token_hash) == token_hash))).first()
     if row is None or row.revoked_at is None:  # unknown, or expired unspent
         return RefreshRefused.INVALID
     await session.exec(

@@ -25,7 +25,7 @@ def _ring(cell: str) -> list[tuple[float, float]]:
 
 def fold_cells(rows: Iterable[tuple[str | None, str | None, int]], resolution: int) -> dict[str, dict[str | None, int]]:
     """Counts per (parent cell, category) from counts per (res-9 cell, category)."""
-    parents: dict[str, str | None] = {}
+    parents: dict[str | None, str | None] = {}
     folded: dict[str, dict[str | None, int]] = defaultdict(lambda: defaultdict(int))
     for cell, category, count in rows:
         if cell not in parents:

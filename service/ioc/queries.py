@@ -80,7 +80,7 @@ def _count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:
 
 async def expand_jurisdiction(session: AsyncSession, code: str) -> tuple[str, ...]:
     """A ward stands for itself; a district stands for itself and its wards."""
-    children = (await session.execute(select(col(Jurisdiction.code)).where(Jurisdiction.parent_code == code))).scalars().all()
+    children = (await session.execute(select(col(Jurisdiction.code)).where(col(Jurisdiction.parent_code) == code))).scalars().all()
     return (code, *sorted(children))
 
 
@@ -260,7 +260,7 @@ async def _open_rows(session: AsyncSession, filters: IocFilters, now: datetime) 
     """The open reports now (the partial index holds exactly these), per (category, ward, department)."""
     overdue = overdue_condition(now)
     in_window = and_(R.created_at >= filters.start, R.created_at < filters.end)
-    younger_than = [_count_if(R.created_at > now - timedelta(days=high)) for _, _, high in AGE_BUCKETS[:-1]]
+    younger_than = [_count_if(R.created_at > now - timedelta(days=low)) for _, low, _ in AGE_BUCKETS[1:]]
     statement = (
         select(
             R.service_code,

@@ -117,11 +117,11 @@ async def durations_by_dimensions(
         return out
     statement = select(*dimension_columns(), R.created_at, R.acknowledged_at, R.resolved_at, R.status).where(*where, some_time)
     for *codes, created_at, acknowledged_at, resolved_at, status in (await session.execute(statement)).all():
-        acknowledge, resolve = out[tuple(codes)]
+        acknowledged, resolved = out[tuple(codes)]
         if acknowledged_at is not None:
-            acknowledge.append((acknowledged_at - created_at).total_seconds())
+            acknowledged.append((acknowledged_at - created_at).total_seconds())
         if resolved_at is not None and status in RESOLVED_STATUSES:
-            resolve.append((resolved_at - created_at).total_seconds())
+            resolved.append((resolved_at - created_at).total_seconds())
     return out
 
 
@@ -214,8 +214,8 @@ async def rollup_by_dimensions(
         width = len(DIMENSIONS) + len(FIGURES)
         return [row[:width] for row in rows], unpack(row[width] for row in rows), unpack(row[width + 1] for row in rows)
     rows = (await session.execute(select(*dimensions, *sums).where(*where).group_by(*dimensions))).all()
-    times = (await session.execute(select(*[ROLLUP.c[name] for name in DURATIONS]).where(*where))).all()
-    return list(rows), unpack(row[0] for row in times), unpack(row[1] for row in times)
+    time_rows = (await session.execute(select(*[ROLLUP.c[name] for name in DURATIONS]).where(*where))).all()
+    return list(rows), unpack(row[0] for row in time_rows), unpack(row[1] for row in time_rows)
 
 
 def scope_on_rollup(department: str | None, jurisdictions: Sequence[str] | None, category: str | None) -> list:

@@ -1,7 +1,7 @@
 """The Intelligent Operations Center: city-wide figures for supervisors and the IOC wall, and its page."""
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -23,7 +23,7 @@ IOC_ROLES = ("ioc_viewer", "supervisor", "dispatcher", "admin")
 IocReader = Annotated[AuthSubject, Depends(require_roles(*IOC_ROLES))]
 
 PAGE_DIR = Path(__file__).resolve().parent
-NOT_MODIFIED = {304: {"description": "Not modified: the answer matching `If-None-Match` is still current"}}
+NOT_MODIFIED: dict[int | str, dict[str, Any]] = {304: {"description": "Not modified: the answer matching `If-None-Match` is still current"}}
 
 
 def ioc_query(

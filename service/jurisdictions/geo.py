@@ -38,7 +38,7 @@ class JurisdictionShape:
     parent_code: str | None
     geometry_wkt: str
     # Rebuilt from geometry_wkt when omitted, so a row read back from the database needs only the WKT.
-    geometry: BaseGeometry = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
+    geometry: BaseGeometry = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.geometry is None:

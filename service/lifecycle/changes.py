@@ -128,7 +128,7 @@ async def received(session: AsyncSession, new: list[tuple[dict, Any]]) -> None:
 
 async def add_supporter(session: AsyncSession, original: Report, duplicate: Report, *, actor: str, data: dict) -> None:
     """A duplicate joins the original: one UPDATE, not read-modify-write, so concurrent duplicates each count."""
-    await session.exec(  # type: ignore[call-overload]
+    await session.exec(
         update(Report).where(col(Report.id) == original.id)
         .values(supporter_count=Report.supporter_count + 1, revision=Report.revision + 1)
     )

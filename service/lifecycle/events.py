@@ -2,6 +2,7 @@
 a citizen or an officer reads for each, in Vietnamese and English. Pure data and one pure function.
 """
 
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
@@ -114,13 +115,13 @@ _TEMPLATES: dict[EventCode, tuple[str, str]] = {
 
 def status_words(status: str | None, vietnamese: bool) -> str:
     try:
-        words = STATUS_WORDS[Status(status)]
+        words = STATUS_WORDS[Status(status or "")]
     except ValueError:
         return status or ""
     return words[0] if vietnamese else words[1]
 
 
-def render(code: str, data: dict[str, Any], written: str | None, *, vietnamese: bool) -> str | None:
+def render(code: str, data: Mapping[str, Any], written: str | None, *, vietnamese: bool) -> str | None:
     """The entry's message in the reader's language: what a person wrote, else the code's words."""
     status = (data.get("status") or {}).get("to") if isinstance(data.get("status"), dict) else data.get("status")
     if code == EventCode.STATUS_CHANGED:

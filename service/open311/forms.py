@@ -101,13 +101,13 @@ async def open_form(request: Request, settings: Settings) -> AsyncIterator[Form]
                 raise Unprocessable("too_many_photos", MEDIA_FIELD, exc.message) from exc
             raise _invalid("body", exc.message) from exc
         try:
-            for name, value in parsed.multi_items():
-                if isinstance(value, UploadFile):
+            for name, part in parsed.multi_items():
+                if isinstance(part, UploadFile):
                     if name != MEDIA_FIELD:
                         raise _invalid(name, f"Files go in the '{MEDIA_FIELD}' field.")
-                    form.uploads.append(value)
+                    form.uploads.append(part)
                 else:
-                    _add(form, name, value)
+                    _add(form, name, part)
             yield form
         finally:
             await parsed.close()

@@ -61,10 +61,8 @@ def _utc(moment: datetime | None) -> datetime | None:
 def request_window(start: datetime | None, end: datetime | None, now: datetime) -> tuple[datetime, datetime]:
     """The spec's default: the most recent 90 days; a given range may not span more than 90 days."""
     start, end = _utc(start), _utc(end)
-    if start is None and end is None:
-        return now - DEFAULT_WINDOW, now
     if start is None:
-        return end - DEFAULT_WINDOW, end
+        return (now - DEFAULT_WINDOW, now) if end is None else (end - DEFAULT_WINDOW, end)
     if end is None:
         return start, start + DEFAULT_WINDOW
     if end < start:
@@ -170,7 +168,7 @@ async def contexts(session: AsyncSession, reports_: list[Report], *, vietnamese:
             department=departments.get(report.department_code or ""),
             status_notes=notes.get(report.id),
             photos=photos.get(report.id, []),
-            original_tracking_code=originals.get(report.duplicate_of_id),
+            original_tracking_code=originals.get(report.duplicate_of_id) if report.duplicate_of_id else None,
         )
         for report in reports_
     ]

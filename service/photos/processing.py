@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import BinaryIO
 
@@ -175,7 +175,7 @@ def _degrees(dms: object, ref: object, positive_negative: str) -> float | None:
     if isinstance(ref, bytes):
         ref = ref.decode("ascii", "replace")
     ref = str(ref or "").strip("\x00 ").upper()
-    positive, negative = positive_negative
+    positive, negative = positive_negative[0], positive_negative[1]
     if ref not in (positive, negative):  # a missing reference gives no location
         return None
     return -degrees if ref == negative else degrees
@@ -192,7 +192,7 @@ def _taken_at_from_exif(exif: Image.Exif) -> datetime | None:
     return taken_at.replace(tzinfo=_zone_from_offset(offset) or CAMERA_CLOCK_ZONE)
 
 
-def _zone_from_offset(offset: object) -> timezone | None:
+def _zone_from_offset(offset: object) -> tzinfo | None:
     try:  # "+07:00" style, as written by phones
         return datetime.strptime(str(offset).strip("\x00 "), "%z").tzinfo
     except ValueError:
@@ -214,7 +214,9 @@ def _to_plain_srgb(image: Image.Image) -> Image.Image:
         # the metadata, so convert the pixels first or colours come out dull.
         try:
             source_profile = ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))
-            rgb = ImageCms.profileToProfile(rgb, source_profile, _SRGB)
+            converted = ImageCms.profileToProfile(rgb, source_profile, _SRGB)
+            if converted is not None:  # None only when converting in place
+                rgb = converted
         except (ImageCms.PyCMSError, OSError, ValueError):
             pass  # a broken or non-RGB profile: keep the pixels as they are
     # convert() copies info (EXIF, XMP, comments, ICC); the JPEG encoder would

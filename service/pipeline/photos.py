@@ -32,7 +32,7 @@ async def process_photos(session: AsyncSession, storage: PhotoStorage, report: R
             select(Photo).where(Photo.report_id == report.id, col(Photo.processed_at).is_(None)).order_by(col(Photo.position))
         )
     ).all()
-    summaries = []
+    summaries: list[dict] = []
     for photo in photos:
         try:
             result = await asyncio.to_thread(_process_to_storage, storage, photo)

@@ -55,7 +55,7 @@ async def process(session: AsyncSession, report_id: UUID, resources: PipelineRes
         report.h3_cell = h3.latlng_to_cell(report.lat, report.lon, H3_RESOLUTION)
 
     needs_triage = await _classify(session, report, resources)
-    priority = await _prioritise(session, report, catalogue.default_priorities.get(report.service_code, "normal"))
+    priority = await _prioritise(session, report, catalogue.default_priorities.get(report.service_code or "", "normal"))
 
     if not needs_triage:
         match = await duplicates.find_original(
@@ -78,6 +78,7 @@ async def process(session: AsyncSession, report_id: UUID, resources: PipelineRes
 
     policy, policy_info = sla.choose_policy(catalogue.sla_policies, report.service_code, priority)
     sla.start_clock(report, policy, sla.calendar_from(settings), report.created_at, settings.sla_at_risk_ratio)
+    assert report.acknowledge_due_at is not None and report.due_at is not None  # set by start_clock
     await note(
         session, report, EventCode.SLA_SET, touch=False,
         data={
@@ -150,7 +151,7 @@ async def _mark_duplicate(session: AsyncSession, report: Report, match: duplicat
 
 async def _locate(session: AsyncSession, report: Report, catalogue: CatalogueSnapshot, tolerance_m: float) -> list[str]:
     """The report's jurisdiction and its parents (nearest first); empty without a point or a match."""
-    if report.lat is None:
+    if report.lat is None or report.lon is None:
         await note(session, report, EventCode.LOCATED, data={"jurisdiction": None, "reason": "no coordinates"}, touch=False)
         return []
     match = catalogue.jurisdictions.index.locate(report.lon, report.lat, tolerance_m=tolerance_m)

@@ -189,7 +189,7 @@ async def get_report(tracking_code: str, request: Request, session: SessionDep, 
 def _entry(event, vietnamese: bool, details: bool) -> TimelineEntry:
     """A public timeline entry; what a person wrote is left out when the report's details are withheld."""
     data = event.data or {}
-    status = data.get("status") if isinstance(data.get("status"), dict) else {}
+    status = data["status"] if isinstance(data.get("status"), dict) else {}
     written = event.message if details else None
     return TimelineEntry(
         code=event.type, at=event.created_at, message=render(event.type, data, written, vietnamese=vietnamese),

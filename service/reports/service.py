@@ -4,6 +4,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from uuid import UUID, uuid4
 
 import h3
@@ -114,7 +115,7 @@ class NewReport:
 # fields one by one through pydantic and SQLAlchemy, which was a sixth of an intake request's CPU.
 _REPORT_DEFAULTS = {
     column.key: column.default.arg if column.default is not None and column.default.is_scalar else None
-    for column in Report.__table__.columns
+    for column in Report.__table__.columns  # type: ignore[attr-defined]  # SQLModel sets __table__ on table models, untyped
 }
 
 
@@ -145,7 +146,7 @@ async def prepare(
     point = check_location(data, photos, settings)
 
     now = utcnow()
-    values = {
+    values: dict[str, Any] = {
         **_REPORT_DEFAULTS,
         # Given here rather than left to default factories: pydantic inspects a factory's signature on
         # every call, and a plain insert has no model to run them.

@@ -5,6 +5,7 @@ same validation, idempotency, commit-then-enqueue order and clean-up of staged p
 """
 
 import logging
+from typing import Any
 
 import anyio
 from fastapi import Request
@@ -72,7 +73,7 @@ async def commit_report(
     attempt's copies are the ones kept). A lost race between two retries answers with the winner.
     """
     state = request.app.state
-    extras = {"attributes": attributes, "media_url": media_url}
+    extras: dict[str, Any] = {"attributes": attributes, "media_url": media_url}
     try:
         await check_intake_limits(request, client, data)
     except BaseException:

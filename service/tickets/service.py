@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from uuid import UUID
 
-from sqlalchemy import func, literal, or_, tuple_
+from sqlalchemy import SQLColumnExpression, func, literal, or_, tuple_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -55,11 +55,11 @@ async def get_visible(session: AsyncSession, subject: AuthSubject, ref: str, *, 
 
 # --- listing -----------------------------------------------------------------------------------
 
-SORTS = {
-    "created_at": (Report.created_at, False),
-    "-created_at": (Report.created_at, True),
-    "updated_at": (Report.updated_at, False),
-    "-updated_at": (Report.updated_at, True),
+SORTS: dict[str, tuple[SQLColumnExpression[datetime], bool]] = {
+    "created_at": (col(Report.created_at), False),
+    "-created_at": (col(Report.created_at), True),
+    "updated_at": (col(Report.updated_at), False),
+    "-updated_at": (col(Report.updated_at), True),
     "due_at": (func.coalesce(Report.due_at, literal(FAR_FUTURE, UTCDateTime())), False),
     "-due_at": (func.coalesce(Report.due_at, literal(FAR_FUTURE, UTCDateTime())), True),
 }

@@ -168,9 +168,9 @@ async def record_outcome(
 ) -> float | None:
     """Log the attempt and move the event on; returns the seconds until its retry, None when it is settled."""
     event = await session.get(WebhookEvent, event_pk)
-    if event is None:
+    subscription = await session.get(WebhookSubscription, event.subscription_id) if event is not None else None
+    if event is None or subscription is None:
         return None  # the subscription was deleted meanwhile
-    subscription = await session.get(WebhookSubscription, event.subscription_id)
     now = utcnow()
     event.attempts += 1
     session.add(

@@ -160,7 +160,7 @@ def configure(engine: AsyncEngine, public_base_url: str, *, subscription_cache_s
 
 
 def _config(session: AsyncSession) -> _Config:
-    bind = session.bind.sync_engine if isinstance(session.bind, AsyncEngine) else session.bind
+    bind = session.bind.sync_engine if isinstance(session.bind, AsyncEngine) else None
     config = _configs.get(bind) if bind is not None else None
     if config is None:
         from service.settings import get_settings
@@ -190,10 +190,10 @@ async def _load_subscriptions(session: AsyncSession) -> list[SubscriptionView]:
     rows = (
         await session.execute(
             select(
-                WebhookSubscription.id, WebhookSubscription.event_types, WebhookSubscription.scope,
-                WebhookSubscription.scope_department_code, WebhookSubscription.scope_api_client_id,
-                WebhookSubscription.filter_department_code, WebhookSubscription.filter_service_code,
-                WebhookSubscription.filter_jurisdiction_code,
+                col(WebhookSubscription.id), col(WebhookSubscription.event_types), col(WebhookSubscription.scope),
+                col(WebhookSubscription.scope_department_code), col(WebhookSubscription.scope_api_client_id),
+                col(WebhookSubscription.filter_department_code), col(WebhookSubscription.filter_service_code),
+                col(WebhookSubscription.filter_jurisdiction_code),
             ).where(
                 col(WebhookSubscription.active).is_(True),
                 # A revoked key's subscriptions hear nothing more.

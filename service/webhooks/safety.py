@@ -104,7 +104,7 @@ async def resolve(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddres
         raise Unresolvable(f"{host} does not resolve: {exc}") from exc
     addresses = []
     for *_, sockaddr in infos:
-        address = ipaddress.ip_address(sockaddr[0].split("%", 1)[0])
+        address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
         if address not in addresses:
             addresses.append(address)
     if not addresses:
