@@ -26,8 +26,9 @@ import h3
 import holidays
 import numpy as np
 import shapely
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import Table, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
 from service.catalogue.service import HOURS_PER_WORKING_DAY, read_file
 from service.ioc import rollup
@@ -40,6 +41,9 @@ from service.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS_DIR = Path(__file__).resolve().parent / "classify" / "corpus"
+# Plain tables for bulk writes and reads; SQLModel sets __table__ on table models without declaring it.
+REPORT_TABLE: Table = Report.__table__  # type: ignore[attr-defined]
+JURISDICTION_TABLE: Table = Jurisdiction.__table__  # type: ignore[attr-defined]
 
 # Share of reports per category, after HCMC's yearly 1022 reports (urban order, roads, waste lead).
 CATEGORY_WEIGHTS = {
@@ -409,9 +413,10 @@ def _columns_and_records(rows: list[dict]) -> tuple[list[str], list[tuple]]:
     What a row leaves out gets the column's default, so columns other domains add later keep working.
     """
     given = set().union(*(row.keys() for row in rows))
-    columns = [column for column in Report.__table__.columns if column.name in given or not column.nullable]  # type: ignore[attr-defined]  # SQLModel sets __table__ on table models, untyped
+    columns = [column for column in REPORT_TABLE.columns if column.name in given or not column.nullable]
     defaults = {
-        column.name: column.default.arg if column.default is not None and column.default.is_scalar else None for column in columns
+        column.name: column.default.arg if isinstance(column.default, ScalarElementColumnDefault) else None
+        for column in columns
     }
     names = [column.name for column in columns]
     return names, [tuple(row.get(name, defaults[name]) for name in names) for row in rows]
@@ -426,7 +431,7 @@ async def _write(engine: AsyncEngine, rows: list[dict], postgresql: bool) -> Non
             await raw.driver_connection.copy_records_to_table(Report.__tablename__, records=records, columns=names)
         return
     async with engine.begin() as connection:
-        await connection.execute(insert(Report.__table__), [dict(zip(names, values, strict=True)) for values in records])  # type: ignore[attr-defined]  # SQLModel sets __table__ on table models, untyped
+        await connection.execute(insert(REPORT_TABLE), [dict(zip(names, values, strict=True)) for values in records])
 
 
 async def seed(
@@ -447,8 +452,8 @@ async def seed(
     postgresql = not settings.is_sqlite
     try:
         async with engine.connect() as connection:
-            existing = (await connection.execute(select(func.count()).select_from(Report.__table__))).scalar_one()  # type: ignore[attr-defined]  # SQLModel sets __table__ on table models, untyped
-            jurisdiction_rows = [Jurisdiction(**row._mapping) for row in (await connection.execute(select(Jurisdiction.__table__))).all()]  # type: ignore[attr-defined]  # SQLModel sets __table__ on table models, untyped
+            existing = (await connection.execute(select(func.count()).select_from(REPORT_TABLE))).scalar_one()
+            jurisdiction_rows = [Jurisdiction(**row._mapping) for row in (await connection.execute(select(JURISDICTION_TABLE))).all()]
         now = utcnow()
         zone = ZoneInfo(settings.sla_timezone)
         rng = np.random.default_rng(random_seed + existing)
