@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     # Signs staff tokens and citizen tokens. No default anyone could read: in production it must be set;
     # in development, unset, a random one is made on first start and kept in SECRET_KEY_FILE, so every
     # process started from the same folder (API, worker, CLI) uses the same one.
-    secret_key: str = Field(default="", min_length=32)
+    secret_key: str = Field(default="", min_length=32, validate_default=False)  # filled in by _secrets()
     secret_key_file: Path = Path("var/secret_key")
 
     max_photos_per_report: int = Field(default=5, ge=0, le=20)
