@@ -61,4 +61,4 @@ worker: install
 	$(BIN)/intake worker
 
 clean:
-	rm -rf $(VENV) var .pytest_cache
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
