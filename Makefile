@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-faults test-drills test-image install openapi migrate worker serve bench clean
+.PHONY: run lint test test-faults test-drills test-image install openapi migrate worker serve bench clean
 
 $(STAMP): pyproject.toml
 	@scripts/check_python.sh $(PYTHON)
@@ -18,7 +18,13 @@ install: $(STAMP)
 run: install
 	scripts/run.sh
 
-test: install
+# Lint, format check and type check of the code (not the tests); `make test` runs it first.
+lint: install
+	$(BIN)/ruff check service workers
+	$(BIN)/ruff format --check service workers
+	$(BIN)/mypy service workers
+
+test: install lint
 	scripts/ensure_services.sh
 	scripts/audit.sh
 	$(BIN)/python -m pytest -m "not faults and not image"
@@ -61,4 +67,4 @@ worker: install
 	$(BIN)/intake worker
 
 clean:
-	rm -rf $(VENV) var .pytest_cache
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

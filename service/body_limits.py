@@ -122,10 +122,15 @@ class BodyLimits:
             if isinstance(exc, NulInText):
                 response = _nul_response(scope, exc.where)
             elif isinstance(exc, BodyTooLarge):
-                response = problem_response(request, 413, "payload_too_large", f"The body may be at most {exc.limit} bytes.")
+                response = problem_response(
+                    request, 413, "payload_too_large", f"The body may be at most {exc.limit} bytes."
+                )
             else:
                 response = problem_response(
-                    request, 422, "validation_error", f"JSON may nest at most {MAX_JSON_DEPTH} levels.",
+                    request,
+                    422,
+                    "validation_error",
+                    f"JSON may nest at most {MAX_JSON_DEPTH} levels.",
                     errors=[FieldError(field="body", code="json_too_deep", message=f"at most {MAX_JSON_DEPTH} levels")],
                 )
             await response(scope, receive, send)
@@ -184,6 +189,8 @@ class BodyLimits:
 
 def _nul_response(scope: Scope, where: str):
     return problem_response(
-        Request(scope), 422, "text_not_storable",
+        Request(scope),
+        422,
+        "text_not_storable",
         errors=[FieldError(field=where, code="text_not_storable", message="NUL (\\u0000) is not allowed in text")],
     )

@@ -51,7 +51,9 @@ class CircuitBreaker:
 
     def failed(self, exc: BaseException) -> None:
         if not self._open_until:
-            log.warning("%s: Redis unavailable (%s), not asking it for %.0f s", self.name, type(exc).__name__, self.open_seconds)
+            log.warning(
+                "%s: Redis unavailable (%s), not asking it for %.0f s", self.name, type(exc).__name__, self.open_seconds
+            )
         self._open_until = time.monotonic() + self.open_seconds
 
     @property

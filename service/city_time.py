@@ -14,7 +14,7 @@ turn it into an aware UTC datetime with `start_of` or `end_of` and the city's zo
 
 import re
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Annotated
+from typing import Annotated, overload
 from zoneinfo import ZoneInfo
 
 from fastapi import Depends, Request
@@ -52,7 +52,9 @@ def parse(value: object) -> date | datetime:
             else:
                 raise ValueError(text)
         except ValueError as exc:
-            raise ValueError("expected a date (2026-12-01) or a datetime (2026-12-01T08:00:00, with or without an offset)") from exc
+            raise ValueError(
+                "expected a date (2026-12-01) or a datetime (2026-12-01T08:00:00, with or without an offset)"
+            ) from exc
     moment = parsed if isinstance(parsed, datetime) else datetime.combine(parsed, time())
     if moment.tzinfo is not None:
         try:
@@ -71,6 +73,10 @@ CityTime = Annotated[
 ]
 
 
+@overload
+def start_of(value: date | datetime, zone: ZoneInfo) -> datetime: ...
+@overload
+def start_of(value: None, zone: ZoneInfo) -> None: ...
 def start_of(value: date | datetime | None, zone: ZoneInfo) -> datetime | None:
     """As a lower bound: the instant itself, or a bare date's first instant in the city; in UTC."""
     if value is None:
@@ -80,6 +86,10 @@ def start_of(value: date | datetime | None, zone: ZoneInfo) -> datetime | None:
     return (value if value.tzinfo else value.replace(tzinfo=zone)).astimezone(UTC)
 
 
+@overload
+def end_of(value: date | datetime, zone: ZoneInfo) -> datetime: ...
+@overload
+def end_of(value: None, zone: ZoneInfo) -> None: ...
 def end_of(value: date | datetime | None, zone: ZoneInfo) -> datetime | None:
     """As an exclusive upper bound: the instant itself, or the first instant after a bare date's day."""
     if value is not None and not isinstance(value, datetime):

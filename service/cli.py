@@ -18,7 +18,9 @@ jurisdictions_app = typer.Typer(help="Ward and district boundaries.", no_args_is
 app.add_typer(catalogue_app, name="catalogue")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(jurisdictions_app, name="jurisdictions")
-user_app = typer.Typer(help="Staff users (officers, dispatchers, supervisors, IOC viewers, admins).", no_args_is_help=True)
+user_app = typer.Typer(
+    help="Staff users (officers, dispatchers, supervisors, IOC viewers, admins).", no_args_is_help=True
+)
 app.add_typer(user_app, name="user")
 
 T = TypeVar("T")
@@ -133,7 +135,11 @@ def catalogue_load(
     path: Path,
     check: Annotated[bool, typer.Option("--check", help="Print every problem with its line; load nothing")] = False,
     keep_own: Annotated[
-        bool, typer.Option("--keep-own", help="Leave a catalogue loaded from another file, or one this map rejects, in place (make run)")
+        bool,
+        typer.Option(
+            "--keep-own",
+            help="Leave a catalogue loaded from another file, or one this map rejects, in place (make run)",
+        ),
     ] = False,
 ) -> None:
     """Load (or reload) a catalogue file; the workers use the new version at once.
@@ -190,8 +196,14 @@ def user_create(
     department: Annotated[str | None, typer.Option(help="Department code (officers and supervisors)")] = None,
     full_name: Annotated[str, typer.Option()] = "",
     password: Annotated[
-        str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True, envvar="INTAKE_PASSWORD",
-                          help="Prompted for when not given (or INTAKE_PASSWORD)")
+        str,
+        typer.Option(
+            prompt=True,
+            hide_input=True,
+            confirmation_prompt=True,
+            envvar="INTAKE_PASSWORD",
+            help="Prompted for when not given (or INTAKE_PASSWORD)",
+        ),
     ] = "",
 ) -> None:
     """Create a staff user who signs in at POST /v1/auth/token."""
@@ -200,7 +212,12 @@ def user_create(
     try:
         user = _in_session(
             lambda session: users.create(
-                session, username=username, password=password, role=role, department_code=department, full_name=full_name
+                session,
+                username=username,
+                password=password,
+                role=role,
+                department_code=department,
+                full_name=full_name,
             )
         )
     except ValueError as exc:
@@ -215,7 +232,8 @@ def apikey_create(
     role: Annotated[str, typer.Option(help="citizen_app, department_system, officer, …")] = "citizen_app",
     department: Annotated[str | None, typer.Option(help="Department code, for department systems")] = None,
     rate: Annotated[
-        str | None, typer.Option(help="The key's own intake limit, e.g. 1000/minute (default RATE_LIMIT_INTAKE_PER_KEY)")
+        str | None,
+        typer.Option(help="The key's own intake limit, e.g. 1000/minute (default RATE_LIMIT_INTAKE_PER_KEY)"),
     ] = None,
 ) -> None:
     """Create an API key. The key is printed once and never stored."""
@@ -229,7 +247,10 @@ def apikey_create(
         typer.echo(f"cannot create key: {exc}", err=True)
         raise typer.Exit(2) from exc
     typer.echo(issued.key)
-    typer.echo(f"prefix {issued.client.key_prefix} role {issued.client.role}: store this key now, it is not shown again", err=True)
+    typer.echo(
+        f"prefix {issued.client.key_prefix} role {issued.client.role}: store this key now, it is not shown again",
+        err=True,
+    )
 
 
 @apikey_app.command("revoke")
@@ -264,8 +285,12 @@ def jurisdictions_import(
     name_field: Annotated[str, typer.Option(help="Feature property holding the name")] = "name",
     parent_field: Annotated[str | None, typer.Option(help="Feature property holding the parent's code")] = None,
     parent_name_field: Annotated[str | None, typer.Option(help="Feature property holding the parent's name")] = None,
-    parent_level: Annotated[str, typer.Option(help="Level of the parents the file names (created when new)")] = "district",
-    replace: Annotated[bool, typer.Option("--replace", help="The file becomes the whole of its level: the others are removed")] = False,
+    parent_level: Annotated[
+        str, typer.Option(help="Level of the parents the file names (created when new)")
+    ] = "district",
+    replace: Annotated[
+        bool, typer.Option("--replace", help="The file becomes the whole of its level: the others are removed")
+    ] = False,
 ) -> None:
     """Import a GeoJSON FeatureCollection of (Multi)Polygons; existing codes are updated, all in one transaction."""
     from service.jurisdictions import service
@@ -273,15 +298,21 @@ def jurisdictions_import(
 
     try:
         shapes = parse_feature_collection(
-            json.loads(path.read_text()), level=level, code_field=code_field, name_field=name_field,
-            parent_field=parent_field, parent_name_field=parent_name_field,
+            json.loads(path.read_text()),
+            level=level,
+            code_field=code_field,
+            name_field=name_field,
+            parent_field=parent_field,
+            parent_name_field=parent_name_field,
         )
     except (OSError, ValueError, GeoJSONError) as exc:
         typer.echo(f"cannot import {path}: {exc}", err=True)
         raise typer.Exit(2) from exc
 
     try:
-        result = _in_session(lambda session: service.import_shapes(session, shapes, replace=replace, parent_level=parent_level))
+        result = _in_session(
+            lambda session: service.import_shapes(session, shapes, replace=replace, parent_level=parent_level)
+        )
     except service.JurisdictionError as exc:
         typer.echo(f"cannot import {path}: {exc}", err=True)
         raise typer.Exit(2) from exc
@@ -295,7 +326,10 @@ def jurisdictions_import(
 
 def _warn_orphaned_rules(rules: list[str]) -> None:
     if rules:
-        typer.echo(f"warning: {len(rules)} routing rule(s) of the current catalogue name a jurisdiction that does not exist:", err=True)
+        typer.echo(
+            f"warning: {len(rules)} routing rule(s) of the current catalogue name a jurisdiction that does not exist:",
+            err=True,
+        )
         for rule in rules:
             typer.echo(f"  {rule}", err=True)
 
@@ -320,7 +354,9 @@ def jurisdictions_list() -> None:
 
     for item in _in_session(service.list_):
         boundary = "boundary" if item.has_boundary else "no boundary"
-        typer.echo(f"{item.code}\t{item.level}\t{item.parent_code or '-'}\t{boundary}\t{item.children} under\t{item.name}")
+        typer.echo(
+            f"{item.code}\t{item.level}\t{item.parent_code or '-'}\t{boundary}\t{item.children} under\t{item.name}"
+        )
 
 
 @jurisdictions_app.command("delete")
@@ -339,7 +375,9 @@ def jurisdictions_delete(code: str) -> None:
 
 @app.command()
 def classify(
-    threshold: Annotated[float | None, typer.Option(help="Triage below this confidence (default: CLASSIFIER_THRESHOLD)")] = None,
+    threshold: Annotated[
+        float | None, typer.Option(help="Triage below this confidence (default: CLASSIFIER_THRESHOLD)")
+    ] = None,
 ) -> None:
     """Classify JSON Lines {"text": ...} from stdin; one {"service_code", "confidence", "triage"} per line."""
     from service.classify.model import Classifier
@@ -355,10 +393,14 @@ def classify(
             if not isinstance(text, str):
                 raise TypeError("text must be a string")
         except (ValueError, KeyError, TypeError) as exc:
-            typer.echo(f"line {number}: expected {{\"text\": \"...\"}} ({exc})", err=True)
+            typer.echo(f'line {number}: expected {{"text": "..."}} ({exc})', err=True)
             raise typer.Exit(2) from exc
         prediction = classifier.predict(text, threshold)
-        out = {"service_code": prediction.service_code, "confidence": round(prediction.confidence, 4), "triage": prediction.triage}
+        out = {
+            "service_code": prediction.service_code,
+            "confidence": round(prediction.confidence, 4),
+            "triage": prediction.triage,
+        }
         sys.stdout.write(json.dumps(out) + "\n")
         sys.stdout.flush()
 
@@ -401,23 +443,42 @@ def seed(
     """Fill the database with realistic synthetic history (for demos, the IOC and benchmarks)."""
     import time
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from service import seed as seeding
 
     settings = get_settings()
     started = time.perf_counter()
-    columns = (TextColumn("seeding reports"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    columns = (
+        TextColumn("seeding reports"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, transient=False) as progress:
         task = progress.add_task("seed", total=tickets)
         written = asyncio.run(
             seeding.seed(
-                settings, tickets=tickets, days=days, random_seed=random_seed, batch_size=batch_size,
+                settings,
+                tickets=tickets,
+                days=days,
+                random_seed=random_seed,
+                batch_size=batch_size,
                 on_progress=lambda count: progress.advance(task, count),
             )
         )
     elapsed = time.perf_counter() - started
-    typer.echo(f"seeded {written} reports over {days} days in {elapsed:.1f} s ({written / max(elapsed, 1e-9):,.0f} rows/s)")
+    typer.echo(
+        f"seeded {written} reports over {days} days in {elapsed:.1f} s ({written / max(elapsed, 1e-9):,.0f} rows/s)"
+    )
 
 
 def main() -> None:  # pragma: no cover - console entry point

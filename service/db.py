@@ -53,7 +53,9 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
         pool_timeout=5,
         hide_parameters=True,
         connect_args={
-            "timeout": settings.db_connect_timeout_seconds, "command_timeout": 30, **PGBOUNCER_SAFE_STATEMENTS
+            "timeout": settings.db_connect_timeout_seconds,
+            "command_timeout": 30,
+            **PGBOUNCER_SAFE_STATEMENTS,
         },
     )
 

@@ -10,8 +10,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.convertors import PathConvertor
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Text fields may not contain NUL (\\u0000) characters.",
         "Các trường văn bản không được chứa ký tự NUL (\\u0000).",
     ),
-    "invalid_window": ("The time window is empty: `from` must be before `to`.", "Khoảng thời gian không hợp lệ: `from` phải trước `to`."),
+    "invalid_window": (
+        "The time window is empty: `from` must be before `to`.",
+        "Khoảng thời gian không hợp lệ: `from` phải trước `to`.",
+    ),
     "too_many_buckets": (
         "Too many time buckets for this window; choose a larger bucket or a shorter window.",
         "Quá nhiều mốc thời gian cho khoảng này; hãy chọn đơn vị lớn hơn hoặc khoảng ngắn hơn.",
@@ -84,14 +87,23 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "The ticket changed since you read it (If-Match does not match its ETag); read it again.",
         "Phiếu đã thay đổi kể từ khi bạn xem (If-Match không khớp ETag); vui lòng tải lại.",
     ),
-    "public_reply_required": ("Resolving needs a public reply to the citizen.", "Cần có phản hồi công khai cho người dân khi hoàn thành."),
+    "public_reply_required": (
+        "Resolving needs a public reply to the citizen.",
+        "Cần có phản hồi công khai cho người dân khi hoàn thành.",
+    ),
     "reason_required": ("A reason is required.", "Cần nêu lý do."),
-    "question_required": ("Putting on hold needs a question to the citizen.", "Cần đặt câu hỏi cho người dân khi tạm dừng."),
+    "question_required": (
+        "Putting on hold needs a question to the citizen.",
+        "Cần đặt câu hỏi cho người dân khi tạm dừng.",
+    ),
     "unknown_department": ("Unknown department.", "Đơn vị không tồn tại."),
     "same_department": ("The ticket is already with this department.", "Phiếu đã thuộc đơn vị này."),
     "invalid_citizen_token": ("The tracking code and token do not match.", "Mã theo dõi và mã bí mật không khớp."),
     "not_on_hold": ("This report is not waiting for an answer.", "Phản ánh này không chờ người dân trả lời."),
-    "not_resolved": ("Only a resolved report can be rated or reopened.", "Chỉ phản ánh đã giải quyết mới được đánh giá hoặc mở lại."),
+    "not_resolved": (
+        "Only a resolved report can be rated or reopened.",
+        "Chỉ phản ánh đã giải quyết mới được đánh giá hoặc mở lại.",
+    ),
     "reopen_window_passed": ("The time to reopen this report has passed.", "Đã quá thời hạn mở lại phản ánh."),
     "already_reopened": ("This report was already reopened once.", "Phản ánh này đã được mở lại một lần."),
     "rate_limited": ("Too many requests; slow down and retry later.", "Quá nhiều yêu cầu; vui lòng thử lại sau."),
@@ -103,19 +115,28 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "service_not_found": ("No service has this service_code.", "Không có lĩnh vực với mã này."),
     "token_not_found": ("No service request has this token.", "Không có phản ánh nào với token này."),
     "unknown_jurisdiction": ("Unknown jurisdiction.", "Địa bàn không tồn tại."),
-    "webhook_url_invalid": ("The webhook URL must be an absolute http(s) URL.", "URL webhook phải là địa chỉ http(s) đầy đủ."),
+    "webhook_url_invalid": (
+        "The webhook URL must be an absolute http(s) URL.",
+        "URL webhook phải là địa chỉ http(s) đầy đủ.",
+    ),
     "webhook_url_https_required": ("Only https webhook URLs are accepted.", "Chỉ chấp nhận URL webhook dùng https."),
     "webhook_url_not_allowed": (
         "The webhook URL points to a private, loopback or link-local address.",
         "URL webhook trỏ tới địa chỉ mạng nội bộ, loopback hoặc link-local.",
     ),
-    "webhook_url_unresolvable": ("The webhook URL's host name does not resolve.", "Không phân giải được tên máy chủ của URL webhook."),
+    "webhook_url_unresolvable": (
+        "The webhook URL's host name does not resolve.",
+        "Không phân giải được tên máy chủ của URL webhook.",
+    ),
     "webhook_scope_forbidden": (
         "This subscription would reach reports outside what you may see.",
         "Đăng ký này vượt quá phạm vi phản ánh bạn được xem.",
     ),
     "webhook_subscription_not_found": ("No webhook subscription with this id.", "Không có đăng ký webhook với mã này."),
-    "webhook_event_not_found": ("No event with this id for this subscription.", "Không có sự kiện với mã này cho đăng ký này."),
+    "webhook_event_not_found": (
+        "No event with this id for this subscription.",
+        "Không có sự kiện với mã này cho đăng ký này.",
+    ),
     "webhook_subscription_disabled": (
         "The subscription is disabled; re-enable it first.",
         "Đăng ký webhook đang bị tắt; hãy bật lại trước.",
@@ -271,7 +292,11 @@ def field_errors_from_pydantic(errors: list[dict[str, Any]], request: Request) -
 
 PROBLEM_CONTENT = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
 RETRY_AFTER = {
-    "Retry-After": {"description": "Seconds to wait before retrying", "required": True, "schema": {"type": "integer", "minimum": 1}}
+    "Retry-After": {
+        "description": "Seconds to wait before retrying",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 1},
+    }
 }
 
 
@@ -292,16 +317,21 @@ def _document_problems(app: FastAPI) -> None:
                     is_fastapi_422 = status == "422" and "HTTPValidationError" in str(content)
                     if is_fastapi_422 or "application/problem+json" in content:
                         response["content"] = PROBLEM_CONTENT
-                        response["description"] = "Problem details" if not is_fastapi_422 else "Invalid fields (problem details)"
+                        response["description"] = (
+                            "Problem details" if not is_fastapi_422 else "Invalid fields (problem details)"
+                        )
                 if not any(response.get("content") is PROBLEM_CONTENT for response in responses.values()):
                     continue  # answers errors its own way (Open311, health checks)
                 # What every route may answer, from the middleware and handlers rather than the route:
                 # a body over its cap or nested too deep (service.body_limits), and an outage.
                 if "requestBody" in operation:
                     responses.setdefault("413", {"description": "The body is too large", "content": PROBLEM_CONTENT})
-                    responses.setdefault("422", {"description": "Invalid fields (problem details)", "content": PROBLEM_CONTENT})
+                    responses.setdefault(
+                        "422", {"description": "Invalid fields (problem details)", "content": PROBLEM_CONTENT}
+                    )
                 responses.setdefault(
-                    "503", {"description": "The database or Redis is unavailable: retry later", "content": PROBLEM_CONTENT}
+                    "503",
+                    {"description": "The database or Redis is unavailable: retry later", "content": PROBLEM_CONTENT},
                 )
                 for status in ("429", "503"):  # both always say when to come back
                     if status in responses:
@@ -317,11 +347,12 @@ def _document_problems(app: FastAPI) -> None:
         app.openapi_schema = schema
         return schema
 
-    app.openapi = openapi
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to customise the schema
 
 
 def install_error_handlers(app: FastAPI) -> None:
     _document_problems(app)
+
     @app.exception_handler(AppError)
     async def _app_error(request: Request, exc: AppError) -> JSONResponse:
         errors = None
@@ -340,7 +371,10 @@ def install_error_handlers(app: FastAPI) -> None:
             # FastAPI and Starlette answer a body they cannot parse (JSON that is not UTF-8, multipart
             # without a boundary) with a bare 400; it is a request with invalid fields like any other.
             return problem_response(
-                request, 422, "validation_error", errors=[FieldError(field="body", code="body_invalid", message=str(exc.detail))]
+                request,
+                422,
+                "validation_error",
+                errors=[FieldError(field="body", code="body_invalid", message=str(exc.detail))],
             )
         code = {404: "not_found", 405: "method_not_allowed", 401: "unauthenticated", 403: "forbidden"}.get(
             exc.status_code, "http_error"
@@ -355,7 +389,9 @@ def install_error_handlers(app: FastAPI) -> None:
             return problem_response(request, 422, "text_not_storable")
         if is_outage(exc):
             # Expected in an outage and answered: one line, no traceback, no statement.
-            log.warning("dependency unavailable, answered 503: %s", type(exc).__name__, extra={"path": request.url.path})
+            log.warning(
+                "dependency unavailable, answered 503: %s", type(exc).__name__, extra={"path": request.url.path}
+            )
             return problem_response(request, 503, "service_unavailable", headers={"Retry-After": "2"})
         log.error("unhandled error", exc_info=exc, extra={"path": request.url.path})
         return problem_response(request, 500, "internal_error")
@@ -382,7 +418,8 @@ def allowed_methods(request: Request) -> list[str]:
 
     def methods(routes) -> list[str]:
         return [
-            method for method in METHODS
+            method
+            for method in METHODS
             if any(route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes)
         ]
 

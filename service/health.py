@@ -36,7 +36,9 @@ async def readyz(request: Request) -> JSONResponse:
         try:
             await asyncio.wait_for(check(request), CHECK_TIMEOUT_SECONDS)
             checks[name] = "ok"
-        except Exception as exc:  # any failure means "not ready", whatever its kind
+        except Exception as exc:  # noqa: BLE001 - any failure means "not ready", whatever its kind
             checks[name] = f"unavailable: {type(exc).__name__}"
     ready = all(value == "ok" for value in checks.values())
-    return JSONResponse({"status": "ready" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503)
+    return JSONResponse(
+        {"status": "ready" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503
+    )

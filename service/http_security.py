@@ -68,8 +68,16 @@ def install(app: FastAPI, settings: Settings) -> None:
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-            allow_headers=["Authorization", "X-API-Key", "Content-Type", "Idempotency-Key", "Accept-Language",
-                           "X-Citizen-Token", "If-None-Match", "X-Request-ID"],
+            allow_headers=[
+                "Authorization",
+                "X-API-Key",
+                "Content-Type",
+                "Idempotency-Key",
+                "Accept-Language",
+                "X-Citizen-Token",
+                "If-None-Match",
+                "X-Request-ID",
+            ],
             expose_headers=["Location", "ETag", "Retry-After", "X-Request-ID", "Idempotent-Replayed"],
             max_age=600,
         )

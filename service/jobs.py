@@ -36,8 +36,12 @@ def photos_job(session: AsyncSession, report_id: UUID) -> None:
 
 async def enqueue_process_report(arq: ArqRedis, queue_name: str, report_id: UUID) -> bool:
     """The sweep's hand-off of a report whose first one was lost."""
-    return await handoff.enqueue(arq, queue_name, PROCESS_REPORT, str(report_id), job_id=process_report_job_id(report_id))
+    return await handoff.enqueue(
+        arq, queue_name, PROCESS_REPORT, str(report_id), job_id=process_report_job_id(report_id)
+    )
 
 
 async def enqueue_process_photos(arq: ArqRedis, queue_name: str, report_id: UUID) -> bool:
-    return await handoff.enqueue(arq, queue_name, PROCESS_PHOTOS, str(report_id), job_id=process_photos_job_id(report_id))
+    return await handoff.enqueue(
+        arq, queue_name, PROCESS_PHOTOS, str(report_id), job_id=process_photos_job_id(report_id)
+    )

@@ -57,7 +57,10 @@ def configure_logging(level: str = "INFO", json_output: bool = True) -> dict:
             "()": "pythonjsonlogger.json.JsonFormatter",
             "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(correlation_id)s",
             "rename_fields": {
-                "asctime": "time", "levelname": "level", "name": "logger", "correlation_id": "request_id"
+                "asctime": "time",
+                "levelname": "level",
+                "name": "logger",
+                "correlation_id": "request_id",
             },
         }
         if json_output

@@ -7,25 +7,24 @@ from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI
 from redis.asyncio import BlockingConnectionPool
 
-from service import health, http_security, privacy
+from service import health, http_security, metrics, privacy
+from service.auth import routes as auth_routes
 from service.body_limits import BodyLimits
-from service.ratelimit import RateLimiter
 from service.db import create_engine, session_factory
 from service.errors import install_error_handlers
-from service import metrics
+from service.gc_tuning import tune_after_start_up
+from service.handoff import Handoff
 from service.ioc import routes as ioc_routes
 from service.open311 import routes as open311_routes
 from service.photos import routes as photo_routes
 from service.photos.storage import build_storage
-from service.auth import routes as auth_routes
+from service.ratelimit import RateLimiter
 from service.reports import routes as report_routes
-from service.tickets import routes as ticket_routes
-from service.webhooks import routes as webhook_routes
-from service.gc_tuning import tune_after_start_up
 from service.reports.writer import IntakeWriter
-from service.handoff import Handoff
-from service.webhooks import outbox
 from service.settings import Settings, get_settings
+from service.tickets import routes as ticket_routes
+from service.webhooks import outbox
+from service.webhooks import routes as webhook_routes
 
 API_DESCRIPTION = """
 Citizen-feedback intake for a city: residents report what is broken (with photos and a location),
@@ -43,8 +42,11 @@ its first instant as a lower bound and included in full as an upper bound.
 def redis_pool(settings: Settings) -> BlockingConnectionPool:
     """At most REDIS_MAX_CONNECTIONS per process; a burst waits (2 s at most) for a free connection."""
     return BlockingConnectionPool.from_url(
-        settings.redis_url, max_connections=settings.redis_max_connections, timeout=2,
-        socket_connect_timeout=1, socket_timeout=2,
+        settings.redis_url,
+        max_connections=settings.redis_max_connections,
+        timeout=2,
+        socket_connect_timeout=1,
+        socket_timeout=2,
     )
 
 
@@ -56,16 +58,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = create_engine(settings)
         app.state.sessions = session_factory(app.state.engine)
         # IOC reads go to the replica when DATABASE_READ_URL is set, else to the primary.
-        app.state.read_engine = create_engine(settings, settings.database_read_url) if settings.database_read_url else app.state.engine
+        app.state.read_engine = (
+            create_engine(settings, settings.database_read_url) if settings.database_read_url else app.state.engine
+        )
         app.state.read_sessions = session_factory(app.state.read_engine)
         # Connects lazily: the API starts and takes reports even while Redis is down.
         app.state.arq = ArqRedis.from_pool(redis_pool(settings))  # aclose() closes the pool too
         app.state.rate_limiter = RateLimiter.from_url(settings.redis_url, prefix=f"{settings.queue_name}:limits")
         app.state.handoff = Handoff(app.state.arq, settings.queue_name)  # jobs and webhooks, after each commit
         outbox.configure(
-            app.state.engine, settings.public_base_url, subscription_cache_seconds=settings.webhook_subscription_cache_seconds
+            app.state.engine,
+            settings.public_base_url,
+            subscription_cache_seconds=settings.webhook_subscription_cache_seconds,
         )
-        app.state.intake_writer = IntakeWriter(app.state.sessions, handoff=app.state.handoff, batch_max=settings.intake_batch_max)
+        app.state.intake_writer = IntakeWriter(
+            app.state.sessions, handoff=app.state.handoff, batch_max=settings.intake_batch_max
+        )
         app.state.intake_writer.start()
         if settings.gc_tuning:
             tune_after_start_up()

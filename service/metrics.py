@@ -21,6 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.multiprocess import MultiProcessCollector
 from redis.exceptions import RedisError
 from sqlalchemy import func, select
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service.db import metadata
@@ -36,7 +37,10 @@ router = APIRouter(tags=["operations"])
 
 # Registered on the registry built for each scrape, not on the global default one.
 REPORTS_RECEIVED = Counter(
-    "intake_reports_received", "Reports accepted by POST /v1/reports (intake rate: use rate())", ["channel"], registry=None
+    "intake_reports_received",
+    "Reports accepted by POST /v1/reports (intake rate: use rate())",
+    ["channel"],
+    registry=None,
 )
 for _channel in CHANNELS:  # every series exists from the start, so rate() sees the first report
     REPORTS_RECEIVED.labels(channel=_channel)
@@ -94,12 +98,16 @@ async def _queue_depth(redis, queue_name: str) -> GaugeMetricFamily | None:
 
 
 async def _database_families(session: AsyncSession) -> list:
-    by_status = dict((await session.execute(select(Report.status, func.count()).group_by(Report.status))).all())
+    by_status: dict[str, int] = dict(
+        (await session.execute(select(col(Report.status), func.count()).group_by(col(Report.status)))).all()
+    )
     tickets = GaugeMetricFamily("intake_tickets", "Reports by current status", labels=["status"])
     for status in REPORT_STATUSES:
         tickets.add_metric([status], by_status.get(status, 0))
     breaches = (await session.execute(select(func.count()).where(overdue_condition(utcnow())))).scalar_one()
-    sla = GaugeMetricFamily("intake_sla_breaches", "Open reports past their due time (on_hold excluded)", value=breaches)
+    sla = GaugeMetricFamily(
+        "intake_sla_breaches", "Open reports past their due time (on_hold excluded)", value=breaches
+    )
     return [tickets, sla, await _webhook_failures(session)]
 
 
@@ -108,7 +116,9 @@ async def _webhook_failures(session: AsyncSession):
     attempts = metadata.tables.get("webhook_delivery_attempts")
     if attempts is None:  # a build without the webhooks domain
         return GaugeMetricFamily("intake_webhook_delivery_failures", "Failed webhook delivery attempts", value=0)
-    failed = (await session.execute(select(func.count()).select_from(attempts).where(attempts.c.succeeded.is_(False)))).scalar_one()
+    failed = (
+        await session.execute(select(func.count()).select_from(attempts).where(attempts.c.succeeded.is_(False)))
+    ).scalar_one()
     return CounterMetricFamily("intake_webhook_delivery_failures", "Failed webhook delivery attempts", value=failed)
 
 
@@ -137,8 +147,11 @@ def _check_token(expected: str, authorization: str | None) -> None:
         return
     scheme, _, given = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
-        raise Unauthenticated("unauthenticated", "GET /metrics needs `Authorization: Bearer <METRICS_TOKEN>`.",
-                              headers={"WWW-Authenticate": "Bearer"})
+        raise Unauthenticated(
+            "unauthenticated",
+            "GET /metrics needs `Authorization: Bearer <METRICS_TOKEN>`.",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
 
 
 @router.get("/metrics", summary="Prometheus metrics (text exposition format)", response_class=Response)

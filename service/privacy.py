@@ -39,6 +39,7 @@ def _require() -> MultiFernet:
 
         settings = get_settings()
         configure(settings.pii_encryption_keys, settings.secret_key)
+    assert _cipher is not None  # set by configure()
     return _cipher
 
 

@@ -20,7 +20,6 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from service.breaker import CircuitBreaker
 from service.errors import AppError
 
-
 T = TypeVar("T")
 
 
@@ -37,7 +36,9 @@ class RateLimiter:
     limiter: MovingWindowRateLimiter
     storage: RedisStorage
     check_timeout: float = CHECK_TIMEOUT_SECONDS
-    breaker: CircuitBreaker = field(default_factory=lambda: CircuitBreaker("rate limiter", slow_seconds=CHECK_TIMEOUT_SECONDS))
+    breaker: CircuitBreaker = field(
+        default_factory=lambda: CircuitBreaker("rate limiter", slow_seconds=CHECK_TIMEOUT_SECONDS)
+    )
 
     @classmethod
     def from_url(cls, redis_url: str, prefix: str) -> "RateLimiter":
@@ -59,7 +60,7 @@ class RateLimiter:
         try:
             async with asyncio.timeout(self.check_timeout):
                 answer = await question()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - fail open whatever Redis (or the client) raises
             self.breaker.failed(exc)
             return None
         finally:

@@ -26,8 +26,9 @@ import h3
 import holidays
 import numpy as np
 import shapely
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import Table, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
 from service.catalogue.service import HOURS_PER_WORKING_DAY, read_file
 from service.ioc import rollup
@@ -40,23 +41,71 @@ from service.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS_DIR = Path(__file__).resolve().parent / "classify" / "corpus"
+# Plain tables for bulk writes and reads; SQLModel sets __table__ on table models without declaring it.
+REPORT_TABLE: Table = Report.__table__  # type: ignore[attr-defined]
+JURISDICTION_TABLE: Table = Jurisdiction.__table__  # type: ignore[attr-defined]
 
 # Share of reports per category, after HCMC's yearly 1022 reports (urban order, roads, waste lead).
 CATEGORY_WEIGHTS = {
-    "urban_order": 18, "road_traffic": 14, "waste_sanitation": 12, "environment_pollution": 10,
-    "drainage_flooding": 8, "construction": 7, "street_lighting": 6, "trees_parks": 4, "water_supply": 4,
-    "public_security": 4, "land_housing": 3, "administration": 3, "food_safety_market": 2, "other": 2.5,
-    "health": 1.5, "education": 1,
+    "urban_order": 18,
+    "road_traffic": 14,
+    "waste_sanitation": 12,
+    "environment_pollution": 10,
+    "drainage_flooding": 8,
+    "construction": 7,
+    "street_lighting": 6,
+    "trees_parks": 4,
+    "water_supply": 4,
+    "public_security": 4,
+    "land_housing": 3,
+    "administration": 3,
+    "food_safety_market": 2,
+    "other": 2.5,
+    "health": 1.5,
+    "education": 1,
 }
 # City time. Quiet nights, a morning rise, a lunch dip, and the evening peak when people are home.
-HOUR_WEIGHTS = [0.6, 0.3, 0.2, 0.2, 0.3, 0.8, 2.0, 3.6, 4.8, 5.2, 5.0, 4.2, 3.0, 3.4, 4.3, 4.6,
-                4.5, 4.6, 5.2, 6.6, 7.4, 6.6, 4.4, 1.9]
+HOUR_WEIGHTS = [
+    0.6,
+    0.3,
+    0.2,
+    0.2,
+    0.3,
+    0.8,
+    2.0,
+    3.6,
+    4.8,
+    5.2,
+    5.0,
+    4.2,
+    3.0,
+    3.4,
+    4.3,
+    4.6,
+    4.5,
+    4.6,
+    5.2,
+    6.6,
+    7.4,
+    6.6,
+    4.4,
+    1.9,
+]
 WEEKDAY_WEIGHTS = [1.0, 1.0, 0.98, 0.97, 0.93, 0.74, 0.68]  # Monday first
 RAINY_MONTHS = {5, 6, 7, 8, 9, 10, 11}
 CHANNEL_WEIGHTS = {"app": 55, "hotline": 20, "zalo": 12, "web": 10, "email": 2, "open311": 1}
 DEFAULT_PRIORITY_FALLBACK = "normal"
-SHARES = {"urgent": 0.03, "duplicate": 0.06, "rejected": 0.025, "triage": 0.05, "transfer1": 0.10,
-          "transfer2": 0.025, "stalled": 0.012, "rated": 0.32, "private": 0.04}
+SHARES = {
+    "urgent": 0.03,
+    "duplicate": 0.06,
+    "rejected": 0.025,
+    "triage": 0.05,
+    "transfer1": 0.10,
+    "transfer2": 0.025,
+    "stalled": 0.012,
+    "rated": 0.32,
+    "private": 0.04,
+}
 RATING_ON_TIME = [0.04, 0.06, 0.12, 0.33, 0.45]  # P(1..5 stars)
 RATING_LATE = [0.20, 0.23, 0.25, 0.20, 0.12]
 POINTS_PER_WARD = 4000
@@ -83,7 +132,9 @@ class Plan:
     categories: list[str]
     category_p: np.ndarray
     default_priority: dict[str, str]
-    sla_hours: dict[tuple[str | None, str], tuple[float, float, str]]  # (category|None, priority) -> (ack h, resolve h, clock)
+    sla_hours: dict[
+        tuple[str | None, str], tuple[float, float, str]
+    ]  # (category|None, priority) -> (ack h, resolve h, clock)
     rules: list[RoutingRule]
     dispatch_department: str
     wards: list[Ward]
@@ -121,41 +172,72 @@ def _ward_points(rng: np.random.Generator, geometry) -> tuple[np.ndarray, np.nda
         keep = shapely.contains_xy(geometry, lons, lats)
         return lons[keep], lats[keep]
 
-    spread_lon, spread_lat = inside(rng.uniform(min_lon, max_lon, POINTS_PER_WARD * 4), rng.uniform(min_lat, max_lat, POINTS_PER_WARD * 4))
+    spread_lon, spread_lat = inside(
+        rng.uniform(min_lon, max_lon, POINTS_PER_WARD * 4), rng.uniform(min_lat, max_lat, POINTS_PER_WARD * 4)
+    )
     centres = rng.integers(0, len(spread_lon), size=4)
     hot = int(POINTS_PER_WARD * 0.6)
     pick = rng.choice(centres, size=hot * 3)
-    hot_lon, hot_lat = inside(spread_lon[pick] + rng.normal(0, 0.0012, hot * 3), spread_lat[pick] + rng.normal(0, 0.0012, hot * 3))
+    hot_lon, hot_lat = inside(
+        spread_lon[pick] + rng.normal(0, 0.0012, hot * 3), spread_lat[pick] + rng.normal(0, 0.0012, hot * 3)
+    )
     lons = np.concatenate([hot_lon[:hot], spread_lon[: POINTS_PER_WARD - min(hot, len(hot_lon))]])
     lats = np.concatenate([hot_lat[:hot], spread_lat[: POINTS_PER_WARD - min(hot, len(hot_lat))]])
     return lats, lons
 
 
-def build_plan(catalogue_path: Path, jurisdiction_rows: list[Jurisdiction], rng: np.random.Generator, zone: ZoneInfo, years: range) -> Plan:
+def build_plan(
+    catalogue_path: Path, jurisdiction_rows: list[Jurisdiction], rng: np.random.Generator, zone: ZoneInfo, years: range
+) -> Plan:
     catalogue, _ = read_file(catalogue_path)
     categories = [c.code for c in catalogue.categories]
     weights = np.array([CATEGORY_WEIGHTS.get(code, 1.0) for code in categories])
-    sla_hours = {}
+    sla_hours: dict[tuple[str | None, str], tuple[float, float, str]] = {}
     for policy in catalogue.sla_policies:
-        resolve = policy.resolve_hours if policy.resolve_hours is not None else policy.resolve_days * HOURS_PER_WORKING_DAY
+        resolve = (
+            policy.resolve_hours
+            if policy.resolve_hours is not None
+            else (policy.resolve_days or 0) * HOURS_PER_WORKING_DAY
+        )
         sla_hours[(policy.category, policy.priority)] = (policy.acknowledge_hours, resolve, policy.clock)
     rules = [
-        RoutingRule(id=index, category_code=r.category, jurisdiction_code=r.jurisdiction, department_code=r.department, catalogue_version=catalogue.version)
+        RoutingRule(
+            id=index,
+            category_code=r.category,
+            jurisdiction_code=r.jurisdiction,
+            department_code=r.department,
+            catalogue_version=catalogue.version,
+        )
         for index, r in enumerate(catalogue.routing_rules)
     ]
-    dispatch = choose_rule(rules, None, []).department_code
+    catch_all = choose_rule(rules, None, [])
+    if catch_all is None:
+        raise ValueError("the catalogue needs a routing rule for reports of no category and no ward")
+    dispatch = catch_all.department_code
     if jurisdiction_rows:
-        shapes = [(row.code, row.parent_code, shapely.from_wkt(row.geometry_wkt)) for row in jurisdiction_rows if row.level == "ward" and row.geometry_wkt]
-        shapes = shapes or [(row.code, row.parent_code, shapely.from_wkt(row.geometry_wkt)) for row in jurisdiction_rows if row.geometry_wkt]
+        shapes = [
+            (row.code, row.parent_code, shapely.from_wkt(row.geometry_wkt))
+            for row in jurisdiction_rows
+            if row.level == "ward" and row.geometry_wkt
+        ]
+        shapes = shapes or [
+            (row.code, row.parent_code, shapely.from_wkt(row.geometry_wkt))
+            for row in jurisdiction_rows
+            if row.geometry_wkt
+        ]
     else:
         parsed = parse_feature_collection(
-            json.loads(DEMO_JURISDICTIONS_PATH.read_text()), level="ward", code_field="code", name_field="name", parent_field="parent"
+            json.loads(DEMO_JURISDICTIONS_PATH.read_text()),
+            level="ward",
+            code_field="code",
+            name_field="name",
+            parent_field="parent",
         )
         shapes = [(shape.code, shape.parent_code, shape.geometry) for shape in parsed]
     wards = []
     for code, parent, geometry in sorted(shapes, key=lambda s: s[0]):
         lats, lons = _ward_points(rng, geometry)
-        cells = [h3.latlng_to_cell(float(lat), float(lon), 9) for lat, lon in zip(lats, lons)]
+        cells = [h3.latlng_to_cell(float(lat), float(lon), 9) for lat, lon in zip(lats, lons, strict=True)]
         wards.append(Ward(code, parent, lats, lons, cells))
     ward_p = rng.uniform(0.5, 1.5, len(wards))
     departments = sorted({d.code for d in catalogue.departments})
@@ -214,7 +296,7 @@ def working_deadline(plan: Plan, created: np.ndarray, working_hours: float) -> n
 
 def _offset_seconds(zone: ZoneInfo) -> float:
     # The city's offset (Vietnam has had no daylight saving since 1975: one offset fits all dates).
-    return zone.utcoffset(datetime(2026, 1, 1)).total_seconds()
+    return (zone.utcoffset(datetime(2026, 1, 1)) or timedelta()).total_seconds()
 
 
 class Generator:
@@ -251,7 +333,22 @@ class Generator:
         ward_idx = rng.choice(len(plan.wards), size=n, p=plan.ward_p)
         point_idx = rng.integers(0, POINTS_PER_WARD, n)
         channel_idx = rng.choice(len(self.channels), size=n, p=self.channel_p)
-        draws = {name: rng.random(n) for name in ("urgent", "kind", "triage", "late", "transfer", "stalled", "rated", "open_status", "close", "private", "citizen")}
+        draws = {
+            name: rng.random(n)
+            for name in (
+                "urgent",
+                "kind",
+                "triage",
+                "late",
+                "transfer",
+                "stalled",
+                "rated",
+                "open_status",
+                "close",
+                "private",
+                "citizen",
+            )
+        }
         ack_hours = rng.lognormal(np.log(3.0), 1.1, n)
         early_fraction = rng.beta(2.2, 3.0, n)
         late_fraction = 1 + rng.exponential(0.45, n)
@@ -264,8 +361,12 @@ class Generator:
 
         # Deadlines per (category, priority), vectorised per group.
         priorities = np.array(
-            ["urgent" if draws["urgent"][i] < SHARES["urgent"] else plan.default_priority.get(plan.categories[c], DEFAULT_PRIORITY_FALLBACK)
-             for i, c in enumerate(category_idx)]
+            [
+                "urgent"
+                if draws["urgent"][i] < SHARES["urgent"]
+                else plan.default_priority.get(plan.categories[c], DEFAULT_PRIORITY_FALLBACK)
+                for i, c in enumerate(category_idx)
+            ]
         )
         ack_due = np.empty(n)
         due = np.empty(n)
@@ -287,14 +388,59 @@ class Generator:
         recent: dict[str, deque] = defaultdict(lambda: deque(maxlen=300))
         rows_out: list[dict] = []
         for i in range(n):
-            rows_out.append(self._row(i, created[i], now_ts, category_idx, ward_idx, point_idx, channel_idx, priorities, ack_due, due, clocks,
-                                      draws, ack_hours, early_fraction, late_fraction, stalled_factor, close_days, rating_on_time,
-                                      rating_late, text_pick, processed_after, recent))
+            rows_out.append(
+                self._row(
+                    i,
+                    created[i],
+                    now_ts,
+                    category_idx,
+                    ward_idx,
+                    point_idx,
+                    channel_idx,
+                    priorities,
+                    ack_due,
+                    due,
+                    clocks,
+                    draws,
+                    ack_hours,
+                    early_fraction,
+                    late_fraction,
+                    stalled_factor,
+                    close_days,
+                    rating_on_time,
+                    rating_late,
+                    text_pick,
+                    processed_after,
+                    recent,
+                )
+            )
         return rows_out
 
-    def _row(self, i, created_ts, now_ts, category_idx, ward_idx, point_idx, channel_idx, priorities, ack_due, due, clocks, draws,
-             ack_hours, early_fraction, late_fraction, stalled_factor, close_days, rating_on_time, rating_late, text_pick,
-             processed_after, recent) -> dict:
+    def _row(
+        self,
+        i,
+        created_ts,
+        now_ts,
+        category_idx,
+        ward_idx,
+        point_idx,
+        channel_idx,
+        priorities,
+        ack_due,
+        due,
+        clocks,
+        draws,
+        ack_hours,
+        early_fraction,
+        late_fraction,
+        stalled_factor,
+        close_days,
+        rating_on_time,
+        rating_late,
+        text_pick,
+        processed_after,
+        recent,
+    ) -> dict:
         plan = self.plan
         at = lambda seconds: datetime.fromtimestamp(seconds, UTC)  # noqa: E731
         category = plan.categories[category_idx[i]]
@@ -313,18 +459,28 @@ class Generator:
             "priority": str(priorities[i]),
             "channel": self.channels[channel_idx[i]],
             "is_public": bool(draws["private"][i] >= SHARES["private"]),
-            "lat": lat, "lon": lon, "h3_cell": cell, "location_source": "device",
+            "lat": lat,
+            "lon": lon,
+            "h3_cell": cell,
+            "location_source": "device",
             "jurisdiction_code": ward.code,
             "department_code": self.department(category, ward),
-            "supporter_count": 0, "transfer_count": 0, "reopened_count": 0,
+            "supporter_count": 0,
+            "transfer_count": 0,
+            "reopened_count": 0,
             "created_at": at(created_ts),
         }
         self.next_index += 1
         age = now_ts - created_ts
         if age < 60 and draws["kind"][i] < 0.5:
             # Just in: the worker has not classified and routed it yet.
-            row.update(status="received", service_code=row["requested_service_code"], department_code=None, updated_at=row["created_at"],
-                       classification_confidence=None)
+            row.update(
+                status="received",
+                service_code=row["requested_service_code"],
+                department_code=None,
+                updated_at=row["created_at"],
+                classification_confidence=None,
+            )
             return row
         processed = created_ts + processed_after[i]
         row.update(processed_at=at(processed), updated_at=at(processed))
@@ -335,23 +491,44 @@ class Generator:
             original["supporter_count"] += 1
             dlat, dlon = self.rng.uniform(-DUPLICATE_RADIUS_DEG, DUPLICATE_RADIUS_DEG, 2)
             lat, lon = original["lat"] + float(dlat), original["lon"] + float(dlon)
-            row.update(status="duplicate", duplicate_of_id=original["id"], lat=lat, lon=lon, h3_cell=h3.latlng_to_cell(lat, lon, 9),
-                       jurisdiction_code=original["jurisdiction_code"], department_code=original["department_code"])
+            row.update(
+                status="duplicate",
+                duplicate_of_id=original["id"],
+                lat=lat,
+                lon=lon,
+                h3_cell=h3.latlng_to_cell(lat, lon, 9),
+                jurisdiction_code=original["jurisdiction_code"],
+                department_code=original["department_code"],
+            )
             return row
         acknowledged = created_ts + ack_hours[i] * 3600
-        row.update(acknowledge_due_at=at(ack_due[i]), due_at=at(due[i]), sla_clock=clocks[i], sla_started_at=row["created_at"],
-                   at_risk_at=at(created_ts + 0.75 * (due[i] - created_ts)))
+        row.update(
+            acknowledge_due_at=at(ack_due[i]),
+            due_at=at(due[i]),
+            sla_clock=clocks[i],
+            sla_started_at=row["created_at"],
+            at_risk_at=at(created_ts + 0.75 * (due[i] - created_ts)),
+        )
         if draws["triage"][i] < SHARES["triage"] and acknowledged > now_ts:
-            row.update(status="needs_triage", department_code=plan.dispatch_department, sla_state=self._state(now_ts, row))
+            row.update(
+                status="needs_triage", department_code=plan.dispatch_department, sla_state=self._state(now_ts, row)
+            )
             return row
         if acknowledged <= now_ts:
             row.update(acknowledged_at=at(acknowledged), updated_at=at(acknowledged))
         if SHARES["duplicate"] <= kind < SHARES["duplicate"] + SHARES["rejected"] and acknowledged <= now_ts:
             closed = acknowledged + close_days[i] * 3600 * 4
-            row.update(status="rejected", closed_at=at(min(closed, now_ts)), updated_at=at(min(closed, now_ts)),
-                       rejection_reason="Không thuộc thẩm quyền giải quyết / Outside the city's remit", sla_state="on_track")
+            row.update(
+                status="rejected",
+                closed_at=at(min(closed, now_ts)),
+                updated_at=at(min(closed, now_ts)),
+                rejection_reason="Không thuộc thẩm quyền giải quyết / Outside the city's remit",
+                sla_state="on_track",
+            )
             return row
-        transfers = 2 if draws["transfer"][i] < SHARES["transfer2"] else 1 if draws["transfer"][i] < SHARES["transfer1"] else 0
+        transfers = (
+            2 if draws["transfer"][i] < SHARES["transfer2"] else 1 if draws["transfer"][i] < SHARES["transfer1"] else 0
+        )
         row["transfer_count"] = transfers
         punctual = plan.on_time.get(row["department_code"], 0.85) - 0.2 * transfers
         allowed = due[i] - created_ts
@@ -370,8 +547,12 @@ class Generator:
             row["sla_state"] = self._state(now_ts, row)
             candidates.append(row)
             return row
-        row.update(resolved_at=at(resolved), updated_at=at(resolved), status="resolved",
-                   sla_state="overdue" if resolved > due[i] else "on_track")
+        row.update(
+            resolved_at=at(resolved),
+            updated_at=at(resolved),
+            status="resolved",
+            sla_state="overdue" if resolved > due[i] else "on_track",
+        )
         closed = resolved + close_days[i] * 86400
         if closed <= now_ts and draws["close"][i] < 0.9:
             row.update(status="closed", closed_at=at(closed), updated_at=at(closed))
@@ -406,9 +587,10 @@ def _columns_and_records(rows: list[dict]) -> tuple[list[str], list[tuple]]:
     What a row leaves out gets the column's default, so columns other domains add later keep working.
     """
     given = set().union(*(row.keys() for row in rows))
-    columns = [column for column in Report.__table__.columns if column.name in given or not column.nullable]
+    columns = [column for column in REPORT_TABLE.columns if column.name in given or not column.nullable]
     defaults = {
-        column.name: column.default.arg if column.default is not None and column.default.is_scalar else None for column in columns
+        column.name: column.default.arg if isinstance(column.default, ScalarElementColumnDefault) else None
+        for column in columns
     }
     names = [column.name for column in columns]
     return names, [tuple(row.get(name, defaults[name]) for name in names) for row in rows]
@@ -419,10 +601,11 @@ async def _write(engine: AsyncEngine, rows: list[dict], postgresql: bool) -> Non
     if postgresql:
         async with engine.connect() as connection:
             raw = await connection.get_raw_connection()
+            assert raw.driver_connection is not None  # asyncpg's connection, open while `connection` is
             await raw.driver_connection.copy_records_to_table(Report.__tablename__, records=records, columns=names)
         return
     async with engine.begin() as connection:
-        await connection.execute(insert(Report.__table__), [dict(zip(names, values)) for values in records])
+        await connection.execute(insert(REPORT_TABLE), [dict(zip(names, values, strict=True)) for values in records])
 
 
 async def seed(
@@ -443,12 +626,16 @@ async def seed(
     postgresql = not settings.is_sqlite
     try:
         async with engine.connect() as connection:
-            existing = (await connection.execute(select(func.count()).select_from(Report.__table__))).scalar_one()
-            jurisdiction_rows = [Jurisdiction(**row._mapping) for row in (await connection.execute(select(Jurisdiction.__table__))).all()]
+            existing = (await connection.execute(select(func.count()).select_from(REPORT_TABLE))).scalar_one()
+            jurisdiction_rows = [
+                Jurisdiction(**row._mapping) for row in (await connection.execute(select(JURISDICTION_TABLE))).all()
+            ]
         now = utcnow()
         zone = ZoneInfo(settings.sla_timezone)
         rng = np.random.default_rng(random_seed + existing)
-        catalogue_path = settings.catalogue_path if Path(settings.catalogue_path).exists() else ROOT / settings.catalogue_path
+        catalogue_path = (
+            settings.catalogue_path if Path(settings.catalogue_path).exists() else ROOT / settings.catalogue_path
+        )
         first_year = (now - timedelta(days=days)).year
         plan = build_plan(catalogue_path, jurisdiction_rows, rng, zone, range(first_year, now.year + 2))
         created = created_times(rng, tickets, days, now, zone)

@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     # Signs staff tokens and citizen tokens. No default anyone could read: in production it must be set;
     # in development, unset, a random one is made on first start and kept in SECRET_KEY_FILE, so every
     # process started from the same folder (API, worker, CLI) uses the same one.
-    secret_key: str | None = Field(default=None, min_length=32)
+    secret_key: str = Field(default="", min_length=32, validate_default=False)  # filled in by _secrets()
     secret_key_file: Path = Path("var/secret_key")
 
     max_photos_per_report: int = Field(default=5, ge=0, le=20)
@@ -174,8 +174,8 @@ class Settings(BaseSettings):
     @classmethod
     def _async_driver(cls, url: str | None, info: ValidationInfo) -> str | None:
         """Accept the plain URLs people paste (postgresql://, sqlite:///) and pick the async driver."""
-        if not url and info.field_name == "database_read_url":
-            return None  # an empty DATABASE_READ_URL: no replica
+        if not url:
+            return None if info.field_name == "database_read_url" else url  # an empty DATABASE_READ_URL: no replica
         for plain, driver in (
             ("postgresql://", "postgresql+asyncpg://"),
             ("postgres://", "postgresql+asyncpg://"),
@@ -198,11 +198,14 @@ class Settings(BaseSettings):
             raise ValueError("SECRET_KEY is a value published with the code: set a random one (openssl rand -hex 32)")
         if self.environment == "production":
             # Each on its own: the encryption key must not be derived from (and fall with) the signing key.
-            missing = [name for name, value in (("SECRET_KEY", self.secret_key), ("PII_ENCRYPTION_KEYS", self.pii_encryption_keys))
-                       if not value]
+            missing = [
+                name
+                for name, value in (("SECRET_KEY", self.secret_key), ("PII_ENCRYPTION_KEYS", self.pii_encryption_keys))
+                if not value
+            ]
             if missing:
                 raise ValueError(f"ENVIRONMENT=production needs {' and '.join(missing)} set explicitly (see README)")
-        elif self.secret_key is None:
+        elif not self.secret_key:
             self.secret_key = kept_secret(self.secret_key_file)
         return self
 

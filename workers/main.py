@@ -1,12 +1,17 @@
 """arq worker settings: the jobs, the cron sweeps, and the resources built once per process."""
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from arq import cron, func
 from arq.connections import RedisSettings
 from arq.constants import in_progress_key_prefix
+from arq.cron import CronJob
+from arq.typing import StartupShutdown, WorkerCoroutine
+from arq.worker import Function
 from redis.exceptions import RedisError
 
 from service import privacy
@@ -52,7 +57,9 @@ def worker_options(settings: Settings) -> dict[str, Any]:
         ctx["http"] = build_http_client(settings)  # webhook deliveries
         ctx["handoff"] = Handoff(ctx["redis"], settings.queue_name)  # what a job's commit hands on
         outbox.configure(
-            ctx["engine"], settings.public_base_url, subscription_cache_seconds=settings.webhook_subscription_cache_seconds
+            ctx["engine"],
+            settings.public_base_url,
+            subscription_cache_seconds=settings.webhook_subscription_cache_seconds,
         )
         if settings.gc_tuning:
             tune_after_start_up()  # the classifier's vocabularies are large: collections should skip them
@@ -79,24 +86,27 @@ def worker_options(settings: Settings) -> dict[str, Any]:
 
     async def on_job_start(ctx: dict) -> None:
         if not ctx["job_id"].startswith("cron:"):
-            try:
+            with contextlib.suppress(RedisError, OSError):  # the long mark stays: slower recovery, nothing lost
                 await ctx["redis"].pexpire(in_progress_key_prefix + ctx["job_id"], in_progress_ms)
-            except (RedisError, OSError):  # the long mark stays: slower recovery, nothing lost
-                pass
 
     async def on_job_end(ctx: dict) -> None:
         # What a job committed (webhook streams, jobs) reaches the queue before the job counts as done.
         if "handoff" in ctx:
             await ctx["handoff"].drain()
 
-    options = {
+    options: dict[str, Any] = {
         "functions": [
             # keep_result=0: a finished job must not block the sweep from enqueueing the same id again.
             func(process_report, name=PROCESS_REPORT, keep_result=0, max_tries=8),
             func(process_photos, name=PROCESS_PHOTOS, keep_result=0, max_tries=5),
             # Retries are arq Retry deferrals of the stream's one job, hence the generous max_tries.
-            func(deliver_webhooks, name=outbox.DELIVER_WEBHOOKS, keep_result=0, max_tries=1000,
-                 timeout=job_timeout_seconds(settings)),
+            func(
+                deliver_webhooks,
+                name=outbox.DELIVER_WEBHOOKS,
+                keep_result=0,
+                max_tries=1000,
+                timeout=job_timeout_seconds(settings),
+            ),
         ],
         "cron_jobs": [
             # Cron jobs are unique per tick (job id = name + tick time): with many workers, each sweep still
@@ -110,8 +120,13 @@ def worker_options(settings: Settings) -> dict[str, Any]:
             cron(sweep_webhooks, second={10, 25, 40, 55}, run_at_startup=True, keep_result=CRON_RESULT_SECONDS),
             # arq retries a killed worker's jobs only after the longest job timeout, so this one stays short;
             # the first build of a large rollup belongs to `intake seed` or a quiet hour (see README).
-            cron(refresh_ioc_rollup, second={0, 15, 30, 45}, run_at_startup=True, keep_result=CRON_RESULT_SECONDS,
-                 timeout=settings.ioc_rollup_timeout_seconds),
+            cron(
+                refresh_ioc_rollup,
+                second={0, 15, 30, 45},
+                run_at_startup=True,
+                keep_result=CRON_RESULT_SECONDS,
+                timeout=settings.ioc_rollup_timeout_seconds,
+            ),
         ],
         "on_startup": on_startup,
         "on_shutdown": on_shutdown,
@@ -125,14 +140,19 @@ def worker_options(settings: Settings) -> dict[str, Any]:
         "retry_jobs": True,
         "health_check_interval": 30,
     }
-    in_progress_ms = int(
-        (max(f.timeout_s or settings.job_timeout_seconds for f in options["functions"]) + 10) * 1000
-    )
+    in_progress_ms = int((max(f.timeout_s or settings.job_timeout_seconds for f in options["functions"]) + 10) * 1000)
     return options
 
 
 class WorkerSettings:
     """What `intake worker` (arq) runs, configured from the environment."""
+
+    # Set just below from worker_options(); declared for arq's WorkerSettingsBase protocol.
+    functions: Sequence[WorkerCoroutine | Function]
+    cron_jobs: Sequence[CronJob] | None
+    on_startup: StartupShutdown | None
+    on_shutdown: StartupShutdown | None
+    poll_delay: float
 
 
 for _name, _value in worker_options(get_settings()).items():

@@ -68,8 +68,12 @@ async def sweep_stale_reports(ctx: dict) -> int:
         photo_reports = (
             await session.exec(
                 select(Photo.report_id)
-                .join(Report, Report.id == Photo.report_id)
-                .where(col(Photo.processed_at).is_(None), col(Photo.created_at) < stale_before, Report.status != Status.RECEIVED)
+                .join(Report, col(Report.id) == col(Photo.report_id))
+                .where(
+                    col(Photo.processed_at).is_(None),
+                    col(Photo.created_at) < stale_before,
+                    Report.status != Status.RECEIVED,
+                )
                 .distinct()
                 .limit(SWEEP_BATCH)
             )

@@ -31,8 +31,13 @@ async def deliver_webhooks(ctx: dict, subscription_id: str, report_id: str) -> s
     job_id = ctx.get("job_id") or outbox.deliver_job_id(subscription_id, report_id)
     try:
         run = await delivery.run_stream(
-            ctx["sessions"], ctx["http"], settings, UUID(subscription_id), UUID(report_id),
-            holder=job_id, budget_seconds=stream_budget_seconds(settings),
+            ctx["sessions"],
+            ctx["http"],
+            settings,
+            UUID(subscription_id),
+            UUID(report_id),
+            holder=job_id,
+            budget_seconds=stream_budget_seconds(settings),
         )
     except Exception as exc:
         if is_outage(exc):
@@ -43,8 +48,11 @@ async def deliver_webhooks(ctx: dict, subscription_id: str, report_id: str) -> s
     if run.outcome != "busy" and job_id.endswith(":follow-up"):
         # The stream's own job waits for a retry, so the follow-up's id is free for the next hand-off.
         handed = await ctx["redis"].enqueue_job(
-            outbox.DELIVER_WEBHOOKS, subscription_id, report_id,
-            _job_id=outbox.deliver_job_id(subscription_id, report_id), _queue_name=settings.queue_name,
+            outbox.DELIVER_WEBHOOKS,
+            subscription_id,
+            report_id,
+            _job_id=outbox.deliver_job_id(subscription_id, report_id),
+            _queue_name=settings.queue_name,
             _defer_by=timedelta(seconds=run.retry_in),
         )
         if handed is not None:
@@ -61,7 +69,9 @@ async def sweep_webhooks(ctx: dict) -> int:
             session, older_than=utcnow() - timedelta(seconds=settings.webhook_stale_seconds), limit=SWEEP_BATCH
         )
     for subscription_id, report_id in streams:
-        if not await outbox.enqueue_stream(ctx["redis"], settings.queue_name, subscription_id, report_id, follow_up=False):
+        if not await outbox.enqueue_stream(
+            ctx["redis"], settings.queue_name, subscription_id, report_id, follow_up=False
+        ):
             break
     if streams:
         log.info("webhook sweep queued %d streams", len(streams))

@@ -2,8 +2,8 @@
 
 import asyncio
 import hashlib
-import logging
 import hmac
+import logging
 import secrets
 import time
 from dataclasses import dataclass
@@ -17,7 +17,7 @@ from limits import parse
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import make_transient_to_detached
-from sqlmodel import select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service.db import SessionDep
@@ -66,7 +66,12 @@ async def create(
     prefix = secrets.token_hex(4)
     key = f"{KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
     client = ApiClient(
-        name=name, key_prefix=prefix, key_hash=_hash(key), role=role, department_code=department_code, rate_limit=rate_limit
+        name=name,
+        key_prefix=prefix,
+        key_hash=_hash(key),
+        role=role,
+        department_code=department_code,
+        rate_limit=rate_limit,
     )
     session.add(client)
     await session.flush()
@@ -87,7 +92,7 @@ async def revoke(session: AsyncSession, *, prefix: str) -> ApiClient | None:
 
 
 async def list_(session: AsyncSession) -> list[ApiClient]:
-    return list((await session.exec(select(ApiClient).order_by(ApiClient.created_at))).all())
+    return list((await session.exec(select(ApiClient).order_by(col(ApiClient.created_at)))).all())
 
 
 # Keys this process has checked, by the hash of the whole key: (trusted until, on the monotonic clock;
@@ -104,7 +109,7 @@ _touches: set[asyncio.Task] = set()
 async def _touch(engine: AsyncEngine, client_id: UUID, now) -> None:
     try:
         async with engine.begin() as connection:
-            await connection.execute(update(ApiClient).where(ApiClient.id == client_id).values(last_used_at=now))
+            await connection.execute(update(ApiClient).where(col(ApiClient.id) == client_id).values(last_used_at=now))
     except Exception as exc:  # noqa: BLE001 - a statistic: never worth failing or logging loudly over
         log.info("could not record the key's last use: %s", type(exc).__name__)
 
@@ -148,7 +153,8 @@ async def authenticate(session: AsyncSession, key: str, *, cache_seconds: float 
     # background on a connection of its own, so a request never holds one connection while waiting
     # for another (64 requests on a pool of 20 would wait on each other) nor a write lock on SQLite.
     now = utcnow()
-    if client.last_used_at is None or now - client.last_used_at > TOUCH_EVERY:
+    stale = client.last_used_at is None or now - client.last_used_at > TOUCH_EVERY
+    if stale and isinstance(session.bind, AsyncEngine):  # the API's sessions are bound to its engine
         client.last_used_at = now  # on the detached copy only: the row is written by _touch
         touch = asyncio.create_task(_touch(session.bind, client.id, now))
         _touches.add(touch)

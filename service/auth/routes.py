@@ -51,8 +51,12 @@ class SignInForm(OAuth2PasswordRequestForm):
         client_secret: Annotated[str | None, Form(json_schema_extra={"format": "password"})] = None,
     ):
         super().__init__(
-            grant_type=grant_type, username=username, password=password, scope=scope,
-            client_id=client_id, client_secret=client_secret,
+            grant_type=grant_type,
+            username=username,
+            password=password,
+            scope=scope,
+            client_id=client_id,
+            client_secret=client_secret,
         )
 
 
@@ -60,7 +64,12 @@ def _answer(pair: users.TokenPair) -> TokenResponse:
     return TokenResponse(access_token=pair.access_token, expires_in=pair.expires_in, refresh_token=pair.refresh_token)
 
 
-@router.post("/token", response_model=TokenResponse, summary="Sign in (OAuth2 password flow)", responses=problem_responses(401, 422, 429))
+@router.post(
+    "/token",
+    response_model=TokenResponse,
+    summary="Sign in (OAuth2 password flow)",
+    responses=problem_responses(401, 422, 429),
+)
 async def token(request: Request, session: SessionDep, form: Annotated[SignInForm, Depends()]) -> TokenResponse:
     """Failed attempts are limited per account and per address (RATE_LIMIT_SIGN_IN each); once either
     is spent, every attempt on it answers 429 until the window frees up, the right password too, so
@@ -81,7 +90,12 @@ def _sign_in_limits(request: Request, username: str) -> list[tuple[str, str]]:
     return [("sign-in-failures:user", username.strip().lower()), ("sign-in-failures:address", client_address(request))]
 
 
-@router.post("/refresh", response_model=TokenResponse, summary="Trade a refresh token for a new pair", responses=problem_responses(401, 422))
+@router.post(
+    "/refresh",
+    response_model=TokenResponse,
+    summary="Trade a refresh token for a new pair",
+    responses=problem_responses(401, 422),
+)
 async def refresh(body: RefreshRequest, request: Request, session: SessionDep) -> TokenResponse:
     """Each refresh token works once. Presenting a spent one again revokes every refresh token
     rotated from the same sign-in: the holder of the newest one must sign in again."""

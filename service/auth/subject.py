@@ -48,7 +48,7 @@ async def current_subject(
     key: Annotated[str | None, Security(api_keys.api_key_header)],
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)],
 ) -> AuthSubject:
-    challenge = {"WWW-Authenticate": 'Bearer, ApiKey'}
+    challenge = {"WWW-Authenticate": "Bearer, ApiKey"}
     if "authorization" in request.headers and "x-api-key" in request.headers:
         # Which one would count is a guess the client should not have to make, and an unknown (or
         # empty) credential sent beside a valid one must not pass unnoticed.
@@ -77,7 +77,9 @@ async def _signed_in_user(session: AsyncSession, user_id: UUID, family_id: UUID 
     revoked (a replayed refresh token) ends its access tokens too, in the same query."""
     statement = select(StaffUser).where(col(StaffUser.id) == user_id)
     if family_id is not None:
-        alive = select(RefreshToken.id).where(col(RefreshToken.family_id) == family_id, col(RefreshToken.revoked_at).is_(None))
+        alive = select(RefreshToken.id).where(
+            col(RefreshToken.family_id) == family_id, col(RefreshToken.revoked_at).is_(None)
+        )
         statement = statement.where(alive.exists())
     return (await session.exec(statement)).first()
 

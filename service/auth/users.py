@@ -31,7 +31,12 @@ class RefreshRefused(Enum):
 
 
 async def create(
-    session: AsyncSession, *, username: str, password: str, role: str, department_code: str | None = None,
+    session: AsyncSession,
+    *,
+    username: str,
+    password: str,
+    role: str,
+    department_code: str | None = None,
     full_name: str = "",
 ) -> StaffUser:
     if role not in STAFF_ROLES:
@@ -43,7 +48,10 @@ async def create(
     if (await session.exec(select(StaffUser).where(StaffUser.username == username))).first():
         raise ValueError(f"username {username!r} is taken")
     user = StaffUser(
-        username=username, full_name=full_name, password_hash=hash_password(password), role=role,
+        username=username,
+        full_name=full_name,
+        password_hash=hash_password(password),
+        role=role,
         department_code=department_code,
     )
     session.add(user)
@@ -54,17 +62,21 @@ async def create(
 async def _issue(session: AsyncSession, user: StaffUser, secret_key: str, family_id: UUID) -> TokenPair:
     access, expires_in = issue_access_token(secret_key, user.id, user.role, user.department_code, family_id)
     refresh, refresh_hash = new_refresh_token()
-    session.add(RefreshToken(
-        user_id=user.id, family_id=family_id, token_hash=refresh_hash,
-        expires_at=utcnow() + timedelta(days=REFRESH_TOKEN_DAYS),
-    ))
+    session.add(
+        RefreshToken(
+            user_id=user.id,
+            family_id=family_id,
+            token_hash=refresh_hash,
+            expires_at=utcnow() + timedelta(days=REFRESH_TOKEN_DAYS),
+        )
+    )
     await session.flush()
     return TokenPair(access, expires_in, refresh)
 
 
 async def sign_in(session: AsyncSession, *, username: str, password: str, secret_key: str) -> TokenPair | None:
     user = (await session.exec(select(StaffUser).where(StaffUser.username == username))).first()
-    if not verify_password(user.password_hash if user else None, password) or not user.active:
+    if not verify_password(user.password_hash if user else None, password) or user is None or not user.active:
         return None
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
@@ -90,7 +102,7 @@ async def refresh(session: AsyncSession, *, token: str, secret_key: str) -> Toke
                 col(RefreshToken.expires_at) > now,
             )
             .values(revoked_at=now)
-            .returning(RefreshToken.user_id, RefreshToken.family_id)
+            .returning(col(RefreshToken.user_id), col(RefreshToken.family_id))
             .execution_options(synchronize_session=False)
         )
     ).first()
@@ -104,11 +116,7 @@ async def refresh(session: AsyncSession, *, token: str, secret_key: str) -> Toke
 
 
 async def _refuse(session: AsyncSession, token_hash: str, now) -> RefreshRefused:
-    row = (
-        await session.exec(
-            select(RefreshToken.family_id, RefreshToken.revoked_at).where(col(RefreshToken.token_hash) == token_hash)
-        )
-    ).first()
+    row = (await session.exec(select(RefreshToken).where(col(RefreshToken.token_hash) == token_hash))).first()
     if row is None or row.revoked_at is None:  # unknown, or expired unspent
         return RefreshRefused.INVALID
     await session.exec(

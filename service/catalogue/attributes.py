@@ -49,7 +49,9 @@ def check_answers(definitions: list[dict], answers: dict[str, Answer]) -> dict[s
     for code, raw in answers.items():
         definition = by_code.get(code)
         if definition is None:
-            problems.append(AttributeProblem("unknown_attribute", code, f"'{code}' is not an attribute of this service."))
+            problems.append(
+                AttributeProblem("unknown_attribute", code, f"'{code}' is not an attribute of this service.")
+            )
             continue
         if not definition.get("variable", True):
             continue  # information only: nothing to answer
@@ -61,15 +63,19 @@ def check_answers(definitions: list[dict], answers: dict[str, Answer]) -> dict[s
         except ValueError as exc:
             problems.append(AttributeProblem("attribute_invalid", code, f"attribute[{code}]: {exc}"))
     for definition in definitions:
-        if definition["required"] and definition.get("variable", True) and definition["code"] not in checked:
-            if not any(problem.attribute == definition["code"] for problem in problems):
-                problems.append(
-                    AttributeProblem(
-                        "attribute_required",
-                        definition["code"],
-                        f"attribute[{definition['code']}] is required: {definition['description_en']}",
-                    )
+        if (
+            definition["required"]
+            and definition.get("variable", True)
+            and definition["code"] not in checked
+            and not any(problem.attribute == definition["code"] for problem in problems)
+        ):
+            problems.append(
+                AttributeProblem(
+                    "attribute_required",
+                    definition["code"],
+                    f"attribute[{definition['code']}] is required: {definition['description_en']}",
                 )
+            )
     if problems:
         raise InvalidAttributes(problems)
     return checked
@@ -116,4 +122,3 @@ def _check_one(definition: dict, values: list[str]) -> object:
             raise ValueError(f"at most {MAX_TEXT} characters")
         return value
     raise ValueError(f"unsupported datatype {datatype}")  # the catalogue schema never lets one in
-

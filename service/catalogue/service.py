@@ -23,7 +23,9 @@ def read_file(path: Path) -> tuple[CatalogueFile, str]:
         data = yaml.safe_load(raw)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        raise CatalogueError([Problem((), f"not YAML: {getattr(exc, 'problem', exc)}", mark.line + 1 if mark else None)]) from exc
+        raise CatalogueError(
+            [Problem((), f"not YAML: {getattr(exc, 'problem', exc)}", mark.line + 1 if mark else None)]
+        ) from exc
     try:
         return CatalogueFile.model_validate(data), hashlib.sha256(raw).hexdigest()
     except ValidationError as exc:
@@ -53,17 +55,18 @@ async def load(session: AsyncSession, *, catalogue: CatalogueFile, checksum: str
         session.add(department)
     await session.flush()
     for entry in catalogue.departments:
-        department = await session.get(Department, entry.code)
-        department.parent_code = entry.parent
+        (await session.get_one(Department, entry.code)).parent_code = entry.parent
     listed = {entry.code for entry in catalogue.departments}
     await session.exec(update(Department).where(col(Department.code).not_in(listed)).values(active=False))
 
-    for order, entry in enumerate(catalogue.categories):
-        category = await session.get(ServiceCategory, entry.code) or ServiceCategory(code=entry.code, name_vi="", name_en="")
+    for order, category_entry in enumerate(catalogue.categories):
+        category = await session.get(ServiceCategory, category_entry.code) or ServiceCategory(
+            code=category_entry.code, name_vi="", name_en=""
+        )
         for field in ("name_vi", "name_en", "description_vi", "description_en", "default_priority"):
-            setattr(category, field, getattr(entry, field))
+            setattr(category, field, getattr(category_entry, field))
         category.sort_order, category.active = order, True
-        category.attributes = [attribute.model_dump(mode="json") for attribute in entry.attributes] or None
+        category.attributes = [attribute.model_dump(mode="json") for attribute in category_entry.attributes] or None
         session.add(category)
     listed = {entry.code for entry in catalogue.categories}
     await session.exec(update(ServiceCategory).where(col(ServiceCategory.code).not_in(listed)).values(active=False))
@@ -80,7 +83,7 @@ async def load(session: AsyncSession, *, catalogue: CatalogueFile, checksum: str
         )
     await session.exec(delete(SlaPolicyRow))
     for policy in catalogue.sla_policies:
-        resolve_hours = policy.resolve_hours or policy.resolve_days * HOURS_PER_WORKING_DAY
+        resolve_hours = policy.resolve_hours or (policy.resolve_days or 0) * HOURS_PER_WORKING_DAY
         if policy.clock == "clock" and policy.resolve_days:
             resolve_hours = policy.resolve_days * 24
         session.add(
@@ -120,7 +123,9 @@ async def list_categories(session: AsyncSession) -> list[ServiceCategory]:
     return list(
         (
             await session.exec(
-                select(ServiceCategory).where(col(ServiceCategory.active).is_(True)).order_by(ServiceCategory.sort_order)
+                select(ServiceCategory)
+                .where(col(ServiceCategory.active).is_(True))
+                .order_by(col(ServiceCategory.sort_order))
             )
         ).all()
     )

@@ -115,8 +115,11 @@ def _check_supported(transformers: list, model: object) -> None:
     """The shape build_pipeline makes; another model must teach this module first (loading fails loudly)."""
     for _, vectorizer in transformers:
         if not (
-            isinstance(vectorizer, TfidfVectorizer) and isinstance(vectorizer.analyzer, str)
-            and callable(vectorizer.preprocessor) and vectorizer.use_idf and vectorizer.norm == "l2"
+            isinstance(vectorizer, TfidfVectorizer)
+            and isinstance(vectorizer.analyzer, str)
+            and callable(vectorizer.preprocessor)
+            and vectorizer.use_idf
+            and vectorizer.norm == "l2"
             and not vectorizer.binary
         ):
             raise TypeError("the fast path needs a FeatureUnion of l2-normalised tf-idf vectorizers")
@@ -164,5 +167,5 @@ def _average_folds(probabilities: np.ndarray) -> np.ndarray:
     denominator = probabilities.sum(axis=2, keepdims=True)
     uniform = np.full_like(probabilities, 1 / classes)
     probabilities = np.divide(probabilities, denominator, out=uniform, where=denominator != 0)
-    probabilities[(1.0 < probabilities) & (probabilities <= 1.0 + 1e-5)] = 1.0
+    probabilities[(probabilities > 1.0) & (probabilities <= 1.0 + 1e-5)] = 1.0
     return probabilities.sum(axis=1) / probabilities.shape[1]

@@ -80,16 +80,22 @@ def corpus_version(directory: Path | None = None) -> str:
 def _words(preprocessor) -> TfidfVectorizer:
     # The token pattern keeps one-letter words such as "k" (không) or "r" (rồi).
     return TfidfVectorizer(
-        preprocessor=preprocessor, analyzer="word", ngram_range=(1, 2),
-        token_pattern=r"(?u)\b\w+\b", sublinear_tf=True,
+        preprocessor=preprocessor,
+        analyzer="word",
+        ngram_range=(1, 2),
+        token_pattern=r"(?u)\b\w+\b",
+        sublinear_tf=True,
     )
 
 
 def _characters(preprocessor) -> TfidfVectorizer:
     # char_wb n-grams survive typos, missing spaces and partial diacritics.
     return TfidfVectorizer(
-        preprocessor=preprocessor, analyzer="char_wb", ngram_range=(2, 5),
-        sublinear_tf=True, min_df=2,
+        preprocessor=preprocessor,
+        analyzer="char_wb",
+        ngram_range=(2, 5),
+        sublinear_tf=True,
+        min_df=2,
     )
 
 
@@ -120,7 +126,7 @@ def build_pipeline() -> Pipeline:
 
 
 def train(examples: list[tuple[str, str]]) -> Pipeline:
-    texts, labels = zip(*examples)
+    texts, labels = zip(*examples, strict=True)
     return build_pipeline().fit(list(texts), list(labels))
 
 
@@ -159,9 +165,7 @@ class Classifier:
     def predict(self, text: str, threshold: float = DEFAULT_TRIAGE_THRESHOLD) -> Prediction:
         return self.predict_many([text], threshold)[0]
 
-    def predict_many(
-        self, texts: Iterable[str], threshold: float = DEFAULT_TRIAGE_THRESHOLD
-    ) -> list[Prediction]:
+    def predict_many(self, texts: Iterable[str], threshold: float = DEFAULT_TRIAGE_THRESHOLD) -> list[Prediction]:
         texts = list(texts)
         if not texts:
             return []
@@ -175,7 +179,7 @@ class Classifier:
                 confidence=float(confidence),
                 triage=bool(confidence < threshold),
             )
-            for index, confidence in zip(best, confidences)
+            for index, confidence in zip(best, confidences, strict=True)
         ]
 
     def _evidence(self, views: list[list[str]]) -> np.ndarray:

@@ -99,136 +99,162 @@ _DANGEROUS_DEPTH_VI = _cue(
 _DANGEROUS_DEPTH_EN = _cue(r"\b(?:chest|neck|shoulder)[\s-]+deep\b|\bwater up to (?:\w+\s+)?(?:chest|neck)\b")
 
 _SIGNALS: tuple[_Signal, ...] = (
-    _Signal("fallen tree on people or vehicles", (
-        _cue(
-            r"\b(?:cay|nhanh|canh)(?:\s+\w+){0,5}?\s+(?:do|nga|gay|bat goc|troc goc|roi|sap)\b"
-            r"(?:\s+\w+){0,3}?\s+(?P<hit>de|trung|vao|len)\s+" + _COUNT + _VICTIM + r"\b",
-            hit="đè|trúng|vào|lên",
+    _Signal(
+        "fallen tree on people or vehicles",
+        (
+            _cue(
+                r"\b(?:cay|nhanh|canh)(?:\s+\w+){0,5}?\s+(?:do|nga|gay|bat goc|troc goc|roi|sap)\b"
+                r"(?:\s+\w+){0,3}?\s+(?P<hit>de|trung|vao|len)\s+" + _COUNT + _VICTIM + r"\b",
+                hit="đè|trúng|vào|lên",
+            ),
+            _cue(r"\bcay(?:\s+\w+){0,3}?\s+(?P<hit>de)\s+" + _COUNT + _VICTIM + r"\b", hit="đè"),
+            _cue(
+                r"\b(?:tree|branch)\w*(?:\W+\w+){0,3}?\W+(?:fell|fallen|falling|fall|toppled|collapsed|came down|crashed)\b"
+                r"(?:\W+\w+){0,2}?\W+(?:on|onto|into|crushing|hitting|hit|struck|trapping)\W+(?:\w+\W+){0,2}?"
+                + _VICTIM
+                + r"\b"
+            ),
+            _cue(
+                r"\b(?:tree|branch)\w*\W+(?:\w+\W+){0,2}?(?:hit|struck|crushed|landed on)\W+(?:\w+\W+){0,2}?"
+                + _VICTIM
+                + r"\b"
+            ),
+            _cue(
+                r"\b(?:fallen|falling|uprooted)\s+(?:tree|branch)\w*\W+(?:\w+\W+){0,2}?"
+                r"(?:on|onto|crushing|crushed|hitting|hit|trapping|trapped)\W+(?:\w+\W+){0,2}?" + _VICTIM + r"\b"
+            ),
         ),
-        _cue(r"\bcay(?:\s+\w+){0,3}?\s+(?P<hit>de)\s+" + _COUNT + _VICTIM + r"\b", hit="đè"),
-        _cue(
-            r"\b(?:tree|branch)\w*(?:\W+\w+){0,3}?\W+(?:fell|fallen|falling|fall|toppled|collapsed|came down|crashed)\b"
-            r"(?:\W+\w+){0,2}?\W+(?:on|onto|into|crushing|hitting|hit|struck|trapping)\W+(?:\w+\W+){0,2}?" + _VICTIM + r"\b"
+    ),
+    _Signal(
+        "live wire or electrical sparks",
+        (
+            _cue(
+                r"\bday dien\s+(?:\w+\s+){0,2}?(?P<hit>dut|rot|sa xuong|toe lua|xet lua|phat tia lua)\b",
+                hit="đứt|rớt|sà xuống|tóe lửa|toé lửa|xẹt lửa|phát tia lửa",
+            ),
+            # "rơi" only with its accent: bare "roi" is mostly "rối", tangled wires.
+            _cue(r"\bday dien\s+(?:\w+\s+){0,2}?(?P<hit>roi)\b", strict=True, hit="rơi"),
+            _cue(r"\bdut day dien\b"),
+            _cue(r"\bchap (?:dien|chay)\b"),
+            _cue(r"\b(?:dien giat(?! minh)|giat dien|tia lua dien|ro ri dien|ro dien)\b"),  # "giật mình": startled
+            _cue(r"\b(?P<hit>no)\s+(?:tru|cot|tram|tu|binh|day)\s+dien\b", strict=True, hit="nổ"),
+            _cue(r"\b(?:tru|cot) dien\s+(?:bi\s+(?:\w+\s+){0,2}?)?(?P<hit>do|nga|gay)\b", hit="đổ|ngã|gãy"),
+            _cue(
+                r"\b(?:live|exposed|downed|fallen|snapped|broken) (?:power |electric(?:al)? )?"
+                r"(?:wire|line|cable)s?\b"
+            ),
+            _cue(
+                r"\b(?:power|electric(?:al)?) (?:wire|line|cable)s? (?:is |are )?"
+                r"(?:down|fallen|snapped|broken|sparking)\b"
+            ),
+            _cue(r"\b(?:sparks|sparking|electrocut\w*|electric shock|short circuit)\b"),
         ),
-        _cue(
-            r"\b(?:tree|branch)\w*\W+(?:\w+\W+){0,2}?(?:hit|struck|crushed|landed on)\W+(?:\w+\W+){0,2}?"
-            + _VICTIM + r"\b"
+    ),
+    _Signal(
+        "gas leak",
+        (
+            _cue(r"\bro(?: ri)?\s+(?:khi\s+)?(?P<hit>gas|ga)\b", hit="ga"),  # "ga", not "gà"
+            _cue(r"\bro ri khi\b"),
+            _cue(r"\b(?:xi|mui)\s+(?:khi\s+)?(?P<hit>gas|ga)\b", hit="ga"),  # not "xì gà", a cigar
+            _cue(
+                r"\b(?:gas|binh ga|binh gas)\s+(?:\w+\s+){0,3}?(?:bi\s+)?(?P<hit>ro ri|ro|xi|no)\b",
+                hit="rò rỉ|rò|xì|nổ",
+            ),
+            _cue(r"\b(?:gas leak\w*|leaking gas|smell\w* (?:of )?gas|gas smell)\b"),
         ),
-        _cue(
-            r"\b(?:fallen|falling|uprooted)\s+(?:tree|branch)\w*\W+(?:\w+\W+){0,2}?"
-            r"(?:on|onto|crushing|crushed|hitting|hit|trapping|trapped)\W+(?:\w+\W+){0,2}?" + _VICTIM + r"\b"
+    ),
+    _Signal(
+        "fire",
+        (
+            _cue(r"\b(?:boc chay|hoa hoan|chay lon|chay du doi|ngon lua|bien lua|khoi lua|lua boc|lua chay)\b"),
+            _cue(r"\b(?:dam chay|vu chay)\b", not_after=_IN_THE_PAST),
+            # Unaccented "chay nha": nobody "runs a house", so the place makes it a fire.
+            _cue(
+                r"\b(?P<hit>chay)\s+(?:nha|can ho|xuong|kho|cho|chung cu|toa nha|quan)\b",
+                hit="cháy",
+            ),
+            _cue(
+                # For text typed without accents; no "cho": "cho dang chay" is a running dog.
+                r"\b(?P<place>nha|can ho|xuong|kho|chung cu|toa nha)\s+(?:bi|dang|da)\s+(?P<hit>chay)\b",
+                place="nhà|căn hộ|xưởng|kho|chung cư|tòa nhà|toà nhà",
+                hit="cháy",
+                not_before=r"\b" + _LAMP + r"\s+",
+            ),
+            # Bare "cháy" only when written with its accent, and not a burnt-out bulb, blown
+            # fuse, crispy rice, fire-prevention or "risk of fire" wording.
+            _cue(
+                r"\b(?P<hit>chay)\b",
+                strict=True,
+                hit="cháy",
+                not_before=r"\b" + _NOT_FIRE_BEFORE + r"\s+(?:(?:bi|da|lai|hay|cu|vua|moi)\s+){0,2}",
+                # Burnt bulbs and fuses; "cháy hàng / vé / túi / phố / hết mình / da / khét món": sold out,
+                # broke, a night out, sunburn, burnt food.
+                not_after=r"(?:\s+(?:bong|den|cau chi|aptomat|nang|hang|ve|tui|pho|het minh|da|show"
+                r"|khet\s+(?:mon|do an|com|thit|noi|chao))\b|" + _IN_THE_PAST + ")",
+            ),
+            _cue(
+                r"\b(?:fire|on fire|caught fire|blaze|flames)\b",
+                not_before=r"\b(?:risk of|danger of)\s+",
+                not_after=r"\s+(?:hydrant|alarm|extinguisher|station|exit|escape|drill|hazard|risk|safety)\b",
+            ),
         ),
-    )),
-    _Signal("live wire or electrical sparks", (
-        _cue(
-            r"\bday dien\s+(?:\w+\s+){0,2}?(?P<hit>dut|rot|sa xuong|toe lua|xet lua|phat tia lua)\b",
-            hit="đứt|rớt|sà xuống|tóe lửa|toé lửa|xẹt lửa|phát tia lửa",
+    ),
+    _Signal(
+        "deep flood or people trapped by water",
+        (
+            _DANGEROUS_DEPTH_VI,
+            _DANGEROUS_DEPTH_EN,
+            _cue(r"\b(?:ngap|lu lut|lu quet|nuoc lu|trieu cuong|flood\w*)\b"),
         ),
-        # "rơi" only with its accent: bare "roi" is mostly "rối", tangled wires.
-        _cue(r"\bday dien\s+(?:\w+\s+){0,2}?(?P<hit>roi)\b", strict=True, hit="rơi"),
-        _cue(r"\bdut day dien\b"),
-        _cue(r"\bchap (?:dien|chay)\b"),
-        _cue(r"\b(?:dien giat(?! minh)|giat dien|tia lua dien|ro ri dien|ro dien)\b"),  # "giật mình": startled
-        _cue(r"\b(?P<hit>no)\s+(?:tru|cot|tram|tu|binh|day)\s+dien\b", strict=True, hit="nổ"),
-        _cue(r"\b(?:tru|cot) dien\s+(?:bi\s+(?:\w+\s+){0,2}?)?(?P<hit>do|nga|gay)\b", hit="đổ|ngã|gãy"),
-        _cue(
-            r"\b(?:live|exposed|downed|fallen|snapped|broken) (?:power |electric(?:al)? )?"
-            r"(?:wire|line|cable)s?\b"
+        with_any=(
+            _cue(r"\b(?:mac ket|ket lai|ket trong|khong the thoat|cau cuu|cuu ho|trapped|stranded|need\w* rescue)\b"),
+            _DANGEROUS_DEPTH_VI,
+            _DANGEROUS_DEPTH_EN,
         ),
-        _cue(
-            r"\b(?:power|electric(?:al)?) (?:wire|line|cable)s? (?:is |are )?"
-            r"(?:down|fallen|snapped|broken|sparking)\b"
+    ),
+    _Signal(
+        "collapsed structure",
+        (
+            _cue(r"\b(?P<hit>sap)\s+(?:(?:buc|can|mot|ca|doan|nhip|phan|mang|lo)\s+)?" + _STRUCTURE + r"\b", hit="sập"),
+            _cue(
+                r"\b" + _STRUCTURE + r"\s+(?:(?:bi|da|vua|dot ngot|bat ngo)\s+){0,2}(?P<hit>do sap|sap|sup)\b"
+                r"(?!\s+(?:xuong cap|xep|hoan thanh|toi|den))",  # "sắp xuống cấp / hoàn thành": about to
+                hit="đổ sập|sập|sụp",
+            ),
+            # "tường nhà bên cạnh đổ sập": words may come between only before "bị sập" or "đổ sập".
+            _cue(
+                r"\b" + _STRUCTURE + r"(?:\s+\w+){1,3}?\s+(?:(?:bi|da)\s+(?P<hit>sap|sup)|(?P<fell>do sap))\b"
+                r"(?!\s+(?:xuong cap|xep))",
+                hit="sập|sụp",
+                fell="đổ sập",
+            ),
+            _cue(r"\b(?:sup|sut) lun\b(?:\s+\w+){0,4}?\s+(?:nuot|lot|roi|sap)\s+(?:\w+\s+){0,2}?" + _VICTIM + r"\b"),
+            _cue(r"\bho tu than\b|\bsinkhole\b"),
+            _cue(
+                r"\b" + _STRUCTURE_EN + r"(?:\s+\w+){0,4}?\s+(?:has\s+|have\s+|had\s+)?"
+                r"(?:collapsed|caved in|fell down|came down)\b"
+            ),
+            _cue(r"\bcollapsed\s+(?:\w+\s+)?" + _STRUCTURE_EN + r"\b"),
         ),
-        _cue(r"\b(?:sparks|sparking|electrocut\w*|electric shock|short circuit)\b"),
-    )),
-    _Signal("gas leak", (
-        _cue(r"\bro(?: ri)?\s+(?:khi\s+)?(?P<hit>gas|ga)\b", hit="ga"),  # "ga", not "gà"
-        _cue(r"\bro ri khi\b"),
-        _cue(r"\b(?:xi|mui)\s+(?:khi\s+)?(?P<hit>gas|ga)\b", hit="ga"),  # not "xì gà", a cigar
-        _cue(
-            r"\b(?:gas|binh ga|binh gas)\s+(?:\w+\s+){0,3}?(?:bi\s+)?(?P<hit>ro ri|ro|xi|no)\b",
-            hit="rò rỉ|rò|xì|nổ",
+    ),
+    _Signal(
+        "traffic accident with injuries",
+        (
+            _cue(
+                r"\b(?:tai nan|va cham|lat xe|bi tong|xe tong|tong vao|(?P<hit>dung) xe"
+                r"|accident|crash\w*|collision|collided|knocked down|run over)\b",
+                hit="đụng",  # not "dừng xe", stopping
+            ),
+            # A vehicle ramming someone; the injury words below keep a figurative "đâm" ("đâm ra lo") out.
+            _cue(r"\b(?P<ram>dam|tong)\s+(?:(?:vao|vo|phai|trung|chet)\s+)?" + _VICTIM + r"\b", ram="đâm|tông"),
         ),
-        _cue(r"\b(?:gas leak\w*|leaking gas|smell\w* (?:of )?gas|gas smell)\b"),
-    )),
-    _Signal("fire", (
-        _cue(r"\b(?:boc chay|hoa hoan|chay lon|chay du doi|ngon lua|bien lua|khoi lua|lua boc|lua chay)\b"),
-        _cue(r"\b(?:dam chay|vu chay)\b", not_after=_IN_THE_PAST),
-        # Unaccented "chay nha": nobody "runs a house", so the place makes it a fire.
-        _cue(
-            r"\b(?P<hit>chay)\s+(?:nha|can ho|xuong|kho|cho|chung cu|toa nha|quan)\b",
-            hit="cháy",
+        with_any=(
+            _cue(
+                r"\b(?:bi thuong|trong thuong|thuong nang|thuong vong|bat tinh|chay mau|mau chay|cap cuu|tu vong|thiet mang"
+                r"|injur\w*|hurt|bleeding|unconscious|ambulance|killed|dead)\b"
+            ),
         ),
-        _cue(
-            # For text typed without accents; no "cho": "cho dang chay" is a running dog.
-            r"\b(?P<place>nha|can ho|xuong|kho|chung cu|toa nha)\s+(?:bi|dang|da)\s+(?P<hit>chay)\b",
-            place="nhà|căn hộ|xưởng|kho|chung cư|tòa nhà|toà nhà",
-            hit="cháy",
-            not_before=r"\b" + _LAMP + r"\s+",
-        ),
-        # Bare "cháy" only when written with its accent, and not a burnt-out bulb, blown
-        # fuse, crispy rice, fire-prevention or "risk of fire" wording.
-        _cue(
-            r"\b(?P<hit>chay)\b",
-            strict=True,
-            hit="cháy",
-            not_before=r"\b" + _NOT_FIRE_BEFORE + r"\s+(?:(?:bi|da|lai|hay|cu|vua|moi)\s+){0,2}",
-            # Burnt bulbs and fuses; "cháy hàng / vé / túi / phố / hết mình / da / khét món": sold out,
-            # broke, a night out, sunburn, burnt food.
-            not_after=r"(?:\s+(?:bong|den|cau chi|aptomat|nang|hang|ve|tui|pho|het minh|da|show"
-            r"|khet\s+(?:mon|do an|com|thit|noi|chao))\b|" + _IN_THE_PAST + ")",
-        ),
-        _cue(
-            r"\b(?:fire|on fire|caught fire|blaze|flames)\b",
-            not_before=r"\b(?:risk of|danger of)\s+",
-            not_after=r"\s+(?:hydrant|alarm|extinguisher|station|exit|escape|drill|hazard|risk|safety)\b",
-        ),
-    )),
-    _Signal("deep flood or people trapped by water", (
-        _DANGEROUS_DEPTH_VI,
-        _DANGEROUS_DEPTH_EN,
-        _cue(r"\b(?:ngap|lu lut|lu quet|nuoc lu|trieu cuong|flood\w*)\b"),
-    ), with_any=(
-        _cue(r"\b(?:mac ket|ket lai|ket trong|khong the thoat|cau cuu|cuu ho|trapped|stranded|need\w* rescue)\b"),
-        _DANGEROUS_DEPTH_VI,
-        _DANGEROUS_DEPTH_EN,
-    )),
-    _Signal("collapsed structure", (
-        _cue(r"\b(?P<hit>sap)\s+(?:(?:buc|can|mot|ca|doan|nhip|phan|mang|lo)\s+)?" + _STRUCTURE + r"\b", hit="sập"),
-        _cue(
-            r"\b" + _STRUCTURE + r"\s+(?:(?:bi|da|vua|dot ngot|bat ngo)\s+){0,2}(?P<hit>do sap|sap|sup)\b"
-            r"(?!\s+(?:xuong cap|xep|hoan thanh|toi|den))",  # "sắp xuống cấp / hoàn thành": about to
-            hit="đổ sập|sập|sụp",
-        ),
-        # "tường nhà bên cạnh đổ sập": words may come between only before "bị sập" or "đổ sập".
-        _cue(
-            r"\b" + _STRUCTURE + r"(?:\s+\w+){1,3}?\s+(?:(?:bi|da)\s+(?P<hit>sap|sup)|(?P<fell>do sap))\b"
-            r"(?!\s+(?:xuong cap|xep))",
-            hit="sập|sụp",
-            fell="đổ sập",
-        ),
-        _cue(r"\b(?:sup|sut) lun\b(?:\s+\w+){0,4}?\s+(?:nuot|lot|roi|sap)\s+(?:\w+\s+){0,2}?" + _VICTIM + r"\b"),
-        _cue(r"\bho tu than\b|\bsinkhole\b"),
-        _cue(
-            r"\b" + _STRUCTURE_EN + r"(?:\s+\w+){0,4}?\s+(?:has\s+|have\s+|had\s+)?"
-            r"(?:collapsed|caved in|fell down|came down)\b"
-        ),
-        _cue(r"\bcollapsed\s+(?:\w+\s+)?" + _STRUCTURE_EN + r"\b"),
-    )),
-    _Signal("traffic accident with injuries", (
-        _cue(
-            r"\b(?:tai nan|va cham|lat xe|bi tong|xe tong|tong vao|(?P<hit>dung) xe"
-            r"|accident|crash\w*|collision|collided|knocked down|run over)\b",
-            hit="đụng",  # not "dừng xe", stopping
-        ),
-        # A vehicle ramming someone; the injury words below keep a figurative "đâm" ("đâm ra lo") out.
-        _cue(r"\b(?P<ram>dam|tong)\s+(?:(?:vao|vo|phai|trung|chet)\s+)?" + _VICTIM + r"\b", ram="đâm|tông"),
-    ), with_any=(
-        _cue(
-            r"\b(?:bi thuong|trong thuong|thuong nang|thuong vong|bat tinh|chay mau|mau chay|cap cuu|tu vong|thiet mang"
-            r"|injur\w*|hurt|bleeding|unconscious|ambulance|killed|dead)\b"
-        ),
-    )),
+    ),
 )
 
 

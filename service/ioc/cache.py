@@ -56,7 +56,9 @@ async def cached(redis, key: str, compute: Callable[[], Awaitable[bytes]]) -> tu
     body = await compute()
     etag = etag_of(body)
     try:
-        await asyncio.wait_for(redis.set(key, etag.encode() + _SEPARATOR + body, ex=CACHE_SECONDS), REDIS_TIMEOUT_SECONDS)
+        await asyncio.wait_for(
+            redis.set(key, etag.encode() + _SEPARATOR + body, ex=CACHE_SECONDS), REDIS_TIMEOUT_SECONDS
+        )
     except (RedisError, OSError, TimeoutError) as exc:
         log.warning("ioc cache not stored: %s", type(exc).__name__)
     return body, etag, False

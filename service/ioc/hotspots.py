@@ -25,7 +25,7 @@ def _ring(cell: str) -> list[tuple[float, float]]:
 
 def fold_cells(rows: Iterable[tuple[str | None, str | None, int]], resolution: int) -> dict[str, dict[str | None, int]]:
     """Counts per (parent cell, category) from counts per (res-9 cell, category)."""
-    parents: dict[str, str | None] = {}
+    parents: dict[str | None, str | None] = {}
     folded: dict[str, dict[str | None, int]] = defaultdict(lambda: defaultdict(int))
     for cell, category, count in rows:
         if cell not in parents:
@@ -41,7 +41,9 @@ def fold_cells(rows: Iterable[tuple[str | None, str | None, int]], resolution: i
     return folded
 
 
-async def hotspots(session: AsyncSession, filters: IocFilters, *, resolution: int, limit: int) -> tuple[int, list[dict]]:
+async def hotspots(
+    session: AsyncSession, filters: IocFilters, *, resolution: int, limit: int
+) -> tuple[int, list[dict]]:
     """Report density per H3 cell at `resolution`: (reports placed on the map, features densest first)."""
     statement = (
         select(R.h3_cell, R.service_code, func.count())
@@ -49,7 +51,10 @@ async def hotspots(session: AsyncSession, filters: IocFilters, *, resolution: in
         .group_by(R.h3_cell, R.service_code)
     )
     folded = fold_cells((await session.execute(statement)).all(), resolution)
-    cells = sorted(((sum(by_category.values()), cell, by_category) for cell, by_category in folded.items()), key=lambda t: (-t[0], t[1]))
+    cells = sorted(
+        ((sum(by_category.values()), cell, by_category) for cell, by_category in folded.items()),
+        key=lambda t: (-t[0], t[1]),
+    )
     total = sum(count for count, _, _ in cells)
     features = []
     for count, cell, by_category in cells[:limit]:

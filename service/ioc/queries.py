@@ -24,8 +24,8 @@ from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service.ioc import rollup
-from service.jurisdictions import service as jurisdiction_service
 from service.ioc.schemas import IocFilters
+from service.jurisdictions import service as jurisdiction_service
 from service.models import Department, Jurisdiction, Report, ServiceCategory
 from service.models.report import OPEN_STATUSES, REPORT_STATUSES
 
@@ -140,7 +140,11 @@ async def _duration_percentiles_postgresql(session, measures, where, fractions) 
     for index, measure in enumerate(measures):
         values, count = row[2 * index], row[2 * index + 1]
         results[measure.name] = DurationResult(
-            count=count, percentiles={f: (float(v) if v is not None else None) for f, v in zip(fractions, values or [None] * len(fractions))}
+            count=count,
+            percentiles={
+                f: (float(v) if v is not None else None)
+                for f, v in zip(fractions, values or [None] * len(fractions), strict=True)
+            },
         )
     return results
 
@@ -163,7 +167,9 @@ async def _duration_percentiles_python(session, measures, where, fractions) -> d
 # backlog's ages) and the percentiles are read live.
 
 
-def split_window(start: datetime, end: datetime, zone: ZoneInfo) -> tuple[tuple[date, date] | None, list[tuple[datetime, datetime]]]:
+def split_window(
+    start: datetime, end: datetime, zone: ZoneInfo
+) -> tuple[tuple[date, date] | None, list[tuple[datetime, datetime]]]:
     """[start, end) as whole city days [first, end_day) for the rollup, and the part-days around them."""
     first = rollup.local_day(start, zone)
     if rollup.day_start(first, zone) < start:
@@ -194,7 +200,7 @@ def _from_values(values: np.ndarray, fractions: Sequence[float] = (0.5, 0.9)) ->
         return DurationResult(count=0, percentiles=dict.fromkeys(fractions))
     # numpy's default "linear" method is percentile_cont's interpolation.
     found = np.percentile(values, [100 * f for f in fractions])
-    return DurationResult(count=len(values), percentiles={f: float(v) for f, v in zip(fractions, found)})
+    return DurationResult(count=len(values), percentiles={f: float(v) for f, v in zip(fractions, found, strict=True)})
 
 
 @dataclass
@@ -235,7 +241,9 @@ def _flow_parts(filters: IocFilters, zone: ZoneInfo) -> list:
     days, edges = split_window(filters.start, filters.end, zone)
     if days is None:
         return [lambda own: _short_window(own, filters)]
-    return [lambda own: _whole_days(own, filters, days)] + ([lambda own: _part_days(own, filters, edges)] if edges else [])
+    return [lambda own: _whole_days(own, filters, days)] + (
+        [lambda own: _part_days(own, filters, edges)] if edges else []
+    )
 
 
 def _response_times(parts: list[_Flow]) -> dict[str, DurationResult]:
@@ -260,7 +268,7 @@ async def _open_rows(session: AsyncSession, filters: IocFilters, now: datetime) 
     """The open reports now (the partial index holds exactly these), per (category, ward, department)."""
     overdue = overdue_condition(now)
     in_window = and_(R.created_at >= filters.start, R.created_at < filters.end)
-    younger_than = [_count_if(R.created_at > now - timedelta(days=high)) for _, _, high in AGE_BUCKETS[:-1]]
+    younger_than = [_count_if(R.created_at > now - timedelta(days=low)) for _, low, _ in AGE_BUCKETS[1:]]
     statement = (
         select(
             R.service_code,
@@ -330,7 +338,12 @@ class _Tally:
 
     def acknowledgement(self) -> dict:
         on_time, measured = self.flow["acknowledged_on_time"], self.flow["acknowledge_measured"]
-        return {"compliance_pct": _pct(on_time, measured), "on_time": on_time, "late": measured - on_time, "measured": measured}
+        return {
+            "compliance_pct": _pct(on_time, measured),
+            "on_time": on_time,
+            "late": measured - on_time,
+            "measured": measured,
+        }
 
 
 def _pct(part: int, whole: int) -> float | None:
@@ -400,7 +413,9 @@ async def summary(
     durations = _response_times(flows)
 
     total = _Tally()
-    by: dict[str, dict[str | None, _Tally]] = {key: defaultdict(_Tally) for key in ("category", "jurisdiction", "department")}
+    by: dict[str, dict[str | None, _Tally]] = {
+        key: defaultdict(_Tally) for key in ("category", "jurisdiction", "department")
+    }
     for row in flow_rows:
         codes = [code or None for code in row[:3]]  # the rollup keeps "" for none
         figures = np.array([value or 0 for value in row[3:]], dtype=np.int64)
@@ -419,7 +434,11 @@ async def summary(
 
     def duration(name: str) -> dict:
         result = durations[name]
-        return {"count": result.count, "median_seconds": result.percentiles[0.5], "p90_seconds": result.percentiles[0.9]}
+        return {
+            "count": result.count,
+            "median_seconds": result.percentiles[0.5],
+            "p90_seconds": result.percentiles[0.9],
+        }
 
     flow = total.flow
     measured = flow["resolved_with_due"] + total.window_overdue

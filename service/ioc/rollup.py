@@ -15,9 +15,9 @@ from datetime import date, datetime, time, timedelta
 from functools import cache
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import LargeBinary, and_, bindparam, case, delete, func, insert, literal, or_, select, update
 import numpy as np
 import sqlmodel
+from sqlalchemy import LargeBinary, and_, bindparam, case, delete, func, insert, literal, or_, select, update
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -61,7 +61,9 @@ def flow_columns() -> tuple[ColumnElement, ...]:
     resolved = R.status.in_(RESOLVED_STATUSES) & R.resolved_at.is_not(None)
     with_due = resolved & R.due_at.is_not(None)
     # Known: acknowledged, or marked by the sweep as not acknowledged in time (a sure miss).
-    acknowledge_known = R.acknowledge_due_at.is_not(None) & (R.acknowledged_at.is_not(None) | R.acknowledge_overdue_at.is_not(None))
+    acknowledge_known = R.acknowledge_due_at.is_not(None) & (
+        R.acknowledged_at.is_not(None) | R.acknowledge_overdue_at.is_not(None)
+    )
     figures: dict[str, ColumnElement] = {
         "received": func.count(),
         **{f"status_{status}": _count_if(R.status == status) for status in ROLLUP_STATUSES},
@@ -119,13 +121,15 @@ async def durations_by_dimensions(
             if resolve_seconds is not None:
                 resolved.append(resolve_seconds)
         return out
-    statement = select(*dimension_columns(), R.created_at, R.acknowledged_at, R.resolved_at, R.status).where(*where, some_time)
+    statement = select(*dimension_columns(), R.created_at, R.acknowledged_at, R.resolved_at, R.status).where(
+        *where, some_time
+    )
     for *codes, created_at, acknowledged_at, resolved_at, status in (await session.execute(statement)).all():
-        acknowledge, resolve = out[tuple(codes)]
+        acknowledged, resolved = out[tuple(codes)]
         if acknowledged_at is not None:
-            acknowledge.append((acknowledged_at - created_at).total_seconds())
+            acknowledged.append((acknowledged_at - created_at).total_seconds())
         if resolved_at is not None and status in RESOLVED_STATUSES:
-            resolve.append((resolved_at - created_at).total_seconds())
+            resolved.append((resolved_at - created_at).total_seconds())
     return out
 
 
@@ -138,15 +142,23 @@ async def recompute_day(session: AsyncSession, day: date, zone: ZoneInfo) -> Non
     await session.execute(insert(ROLLUP).from_select(["day", *DIMENSIONS, *FIGURES], rows))
     durations = await durations_by_dimensions(session, that_day)
     if durations:
-        key = and_(ROLLUP.c.day == bindparam("k_day"), *[ROLLUP.c[name] == bindparam(f"k_{name}") for name in DIMENSIONS])
-        statement = update(ROLLUP).where(key).values(
-            acknowledge_seconds=bindparam("v_acknowledge"), resolve_seconds=bindparam("v_resolve")
+        key = and_(
+            ROLLUP.c.day == bindparam("k_day"), *[ROLLUP.c[name] == bindparam(f"k_{name}") for name in DIMENSIONS]
+        )
+        statement = (
+            update(ROLLUP)
+            .where(key)
+            .values(acknowledge_seconds=bindparam("v_acknowledge"), resolve_seconds=bindparam("v_resolve"))
         )
         await session.execute(
             statement,
             [
-                {"k_day": day, **{f"k_{name}": code for name, code in zip(DIMENSIONS, codes)},
-                 "v_acknowledge": pack(acknowledge), "v_resolve": pack(resolve)}
+                {
+                    "k_day": day,
+                    **{f"k_{name}": code for name, code in zip(DIMENSIONS, codes, strict=True)},
+                    "v_acknowledge": pack(acknowledge),
+                    "v_resolve": pack(resolve),
+                }
                 for codes, (acknowledge, resolve) in durations.items()
             ],
         )
@@ -218,8 +230,8 @@ async def rollup_by_dimensions(
         width = len(DIMENSIONS) + len(FIGURES)
         return [row[:width] for row in rows], unpack(row[width] for row in rows), unpack(row[width + 1] for row in rows)
     rows = (await session.execute(select(*dimensions, *sums).where(*where).group_by(*dimensions))).all()
-    times = (await session.execute(select(*[ROLLUP.c[name] for name in DURATIONS]).where(*where))).all()
-    return list(rows), unpack(row[0] for row in times), unpack(row[1] for row in times)
+    time_rows = (await session.execute(select(*[ROLLUP.c[name] for name in DURATIONS]).where(*where))).all()
+    return list(rows), unpack(row[0] for row in time_rows), unpack(row[1] for row in time_rows)
 
 
 def scope_on_rollup(department: str | None, jurisdictions: Sequence[str] | None, category: str | None) -> list:

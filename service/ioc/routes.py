@@ -1,7 +1,7 @@
 """The Intelligent Operations Center: city-wide figures for supervisors and the IOC wall, and its page."""
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -23,7 +23,9 @@ IOC_ROLES = ("ioc_viewer", "supervisor", "dispatcher", "admin")
 IocReader = Annotated[AuthSubject, Depends(require_roles(*IOC_ROLES))]
 
 PAGE_DIR = Path(__file__).resolve().parent
-NOT_MODIFIED = {304: {"description": "Not modified: the answer matching `If-None-Match` is still current"}}
+NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
+    304: {"description": "Not modified: the answer matching `If-None-Match` is still current"}
+}
 
 
 def ioc_query(
@@ -36,9 +38,14 @@ def ioc_query(
             + city_time.LOWER_BOUND_HELP,
         ),
     ] = None,
-    to: Annotated[CityTime | None, Query(description=f"End (exclusive); default now. {city_time.UPPER_BOUND_HELP}")] = None,
+    to: Annotated[
+        CityTime | None, Query(description=f"End (exclusive); default now. {city_time.UPPER_BOUND_HELP}")
+    ] = None,
     department: Annotated[str | None, Query(max_length=64, description="Department code")] = None,
-    jurisdiction: Annotated[str | None, Query(max_length=64, description="A ward, or a parent (the city, a district) standing for everything under it")] = None,
+    jurisdiction: Annotated[
+        str | None,
+        Query(max_length=64, description="A ward, or a parent (the city, a district) standing for everything under it"),
+    ] = None,
     category: Annotated[str | None, Query(max_length=64, description="Category (service_code)")] = None,
 ) -> service.IocQuery:
     zone = city_time.city_zone(request)
@@ -104,7 +111,9 @@ async def get_timeseries(
     session: ReadSessionDep,  # the read replica when DATABASE_READ_URL is set
     subject: IocReader,
     query: IocQueryDep,
-    metric: Annotated[Metric, Query(description="received (created_at), resolved (resolved_at), overdue (due_at passed unmet)")] = "received",
+    metric: Annotated[
+        Metric, Query(description="received (created_at), resolved (resolved_at), overdue (due_at passed unmet)")
+    ] = "received",
     bucket: Annotated[Bucket, Query()] = "day",
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
@@ -130,7 +139,9 @@ async def get_hotspots(
     session: ReadSessionDep,  # the read replica when DATABASE_READ_URL is set
     subject: IocReader,
     query: IocQueryDep,
-    resolution: Annotated[int, Query(ge=0, le=9, description="H3 resolution of the cells (reports are placed at 9)")] = 8,
+    resolution: Annotated[
+        int, Query(ge=0, le=9, description="H3 resolution of the cells (reports are placed at 9)")
+    ] = 8,
     limit: Annotated[int, Query(ge=1, le=5000, description="At most this many cells, densest first")] = 500,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
@@ -157,7 +168,9 @@ PAGE_HEADERS = {
 
 @page_router.get("/ioc")
 async def dashboard_page() -> Response:
-    return Response((PAGE_DIR / "dashboard.html").read_bytes(), media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
+    return Response(
+        (PAGE_DIR / "dashboard.html").read_bytes(), media_type="text/html; charset=utf-8", headers=PAGE_HEADERS
+    )
 
 
 @page_router.get("/ioc/dashboard.js")

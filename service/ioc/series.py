@@ -10,7 +10,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from service.ioc.queries import R, RESOLVED_STATUSES, is_postgresql, scope_conditions
+from service.ioc.queries import RESOLVED_STATUSES, R, is_postgresql, scope_conditions
 from service.ioc.schemas import IocFilters
 
 MAX_BUCKETS = 2000
@@ -77,4 +77,7 @@ async def timeseries(
     column, conditions = _metric_column_and_conditions(metric, now)
     where = [column >= filters.start, column < filters.end, *conditions, *scope_conditions(filters)]
     counts = await bucket_counts(session, column, where, bucket, zone)
-    return [{"start": start, "count": counts.get(start, 0)} for start in bucket_starts(filters.start, filters.end, bucket, zone)]
+    return [
+        {"start": start, "count": counts.get(start, 0)}
+        for start in bucket_starts(filters.start, filters.end, bucket, zone)
+    ]

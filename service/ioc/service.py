@@ -28,8 +28,10 @@ class IocQuery:
 
     def cache_parts(self) -> dict[str, object]:
         # The default window slides with the clock: its key says "default", not an instant.
-        return {name: ("default" if value is None else value.isoformat() if isinstance(value, datetime) else value)
-                for name, value in asdict(self).items()}
+        return {
+            name: ("default" if value is None else value.isoformat() if isinstance(value, datetime) else value)
+            for name, value in asdict(self).items()
+        }
 
     def applied(self) -> AppliedFilters:
         return AppliedFilters(department=self.department, jurisdiction=self.jurisdiction, category=self.category)
@@ -55,7 +57,9 @@ async def resolve(session: AsyncSession, query: IocQuery, now: datetime, zone: Z
     if start >= end:
         raise Unprocessable("invalid_window", "from", "`from` must be before `to`.")
     jurisdictions = await queries.expand_jurisdiction(session, query.jurisdiction) if query.jurisdiction else None
-    return IocFilters(start=start, end=end, department=query.department, jurisdictions=jurisdictions, category=query.category)
+    return IocFilters(
+        start=start, end=end, department=query.department, jurisdictions=jurisdictions, category=query.category
+    )
 
 
 def _window(filters: IocFilters) -> Window:
@@ -94,7 +98,9 @@ async def timeseries_json(session: AsyncSession, query: IocQuery, *, metric: str
     return body.model_dump_json(by_alias=True).encode()
 
 
-async def hotspots_json(session: AsyncSession, query: IocQuery, *, resolution: int, limit: int, zone: ZoneInfo) -> bytes:
+async def hotspots_json(
+    session: AsyncSession, query: IocQuery, *, resolution: int, limit: int, zone: ZoneInfo
+) -> bytes:
     filters = await resolve(session, query, utcnow(), zone)
     total, features = await hotspots.hotspots(session, filters, resolution=resolution, limit=limit)
     body = Hotspots(

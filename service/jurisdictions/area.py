@@ -35,7 +35,11 @@ _cache: dict[str, _Cached] = {}
 async def _area(session: AsyncSession, database_url: str) -> JurisdictionIndex | None:
     cached = _cache.get(database_url)
     now = time.monotonic()
-    if cached is not None and cached.generation == service.changes_in_process and now - cached.checked_at < AREA_RECHECK_SECONDS:
+    if (
+        cached is not None
+        and cached.generation == service.changes_in_process
+        and now - cached.checked_at < AREA_RECHECK_SECONDS
+    ):
         return cached.area
     version = tuple((await session.exec(select(*service.version_columns()))).one())
     if cached is None or cached.version != version:

@@ -39,7 +39,7 @@ class JurisdictionShape:
     parent_code: str | None
     geometry_wkt: str
     # Rebuilt from geometry_wkt when omitted, so a row read back from the database needs only the WKT.
-    geometry: BaseGeometry = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
+    geometry: BaseGeometry = field(default=None, repr=False, compare=False)
     # The parent's name as the file gives it: the parent becomes a jurisdiction of its own on import.
     parent_name: str | None = None
 
@@ -66,10 +66,10 @@ def parse_feature_collection(
     parent_name_field: str | None = None,
 ) -> list[JurisdictionShape]:
     if not isinstance(data, dict) or data.get("type") != "FeatureCollection":
-        raise GeoJSONError("expected a GeoJSON object with \"type\": \"FeatureCollection\"")
+        raise GeoJSONError('expected a GeoJSON object with "type": "FeatureCollection"')
     features = data.get("features")
     if not isinstance(features, list):
-        raise GeoJSONError("the FeatureCollection has no \"features\" list")
+        raise GeoJSONError('the FeatureCollection has no "features" list')
 
     shapes: list[JurisdictionShape] = []
     first_feature_by_code: dict[str, int] = {}
@@ -141,7 +141,7 @@ def _polygonal_geometry(raw: Any, where: str) -> BaseGeometry:
     if geometry.is_empty:
         raise GeoJSONError(f"{where}: geometry is empty")
     min_lon, min_lat, max_lon, max_lat = geometry.bounds
-    if not (-180 <= min_lon and max_lon <= 180 and -90 <= min_lat and max_lat <= 90):
+    if not (min_lon >= -180 and max_lon <= 180 and min_lat >= -90 and max_lat <= 90):
         # The usual causes are lat/lon written in the wrong order or a projected (metre) CRS.
         raise GeoJSONError(f"{where}: coordinates are not lon/lat degrees (swapped, or a projected CRS?)")
     if not geometry.is_valid:

@@ -23,7 +23,6 @@ from service.jurisdictions.geo import (
 from service.models import Jurisdiction, RoutingRule
 from service.models.types import utcnow
 
-
 # Bumped by every change made through this process, so its caches of the map look again at once.
 changes_in_process = 0
 
@@ -79,7 +78,9 @@ async def import_shapes(
             continue
         parent = await session.get(Jurisdiction, parent_code)
         if parent is None:
-            parent = Jurisdiction(code=parent_code, name=parent_name or parent_code, level=parent_level, imported_at=now)
+            parent = Jurisdiction(
+                code=parent_code, name=parent_name or parent_code, level=parent_level, imported_at=now
+            )
             parents_created.append(parent_code)
         elif parent_name and parent.geometry_wkt is None:
             # A parent without its own boundary is described by its children's file.
@@ -107,10 +108,16 @@ def demo_shapes() -> tuple[list[JurisdictionShape], list[JurisdictionShape]]:
     """The demo city outline (level city) and its wards, directly under it as since 1 July 2025."""
     import json
 
-    city = parse_feature_collection(json.loads(DEMO_CITY_PATH.read_text()), level="city", code_field="code", name_field="name")
+    city = parse_feature_collection(
+        json.loads(DEMO_CITY_PATH.read_text()), level="city", code_field="code", name_field="name"
+    )
     wards = parse_feature_collection(
-        json.loads(DEMO_JURISDICTIONS_PATH.read_text()), level="ward", code_field="code", name_field="name",
-        parent_field="parent", parent_name_field="parent_name",
+        json.loads(DEMO_JURISDICTIONS_PATH.read_text()),
+        level="ward",
+        code_field="code",
+        name_field="name",
+        parent_field="parent",
+        parent_name_field="parent_name",
     )
     return city, wards
 
@@ -147,9 +154,9 @@ async def orphaned_rules(session: AsyncSession) -> list[str]:
     known = select(Jurisdiction.code)
     rows = (
         await session.exec(
-            select(RoutingRule).where(
-                col(RoutingRule.jurisdiction_code).is_not(None), col(RoutingRule.jurisdiction_code).not_in(known)
-            ).order_by(col(RoutingRule.id))
+            select(RoutingRule)
+            .where(col(RoutingRule.jurisdiction_code).is_not(None), col(RoutingRule.jurisdiction_code).not_in(known))
+            .order_by(col(RoutingRule.id))
         )
     ).all()
     return [f"{rule.category_code or '*'} @ {rule.jurisdiction_code} → {rule.department_code}" for rule in rows]

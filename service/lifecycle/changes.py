@@ -71,8 +71,12 @@ async def change(
     if status is not None:
         check(report.status, status, ways)
         ways = MOVES[(Status(report.status), Status(status))] & ways
-    wanted = {"status": Status(status) if status is not None else UNSET, "department_code": department_code,
-              "assignee_id": assignee_id, "priority": priority}
+    wanted = {
+        "status": Status(status) if status is not None else UNSET,
+        "department_code": department_code,
+        "assignee_id": assignee_id,
+        "priority": priority,
+    }
     for name, value in wanted.items():
         if value is not UNSET:
             setattr(report, name, str(value) if isinstance(value, Status) else value)
@@ -130,18 +134,31 @@ async def received(session: AsyncSession, new: list[tuple[dict, Any]]) -> None:
 
 async def add_supporter(session: AsyncSession, original: Report, duplicate: Report, *, actor: str, data: dict) -> None:
     """A duplicate joins the original: one UPDATE, not read-modify-write, so concurrent duplicates each count."""
-    await session.exec(  # type: ignore[call-overload]
-        update(Report).where(col(Report.id) == original.id)
+    await session.exec(
+        update(Report)
+        .where(col(Report.id) == original.id)
         .values(supporter_count=Report.supporter_count + 1, revision=Report.revision + 1)
     )
-    session.add(_event(original, EventCode.SUPPORTER_ADDED, actor=actor, message=None,
-                       data={"duplicate": duplicate.tracking_code, **data}, public=False, at=utcnow()))
+    session.add(
+        _event(
+            original,
+            EventCode.SUPPORTER_ADDED,
+            actor=actor,
+            message=None,
+            data={"duplicate": duplicate.tracking_code, **data},
+            public=False,
+            at=utcnow(),
+        )
+    )
 
 
-def _event(report: Report, code: EventCode, *, actor: str, message: str | None, data: dict, public: bool, at) -> ReportEvent:
+def _event(
+    report: Report, code: EventCode, *, actor: str, message: str | None, data: dict, public: bool, at
+) -> ReportEvent:
     # created_at given: pydantic would inspect the default factory's signature on every call.
-    return ReportEvent(report_id=report.id, type=str(code), actor=actor, message=message, data=data, public=public,
-                       created_at=at)
+    return ReportEvent(
+        report_id=report.id, type=str(code), actor=actor, message=message, data=data, public=public, created_at=at
+    )
 
 
 def _outgoing(type_: WebhookType, event: Any, report: Report | dict, extra: dict | None = None) -> outbox.Outgoing:
@@ -172,15 +189,33 @@ async def _tell_duplicates(session: AsyncSession, original: Report, previous: st
     duplicates = (await session.exec(select(Report).where(col(Report.duplicate_of_id) == original.id))).all()
     for duplicate in duplicates:
         event = _event(
-            duplicate, EventCode.ORIGINAL_STATUS_CHANGED, actor=SYSTEM, message=None, public=True, at=at,
+            duplicate,
+            EventCode.ORIGINAL_STATUS_CHANGED,
+            actor=SYSTEM,
+            message=None,
+            public=True,
+            at=at,
             # Not `status`: that key means this report's own status moved.
             data={"original": original.tracking_code, "original_status": {"from": previous, "to": original.status}},
         )
         session.add(event)
-        await outbox.publish(session, [_outgoing(
-            WebhookType.ORIGINAL_STATUS_CHANGED, event, duplicate,
-            {"original": {"tracking_code": original.tracking_code, "status": original.status, "previous_status": previous}},
-        )])
+        await outbox.publish(
+            session,
+            [
+                _outgoing(
+                    WebhookType.ORIGINAL_STATUS_CHANGED,
+                    event,
+                    duplicate,
+                    {
+                        "original": {
+                            "tracking_code": original.tracking_code,
+                            "status": original.status,
+                            "previous_status": previous,
+                        }
+                    },
+                )
+            ],
+        )
 
 
 __all__ = ["CITIZEN", "SYSTEM", "UNSET", "Changed", "IllegalMove", "add_supporter", "change", "note"]

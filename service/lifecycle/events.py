@@ -2,6 +2,7 @@
 a citizen or an officer reads for each, in Vietnamese and English. Pure data and one pure function.
 """
 
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
@@ -105,27 +106,29 @@ _TEMPLATES: dict[EventCode, tuple[str, str]] = {
     EventCode.TRANSFERRED: ("Chuyển đến {department}", "Transferred to {department}"),
     EventCode.TRIAGED: ("Đã phân loại: {status}", "Triaged: {status}"),
     EventCode.ORIGINAL_STATUS_CHANGED: (
-        "Phản ánh gốc {original}: {status}", "Original report {original}: {status}",
+        "Phản ánh gốc {original}: {status}",
+        "Original report {original}: {status}",
     ),
     EventCode.SLA_AT_RISK: ("Sắp đến hạn xử lý", "Close to its deadline"),
     EventCode.SLA_BREACHED: ("Đã quá hạn xử lý", "Past its deadline"),
     EventCode.ACK_OVERDUE: ("Quá hạn tiếp nhận xử lý", "Not taken into work by its acknowledgement deadline"),
     EventCode.ESCALATED: ("Chuyển lên đơn vị cấp trên", "Escalated to the supervising unit"),
     EventCode.PROCESSING_FAILED: (
-        "Đang chờ cán bộ xử lý thủ công", "Waiting for a dispatcher to look at it",
+        "Đang chờ cán bộ xử lý thủ công",
+        "Waiting for a dispatcher to look at it",
     ),
 }
 
 
 def status_words(status: str | None, vietnamese: bool) -> str:
     try:
-        words = STATUS_WORDS[Status(status)]
+        words = STATUS_WORDS[Status(status or "")]
     except ValueError:
         return status or ""
     return words[0] if vietnamese else words[1]
 
 
-def render(code: str, data: dict[str, Any], written: str | None, *, vietnamese: bool) -> str | None:
+def render(code: str, data: Mapping[str, Any], written: str | None, *, vietnamese: bool) -> str | None:
     """The entry's message in the reader's language: what a person wrote, else the code's words."""
     moved = data.get("original_status") if code == EventCode.ORIGINAL_STATUS_CHANGED else data.get("status")
     status = moved.get("to") if isinstance(moved, dict) else moved

@@ -23,7 +23,12 @@ class Status(StrEnum):
 
 # "open" and "closed", defined once: Open311's status, the IOC's backlog and the SLA sweeps read these.
 OPEN_STATUSES: tuple[Status, ...] = (
-    Status.RECEIVED, Status.NEEDS_TRIAGE, Status.ASSIGNED, Status.IN_PROGRESS, Status.ON_HOLD, Status.REOPENED,
+    Status.RECEIVED,
+    Status.NEEDS_TRIAGE,
+    Status.ASSIGNED,
+    Status.IN_PROGRESS,
+    Status.ON_HOLD,
+    Status.REOPENED,
 )
 CLOSED_STATUSES: tuple[Status, ...] = tuple(status for status in Status if status not in OPEN_STATUSES)
 # Open and being worked: the SLA clock runs (it stops while on hold).

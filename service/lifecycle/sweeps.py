@@ -32,8 +32,12 @@ async def mark_sla(session: AsyncSession, now: datetime) -> int:
             await _escalate(session, report, now, reason="overdue")
         else:
             report.sla_state = "at_risk"
-            await changes.note(session, report, EventCode.SLA_AT_RISK,
-                               data={"due_at": report.due_at.isoformat() if report.due_at else None})
+            await changes.note(
+                session,
+                report,
+                EventCode.SLA_AT_RISK,
+                data={"due_at": report.due_at.isoformat() if report.due_at else None},
+            )
     return len(reports) + await mark_acknowledge_overdue(session, now)
 
 
@@ -57,8 +61,13 @@ async def mark_acknowledge_overdue(session: AsyncSession, now: datetime) -> int:
     for report in reports:
         report.acknowledge_overdue_at = now
         due = report.acknowledge_due_at.isoformat() if report.acknowledge_due_at else None
-        await changes.note(session, report, EventCode.ACK_OVERDUE, data={"acknowledge_due_at": due},
-                           webhook_extra={"acknowledge_due_at": due.replace("+00:00", "Z") if due else None})
+        await changes.note(
+            session,
+            report,
+            EventCode.ACK_OVERDUE,
+            data={"acknowledge_due_at": due},
+            webhook_extra={"acknowledge_due_at": due.replace("+00:00", "Z") if due else None},
+        )
         await _escalate(session, report, now, reason="ack_overdue")
     return len(reports)
 
@@ -72,7 +81,9 @@ async def _escalate(session: AsyncSession, report: Report, now: datetime, *, rea
         report.escalated_at = now
         report.escalated_to_department_code = department.parent_code
         await changes.note(
-            session, report, EventCode.ESCALATED,
+            session,
+            report,
+            EventCode.ESCALATED,
             data={"from": department.code, "to": department.parent_code, "reason": reason},
         )
 
@@ -82,13 +93,17 @@ async def close_resolved(session: AsyncSession, settings: Settings, now: datetim
     cutoff = now - timedelta(days=settings.reopen_window_days)
     reports = (
         await session.exec(
-            select(Report).where(Report.status == Status.RESOLVED, col(Report.resolved_at) < cutoff).limit(BATCH)
+            select(Report)
+            .where(Report.status == Status.RESOLVED, col(Report.resolved_at) < cutoff)
+            .limit(BATCH)
             .with_for_update(skip_locked=True, of=Report)
         )
     ).all()
     for report in reports:
         report.closed_at = now
-        await changes.change(session, report, via=Via.SWEEP, status=Status.CLOSED, data={"reason": "reopen window passed"})
+        await changes.change(
+            session, report, via=Via.SWEEP, status=Status.CLOSED, data={"reason": "reopen window passed"}
+        )
     return len(reports)
 
 
@@ -112,5 +127,7 @@ async def erase_personal_data(session: AsyncSession, settings: Settings, now: da
     ).all()
     for report in reports:
         report.reporter_name = report.reporter_phone = report.reporter_email = None
-        await changes.note(session, report, EventCode.PERSONAL_DATA_ERASED, data={"retention_days": settings.pii_retention_days})
+        await changes.note(
+            session, report, EventCode.PERSONAL_DATA_ERASED, data={"retention_days": settings.pii_retention_days}
+        )
     return len(reports)

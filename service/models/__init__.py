@@ -16,9 +16,9 @@ from service.models.webhook import WebhookDeliveryAttempt, WebhookEvent, Webhook
 __all__ = [
     "ApiClient",
     "CatalogueVersion",
+    "Department",
     "IocDailyRollup",
     "IocRollupState",
-    "Department",
     "Jurisdiction",
     "Photo",
     "RefreshToken",

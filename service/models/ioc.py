@@ -15,7 +15,16 @@ from service.models.report import OPEN_STATUSES, Report
 from service.models.types import utc_column
 
 ROLLUP_STATUSES = (
-    "received", "needs_triage", "assigned", "in_progress", "on_hold", "reopened", "resolved", "closed", "rejected", "duplicate",
+    "received",
+    "needs_triage",
+    "assigned",
+    "in_progress",
+    "on_hold",
+    "reopened",
+    "resolved",
+    "closed",
+    "rejected",
+    "duplicate",
 )
 
 
@@ -87,7 +96,14 @@ Index(
 Index(
     "ix_reports_created_durations",
     _reports.c.created_at,
-    postgresql_include=["status", "acknowledged_at", "resolved_at", "service_code", "jurisdiction_code", "department_code"],
+    postgresql_include=[
+        "status",
+        "acknowledged_at",
+        "resolved_at",
+        "service_code",
+        "jurisdiction_code",
+        "department_code",
+    ],
 )
 # Reports resolved per hour or day (the time series).
 Index("ix_reports_resolved_at", _reports.c.resolved_at)

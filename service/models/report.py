@@ -142,4 +142,3 @@ class ReportEvent(SQLModel, table=True):
     message: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     data: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False, default=dict))
     created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column(nullable=False))
-

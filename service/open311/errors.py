@@ -20,10 +20,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from service.catalogue.attributes import InvalidAttributes
 from service.db import SessionDep
 from service.errors import (
-    AppError, Unprocessable, field_errors_from_pydantic, is_outage, is_unstorable_text, message_for,
+    AppError,
+    Unprocessable,
+    field_errors_from_pydantic,
+    is_outage,
+    is_unstorable_text,
+    message_for,
 )
-from service.open311.forms import SPEC_NAMES
 from service.open311.formats import FORMATS, render_errors
+from service.open311.forms import SPEC_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +88,7 @@ class Open311Route(APIRoute):
         async def handle(request: Request) -> Response:
             try:
                 return await handler(request)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - every failure gets the spec's error shape
                 # Answered here, the error never reaches the session dependency, which would then
                 # commit: roll back first.
                 session = getattr(request.state, "open311_session", None)

@@ -101,13 +101,13 @@ async def open_form(request: Request, settings: Settings) -> AsyncIterator[Form]
                 raise Unprocessable("too_many_photos", MEDIA_FIELD, exc.message) from exc
             raise _invalid("body", exc.message) from exc
         try:
-            for name, value in parsed.multi_items():
-                if isinstance(value, UploadFile):
+            for name, part in parsed.multi_items():
+                if isinstance(part, UploadFile):
                     if name != MEDIA_FIELD:
                         raise _invalid(name, f"Files go in the '{MEDIA_FIELD}' field.")
-                    form.uploads.append(value)
+                    form.uploads.append(part)
                 else:
-                    _add(form, name, value)
+                    _add(form, name, part)
             yield form
         finally:
             await parsed.close()
@@ -152,7 +152,10 @@ def service_request_form(form: Form) -> ServiceRequestForm:
         data = ReportCreate.model_validate({key: value for key, value in raw.items() if value is not None})
     except ValidationError as exc:
         raise RequestValidationError(
-            [{**error, "loc": ("body", *(SPEC_NAMES.get(str(part), part) for part in error["loc"]))} for error in exc.errors()]
+            [
+                {**error, "loc": ("body", *(SPEC_NAMES.get(str(part), part) for part in error["loc"]))}
+                for error in exc.errors()
+            ]
         ) from exc
     return ServiceRequestForm(
         data=data, attributes=form.attributes, media_url=media_url, account_id=form.get("account_id")

@@ -21,8 +21,8 @@ from service.open311 import forms, schemas, service
 from service.open311.errors import Open311Route, Session
 from service.open311.formats import render, render_errors, w3c_datetime
 from service.reports.intake import stage_photo
-from service.reports.submission import commit_report, discard_staged
 from service.reports.service import StagedPhoto
+from service.reports.submission import commit_report, discard_staged
 
 MAX_PAGE_SIZE = 1000
 # Deeper than any real listing (a billion requests at the largest page size), small enough that the
@@ -242,8 +242,11 @@ async def service_requests(
     ] = None,
     service_code: Annotated[str | None, Blank, Query(description="Comma-separated service codes")] = None,
     start_date: Annotated[
-        CityTime | None, Blank,
-        Query(description="W3C datetime, e.g. 2026-11-01T00:00:00Z (default: 90 days ago). " + city_time.LOWER_BOUND_HELP),
+        CityTime | None,
+        Blank,
+        Query(
+            description="W3C datetime, e.g. 2026-11-01T00:00:00Z (default: 90 days ago). " + city_time.LOWER_BOUND_HELP
+        ),
     ] = None,
     end_date: Annotated[
         CityTime | None, Blank, Query(description="W3C datetime (default: now). " + city_time.UPPER_BOUND_HELP)
@@ -251,11 +254,13 @@ async def service_requests(
     status: Annotated[str | None, Blank, Query(description="Comma-separated: open, closed")] = None,
     # The bounds sit on the int, not on `int | None`: an empty `page=` is None, which `ge` cannot compare.
     page: Annotated[
-        Annotated[int, Field(ge=1, le=MAX_PAGE)] | None, Blank,
+        Annotated[int, Field(ge=1, le=MAX_PAGE)] | None,
+        Blank,
         Query(description=f"Extension: page number, from 1 (at most {MAX_PAGE})"),
     ] = None,
     page_size: Annotated[
-        Annotated[int, Field(ge=1, le=MAX_PAGE_SIZE)] | None, Blank,
+        Annotated[int, Field(ge=1, le=MAX_PAGE_SIZE)] | None,
+        Blank,
         Query(description="Extension: requests per page (at most 1000)"),
     ] = None,
     extensions: Annotated[
@@ -286,7 +291,12 @@ async def service_requests(
         offset=((page or 1) - 1) * size,
         limit=size,
     )
-    return _requests_response(request, response_format, await service.contexts(session, reports, vietnamese=timeline_in_vietnamese(request)), bool(extensions))
+    return _requests_response(
+        request,
+        response_format,
+        await service.contexts(session, reports, vietnamese=timeline_in_vietnamese(request)),
+        bool(extensions),
+    )
 
 
 def _requests_response(request: Request, response_format: str, contexts: list, extensions: bool) -> Response:
@@ -319,7 +329,12 @@ async def service_request(
     """The id is the tracking code; case and the dash don't matter."""
     service.check_jurisdiction(jurisdiction_id)
     report = await service.get_request(session, service_request_id)
-    return _requests_response(request, response_format, await service.contexts(session, [report], vietnamese=timeline_in_vietnamese(request)), bool(extensions))
+    return _requests_response(
+        request,
+        response_format,
+        await service.contexts(session, [report], vietnamese=timeline_in_vietnamese(request)),
+        bool(extensions),
+    )
 
 
 @router.get(

@@ -195,7 +195,9 @@ def definition_of(category: ServiceCategory, vietnamese: bool) -> Open311Service
                 order=attribute["order"],
                 description=_pick(vietnamese, attribute["description_vi"], attribute["description_en"]) or "",
                 values=[
-                    Open311AttributeValue(key=value["key"], name=_pick(vietnamese, value["name_vi"], value["name_en"]) or "")
+                    Open311AttributeValue(
+                        key=value["key"], name=_pick(vietnamese, value["name_vi"], value["name_en"]) or ""
+                    )
                     for value in attribute.get("values", [])
                 ],
             )
@@ -230,7 +232,9 @@ def _notice(context: RequestContext, vietnamese: bool) -> str | None:
 def request_of(context: RequestContext, *, base_url: str, vietnamese: bool, extensions: bool) -> Open311ServiceRequest:
     report = context.report
     photo_links = [
-        Open311Photo(media_url=f"{base_url}/v1/photos/{photo.id}", thumbnail_url=f"{base_url}/v1/photos/{photo.id}/thumbnail")
+        Open311Photo(
+            media_url=f"{base_url}/v1/photos/{photo.id}", thumbnail_url=f"{base_url}/v1/photos/{photo.id}/thumbnail"
+        )
         for photo in context.photos
     ]
     category = context.category
@@ -260,7 +264,9 @@ def request_of(context: RequestContext, *, base_url: str, vietnamese: bool, exte
             tracking_code=report.tracking_code,
             channel=report.channel,
             photos=photo_links,
-            attributes=[Open311AttributeAnswer(code=code, value=value) for code, value in (report.attributes or {}).items()],
+            attributes=[
+                Open311AttributeAnswer(code=code, value=value) for code, value in (report.attributes or {}).items()
+            ],
         )
     return request
 

@@ -32,7 +32,10 @@ STATUS_GROUPS = {
 
 def check_jurisdiction(jurisdiction_id: str | None) -> None:
     if jurisdiction_id and jurisdiction_id.strip().lower() != JURISDICTION_ID:
-        raise NotFound("jurisdiction_not_found", f"jurisdiction_id '{jurisdiction_id}' was not found; this endpoint serves {JURISDICTION_ID}.")
+        raise NotFound(
+            "jurisdiction_not_found",
+            f"jurisdiction_id '{jurisdiction_id}' was not found; this endpoint serves {JURISDICTION_ID}.",
+        )
 
 
 async def list_services(session: AsyncSession) -> list[ServiceCategory]:
@@ -61,10 +64,8 @@ def _utc(moment: datetime | None) -> datetime | None:
 def request_window(start: datetime | None, end: datetime | None, now: datetime) -> tuple[datetime, datetime]:
     """The spec's default: the most recent 90 days; a given range may not span more than 90 days."""
     start, end = _utc(start), _utc(end)
-    if start is None and end is None:
-        return now - DEFAULT_WINDOW, now
     if start is None:
-        return end - DEFAULT_WINDOW, end
+        return (now - DEFAULT_WINDOW, now) if end is None else (end - DEFAULT_WINDOW, end)
     if end is None:
         return start, start + DEFAULT_WINDOW
     if end < start:
@@ -159,7 +160,9 @@ async def contexts(session: AsyncSession, reports_: list[Report], *, vietnamese:
     notes = await _status_notes(session, ids, vietnamese)
     original_ids = {report.duplicate_of_id for report in reports_ if report.duplicate_of_id}
     originals = (
-        dict((await session.exec(select(Report.id, Report.tracking_code).where(col(Report.id).in_(original_ids)))).all())
+        dict(
+            (await session.exec(select(Report.id, Report.tracking_code).where(col(Report.id).in_(original_ids)))).all()
+        )
         if original_ids
         else {}
     )
@@ -170,7 +173,7 @@ async def contexts(session: AsyncSession, reports_: list[Report], *, vietnamese:
             department=departments.get(report.department_code or ""),
             status_notes=notes.get(report.id),
             photos=photos.get(report.id, []),
-            original_tracking_code=originals.get(report.duplicate_of_id),
+            original_tracking_code=originals.get(report.duplicate_of_id) if report.duplicate_of_id else None,
         )
         for report in reports_
     ]

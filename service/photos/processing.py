@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import BinaryIO
 
@@ -97,7 +97,7 @@ def read_gps(src: Path | BinaryIO) -> tuple[float, float] | None:
     try:
         with Image.open(src, formats=_ALLOWED_FORMATS) as image:
             return _gps_from_exif(image.getexif())
-    except Exception:  # any failure just means "no location known"
+    except Exception:  # noqa: BLE001 - any failure just means "no location known"
         return None
 
 
@@ -153,7 +153,7 @@ def _gps_from_exif(exif: Image.Exif) -> tuple[float, float] | None:
         gps = exif.get_ifd(ExifTags.IFD.GPSInfo)
         latitude = _degrees(gps.get(GPS.GPSLatitude), gps.get(GPS.GPSLatitudeRef), "NS")
         longitude = _degrees(gps.get(GPS.GPSLongitude), gps.get(GPS.GPSLongitudeRef), "EW")
-    except Exception:  # malformed GPS blocks are common; a photo without location is fine
+    except Exception:  # noqa: BLE001 - malformed GPS blocks are common; a photo without location is fine
         return None
     if latitude is None or longitude is None:
         return None
@@ -175,7 +175,7 @@ def _degrees(dms: object, ref: object, positive_negative: str) -> float | None:
     if isinstance(ref, bytes):
         ref = ref.decode("ascii", "replace")
     ref = str(ref or "").strip("\x00 ").upper()
-    positive, negative = positive_negative
+    positive, negative = positive_negative[0], positive_negative[1]
     if ref not in (positive, negative):  # a missing reference gives no location
         return None
     return -degrees if ref == negative else degrees
@@ -187,12 +187,12 @@ def _taken_at_from_exif(exif: Image.Exif) -> datetime | None:
         text = details.get(Base.DateTimeOriginal) or exif.get(Base.DateTimeOriginal)
         offset = details.get(Base.OffsetTimeOriginal)
         taken_at = datetime.strptime(str(text).strip("\x00 "), "%Y:%m:%d %H:%M:%S")
-    except Exception:  # absent, or the "0000:00:00 00:00:00" some cameras write
+    except Exception:  # noqa: BLE001 - absent, or the "0000:00:00 00:00:00" some cameras write
         return None
     return taken_at.replace(tzinfo=_zone_from_offset(offset) or CAMERA_CLOCK_ZONE)
 
 
-def _zone_from_offset(offset: object) -> timezone | None:
+def _zone_from_offset(offset: object) -> tzinfo | None:
     try:  # "+07:00" style, as written by phones
         return datetime.strptime(str(offset).strip("\x00 "), "%z").tzinfo
     except ValueError:
@@ -214,7 +214,9 @@ def _to_plain_srgb(image: Image.Image) -> Image.Image:
         # the metadata, so convert the pixels first or colours come out dull.
         try:
             source_profile = ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))
-            rgb = ImageCms.profileToProfile(rgb, source_profile, _SRGB)
+            converted = ImageCms.profileToProfile(rgb, source_profile, _SRGB)
+            if converted is not None:  # None only when converting in place
+                rgb = converted
         except (ImageCms.PyCMSError, OSError, ValueError):
             pass  # a broken or non-RGB profile: keep the pixels as they are
     # convert() copies info (EXIF, XMP, comments, ICC); the JPEG encoder would
@@ -227,9 +229,7 @@ def _write_jpeg_atomically(image: Image.Image, dest: Path, *, quality: int) -> N
     # A temp file in the same directory, then os.replace: readers and a crash
     # see either the old file or the complete new one, never half a JPEG.
     dest.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temp_name = tempfile.mkstemp(
-        dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp"
-    )
+    descriptor, temp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
     try:
         with os.fdopen(descriptor, "wb") as temp_file:
             image.save(temp_file, format="JPEG", quality=quality, optimize=True)

@@ -5,7 +5,7 @@ expires after S3_PRESIGN_SECONDS (the bucket itself stays private); otherwise th
 through the API.
 """
 
-from typing import Literal
+from typing import Any, Literal
 from uuid import UUID
 
 import anyio
@@ -51,7 +51,7 @@ async def _serve(request: Request, session, photo_id: UUID, variant: Literal["pu
     )
 
 
-_ANSWERS = {
+_ANSWERS: dict[int | str, dict[str, Any]] = {
     200: {"content": {"image/jpeg": {}}, "description": "The photo, without metadata"},
     307: {"description": "PHOTO_DELIVERY=redirect: a short-lived presigned URL of the photo (the `Location` header)"},
     **problem_responses(404, 409, 422, 503),

@@ -28,17 +28,19 @@ class DuplicateMatch:
 
 
 async def lock_neighbourhood(session: AsyncSession, cell: str) -> None:
-    if session.bind.dialect.name != "postgresql":
+    if session.get_bind().dialect.name != "postgresql":
         return  # SQLite: the worker serialises processing in-process instead
     parents = sorted({h3.cell_to_parent(neighbour, LOCK_RESOLUTION) for neighbour in h3.grid_disk(cell, 1)})
     for parent in parents:  # always in the same order: no deadlocks between workers
-        await session.exec(text("SELECT pg_advisory_xact_lock(:key)").bindparams(key=int(parent, 16) & 0x7FFFFFFFFFFFFFFF))
+        await session.execute(
+            text("SELECT pg_advisory_xact_lock(:key)").bindparams(key=int(parent, 16) & 0x7FFFFFFFFFFFFFFF)
+        )
 
 
 async def find_original(
     session: AsyncSession, report: Report, *, radius_m: float, window_days: float
 ) -> DuplicateMatch | None:
-    if report.h3_cell is None or report.service_code is None or report.lat is None:
+    if report.h3_cell is None or report.service_code is None or report.lat is None or report.lon is None:
         return None
     since = report.created_at - timedelta(days=window_days)
     # Nothing pending in this session (the report's own changes, its events) can change which other
@@ -60,7 +62,7 @@ async def find_original(
     scored = [
         (haversine_m(report.lat, report.lon, c.lat, c.lon), c.created_at, str(c.id), c)
         for c in candidates
-        if c.lat is not None
+        if c.lat is not None and c.lon is not None
     ]
     within = sorted(item for item in scored if item[0] <= radius_m)
     if not within:

@@ -29,10 +29,12 @@ async def process_photos(session: AsyncSession, storage: PhotoStorage, report: R
     """Process the report's unprocessed photos; returns one summary per photo for the event log."""
     photos = (
         await session.exec(
-            select(Photo).where(Photo.report_id == report.id, col(Photo.processed_at).is_(None)).order_by(col(Photo.position))
+            select(Photo)
+            .where(Photo.report_id == report.id, col(Photo.processed_at).is_(None))
+            .order_by(col(Photo.position))
         )
     ).all()
-    summaries = []
+    summaries: list[dict] = []
     for photo in photos:
         try:
             result = await asyncio.to_thread(_process_to_storage, storage, photo)

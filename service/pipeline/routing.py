@@ -49,4 +49,3 @@ def decide(rules: list[RoutingRule], category_code: str | None, jurisdictions: l
         return None
     described = f"{rule.category_code or '*'} @ {rule.jurisdiction_code or '*'} → {rule.department_code}"
     return RoutingDecision(rule.department_code, described, rule.catalogue_version)
-

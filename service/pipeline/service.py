@@ -55,7 +55,7 @@ async def process(session: AsyncSession, report_id: UUID, resources: PipelineRes
         report.h3_cell = h3.latlng_to_cell(report.lat, report.lon, H3_RESOLUTION)
 
     needs_triage = await _classify(session, report, resources)
-    priority = await _prioritise(session, report, catalogue.default_priorities.get(report.service_code, "normal"))
+    priority = await _prioritise(session, report, catalogue.default_priorities.get(report.service_code or "", "normal"))
 
     if not needs_triage:
         match = await duplicates.find_original(
@@ -72,14 +72,25 @@ async def process(session: AsyncSession, report_id: UUID, resources: PipelineRes
     )
     if decision:
         await note(
-            session, report, EventCode.ROUTED, touch=False,
-            data={"department": decision.department_code, "rule": decision.rule, "catalogue_version": decision.catalogue_version},
+            session,
+            report,
+            EventCode.ROUTED,
+            touch=False,
+            data={
+                "department": decision.department_code,
+                "rule": decision.rule,
+                "catalogue_version": decision.catalogue_version,
+            },
         )
 
     policy, policy_info = sla.choose_policy(catalogue.sla_policies, report.service_code, priority)
     sla.start_clock(report, policy, sla.calendar_from(settings), report.created_at, settings.sla_at_risk_ratio)
+    assert report.acknowledge_due_at is not None and report.due_at is not None  # set by start_clock
     await note(
-        session, report, EventCode.SLA_SET, touch=False,
+        session,
+        report,
+        EventCode.SLA_SET,
+        touch=False,
         data={
             **policy_info,
             "clock": policy.clock,
@@ -90,8 +101,12 @@ async def process(session: AsyncSession, report_id: UUID, resources: PipelineRes
 
     report.processed_at = utcnow()
     await changes.change(
-        session, report, via=Via.PIPELINE, status=Status.NEEDS_TRIAGE if needs_triage else Status.ASSIGNED,
-        department_code=decision.department_code if decision else None, priority=priority,
+        session,
+        report,
+        via=Via.PIPELINE,
+        status=Status.NEEDS_TRIAGE if needs_triage else Status.ASSIGNED,
+        department_code=decision.department_code if decision else None,
+        priority=priority,
         data={"due_at": report.due_at.isoformat() if report.due_at else None},
     )
     await session.flush()
@@ -102,7 +117,13 @@ async def _classify(session: AsyncSession, report: Report, resources: PipelineRe
     """Keep the citizen's own category unless it is missing or `other`; returns whether a human must triage."""
     if report.requested_service_code and report.requested_service_code != "other":
         report.service_code, report.category_source = report.requested_service_code, "citizen"
-        await note(session, report, EventCode.CLASSIFIED, data={"service_code": report.service_code, "source": "citizen"}, touch=False)
+        await note(
+            session,
+            report,
+            EventCode.CLASSIFIED,
+            data={"service_code": report.service_code, "source": "citizen"},
+            touch=False,
+        )
         return False
     text = " ".join(part for part in (report.title, report.description) if part)
     prediction = resources.classifier.predict(text, resources.settings.classifier_threshold)
@@ -120,7 +141,9 @@ async def _classify(session: AsyncSession, report: Report, resources: PipelineRe
         await note(session, report, EventCode.CLASSIFIED, data={**data, "triage": True}, touch=False)
         return True
     report.service_code = prediction.service_code
-    await note(session, report, EventCode.CLASSIFIED, data={**data, "service_code": prediction.service_code}, touch=False)
+    await note(
+        session, report, EventCode.CLASSIFIED, data={**data, "service_code": prediction.service_code}, touch=False
+    )
     return False
 
 
@@ -129,20 +152,30 @@ async def _prioritise(session: AsyncSession, report: Report, category_default: s
     text = " ".join(part for part in (report.title, report.description) if part)
     priority, signal = assess_priority(text, category_default)
     await note(
-        session, report, EventCode.PRIORITISED, touch=False,
+        session,
+        report,
+        EventCode.PRIORITISED,
+        touch=False,
         data={"priority": priority, "signal": signal, "category_default": category_default},
     )
     return priority
 
 
-async def _mark_duplicate(session: AsyncSession, report: Report, match: duplicates.DuplicateMatch, priority: str) -> str:
+async def _mark_duplicate(
+    session: AsyncSession, report: Report, match: duplicates.DuplicateMatch, priority: str
+) -> str:
     original = match.original
     report.duplicate_of_id = original.id
     report.processed_at = utcnow()
     await changes.add_supporter(session, original, report, actor=changes.SYSTEM, data={"distance_m": match.distance_m})
     await changes.change(
-        session, report, via=Via.PIPELINE, status=Status.DUPLICATE, department_code=original.department_code,
-        priority=priority, data={"original": original.tracking_code, "distance_m": match.distance_m},
+        session,
+        report,
+        via=Via.PIPELINE,
+        status=Status.DUPLICATE,
+        department_code=original.department_code,
+        priority=priority,
+        data={"original": original.tracking_code, "distance_m": match.distance_m},
     )
     await session.flush()
     return "duplicate"
@@ -150,16 +183,27 @@ async def _mark_duplicate(session: AsyncSession, report: Report, match: duplicat
 
 async def _locate(session: AsyncSession, report: Report, catalogue: CatalogueSnapshot, tolerance_m: float) -> list[str]:
     """The report's jurisdiction and its parents (nearest first); empty without a point or a match."""
-    if report.lat is None:
-        await note(session, report, EventCode.LOCATED, data={"jurisdiction": None, "reason": "no coordinates"}, touch=False)
+    if report.lat is None or report.lon is None:
+        await note(
+            session, report, EventCode.LOCATED, data={"jurisdiction": None, "reason": "no coordinates"}, touch=False
+        )
         return []
     match = catalogue.jurisdictions.index.locate(report.lon, report.lat, tolerance_m=tolerance_m)
     if match is None:
-        await note(session, report, EventCode.LOCATED, data={"jurisdiction": None, "reason": "outside every boundary"}, touch=False)
+        await note(
+            session,
+            report,
+            EventCode.LOCATED,
+            data={"jurisdiction": None, "reason": "outside every boundary"},
+            touch=False,
+        )
         return []
     report.jurisdiction_code = match.code
     await note(
-        session, report, EventCode.LOCATED, touch=False,
+        session,
+        report,
+        EventCode.LOCATED,
+        touch=False,
         data={"jurisdiction": match.code, "method": match.method, "distance_m": match.distance_m},
     )
     return catalogue.jurisdictions.ancestry(match.code)
@@ -179,7 +223,11 @@ async def give_up(session: AsyncSession, report_id: UUID, error: str, resources:
     dispatch = routing.decide(catalogue.routing_rules, None, [])
     report.processed_at = utcnow()
     await changes.change(
-        session, report, via=Via.POISON, code=EventCode.PROCESSING_FAILED, status=Status.NEEDS_TRIAGE,
+        session,
+        report,
+        via=Via.POISON,
+        code=EventCode.PROCESSING_FAILED,
+        status=Status.NEEDS_TRIAGE,
         department_code=dispatch.department_code if dispatch else None,
         data={"attempts": report.processing_failures, "error": error},
     )

@@ -31,8 +31,14 @@ def attach_photos(session: AsyncSession, report: Report, staged: list[StagedPhot
     for offset, photo in enumerate(staged):
         session.add(
             Photo(
-                id=photo.id, report_id=report.id, position=start + offset, kind=kind, original_key=photo.key,
-                content_type=photo.content_type, size_bytes=photo.size_bytes, sha256=photo.sha256,
+                id=photo.id,
+                report_id=report.id,
+                position=start + offset,
+                kind=kind,
+                original_key=photo.key,
+                content_type=photo.content_type,
+                size_bytes=photo.size_bytes,
+                sha256=photo.sha256,
             )
         )
 
@@ -47,8 +53,16 @@ async def answer(
     policy, _ = await sla.policy_for(session, report.service_code, report.priority)
     sla.resume_clock(report, policy, sla.calendar_from(settings), now)
     attach_photos(session, report, photos, kind="citizen_reply")
-    await lifecycle.note(session, report, EventCode.CITIZEN_REPLY, actor=CITIZEN, message=message,
-                         data={"photos": len(photos)}, public=True, touch=False)
+    await lifecycle.note(
+        session,
+        report,
+        EventCode.CITIZEN_REPLY,
+        actor=CITIZEN,
+        message=message,
+        data={"photos": len(photos)},
+        public=True,
+        touch=False,
+    )
     await lifecycle.change(session, report, via=Via.CITIZEN, actor=CITIZEN, status=Status.IN_PROGRESS)
     await session.flush()
     return report
@@ -79,7 +93,8 @@ async def reopen(session: AsyncSession, report: Report, *, reason: str, settings
     sla.start_clock(report, policy, sla.calendar_from(settings), now, settings.sla_at_risk_ratio)
     report.reopened_count += 1
     report.resolved_at = None
-    await lifecycle.change(session, report, via=Via.CITIZEN, actor=CITIZEN, status=Status.REOPENED, message=reason,
-                           data={"reason": reason})
+    await lifecycle.change(
+        session, report, via=Via.CITIZEN, actor=CITIZEN, status=Status.REOPENED, message=reason, data={"reason": reason}
+    )
     await session.flush()
     return report

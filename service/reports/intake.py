@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
 
-from service.errors import PayloadTooLarge, UnsupportedMediaType, Unprocessable
+from service.errors import PayloadTooLarge, Unprocessable, UnsupportedMediaType
 from service.photos.content import SNIFF_BYTES, extension_for, sniff_image_type
 from service.photos.processing import PhotoRejected, check_dimensions, read_gps
 from service.photos.storage import PhotoStorage, TooLarge
@@ -73,7 +73,7 @@ def stage_photo(upload: UploadFile, storage: PhotoStorage, settings: Settings) -
     upload.file.seek(0)
     try:
         gps = read_gps(upload.file)
-    except Exception:  # a photo without readable EXIF is still a photo
+    except Exception:  # noqa: BLE001 - a photo without readable EXIF is still a photo
         gps = None
     return StagedPhoto(
         id=photo_id, key=key, content_type=content_type, size_bytes=stored.size_bytes, sha256=stored.sha256, gps=gps
@@ -125,13 +125,19 @@ async def read_message_with_photos(
         try:
             raw = json.loads(await request.body() or b"{}")
         except ValueError as exc:
-            raise RequestValidationError([{"type": "json_invalid", "loc": ("body",), "msg": "Invalid JSON.", "input": None}]) from exc
+            raise RequestValidationError(
+                [{"type": "json_invalid", "loc": ("body",), "msg": "Invalid JSON.", "input": None}]
+            ) from exc
         fields, uploads = (raw if isinstance(raw, dict) else {}), []
     elif content_type == "multipart/form-data":
         try:
-            form = await request.form(max_files=settings.max_photos_per_report + 1, max_fields=10, max_part_size=64 * 1024)
+            form = await request.form(
+                max_files=settings.max_photos_per_report + 1, max_fields=10, max_part_size=64 * 1024
+            )
         except MultiPartException as exc:
-            raise Unprocessable("too_many_photos" if "Too many files" in exc.message else "validation_error", PHOTO_FIELD, exc.message) from exc
+            raise Unprocessable(
+                "too_many_photos" if "Too many files" in exc.message else "validation_error", PHOTO_FIELD, exc.message
+            ) from exc
         try:
             fields = {k: v for k, v in form.multi_items() if not isinstance(v, UploadFile)}
             uploads = [v for k, v in form.multi_items() if isinstance(v, UploadFile) and k == PHOTO_FIELD]

@@ -3,8 +3,8 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
-from pydantic import BaseModel, ConfigDict, Field
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 
 from service.auth.api_keys import SubmitterDep
 from service.db import SessionDep
@@ -16,7 +16,6 @@ from service.ratelimit import client_address
 from service.reports import citizen, service
 from service.reports.codes import citizen_token
 from service.reports.intake import PHOTO_FIELD, parse_report_request, read_message_with_photos
-from service.reports.submission import commit_report, discard_staged
 from service.reports.schemas import (
     NamedRef,
     OriginalProgress,
@@ -27,11 +26,18 @@ from service.reports.schemas import (
     TimelineEntry,
 )
 from service.reports.service import StagedPhoto
+from service.reports.submission import commit_report, discard_staged
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
-CitizenToken = Annotated[str | None, Header(alias="X-Citizen-Token", description="The citizen_token returned at intake")]
+CitizenToken = Annotated[
+    str | None, Header(alias="X-Citizen-Token", description="The citizen_token returned at intake")
+]
 LOCATION_HEADER = {
-    "Location": {"description": "Where to follow the report", "required": True, "schema": {"type": "string", "format": "uri"}}
+    "Location": {
+        "description": "Where to follow the report",
+        "required": True,
+        "schema": {"type": "string", "format": "uri"},
+    }
 }
 
 
@@ -71,7 +77,11 @@ def _intake_body_schema() -> dict:
     openapi_extra=_intake_body_schema(),
     responses={
         201: {"headers": LOCATION_HEADER},
-        200: {"model": ReportCreated, "description": "An idempotent retry: the report created earlier", "headers": LOCATION_HEADER},
+        200: {
+            "model": ReportCreated,
+            "description": "An idempotent retry: the report created earlier",
+            "headers": LOCATION_HEADER,
+        },
         **problem_responses(401, 403, 409, 413, 415, 422, 429, 503),
     },
 )
@@ -129,7 +139,10 @@ async def find_report(request: Request, session: SessionDep, tracking_code: str,
     except NotFound:
         if limited and settings.tracking_lookup_miss_cost > 1:
             await limiter.hit(
-                settings.rate_limit_tracking_lookup, "lookup:address", address, cost=settings.tracking_lookup_miss_cost - 1
+                settings.rate_limit_tracking_lookup,
+                "lookup:address",
+                address,
+                cost=settings.tracking_lookup_miss_cost - 1,
             )
         raise
 
@@ -142,7 +155,9 @@ async def find_report(request: Request, session: SessionDep, tracking_code: str,
     "only with `X-Citizen-Token`; without it, its progress only (`details_withheld`).",
     responses=problem_responses(401, 404, 429),
 )
-async def get_report(tracking_code: str, request: Request, session: SessionDep, token: CitizenToken = None) -> ReportPublic:
+async def get_report(
+    tracking_code: str, request: Request, session: SessionDep, token: CitizenToken = None
+) -> ReportPublic:
     report = await find_report(request, session, tracking_code)
     settings = request.app.state.settings
     if token is not None:
@@ -197,11 +212,14 @@ async def get_report(tracking_code: str, request: Request, session: SessionDep, 
 def _entry(event, vietnamese: bool, details: bool) -> TimelineEntry:
     """A public timeline entry; what a person wrote is left out when the report's details are withheld."""
     data = event.data or {}
-    status = data.get("status") if isinstance(data.get("status"), dict) else {}
+    status = data["status"] if isinstance(data.get("status"), dict) else {}
     written = event.message if details else None
     return TimelineEntry(
-        code=event.type, at=event.created_at, message=render(event.type, data, written, vietnamese=vietnamese),
-        status=status.get("to"), previous_status=status.get("from"),
+        code=event.type,
+        at=event.created_at,
+        message=render(event.type, data, written, vietnamese=vietnamese),
+        status=status.get("to"),
+        previous_status=status.get("from"),
     )
 
 
@@ -226,7 +244,9 @@ class CitizenActionResult(BaseModel):
 
 
 def _result(report) -> CitizenActionResult:
-    return CitizenActionResult(tracking_code=report.tracking_code, status=report.status, citizen_rating=report.citizen_rating)
+    return CitizenActionResult(
+        tracking_code=report.tracking_code, status=report.status, citizen_rating=report.citizen_rating
+    )
 
 
 MESSAGE_WITH_PHOTOS_BODY = {
@@ -280,7 +300,9 @@ async def citizen_reply(tracking_code: str, request: Request, session: SessionDe
 
 
 @router.post(
-    "/{tracking_code}/rating", response_model=CitizenActionResult, summary="Rate the resolution 1–5",
+    "/{tracking_code}/rating",
+    response_model=CitizenActionResult,
+    summary="Rate the resolution 1–5",
     responses=problem_responses(401, 404, 409, 422, 429),
 )
 async def rate(tracking_code: str, body: RatingIn, request: Request, session: SessionDep, token: CitizenToken = None):
@@ -290,7 +312,9 @@ async def rate(tracking_code: str, body: RatingIn, request: Request, session: Se
 
 
 @router.post(
-    "/{tracking_code}/reopen", response_model=CitizenActionResult, summary="Reopen a resolved report (once, within the window)",
+    "/{tracking_code}/reopen",
+    response_model=CitizenActionResult,
+    summary="Reopen a resolved report (once, within the window)",
     responses=problem_responses(401, 404, 409, 422, 429),
 )
 async def reopen(tracking_code: str, body: ReopenIn, request: Request, session: SessionDep, token: CitizenToken = None):

@@ -21,7 +21,9 @@ class ReportCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    description: str = Field(min_length=10, max_length=5000, examples=["Đèn đường trước nhà số 12 Lê Lợi bị tắt 3 ngày nay"])
+    description: str = Field(
+        min_length=10, max_length=5000, examples=["Đèn đường trước nhà số 12 Lê Lợi bị tắt 3 ngày nay"]
+    )
     title: str | None = Field(default=None, max_length=200)
     service_code: str | None = Field(default=None, max_length=64, description="The citizen's own choice of field")
     lat: float | None = Field(default=None, ge=-90, le=90)
@@ -30,8 +32,12 @@ class ReportCreate(BaseModel):
     channel: Channel = "app"
     reporter_name: str | None = Field(default=None, max_length=200)
     # The patterns are the validators' below, declared (empty means none given).
-    reporter_phone: str | None = Field(default=None, max_length=32, json_schema_extra={"pattern": "^$|" + PHONE.pattern})
-    reporter_email: str | None = Field(default=None, max_length=254, json_schema_extra={"pattern": "^$|" + EMAIL.pattern})
+    reporter_phone: str | None = Field(
+        default=None, max_length=32, json_schema_extra={"pattern": "^$|" + PHONE.pattern}
+    )
+    reporter_email: str | None = Field(
+        default=None, max_length=254, json_schema_extra={"pattern": "^$|" + EMAIL.pattern}
+    )
     is_public: bool = True
 
     @field_validator("reporter_phone")
@@ -117,7 +123,8 @@ class ReportPublic(BaseModel):
     tracking_code: str
     status: str
     details_withheld: bool = Field(
-        default=False, description="True for a non-public report asked for without its citizen token: no text, place or photos"
+        default=False,
+        description="True for a non-public report asked for without its citizen token: no text, place or photos",
     )
     title: str | None
     description: str | None

@@ -4,6 +4,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from uuid import UUID, uuid4
 
 import h3
@@ -14,12 +15,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service import jobs
 from service.catalogue.attributes import Answer, check_answers, definitions_of
-from service.lifecycle import changes as lifecycle
 from service.errors import Conflict, NotFound, Unprocessable
 from service.jurisdictions import area as service_area
+from service.lifecycle import changes as lifecycle
 from service.models import ApiClient, Department, Photo, Report, ReportEvent, ServiceCategory
-from service.reports.codes import new_tracking_code, normalise_tracking_code
 from service.models.types import utcnow
+from service.reports.codes import new_tracking_code, normalise_tracking_code
 from service.reports.schemas import ReportCreate
 from service.settings import Settings
 
@@ -58,14 +59,14 @@ def check_location(data: ReportCreate, photos: list[StagedPhoto]) -> tuple[float
     """The report's point and where it came from, or None when only an address was given (the service area
     is checked by the caller, against the imported boundaries)."""
     if data.lat is not None and data.lon is not None:
-        point, source, field = (data.lat, data.lon), "device", "lat"
+        point, source = (data.lat, data.lon), "device"
     else:
         gps = next((photo.gps for photo in photos if photo.gps), None)
         if gps is None:
             if data.address:
                 return None
             raise Unprocessable("location_required", "lat")
-        point, source, field = gps, "photo_exif", "photos"
+        point, source = gps, "photo_exif"
     return point[0], point[1], source
 
 
@@ -106,14 +107,16 @@ class NewReport:
     @property
     def report(self) -> Accepted:
         values = self.values
-        return Accepted(values["id"], values["tracking_code"], values["status"], values["channel"], values["created_at"])
+        return Accepted(
+            values["id"], values["tracking_code"], values["status"], values["channel"], values["created_at"]
+        )
 
 
 # Column defaults, so a row can be inserted as plain values: a table model's constructor sets its fifty
 # fields one by one through pydantic and SQLAlchemy, which was a sixth of an intake request's CPU.
 _REPORT_DEFAULTS = {
     column.key: column.default.arg if column.default is not None and column.default.is_scalar else None
-    for column in Report.__table__.columns
+    for column in Report.__table__.columns  # type: ignore[attr-defined]  # SQLModel sets __table__ on table models, untyped
 }
 
 
@@ -146,7 +149,7 @@ async def prepare(
         raise Unprocessable("outside_service_area", "lat" if point[2] == "device" else "photos")
 
     now = utcnow()
-    values = {
+    values: dict[str, Any] = {
         **_REPORT_DEFAULTS,
         # Given here rather than left to default factories: pydantic inspects a factory's signature on
         # every call, and a plain insert has no model to run them.
@@ -226,16 +229,12 @@ async def add_new(session: AsyncSession, reports: list[NewReport]) -> None:
     for new in reports:
         session.add_all(new.photos)
         jobs.report_job(session, new.values["id"])
-    await lifecycle.received(session, [(new.values, event) for new, event in zip(reports, events)])
+    await lifecycle.received(session, [(new.values, event) for new, event in zip(reports, events, strict=True)])
     await session.flush()
 
 
 def _extras(attributes: dict | None, media_url: str | None) -> dict:
-    return {
-        key: value
-        for key, value in (("attributes", attributes), ("media_url", media_url))
-        if value is not None
-    }
+    return {key: value for key, value in (("attributes", attributes), ("media_url", media_url)) if value is not None}
 
 
 async def replay_after_race(

@@ -5,19 +5,20 @@ same validation, idempotency, commit-then-enqueue order and clean-up of staged p
 """
 
 import logging
+from typing import Any
 
 import anyio
 from fastapi import Request
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from service.catalogue.attributes import Answer
 from service import metrics, privacy
-from service.ratelimit import client_address
+from service.catalogue.attributes import Answer
 from service.models import ApiClient
+from service.photos.storage import PhotoStorage
+from service.ratelimit import client_address
 from service.reports import service
 from service.reports.schemas import ReportCreate
-from service.photos.storage import PhotoStorage
 from service.reports.service import StagedPhoto, Submission
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ async def commit_report(
     attempt's copies are the ones kept). A lost race between two retries answers with the winner.
     """
     state = request.app.state
-    extras = {"attributes": attributes, "media_url": media_url}
+    extras: dict[str, Any] = {"attributes": attributes, "media_url": media_url}
     try:
         await check_intake_limits(request, client, data)
     except BaseException:

@@ -85,7 +85,7 @@ class WorkingCalendar:
         if not weekdays <= set(range(7)):
             raise ValueError(f"working_weekdays must be 0 (Monday) to 6, got {sorted(weekdays)}")
         periods = tuple(sorted((_as_time(start), _as_time(end)) for start, end in self.working_periods))
-        for (start, end), following in zip(periods, periods[1:] + ((time.max, time.max),)):
+        for (start, end), following in zip(periods, (*periods[1:], (time.max, time.max)), strict=True):
             if not start < end <= following[0]:
                 raise ValueError(f"working periods must be ordered and not overlap: {periods}")
         extra_holidays = frozenset(map(_as_date, self.extra_holidays))

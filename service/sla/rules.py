@@ -84,9 +84,7 @@ def _hours_between(policy: SlaPolicy, calendar: WorkingCalendar, start: datetime
     return (end - start).total_seconds() / 3600
 
 
-def compute_deadlines(
-    policy: SlaPolicy, calendar: WorkingCalendar, start: datetime
-) -> tuple[datetime, datetime]:
+def compute_deadlines(policy: SlaPolicy, calendar: WorkingCalendar, start: datetime) -> tuple[datetime, datetime]:
     """(acknowledge_due_at, resolve_due_at) in UTC for a report received at `start`."""
     return (
         _after(policy, calendar, start, policy.acknowledge_hours),

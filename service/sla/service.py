@@ -3,6 +3,7 @@
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from functools import lru_cache
+from typing import cast
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -10,7 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from service.models import Report, SlaPolicyRow
 from service.settings import Settings
 from service.sla.calendar import WorkingCalendar
-from service.sla.rules import DEFAULT_POLICIES, SlaPolicy, extend_for_pause
+from service.sla.rules import DEFAULT_POLICIES, Clock, SlaPolicy, extend_for_pause
 
 
 @lru_cache(maxsize=4)
@@ -49,7 +50,9 @@ def choose_policy(rows: Iterable[SlaPolicyRow], category_code: str | None, prior
     if row is None:
         policy = DEFAULT_POLICIES.get(priority, DEFAULT_POLICIES["normal"])
         return policy, {"policy": f"built-in:{priority}"}
-    policy = SlaPolicy(acknowledge_hours=row.acknowledge_hours, resolve_hours=row.resolve_hours, clock=row.clock)
+    policy = SlaPolicy(
+        acknowledge_hours=row.acknowledge_hours, resolve_hours=row.resolve_hours, clock=cast(Clock, row.clock)
+    )  # the catalogue schema checked it
     return policy, {
         "policy": f"{row.category_code or '*'}/{row.priority}",
         "catalogue_version": row.catalogue_version,
@@ -63,7 +66,9 @@ def _at(policy: SlaPolicy, calendar: WorkingCalendar, start: datetime, hours: fl
     return start + timedelta(hours=hours)
 
 
-def start_clock(report: Report, policy: SlaPolicy, calendar: WorkingCalendar, start: datetime, at_risk_ratio: float) -> None:
+def start_clock(
+    report: Report, policy: SlaPolicy, calendar: WorkingCalendar, start: datetime, at_risk_ratio: float
+) -> None:
     """Set acknowledge, at-risk and resolve deadlines; the at-risk point lets the sweep use one index."""
     report.sla_started_at = start
     report.sla_clock = policy.clock
@@ -96,7 +101,7 @@ async def reports_needing_sla_update(session: AsyncSession, now: datetime, limit
         .where(
             col(Report.status).in_(open_statuses),
             col(Report.on_hold_since).is_(None),
-            ((Report.sla_state == "on_track") & (col(Report.at_risk_at) <= now))
+            ((col(Report.sla_state) == "on_track") & (col(Report.at_risk_at) <= now))
             | (col(Report.sla_state).in_(("on_track", "at_risk")) & (col(Report.due_at) <= now)),
         )
         .order_by(col(Report.due_at))

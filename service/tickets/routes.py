@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
+from sqlmodel import col, select
 
 from service import city_time
 from service.auth.subject import AuthSubject, require_roles
@@ -21,8 +22,8 @@ from service.models import Photo, Report
 from service.reports.citizen import attach_photos
 from service.reports.intake import read_message_with_photos
 from service.reports.routes import MESSAGE_WITH_PHOTOS_BODY
-from service.reports.submission import discard_staged
 from service.reports.service import StagedPhoto
+from service.reports.submission import discard_staged
 from service.tickets import service
 from service.tickets.etag import IF_MATCH_DESCRIPTION, check_if_match, etag_of
 from service.tickets.schemas import (
@@ -38,7 +39,6 @@ from service.tickets.schemas import (
     TriageIn,
 )
 from service.tickets.visibility import CITIZEN_SIDE_ROLES, CONTACT_ROLES, TICKET_ROLES, WORKER_ROLES
-from sqlmodel import col, select
 
 router = APIRouter(prefix="/v1/tickets", tags=["tickets"])
 
@@ -62,14 +62,25 @@ def _filters(
     created_from: Annotated[
         CityTime | None, Query(description=f"Created at or after this. {city_time.LOWER_BOUND_HELP}")
     ] = None,
-    created_to: Annotated[CityTime | None, Query(description=f"Created before this. {city_time.UPPER_BOUND_HELP}")] = None,
-    q: Annotated[str | None, Query(max_length=200, description="Free text over description, title, address, code")] = None,
+    created_to: Annotated[
+        CityTime | None, Query(description=f"Created before this. {city_time.UPPER_BOUND_HELP}")
+    ] = None,
+    q: Annotated[
+        str | None, Query(max_length=200, description="Free text over description, title, address, code")
+    ] = None,
     *,
     zone: CityZone,
 ) -> service.TicketFilters:
     return service.TicketFilters(
-        status, category, department, priority, sla_state, jurisdiction,
-        city_time.start_of(created_from, zone), city_time.end_of(created_to, zone), q,
+        status,
+        category,
+        department,
+        priority,
+        sla_state,
+        jurisdiction,
+        city_time.start_of(created_from, zone),
+        city_time.end_of(created_to, zone),
+        q,
     )
 
 
@@ -78,8 +89,13 @@ Filters = Annotated[service.TicketFilters, Depends(_filters)]
 
 def _event(event, vietnamese: bool) -> TimelineEvent:
     return TimelineEvent(
-        id=event.id, code=event.type, at=event.created_at, actor=event.actor, public=event.public,
-        message=render(event.type, event.data or {}, event.message, vietnamese=vietnamese), data=event.data,
+        id=event.id,
+        code=event.type,
+        at=event.created_at,
+        actor=event.actor,
+        public=event.public,
+        message=render(event.type, event.data or {}, event.message, vietnamese=vietnamese),
+        data=event.data,
     )
 
 
@@ -108,8 +124,20 @@ async def list_tickets(
 
 
 CSV_COLUMNS = (
-    "tracking_code", "status", "service_code", "department_code", "jurisdiction_code", "priority", "sla_state",
-    "created_at", "acknowledged_at", "due_at", "resolved_at", "closed_at", "transfer_count", "supporter_count",
+    "tracking_code",
+    "status",
+    "service_code",
+    "department_code",
+    "jurisdiction_code",
+    "priority",
+    "sla_state",
+    "created_at",
+    "acknowledged_at",
+    "due_at",
+    "resolved_at",
+    "closed_at",
+    "transfer_count",
+    "supporter_count",
     "citizen_rating",
 )
 
@@ -120,7 +148,9 @@ CSV_COLUMNS = (
     response_class=StreamingResponse,
     responses={200: {"content": {"text/csv": {}}}, **ERRORS},
 )
-async def export_csv(subject: Reader, request: Request, filters: Filters, sort: Sort = "-created_at") -> StreamingResponse:
+async def export_csv(
+    subject: Reader, request: Request, filters: Filters, sort: Sort = "-created_at"
+) -> StreamingResponse:
     sessions = request.app.state.sessions
 
     async def rows():
@@ -148,7 +178,9 @@ async def export_csv(subject: Reader, request: Request, filters: Filters, sort: 
             yield chunk
 
     return StreamingResponse(
-        body(), media_type="text/csv; charset=utf-8", headers={"Content-Disposition": 'attachment; filename="tickets.csv"'}
+        body(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="tickets.csv"'},
     )
 
 
@@ -169,25 +201,46 @@ async def _detail(session, subject: AuthSubject, report: Report, request: Reques
     events = await service.timeline(session, report)
     if subject.role in CITIZEN_SIDE_ROLES:
         return _citizen_side(report, events, photos=await _photos(session, report), base=base, vietnamese=vietnamese)
-    photos = (
-        await session.exec(select(Photo).where(Photo.report_id == report.id).order_by(col(Photo.position)))
-    ).all()
+    photos = (await session.exec(select(Photo).where(Photo.report_id == report.id).order_by(col(Photo.position)))).all()
     return TicketDetail(
         **_summary(report).model_dump(),
-        **{field: getattr(report, field) for field in (
-            "lat", "lon", "address", "channel", "is_public", "classification_confidence", "category_source",
-            "acknowledge_due_at", "acknowledged_at", "resolved_at", "closed_at", "on_hold_since",
-            "escalated_to_department_code", "assignee_id", "duplicate_of_id", "rejection_reason", "citizen_rating",
-            "citizen_feedback",
-        )},
+        **{
+            field: getattr(report, field)
+            for field in (
+                "lat",
+                "lon",
+                "address",
+                "channel",
+                "is_public",
+                "classification_confidence",
+                "category_source",
+                "acknowledge_due_at",
+                "acknowledged_at",
+                "resolved_at",
+                "closed_at",
+                "on_hold_since",
+                "escalated_to_department_code",
+                "assignee_id",
+                "duplicate_of_id",
+                "rejection_reason",
+                "citizen_rating",
+                "citizen_feedback",
+            )
+        },
         reporter=Contact(name=report.reporter_name, phone=report.reporter_phone, email=report.reporter_email)
         if subject.role in CONTACT_ROLES
         else None,
         allowed_transitions=[str(to) for to in states.allowed(report.status, states.ways_for(subject.role))]
-        if subject.role in WORKER_ROLES else [],
+        if subject.role in WORKER_ROLES
+        else [],
         photos=[
-            {"id": str(p.id), "kind": p.kind, "url": f"{base}/v1/photos/{p.id}", "ready": p.public_key is not None,
-             "rejected": p.rejected_reason}
+            {
+                "id": str(p.id),
+                "kind": p.kind,
+                "url": f"{base}/v1/photos/{p.id}",
+                "ready": p.public_key is not None,
+                "rejected": p.rejected_reason,
+            }
             for p in photos
         ],
         timeline=[_event(event, vietnamese) for event in events],
@@ -195,7 +248,9 @@ async def _detail(session, subject: AuthSubject, report: Report, request: Reques
 
 
 async def _photos(session, report: Report) -> list[Photo]:
-    return list((await session.exec(select(Photo).where(Photo.report_id == report.id).order_by(col(Photo.position)))).all())
+    return list(
+        (await session.exec(select(Photo).where(Photo.report_id == report.id).order_by(col(Photo.position)))).all()
+    )
 
 
 def _citizen_side(report: Report, events, *, photos: list[Photo], base: str, vietnamese: bool) -> TicketDetail:
@@ -204,18 +259,49 @@ def _citizen_side(report: Report, events, *, photos: list[Photo], base: str, vie
     public_photos = [p for p in photos if p.rejected_reason is None]
     return TicketDetail(
         **_summary(report).model_dump(),
-        **{field: getattr(report, field) for field in (
-            "lat", "lon", "address", "channel", "is_public", "acknowledge_due_at", "acknowledged_at", "resolved_at",
-            "closed_at", "on_hold_since", "duplicate_of_id", "rejection_reason", "citizen_rating", "citizen_feedback",
-        )},
-        classification_confidence=None, category_source=None, escalated_to_department_code=None, assignee_id=None,
-        reporter=None, allowed_transitions=[],
-        photos=[{"id": str(p.id), "kind": p.kind, "url": f"{base}/v1/photos/{p.id}", "ready": p.public_key is not None,
-                 "rejected": None} for p in public_photos],
+        **{
+            field: getattr(report, field)
+            for field in (
+                "lat",
+                "lon",
+                "address",
+                "channel",
+                "is_public",
+                "acknowledge_due_at",
+                "acknowledged_at",
+                "resolved_at",
+                "closed_at",
+                "on_hold_since",
+                "duplicate_of_id",
+                "rejection_reason",
+                "citizen_rating",
+                "citizen_feedback",
+            )
+        },
+        classification_confidence=None,
+        category_source=None,
+        escalated_to_department_code=None,
+        assignee_id=None,
+        reporter=None,
+        allowed_transitions=[],
+        photos=[
+            {
+                "id": str(p.id),
+                "kind": p.kind,
+                "url": f"{base}/v1/photos/{p.id}",
+                "ready": p.public_key is not None,
+                "rejected": None,
+            }
+            for p in public_photos
+        ],
         timeline=[
             TimelineEvent(
-                id=event.id, code=event.type, at=event.created_at, actor="citizen" if event.actor == "citizen" else "city",
-                public=True, message=render(event.type, event.data or {}, event.message, vietnamese=vietnamese),
+                id=event.id,
+                code=event.type,
+                at=event.created_at,
+                actor="citizen" if event.actor == "citizen" else "city",
+                public=True,
+                message=render(event.type, event.data or {}, event.message, vietnamese=vietnamese),
                 data={"status": event.data["status"]} if isinstance((event.data or {}).get("status"), dict) else {},
             )
             for event in events
@@ -225,10 +311,14 @@ def _citizen_side(report: Report, events, *, photos: list[Photo], base: str, vie
 
 
 @router.get(
-    "/{ticket}", response_model=TicketDetail, summary="A ticket with its full timeline",
+    "/{ticket}",
+    response_model=TicketDetail,
+    summary="A ticket with its full timeline",
     responses={200: {"headers": ETAG_HEADER}, **ERRORS},
 )
-async def get_ticket(ticket: str, subject: Reader, session: SessionDep, request: Request, response: Response) -> TicketDetail:
+async def get_ticket(
+    ticket: str, subject: Reader, session: SessionDep, request: Request, response: Response
+) -> TicketDetail:
     report = await service.get_visible(session, subject, ticket)
     return await _detail(session, subject, report, request, response)
 
@@ -238,46 +328,92 @@ WRITTEN = {200: {"headers": ETAG_HEADER}, **WRITE_ERRORS}
 
 @router.post("/{ticket}/transitions", response_model=TicketDetail, summary="Change the status", responses=WRITTEN)
 async def change_status(
-    ticket: str, body: TransitionIn, subject: Worker, session: SessionDep, request: Request, response: Response,
+    ticket: str,
+    body: TransitionIn,
+    subject: Worker,
+    session: SessionDep,
+    request: Request,
+    response: Response,
     if_match: IfMatch = None,
 ) -> TicketDetail:
     report = await _for_write(session, subject, ticket, if_match)
-    move = states.StaffMove(to=states.Status(body.to), reason=body.reason, public_reply=body.public_reply, question=body.question)
+    move = states.StaffMove(
+        to=states.Status(body.to), reason=body.reason, public_reply=body.public_reply, question=body.question
+    )
     await service.transition(session, subject, report, move, request.app.state.settings, duplicate_of=body.duplicate_of)
     return await _detail(session, subject, report, request, response)
 
 
-@router.post("/{ticket}/triage", response_model=TicketDetail, summary="Set the field (and department) of an unsure ticket", responses=WRITTEN)
+@router.post(
+    "/{ticket}/triage",
+    response_model=TicketDetail,
+    summary="Set the field (and department) of an unsure ticket",
+    responses=WRITTEN,
+)
 async def triage(
-    ticket: str, body: TriageIn, subject: Dispatcher, session: SessionDep, request: Request, response: Response,
+    ticket: str,
+    body: TriageIn,
+    subject: Dispatcher,
+    session: SessionDep,
+    request: Request,
+    response: Response,
     if_match: IfMatch = None,
 ) -> TicketDetail:
     report = await _for_write(session, subject, ticket, if_match)
     await service.triage(
-        session, subject, report, service_code=body.service_code, department_code=body.department_code,
-        priority=body.priority, note=body.note, settings=request.app.state.settings,
-    )
-    return await _detail(session, subject, report, request, response)
-
-
-@router.post("/{ticket}/transfer", response_model=TicketDetail, summary="Transfer to another department (chuyển đơn vị)", responses=WRITTEN)
-async def transfer(
-    ticket: str, body: TransferIn, subject: Worker, session: SessionDep, request: Request, response: Response,
-    if_match: IfMatch = None,
-) -> TicketDetail:
-    report = await _for_write(session, subject, ticket, if_match)
-    await service.transfer(
-        session, subject, report, department_code=body.department_code, reason=body.reason, settings=request.app.state.settings
+        session,
+        subject,
+        report,
+        service_code=body.service_code,
+        department_code=body.department_code,
+        priority=body.priority,
+        note=body.note,
+        settings=request.app.state.settings,
     )
     return await _detail(session, subject, report, request, response)
 
 
 @router.post(
-    "/{ticket}/comments", response_model=TimelineEvent, status_code=201, summary="A public reply or an internal note",
+    "/{ticket}/transfer",
+    response_model=TicketDetail,
+    summary="Transfer to another department (chuyển đơn vị)",
+    responses=WRITTEN,
+)
+async def transfer(
+    ticket: str,
+    body: TransferIn,
+    subject: Worker,
+    session: SessionDep,
+    request: Request,
+    response: Response,
+    if_match: IfMatch = None,
+) -> TicketDetail:
+    report = await _for_write(session, subject, ticket, if_match)
+    await service.transfer(
+        session,
+        subject,
+        report,
+        department_code=body.department_code,
+        reason=body.reason,
+        settings=request.app.state.settings,
+    )
+    return await _detail(session, subject, report, request, response)
+
+
+@router.post(
+    "/{ticket}/comments",
+    response_model=TimelineEvent,
+    status_code=201,
+    summary="A public reply or an internal note",
     responses={201: {"headers": ETAG_HEADER}, **WRITE_ERRORS},
 )
 async def add_comment(
-    ticket: str, body: CommentIn, subject: Worker, session: SessionDep, request: Request, response: Response,
+    ticket: str,
+    body: CommentIn,
+    subject: Worker,
+    session: SessionDep,
+    request: Request,
+    response: Response,
     if_match: IfMatch = None,
 ) -> TimelineEvent:
     report = await _for_write(session, subject, ticket, if_match)
@@ -286,9 +422,19 @@ async def add_comment(
     return _event(event, timeline_in_vietnamese(request))
 
 
-@router.post("/{ticket}/assignee", response_model=TicketDetail, summary="Give the ticket to an officer of its department", responses=WRITTEN)
+@router.post(
+    "/{ticket}/assignee",
+    response_model=TicketDetail,
+    summary="Give the ticket to an officer of its department",
+    responses=WRITTEN,
+)
 async def set_assignee(
-    ticket: str, body: AssignIn, subject: Dispatcher, session: SessionDep, request: Request, response: Response,
+    ticket: str,
+    body: AssignIn,
+    subject: Dispatcher,
+    session: SessionDep,
+    request: Request,
+    response: Response,
     if_match: IfMatch = None,
 ) -> TicketDetail:
     report = await _for_write(session, subject, ticket, if_match)
@@ -305,7 +451,12 @@ async def set_assignee(
     responses={201: {"headers": ETAG_HEADER}, **WRITE_ERRORS, **problem_responses(413, 415)},
 )
 async def add_photos(
-    ticket: str, subject: Worker, session: SessionDep, request: Request, response: Response, if_match: IfMatch = None,
+    ticket: str,
+    subject: Worker,
+    session: SessionDep,
+    request: Request,
+    response: Response,
+    if_match: IfMatch = None,
 ) -> TicketDetail:
     state = request.app.state
     report = await _for_write(session, subject, ticket, if_match)
@@ -313,8 +464,15 @@ async def add_photos(
     try:
         message = await read_message_with_photos(request, state.storage, state.settings, staged)
         attach_photos(session, report, staged, kind="after")
-        await lifecycle.note(session, report, EventCode.AFTER_PHOTOS, actor=subject.actor, message=message,
-                             data={"photos": len(staged)}, public=True)
+        await lifecycle.note(
+            session,
+            report,
+            EventCode.AFTER_PHOTOS,
+            actor=subject.actor,
+            message=message,
+            data={"photos": len(staged)},
+            public=True,
+        )
         if staged:
             photos_job(session, report.id)
         await state.handoff.commit(session)  # here, so that a failed commit still discards the staged files

@@ -14,8 +14,12 @@ class _In(BaseModel):
 class TransitionIn(_In):
     to: Literal["assigned", "in_progress", "on_hold", "resolved", "closed", "rejected", "reopened", "duplicate"]
     reason: str | None = Field(default=None, max_length=2000, description="Required to reject")
-    public_reply: str | None = Field(default=None, max_length=5000, description="Required to resolve; the citizen reads it")
-    question: str | None = Field(default=None, max_length=2000, description="Required for on_hold; asked of the citizen")
+    public_reply: str | None = Field(
+        default=None, max_length=5000, description="Required to resolve; the citizen reads it"
+    )
+    question: str | None = Field(
+        default=None, max_length=2000, description="Required for on_hold; asked of the citizen"
+    )
     duplicate_of: str | None = Field(default=None, description="Tracking code of the original, to mark a duplicate")
 
 
@@ -42,7 +46,9 @@ class AssignIn(_In):
 
 class TimelineEvent(BaseModel):
     id: int
-    code: str = Field(description="Stable code of what happened (status_changed, public_reply, transferred…); see the README's event table")
+    code: str = Field(
+        description="Stable code of what happened (status_changed, public_reply, transferred…); see the README's event table"
+    )
     at: datetime
     actor: str
     public: bool

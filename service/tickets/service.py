@@ -8,20 +8,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from uuid import UUID
 
-from sqlalchemy import func, literal, or_, tuple_
+from sqlalchemy import SQLColumnExpression, func, literal, or_, tuple_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service.auth.subject import AuthSubject
 from service.errors import AppError, Conflict, NotFound, Unprocessable
 from service.jurisdictions import service as jurisdictions
-from service.models import Department, Report, ReportEvent, ServiceCategory, StaffUser
-from service.models.types import UTCDateTime, utcnow
 from service.lifecycle import changes as lifecycle
 from service.lifecycle import states
 from service.lifecycle.changes import UNSET
 from service.lifecycle.events import EventCode
 from service.lifecycle.states import IllegalMove, Status, Via
+from service.models import Department, Report, ReportEvent, ServiceCategory, StaffUser
+from service.models.types import UTCDateTime, utcnow
 from service.pipeline import routing
 from service.reports.codes import normalise_tracking_code
 from service.settings import Settings
@@ -56,11 +56,11 @@ async def get_visible(session: AsyncSession, subject: AuthSubject, ref: str, *, 
 
 # --- listing -----------------------------------------------------------------------------------
 
-SORTS = {
-    "created_at": (Report.created_at, False),
-    "-created_at": (Report.created_at, True),
-    "updated_at": (Report.updated_at, False),
-    "-updated_at": (Report.updated_at, True),
+SORTS: dict[str, tuple[SQLColumnExpression[datetime], bool]] = {
+    "created_at": (col(Report.created_at), False),
+    "-created_at": (col(Report.created_at), True),
+    "updated_at": (col(Report.updated_at), False),
+    "-updated_at": (col(Report.updated_at), True),
     "due_at": (func.coalesce(Report.due_at, literal(FAR_FUTURE, UTCDateTime())), False),
     "-due_at": (func.coalesce(Report.due_at, literal(FAR_FUTURE, UTCDateTime())), True),
 }
@@ -164,7 +164,9 @@ async def iterate_all(
 
 
 async def timeline(session: AsyncSession, report: Report) -> list[ReportEvent]:
-    rows = await session.exec(select(ReportEvent).where(ReportEvent.report_id == report.id).order_by(col(ReportEvent.id)))
+    rows = await session.exec(
+        select(ReportEvent).where(ReportEvent.report_id == report.id).order_by(col(ReportEvent.id))
+    )
     return list(rows.all())
 
 
@@ -177,8 +179,13 @@ def _illegal(exc: IllegalMove, role: str) -> IllegalTransitionError:
 
 
 async def transition(
-    session: AsyncSession, subject: AuthSubject, report: Report, move: states.StaffMove,
-    settings: Settings, *, duplicate_of: str | None = None,
+    session: AsyncSession,
+    subject: AuthSubject,
+    report: Report,
+    move: states.StaffMove,
+    settings: Settings,
+    *,
+    duplicate_of: str | None = None,
 ) -> Report:
     current = report.status
     ways = states.ways_for(subject.role)
@@ -214,7 +221,9 @@ async def transition(
         report.resolved_at = report.closed_at = None
         sla.start_clock(report, policy, calendar, now, settings.sla_at_risk_ratio)
     elif to == Status.ASSIGNED and report.department_code is None:
-        decision = await routing.route(session, report.service_code, [report.jurisdiction_code] if report.jurisdiction_code else [])
+        decision = await routing.route(
+            session, report.service_code, [report.jurisdiction_code] if report.jurisdiction_code else []
+        )
         department = decision.department_code if decision else None
 
     if original is not None:
@@ -222,13 +231,34 @@ async def transition(
         await lifecycle.add_supporter(session, original, report, actor=subject.actor, data={})
     # What the citizen is told (a question, the resolution) comes first on the timeline, then the move.
     if to == Status.ON_HOLD:
-        await lifecycle.note(session, report, EventCode.PUBLIC_REPLY, actor=subject.actor, message=move.question,
-                             data={"kind": "question"}, public=True, touch=False)
+        await lifecycle.note(
+            session,
+            report,
+            EventCode.PUBLIC_REPLY,
+            actor=subject.actor,
+            message=move.question,
+            data={"kind": "question"},
+            public=True,
+            touch=False,
+        )
     elif to == Status.RESOLVED:
-        await lifecycle.note(session, report, EventCode.PUBLIC_REPLY, actor=subject.actor, message=move.public_reply,
-                             data={"kind": "resolution"}, public=True, touch=False)
+        await lifecycle.note(
+            session,
+            report,
+            EventCode.PUBLIC_REPLY,
+            actor=subject.actor,
+            message=move.public_reply,
+            data={"kind": "resolution"},
+            public=True,
+            touch=False,
+        )
     await lifecycle.change(
-        session, report, via=ways, actor=subject.actor, status=to, department_code=department,
+        session,
+        report,
+        via=ways,
+        actor=subject.actor,
+        status=to,
+        department_code=department,
         message=move.reason if to == Status.REJECTED else None,
         data={"original": original.tracking_code} if original is not None else None,
     )
@@ -236,7 +266,9 @@ async def transition(
     return report
 
 
-async def _visible_original(session: AsyncSession, subject: AuthSubject, report: Report, duplicate_of: str | None) -> Report:
+async def _visible_original(
+    session: AsyncSession, subject: AuthSubject, report: Report, duplicate_of: str | None
+) -> Report:
     """The original a ticket repeats: only a report this staff member may see (an unknown code and an
     invisible one answer alike, so codes cannot be probed this way)."""
     code = normalise_tracking_code(duplicate_of or "")
@@ -250,12 +282,21 @@ async def _visible_original(session: AsyncSession, subject: AuthSubject, report:
 
 
 async def triage(
-    session: AsyncSession, subject: AuthSubject, report: Report, *, service_code: str, department_code: str | None,
-    priority: str | None, note: str | None, settings: Settings,
+    session: AsyncSession,
+    subject: AuthSubject,
+    report: Report,
+    *,
+    service_code: str,
+    department_code: str | None,
+    priority: str | None,
+    note: str | None,
+    settings: Settings,
 ) -> Report:
     """A dispatcher decides what the machine could not: the field, and so the department and deadline."""
     if report.status not in (Status.NEEDS_TRIAGE, Status.RECEIVED, Status.ASSIGNED):
-        raise IllegalTransitionError(detail=f"only untriaged or freshly assigned tickets can be triaged, not {report.status}")
+        raise IllegalTransitionError(
+            detail=f"only untriaged or freshly assigned tickets can be triaged, not {report.status}"
+        )
     if await session.get(ServiceCategory, service_code) is None:
         raise Unprocessable("unknown_service_code", "service_code")
     if department_code and await session.get(Department, department_code) is None:
@@ -269,19 +310,36 @@ async def triage(
     policy, info = await sla.policy_for(session, service_code, new_priority)
     sla.start_clock(report, policy, sla.calendar_from(settings), report.created_at, settings.sla_at_risk_ratio)
     await lifecycle.note(
-        session, report, EventCode.CLASSIFIED, actor=subject.actor, touch=False,
+        session,
+        report,
+        EventCode.CLASSIFIED,
+        actor=subject.actor,
+        touch=False,
         data={"service_code": service_code, "source": "staff", "note": note},
     )
     await lifecycle.change(
-        session, report, via=Via.TRIAGE, code=EventCode.TRIAGED, actor=subject.actor, status=Status.ASSIGNED,
-        department_code=department_code, priority=new_priority, data=info,
+        session,
+        report,
+        via=Via.TRIAGE,
+        code=EventCode.TRIAGED,
+        actor=subject.actor,
+        status=Status.ASSIGNED,
+        department_code=department_code,
+        priority=new_priority,
+        data=info,
     )
     await session.flush()
     return report
 
 
 async def transfer(
-    session: AsyncSession, subject: AuthSubject, report: Report, *, department_code: str, reason: str, settings: Settings
+    session: AsyncSession,
+    subject: AuthSubject,
+    report: Report,
+    *,
+    department_code: str,
+    reason: str,
+    settings: Settings,
 ) -> Report:
     """Chuyển đơn vị: the ticket starts again as `assigned` at another department; the SLA policy says
     whether the clock restarts."""
@@ -303,18 +361,32 @@ async def transfer(
         sla.start_clock(report, policy, sla.calendar_from(settings), now, settings.sla_at_risk_ratio)
     report.transfer_count += 1
     await lifecycle.change(
-        session, report, via=Via.TRANSFER, code=EventCode.TRANSFERRED, actor=subject.actor, status=Status.ASSIGNED,
-        department_code=department_code, assignee_id=None,
-        data={"reason": reason, "clock_restarted": restarted, "transfer_count": report.transfer_count,
-              "department_name": {"vi": department.name_vi, "en": department.name_en}},
+        session,
+        report,
+        via=Via.TRANSFER,
+        code=EventCode.TRANSFERRED,
+        actor=subject.actor,
+        status=Status.ASSIGNED,
+        department_code=department_code,
+        assignee_id=None,
+        data={
+            "reason": reason,
+            "clock_restarted": restarted,
+            "transfer_count": report.transfer_count,
+            "department_name": {"vi": department.name_vi, "en": department.name_en},
+        },
     )
     await session.flush()
     return report
 
 
-async def comment(session: AsyncSession, subject: AuthSubject, report: Report, *, body: str, visibility: str) -> ReportEvent:
+async def comment(
+    session: AsyncSession, subject: AuthSubject, report: Report, *, body: str, visibility: str
+) -> ReportEvent:
     code = EventCode.PUBLIC_REPLY if visibility == "public" else EventCode.INTERNAL_NOTE
-    event = await lifecycle.note(session, report, code, actor=subject.actor, public=visibility == "public", message=body)
+    event = await lifecycle.note(
+        session, report, code, actor=subject.actor, public=visibility == "public", message=body
+    )
     await session.flush()
     return event
 
@@ -324,10 +396,18 @@ async def assign(session: AsyncSession, subject: AuthSubject, report: Report, *,
     if username:
         user = (await session.exec(select(StaffUser).where(StaffUser.username == username))).first()
         if user is None or user.department_code != report.department_code:
-            raise Unprocessable("validation_error", "assignee_username", "No officer of this ticket's department has that username.")
+            raise Unprocessable(
+                "validation_error", "assignee_username", "No officer of this ticket's department has that username."
+            )
     await lifecycle.change(
-        session, report, via=Via.STAFF, code=EventCode.ASSIGNEE_CHANGED, actor=subject.actor, public=False,
-        assignee_id=user.id if user else None, data={"assignee": username},
+        session,
+        report,
+        via=Via.STAFF,
+        code=EventCode.ASSIGNEE_CHANGED,
+        actor=subject.actor,
+        public=False,
+        assignee_id=user.id if user else None,
+        data={"assignee": username},
     )
     await session.flush()
     return report

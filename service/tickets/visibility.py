@@ -37,9 +37,9 @@ async def readable_condition(session: AsyncSession, subject: AuthSubject) -> Col
     if subject.role in CITY_WIDE_ROLES:
         return true()
     if subject.role == "citizen_app":
-        return Report.api_client_id == subject.id
+        return col(Report.api_client_id) == subject.id
     if subject.role in ("officer", "department_system") and subject.department_code:
-        return Report.department_code == subject.department_code
+        return col(Report.department_code) == subject.department_code
     if subject.role == "supervisor" and subject.department_code:
         units = await department_and_units_below(session, subject.department_code)
         return or_(col(Report.department_code).in_(units), col(Report.escalated_to_department_code).in_(units))

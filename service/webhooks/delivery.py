@@ -141,7 +141,9 @@ async def attempt(http: httpx.AsyncClient, url: str, body: str, headers: dict[st
             async with http.stream("POST", target.url, content=body.encode(), headers=request_headers) as response:
                 excerpt = await _read_capped(response, settings.webhook_response_excerpt_bytes)
                 retry_after = parse_retry_after(response.headers.get("retry-after"), datetime.now(UTC))
-                return Outcome(status_code=response.status_code, latency_ms=elapsed(), excerpt=excerpt, retry_after=retry_after)
+                return Outcome(
+                    status_code=response.status_code, latency_ms=elapsed(), excerpt=excerpt, retry_after=retry_after
+                )
     except (TimeoutError, httpx.TimeoutException):
         return Outcome(error="timeout", latency_ms=elapsed())
     except httpx.HTTPError as exc:
@@ -150,7 +152,9 @@ async def attempt(http: httpx.AsyncClient, url: str, body: str, headers: dict[st
         return Outcome(error=f"{type(exc).__name__}: {exc}"[:500], latency_ms=elapsed())
 
 
-def disable_reason(subscription: WebhookSubscription, outcome: Outcome, now: datetime, settings: Settings) -> str | None:
+def disable_reason(
+    subscription: WebhookSubscription, outcome: Outcome, now: datetime, settings: Settings
+) -> str | None:
     """Why a failing subscription should stop receiving events, or None. Pure."""
     if outcome.gone:
         return "The endpoint answered 410 Gone: it no longer wants these events."
@@ -158,7 +162,10 @@ def disable_reason(subscription: WebhookSubscription, outcome: Outcome, now: dat
     limit = settings.webhook_disable_after_failures
     if limit and subscription.consecutive_failures >= limit:
         return f"{subscription.consecutive_failures} deliveries in a row failed (last: {last})."
-    if subscription.failing_since and (now - subscription.failing_since).total_seconds() >= settings.webhook_disable_after_seconds:
+    if (
+        subscription.failing_since
+        and (now - subscription.failing_since).total_seconds() >= settings.webhook_disable_after_seconds
+    ):
         return f"Every delivery has failed since {subscription.failing_since:%Y-%m-%d %H:%M} UTC (last: {last})."
     return None
 
@@ -168,9 +175,9 @@ async def record_outcome(
 ) -> float | None:
     """Log the attempt and move the event on; returns the seconds until its retry, None when it is settled."""
     event = await session.get(WebhookEvent, event_pk)
-    if event is None:
+    subscription = await session.get(WebhookSubscription, event.subscription_id) if event is not None else None
+    if event is None or subscription is None:
         return None  # the subscription was deleted meanwhile
-    subscription = await session.get(WebhookSubscription, event.subscription_id)
     now = utcnow()
     event.attempts += 1
     session.add(

@@ -27,7 +27,15 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service import handoff
 from service.lifecycle.events import WEBHOOK_TYPES
-from service.models import ApiClient, Department, Jurisdiction, Report, ServiceCategory, WebhookEvent, WebhookSubscription
+from service.models import (
+    ApiClient,
+    Department,
+    Jurisdiction,
+    Report,
+    ServiceCategory,
+    WebhookEvent,
+    WebhookSubscription,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +47,16 @@ _SUBSCRIPTIONS = "webhooks.subscriptions"
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 # Fields copied from the report when the event happens (nothing personal: no reporter, no description).
 _SNAPSHOT_FIELDS = (
-    "tracking_code", "status", "service_code", "department_code", "jurisdiction_code", "priority", "due_at",
-    "sla_state", "created_at", "api_client_id",
+    "tracking_code",
+    "status",
+    "service_code",
+    "department_code",
+    "jurisdiction_code",
+    "priority",
+    "due_at",
+    "sla_state",
+    "created_at",
+    "api_client_id",
 )
 
 
@@ -100,7 +116,7 @@ def matches(subscription: SubscriptionView, item: Outgoing, jurisdictions: set[s
         return False
     if subscription.filter_service_code and subscription.filter_service_code != item.snapshot.get("service_code"):
         return False
-    if subscription.filter_jurisdiction_code and subscription.filter_jurisdiction_code not in jurisdictions:
+    if subscription.filter_jurisdiction_code and subscription.filter_jurisdiction_code not in jurisdictions:  # noqa: SIM103 - one guard per filter
         return False
     return True
 
@@ -152,7 +168,7 @@ def configure(engine: AsyncEngine, public_base_url: str, *, subscription_cache_s
 
 
 def _config(session: AsyncSession) -> _Config:
-    bind = session.bind.sync_engine if isinstance(session.bind, AsyncEngine) else session.bind
+    bind = session.bind.sync_engine if isinstance(session.bind, AsyncEngine) else None
     config = _configs.get(bind) if bind is not None else None
     if config is None:
         from service.settings import get_settings
@@ -182,10 +198,14 @@ async def _load_subscriptions(session: AsyncSession) -> list[SubscriptionView]:
     rows = (
         await session.execute(
             select(
-                WebhookSubscription.id, WebhookSubscription.event_types, WebhookSubscription.scope,
-                WebhookSubscription.scope_department_code, WebhookSubscription.scope_api_client_id,
-                WebhookSubscription.filter_department_code, WebhookSubscription.filter_service_code,
-                WebhookSubscription.filter_jurisdiction_code,
+                col(WebhookSubscription.id),
+                col(WebhookSubscription.event_types),
+                col(WebhookSubscription.scope),
+                col(WebhookSubscription.scope_department_code),
+                col(WebhookSubscription.scope_api_client_id),
+                col(WebhookSubscription.filter_department_code),
+                col(WebhookSubscription.filter_service_code),
+                col(WebhookSubscription.filter_jurisdiction_code),
             ).where(
                 col(WebhookSubscription.active).is_(True),
                 # A revoked key's subscriptions hear nothing more.
@@ -277,7 +297,9 @@ async def enqueue_stream(
         job = await asyncio.wait_for(arq.enqueue_job(*args, _job_id=job_id, _queue_name=queue_name), 2)
         if job is None and follow_up:
             await asyncio.wait_for(
-                arq.enqueue_job(*args, _job_id=job_id + ":follow-up", _queue_name=queue_name, _defer_by=FOLLOW_UP_SECONDS),
+                arq.enqueue_job(
+                    *args, _job_id=job_id + ":follow-up", _queue_name=queue_name, _defer_by=FOLLOW_UP_SECONDS
+                ),
                 2,
             )
         return True

@@ -64,12 +64,16 @@ async def event_types() -> list[EventTypeInfo]:
 async def create_subscription(
     data: SubscriptionCreate, request: Request, session: SessionDep, subject: Subscriber
 ) -> SubscriptionCreated:
-    subscription, secret = await service.create(session, subject=subject, data=data, settings=request.app.state.settings)
+    subscription, secret = await service.create(
+        session, subject=subject, data=data, settings=request.app.state.settings
+    )
     return SubscriptionCreated(**_public(subscription), secret=secret)
 
 
 @router.get(
-    "/subscriptions", response_model=SubscriptionList, summary="Your subscriptions (an admin sees all)",
+    "/subscriptions",
+    response_model=SubscriptionList,
+    summary="Your subscriptions (an admin sees all)",
     responses=problem_responses(401, 403),
 )
 async def list_subscriptions(session: SessionDep, subject: Subscriber) -> SubscriptionList:
@@ -149,7 +153,8 @@ async def list_deliveries(
         session, subscription=subscription, limit=limit, cursor=cursor, event_id=event_id
     )
     return DeliveryAttemptPage(
-        items=[DeliveryAttemptPublic.model_validate(item, from_attributes=True) for item in items], next_cursor=next_cursor
+        items=[DeliveryAttemptPublic.model_validate(item, from_attributes=True) for item in items],
+        next_cursor=next_cursor,
     )
 
 
@@ -194,7 +199,9 @@ async def redeliver_event(subscription: Owned, event_id: str, session: SessionDe
     responses=problem_responses(401, 403, 404, 409, 422),
 )
 async def redeliver_failed(
-    subscription: Owned, session: SessionDep, zone: CityZone,
+    subscription: Owned,
+    session: SessionDep,
+    zone: CityZone,
     since: Annotated[CityTime, Query(description=f"Events given up at or after this. {city_time.LOWER_BOUND_HELP}")],
 ) -> Redelivery:
     count = await service.redeliver_failed(session, subscription=subscription, since=city_time.start_of(since, zone))

@@ -90,7 +90,9 @@ def is_public_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) ->
 
 
 def _exempt(host: str, settings: Settings) -> bool:
-    return settings.webhook_allow_private_networks or host.lower() in {h.lower() for h in settings.webhook_allowed_hosts}
+    return settings.webhook_allow_private_networks or host.lower() in {
+        h.lower() for h in settings.webhook_allowed_hosts
+    }
 
 
 async def resolve(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
@@ -104,7 +106,7 @@ async def resolve(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddres
         raise Unresolvable(f"{host} does not resolve: {exc}") from exc
     addresses = []
     for *_, sockaddr in infos:
-        address = ipaddress.ip_address(sockaddr[0].split("%", 1)[0])
+        address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
         if address not in addresses:
             addresses.append(address)
     if not addresses:

@@ -1,7 +1,7 @@
 """Request and response bodies of the webhook subscription API."""
 
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -10,7 +10,10 @@ from service.lifecycle.events import WebhookType
 from service.webhooks.outbox import EVENT_TYPES
 
 # The webhook event types, defined once with the lifecycle (service.lifecycle.events.WebhookType).
-EventType = Literal[tuple(str(type_) for type_ in WebhookType)]  # type: ignore[valid-type]
+if TYPE_CHECKING:
+    EventType = str  # a Literal built at run time is no static type
+else:
+    EventType = Literal[tuple(str(type_) for type_ in WebhookType)]
 
 
 class Filters(BaseModel):
@@ -18,7 +21,11 @@ class Filters(BaseModel):
 
     department_code: str | None = Field(default=None, max_length=64)
     service_code: str | None = Field(default=None, max_length=64, description="The category")
-    jurisdiction_code: str | None = Field(default=None, max_length=64, description="A ward, or a parent (the city, a district) standing for everything under it")
+    jurisdiction_code: str | None = Field(
+        default=None,
+        max_length=64,
+        description="A ward, or a parent (the city, a district) standing for everything under it",
+    )
 
 
 class SubscriptionCreate(BaseModel):

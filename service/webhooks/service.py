@@ -68,7 +68,8 @@ async def _check_filters(session: AsyncSession, filters: Filters, subject: AuthS
     if filters.jurisdiction_code is not None:
         # A ward, or a parent (the city, a district) that jurisdictions name.
         known = select(Jurisdiction.code).where(
-            (col(Jurisdiction.code) == filters.jurisdiction_code) | (col(Jurisdiction.parent_code) == filters.jurisdiction_code)
+            (col(Jurisdiction.code) == filters.jurisdiction_code)
+            | (col(Jurisdiction.parent_code) == filters.jurisdiction_code)
         )
         if (await session.exec(known.limit(1))).first() is None:
             raise Unprocessable("unknown_jurisdiction", "filters.jurisdiction_code")
@@ -184,7 +185,9 @@ async def _enable(session: AsyncSession, subscription: WebhookSubscription, now:
 
 
 async def delete_(session: AsyncSession, *, subscription: WebhookSubscription) -> None:
-    await session.execute(delete(WebhookDeliveryAttempt).where(col(WebhookDeliveryAttempt.subscription_id) == subscription.id))
+    await session.execute(
+        delete(WebhookDeliveryAttempt).where(col(WebhookDeliveryAttempt.subscription_id) == subscription.id)
+    )
     await session.execute(delete(WebhookEvent).where(col(WebhookEvent.subscription_id) == subscription.id))
     await session.execute(delete(WebhookStream).where(col(WebhookStream.subscription_id) == subscription.id))
     await session.delete(subscription)
@@ -217,7 +220,12 @@ def _cursor(value: str | None) -> int | None:
 
 
 async def list_attempts(
-    session: AsyncSession, *, subscription: WebhookSubscription, limit: int, cursor: str | None, event_id: str | None = None
+    session: AsyncSession,
+    *,
+    subscription: WebhookSubscription,
+    limit: int,
+    cursor: str | None,
+    event_id: str | None = None,
 ) -> tuple[list[WebhookDeliveryAttempt], str | None]:
     """Attempts, newest first; `cursor` continues where the previous page ended."""
     query = select(WebhookDeliveryAttempt).where(WebhookDeliveryAttempt.subscription_id == subscription.id)
@@ -258,7 +266,9 @@ async def redeliver_event(session: AsyncSession, *, subscription: WebhookSubscri
     _require_active(subscription)
     event = (
         await session.exec(
-            select(WebhookEvent).where(WebhookEvent.subscription_id == subscription.id, WebhookEvent.event_id == event_id)
+            select(WebhookEvent).where(
+                WebhookEvent.subscription_id == subscription.id, WebhookEvent.event_id == event_id
+            )
         )
     ).first()
     if event is None:
