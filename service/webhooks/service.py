@@ -166,6 +166,9 @@ def disable(subscription: WebhookSubscription, reason: str, now: datetime) -> No
     subscription.disabled_at = now
     subscription.disabled_reason = reason[:500]
     subscription.updated_at = now
+    # Events from now on are not written for it: this process reads the list again at once (the
+    # others within WEBHOOK_SUBSCRIPTION_CACHE_SECONDS), even before a delivery job's commit.
+    outbox.forget_subscriptions()
 
 
 async def _enable(session: AsyncSession, subscription: WebhookSubscription, now: datetime) -> None:
