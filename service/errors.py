@@ -1,6 +1,7 @@
 """Typed domain errors and the one problem-details (RFC 9457) shape every 4xx and 5xx answers in."""
 
 import logging
+from enum import StrEnum
 from typing import Any
 
 from asgi_correlation_id import correlation_id
@@ -18,126 +19,203 @@ log = logging.getLogger(__name__)
 
 PROBLEM_TYPE_BASE = "https://intake.example/problems/"
 
+
+class ErrorCode(StrEnum):
+    """Every error code the API answers with, defined once; MESSAGES gives each its words."""
+
+    VALIDATION_ERROR = "validation_error"
+    NOT_FOUND = "not_found"
+    REPORT_NOT_FOUND = "report_not_found"
+    PHOTO_NOT_FOUND = "photo_not_found"
+    PHOTO_NOT_READY = "photo_not_ready"
+    UNAUTHENTICATED = "unauthenticated"
+    FORBIDDEN = "forbidden"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    IDEMPOTENCY_CONFLICT = "idempotency_conflict"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+    UNSUPPORTED_CONTENT_TYPE = "unsupported_content_type"
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    PHOTO_DIMENSIONS_TOO_LARGE = "photo_dimensions_too_large"
+    TOO_MANY_PHOTOS = "too_many_photos"
+    LOCATION_REQUIRED = "location_required"
+    OUTSIDE_SERVICE_AREA = "outside_service_area"
+    UNKNOWN_SERVICE_CODE = "unknown_service_code"
+    SERVICE_UNAVAILABLE = "service_unavailable"
+    INTERNAL_ERROR = "internal_error"
+    TEXT_NOT_STORABLE = "text_not_storable"
+    INVALID_WINDOW = "invalid_window"
+    TOO_MANY_BUCKETS = "too_many_buckets"
+    INVALID_CREDENTIALS = "invalid_credentials"
+    INVALID_TOKEN = "invalid_token"
+    AMBIGUOUS_CREDENTIALS = "ambiguous_credentials"
+    TICKET_NOT_FOUND = "ticket_not_found"
+    ILLEGAL_TRANSITION = "illegal_transition"
+    PRECONDITION_FAILED = "precondition_failed"
+    PUBLIC_REPLY_REQUIRED = "public_reply_required"
+    REASON_REQUIRED = "reason_required"
+    QUESTION_REQUIRED = "question_required"
+    UNKNOWN_DEPARTMENT = "unknown_department"
+    SAME_DEPARTMENT = "same_department"
+    INVALID_CITIZEN_TOKEN = "invalid_citizen_token"
+    NOT_ON_HOLD = "not_on_hold"
+    NOT_RESOLVED = "not_resolved"
+    REOPEN_WINDOW_PASSED = "reopen_window_passed"
+    ALREADY_REOPENED = "already_reopened"
+    RATE_LIMITED = "rate_limited"
+    INVALID_CURSOR = "invalid_cursor"
+    ATTRIBUTE_REQUIRED = "attribute_required"
+    ATTRIBUTE_INVALID = "attribute_invalid"
+    UNKNOWN_ATTRIBUTE = "unknown_attribute"
+    JURISDICTION_NOT_FOUND = "jurisdiction_not_found"
+    SERVICE_NOT_FOUND = "service_not_found"
+    TOKEN_NOT_FOUND = "token_not_found"
+    UNKNOWN_JURISDICTION = "unknown_jurisdiction"
+    WEBHOOK_URL_INVALID = "webhook_url_invalid"
+    WEBHOOK_URL_HTTPS_REQUIRED = "webhook_url_https_required"
+    WEBHOOK_URL_NOT_ALLOWED = "webhook_url_not_allowed"
+    WEBHOOK_URL_UNRESOLVABLE = "webhook_url_unresolvable"
+    WEBHOOK_SCOPE_FORBIDDEN = "webhook_scope_forbidden"
+    WEBHOOK_SUBSCRIPTION_NOT_FOUND = "webhook_subscription_not_found"
+    WEBHOOK_EVENT_NOT_FOUND = "webhook_event_not_found"
+    WEBHOOK_SUBSCRIPTION_DISABLED = "webhook_subscription_disabled"
+    BAD_REQUEST = "bad_request"
+    CONFLICT = "conflict"
+
+
 # code -> (English, Vietnamese). One line per error the API can give.
-MESSAGES: dict[str, tuple[str, str]] = {
-    "validation_error": ("The request has invalid fields.", "Yêu cầu có trường dữ liệu không hợp lệ."),
-    "not_found": ("Not found.", "Không tìm thấy."),
-    "report_not_found": ("No report has this tracking code.", "Không có phản ánh nào với mã này."),
-    "photo_not_found": ("No photo with this id.", "Không có ảnh với mã này."),
-    "photo_not_ready": (
+MESSAGES: dict[ErrorCode, tuple[str, str]] = {
+    ErrorCode.BAD_REQUEST: ("The request cannot be processed.", "Yêu cầu không thể xử lý."),
+    ErrorCode.CONFLICT: ("The request conflicts with the current state.", "Yêu cầu mâu thuẫn với trạng thái hiện tại."),
+    ErrorCode.VALIDATION_ERROR: ("The request has invalid fields.", "Yêu cầu có trường dữ liệu không hợp lệ."),
+    ErrorCode.NOT_FOUND: ("Not found.", "Không tìm thấy."),
+    ErrorCode.REPORT_NOT_FOUND: ("No report has this tracking code.", "Không có phản ánh nào với mã này."),
+    ErrorCode.PHOTO_NOT_FOUND: ("No photo with this id.", "Không có ảnh với mã này."),
+    ErrorCode.PHOTO_NOT_READY: (
         "The photo is still being processed; try again shortly.",
         "Ảnh đang được xử lý, vui lòng thử lại sau ít phút.",
     ),
-    "unauthenticated": ("A valid API key is required (X-API-Key).", "Cần khóa API hợp lệ (X-API-Key)."),
-    "forbidden": ("You are not allowed to do this.", "Bạn không có quyền thực hiện thao tác này."),
-    "method_not_allowed": ("Method not allowed.", "Phương thức không được hỗ trợ."),
-    "idempotency_conflict": (
+    ErrorCode.UNAUTHENTICATED: ("A valid API key is required (X-API-Key).", "Cần khóa API hợp lệ (X-API-Key)."),
+    ErrorCode.FORBIDDEN: ("You are not allowed to do this.", "Bạn không có quyền thực hiện thao tác này."),
+    ErrorCode.METHOD_NOT_ALLOWED: ("Method not allowed.", "Phương thức không được hỗ trợ."),
+    ErrorCode.IDEMPOTENCY_CONFLICT: (
         "This Idempotency-Key was already used with a different request.",
         "Khóa Idempotency-Key này đã được dùng cho một yêu cầu khác.",
     ),
-    "unsupported_media_type": (
+    ErrorCode.UNSUPPORTED_MEDIA_TYPE: (
         "Only JPEG, PNG, WebP and HEIC photos are accepted.",
         "Chỉ nhận ảnh JPEG, PNG, WebP hoặc HEIC.",
     ),
-    "unsupported_content_type": (
+    ErrorCode.UNSUPPORTED_CONTENT_TYPE: (
         "Send application/json or multipart/form-data.",
         "Vui lòng gửi application/json hoặc multipart/form-data.",
     ),
-    "payload_too_large": ("The upload is too large.", "Dữ liệu tải lên quá lớn."),
-    "photo_dimensions_too_large": (
+    ErrorCode.PAYLOAD_TOO_LARGE: ("The upload is too large.", "Dữ liệu tải lên quá lớn."),
+    ErrorCode.PHOTO_DIMENSIONS_TOO_LARGE: (
         "The photo has too many pixels (width x height) to be processed.",
         "Ảnh có kích thước (số điểm ảnh) quá lớn để xử lý.",
     ),
-    "too_many_photos": ("Too many photos in one report.", "Quá nhiều ảnh trong một phản ánh."),
-    "location_required": (
+    ErrorCode.TOO_MANY_PHOTOS: ("Too many photos in one report.", "Quá nhiều ảnh trong một phản ánh."),
+    ErrorCode.LOCATION_REQUIRED: (
         "Give a location (lat/lon), an address, or a photo with GPS data.",
         "Vui lòng cung cấp vị trí (vĩ độ/kinh độ), địa chỉ hoặc ảnh có tọa độ GPS.",
     ),
-    "outside_service_area": (
+    ErrorCode.OUTSIDE_SERVICE_AREA: (
         "The location is outside the city's service area.",
         "Vị trí nằm ngoài phạm vi tiếp nhận của thành phố.",
     ),
-    "unknown_service_code": ("Unknown service_code.", "Lĩnh vực (service_code) không tồn tại."),
-    "service_unavailable": (
+    ErrorCode.UNKNOWN_SERVICE_CODE: ("Unknown service_code.", "Lĩnh vực (service_code) không tồn tại."),
+    ErrorCode.SERVICE_UNAVAILABLE: (
         "The service is temporarily unavailable; retry with the same Idempotency-Key.",
         "Hệ thống tạm thời gián đoạn; vui lòng thử lại với cùng Idempotency-Key.",
     ),
-    "internal_error": ("Something went wrong on our side.", "Đã có lỗi xảy ra phía hệ thống."),
-    "text_not_storable": (
+    ErrorCode.INTERNAL_ERROR: ("Something went wrong on our side.", "Đã có lỗi xảy ra phía hệ thống."),
+    ErrorCode.TEXT_NOT_STORABLE: (
         "Text fields may not contain NUL (\\u0000) characters.",
         "Các trường văn bản không được chứa ký tự NUL (\\u0000).",
     ),
-    "invalid_window": (
+    ErrorCode.INVALID_WINDOW: (
         "The time window is empty: `from` must be before `to`.",
         "Khoảng thời gian không hợp lệ: `from` phải trước `to`.",
     ),
-    "too_many_buckets": (
+    ErrorCode.TOO_MANY_BUCKETS: (
         "Too many time buckets for this window; choose a larger bucket or a shorter window.",
         "Quá nhiều mốc thời gian cho khoảng này; hãy chọn đơn vị lớn hơn hoặc khoảng ngắn hơn.",
     ),
-    "invalid_credentials": ("Wrong username or password.", "Sai tên đăng nhập hoặc mật khẩu."),
-    "invalid_token": ("The token is invalid or expired.", "Mã truy cập không hợp lệ hoặc đã hết hạn."),
-    "ambiguous_credentials": (
+    ErrorCode.INVALID_CREDENTIALS: ("Wrong username or password.", "Sai tên đăng nhập hoặc mật khẩu."),
+    ErrorCode.INVALID_TOKEN: ("The token is invalid or expired.", "Mã truy cập không hợp lệ hoặc đã hết hạn."),
+    ErrorCode.AMBIGUOUS_CREDENTIALS: (
         "Send one credential: a Bearer token or an X-API-Key, not both.",
         "Chỉ gửi một thông tin xác thực: Bearer token hoặc X-API-Key, không gửi cả hai.",
     ),
-    "ticket_not_found": ("No ticket with this id is visible to you.", "Không tìm thấy phiếu xử lý này."),
-    "illegal_transition": ("This status change is not allowed.", "Không được chuyển sang trạng thái này."),
-    "precondition_failed": (
+    ErrorCode.TICKET_NOT_FOUND: ("No ticket with this id is visible to you.", "Không tìm thấy phiếu xử lý này."),
+    ErrorCode.ILLEGAL_TRANSITION: ("This status change is not allowed.", "Không được chuyển sang trạng thái này."),
+    ErrorCode.PRECONDITION_FAILED: (
         "The ticket changed since you read it (If-Match does not match its ETag); read it again.",
         "Phiếu đã thay đổi kể từ khi bạn xem (If-Match không khớp ETag); vui lòng tải lại.",
     ),
-    "public_reply_required": (
+    ErrorCode.PUBLIC_REPLY_REQUIRED: (
         "Resolving needs a public reply to the citizen.",
         "Cần có phản hồi công khai cho người dân khi hoàn thành.",
     ),
-    "reason_required": ("A reason is required.", "Cần nêu lý do."),
-    "question_required": (
+    ErrorCode.REASON_REQUIRED: ("A reason is required.", "Cần nêu lý do."),
+    ErrorCode.QUESTION_REQUIRED: (
         "Putting on hold needs a question to the citizen.",
         "Cần đặt câu hỏi cho người dân khi tạm dừng.",
     ),
-    "unknown_department": ("Unknown department.", "Đơn vị không tồn tại."),
-    "same_department": ("The ticket is already with this department.", "Phiếu đã thuộc đơn vị này."),
-    "invalid_citizen_token": ("The tracking code and token do not match.", "Mã theo dõi và mã bí mật không khớp."),
-    "not_on_hold": ("This report is not waiting for an answer.", "Phản ánh này không chờ người dân trả lời."),
-    "not_resolved": (
+    ErrorCode.UNKNOWN_DEPARTMENT: ("Unknown department.", "Đơn vị không tồn tại."),
+    ErrorCode.SAME_DEPARTMENT: ("The ticket is already with this department.", "Phiếu đã thuộc đơn vị này."),
+    ErrorCode.INVALID_CITIZEN_TOKEN: (
+        "The tracking code and token do not match.",
+        "Mã theo dõi và mã bí mật không khớp.",
+    ),
+    ErrorCode.NOT_ON_HOLD: ("This report is not waiting for an answer.", "Phản ánh này không chờ người dân trả lời."),
+    ErrorCode.NOT_RESOLVED: (
         "Only a resolved report can be rated or reopened.",
         "Chỉ phản ánh đã giải quyết mới được đánh giá hoặc mở lại.",
     ),
-    "reopen_window_passed": ("The time to reopen this report has passed.", "Đã quá thời hạn mở lại phản ánh."),
-    "already_reopened": ("This report was already reopened once.", "Phản ánh này đã được mở lại một lần."),
-    "rate_limited": ("Too many requests; slow down and retry later.", "Quá nhiều yêu cầu; vui lòng thử lại sau."),
-    "invalid_cursor": ("The cursor is not valid.", "Con trỏ phân trang không hợp lệ."),
-    "attribute_required": ("A required attribute is missing.", "Thiếu thông tin bắt buộc của lĩnh vực này."),
-    "attribute_invalid": ("An attribute has an invalid value.", "Thông tin bổ sung có giá trị không hợp lệ."),
-    "unknown_attribute": ("Unknown attribute for this service.", "Thông tin bổ sung không thuộc lĩnh vực này."),
-    "jurisdiction_not_found": ("Unknown jurisdiction_id.", "Không có đơn vị (jurisdiction_id) này."),
-    "service_not_found": ("No service has this service_code.", "Không có lĩnh vực với mã này."),
-    "token_not_found": ("No service request has this token.", "Không có phản ánh nào với token này."),
-    "unknown_jurisdiction": ("Unknown jurisdiction.", "Địa bàn không tồn tại."),
-    "webhook_url_invalid": (
+    ErrorCode.REOPEN_WINDOW_PASSED: ("The time to reopen this report has passed.", "Đã quá thời hạn mở lại phản ánh."),
+    ErrorCode.ALREADY_REOPENED: ("This report was already reopened once.", "Phản ánh này đã được mở lại một lần."),
+    ErrorCode.RATE_LIMITED: (
+        "Too many requests; slow down and retry later.",
+        "Quá nhiều yêu cầu; vui lòng thử lại sau.",
+    ),
+    ErrorCode.INVALID_CURSOR: ("The cursor is not valid.", "Con trỏ phân trang không hợp lệ."),
+    ErrorCode.ATTRIBUTE_REQUIRED: ("A required attribute is missing.", "Thiếu thông tin bắt buộc của lĩnh vực này."),
+    ErrorCode.ATTRIBUTE_INVALID: ("An attribute has an invalid value.", "Thông tin bổ sung có giá trị không hợp lệ."),
+    ErrorCode.UNKNOWN_ATTRIBUTE: ("Unknown attribute for this service.", "Thông tin bổ sung không thuộc lĩnh vực này."),
+    ErrorCode.JURISDICTION_NOT_FOUND: ("Unknown jurisdiction_id.", "Không có đơn vị (jurisdiction_id) này."),
+    ErrorCode.SERVICE_NOT_FOUND: ("No service has this service_code.", "Không có lĩnh vực với mã này."),
+    ErrorCode.TOKEN_NOT_FOUND: ("No service request has this token.", "Không có phản ánh nào với token này."),
+    ErrorCode.UNKNOWN_JURISDICTION: ("Unknown jurisdiction.", "Địa bàn không tồn tại."),
+    ErrorCode.WEBHOOK_URL_INVALID: (
         "The webhook URL must be an absolute http(s) URL.",
         "URL webhook phải là địa chỉ http(s) đầy đủ.",
     ),
-    "webhook_url_https_required": ("Only https webhook URLs are accepted.", "Chỉ chấp nhận URL webhook dùng https."),
-    "webhook_url_not_allowed": (
+    ErrorCode.WEBHOOK_URL_HTTPS_REQUIRED: (
+        "Only https webhook URLs are accepted.",
+        "Chỉ chấp nhận URL webhook dùng https.",
+    ),
+    ErrorCode.WEBHOOK_URL_NOT_ALLOWED: (
         "The webhook URL points to a private, loopback or link-local address.",
         "URL webhook trỏ tới địa chỉ mạng nội bộ, loopback hoặc link-local.",
     ),
-    "webhook_url_unresolvable": (
+    ErrorCode.WEBHOOK_URL_UNRESOLVABLE: (
         "The webhook URL's host name does not resolve.",
         "Không phân giải được tên máy chủ của URL webhook.",
     ),
-    "webhook_scope_forbidden": (
+    ErrorCode.WEBHOOK_SCOPE_FORBIDDEN: (
         "This subscription would reach reports outside what you may see.",
         "Đăng ký này vượt quá phạm vi phản ánh bạn được xem.",
     ),
-    "webhook_subscription_not_found": ("No webhook subscription with this id.", "Không có đăng ký webhook với mã này."),
-    "webhook_event_not_found": (
+    ErrorCode.WEBHOOK_SUBSCRIPTION_NOT_FOUND: (
+        "No webhook subscription with this id.",
+        "Không có đăng ký webhook với mã này.",
+    ),
+    ErrorCode.WEBHOOK_EVENT_NOT_FOUND: (
         "No event with this id for this subscription.",
         "Không có sự kiện với mã này cho đăng ký này.",
     ),
-    "webhook_subscription_disabled": (
+    ErrorCode.WEBHOOK_SUBSCRIPTION_DISABLED: (
         "The subscription is disabled; re-enable it first.",
         "Đăng ký webhook đang bị tắt; hãy bật lại trước.",
     ),
@@ -231,7 +309,8 @@ def timeline_in_vietnamese(request: Request) -> bool:
 
 
 def message_for(code: str, request: Request) -> str:
-    english, vietnamese = MESSAGES.get(code, (code.replace("_", " ").capitalize() + ".",) * 2)
+    known = ErrorCode(code) if code in ErrorCode.__members__.values() else None
+    english, vietnamese = MESSAGES[known] if known else (code.replace("_", " ").capitalize() + ".",) * 2
     return vietnamese if wants_vietnamese(request) else english
 
 

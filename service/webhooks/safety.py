@@ -19,7 +19,7 @@ MAX_URL_LENGTH = 2000
 
 
 class UnsafeUrl(Exception):
-    """The URL may not be used; `code` is an error code from service.errors.MESSAGES."""
+    """The URL may not be used; `code` is a service.errors.ErrorCode."""
 
     def __init__(self, code: str, detail: str):
         super().__init__(detail)
