@@ -34,6 +34,7 @@ TEEN_CODE = {
     "cx": "cũng", "cg": "cũng",
     "ms": "mới", "trc": "trước", "lun": "luôn", "nhìu": "nhiều", "nhiu": "nhiều",
     "thik": "thích", "iu": "yêu", "wen": "quen",
+    "nc": "nước", "e": "em", "cty": "công ty",
     "tp": "thành phố", "tphcm": "thành phố hồ chí minh", "hcm": "hồ chí minh",
     "q": "quận", "p": "phường", "ubnd": "ủy ban nhân dân",
 }
@@ -158,6 +159,26 @@ ENGLISH_TERMS = {
     "pink book": "sổ hồng", "red book": "sổ đỏ", "apartment": "chung cư",
     "condo": "chung cư", "building management": "ban quản lý", "landlord": "chủ nhà",
     "compensation": "bồi thường",
+    # electricity
+    "electricity": "điện", "electric": "điện", "electrical": "điện", "power cut": "cúp điện",
+    "power outage": "mất điện", "power went off": "mất điện", "power is off": "mất điện",
+    "blackout": "mất điện", "outage": "mất", "power line": "dây điện", "power cable": "dây điện",
+    "electric wire": "dây điện", "electrical wire": "dây điện", "live wire": "dây điện",
+    "transformer": "trạm biến áp", "voltage": "điện áp", "sparks": "tóe lửa", "sparking": "tóe lửa",
+    "short circuit": "chập điện", "electric meter": "công tơ điện", "electricity meter": "công tơ điện",
+    "electricity bill": "hóa đơn tiền điện", "power bill": "hóa đơn tiền điện", "kwh": "số điện",
+    # telecommunications
+    "telecom": "viễn thông", "cable": "cáp", "fibre": "cáp quang", "fiber": "cáp quang",
+    "internet": "mạng internet", "mobile signal": "sóng điện thoại", "phone signal": "sóng điện thoại",
+    "signal": "sóng", "cell tower": "trạm phát sóng", "cellular tower": "trạm phát sóng",
+    "phone tower": "trạm phát sóng", "operator": "nhà mạng", "carrier": "nhà mạng",
+    "network": "nhà mạng", "spam": "tin nhắn rác", "text message": "tin nhắn",
+    "sim card": "sim", "landline": "điện thoại bàn", "call": "cuộc gọi",
+    # public transport
+    "bus": "xe buýt", "bus station": "bến xe buýt", "bus driver": "tài xế xe buýt",
+    "waterbus": "buýt đường sông", "water bus": "buýt đường sông", "ferry": "phà",
+    "metro station": "ga metro", "train": "tàu", "fare": "giá vé", "ticket": "vé",
+    "timetable": "lịch chạy", "route": "tuyến", "conductor": "phụ xe", "driver": "tài xế",
     # other
     "app": "ứng dụng", "thank": "cảm ơn", "thanks": "cảm ơn",
 }
