@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cryptography.fernet import Fernet
 
 from tests.factories import jpeg_bytes, report_body
 from tests.processes import free_port
@@ -52,6 +53,8 @@ class Stack:
             **os.environ,
             "CONTAINERS_CONF": str(ROOT / "deploy" / "podman" / "containers.conf"),
             "SECRET_KEY": uuid.uuid4().hex + uuid.uuid4().hex,
+            # Production refuses to start without its own contact-data key (never derived from SECRET_KEY).
+            "PII_ENCRYPTION_KEYS": json.dumps([Fernet.generate_key().decode()]),
             "MINIO_ROOT_PASSWORD": uuid.uuid4().hex,
             "PROXY_PUBLISH": f"127.0.0.1:{self.proxy_port}",
             "MINIO_PUBLISH": f"127.0.0.1:{free_port()}",
