@@ -230,25 +230,16 @@ async def transition(
         report.duplicate_of_id = original.id
         await lifecycle.add_supporter(session, original, report, actor=subject.actor, data={})
     # What the citizen is told (a question, the resolution) comes first on the timeline, then the move.
-    if to == Status.ON_HOLD:
+    told = {Status.ON_HOLD: ("question", move.question), Status.RESOLVED: ("resolution", move.public_reply)}.get(to)
+    if told is not None:
+        kind, words = told
         await lifecycle.note(
             session,
             report,
             EventCode.PUBLIC_REPLY,
             actor=subject.actor,
-            message=move.question,
-            data={"kind": "question"},
-            public=True,
-            touch=False,
-        )
-    elif to == Status.RESOLVED:
-        await lifecycle.note(
-            session,
-            report,
-            EventCode.PUBLIC_REPLY,
-            actor=subject.actor,
-            message=move.public_reply,
-            data={"kind": "resolution"},
+            message=words,
+            data={"kind": kind},
             public=True,
             touch=False,
         )
