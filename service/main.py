@@ -15,6 +15,7 @@ from service.errors import install_error_handlers
 from service.gc_tuning import tune_after_start_up
 from service.handoff import Handoff
 from service.ioc import routes as ioc_routes
+from service.jurisdictions import routes as jurisdiction_routes
 from service.open311 import routes as open311_routes
 from service.photos import routes as photo_routes
 from service.photos.storage import build_storage
@@ -110,6 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(photo_routes.router)
     app.include_router(ioc_routes.router)
     app.include_router(ioc_routes.page_router)
+    app.include_router(jurisdiction_routes.router)
     app.include_router(open311_routes.router)
     app.include_router(metrics.router)
     app.include_router(webhook_routes.router)

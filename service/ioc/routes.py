@@ -157,24 +157,28 @@ async def get_hotspots(
 
 
 # The page itself holds no data: its script asks the API above with the key the viewer gives it.
+# Everything it loads comes from this service (a closed network has nothing else), and no inline
+# script or style runs.
 PAGE_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
     "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-cache",
 }
+PAGE_FILES = {
+    "/ioc": ("dashboard.html", "text/html; charset=utf-8"),
+    "/ioc/dashboard.js": ("dashboard.js", "text/javascript; charset=utf-8"),
+    "/ioc/dashboard.css": ("dashboard.css", "text/css; charset=utf-8"),
+}
 
 
-@page_router.get("/ioc")
-async def dashboard_page() -> Response:
-    return Response(
-        (PAGE_DIR / "dashboard.html").read_bytes(), media_type="text/html; charset=utf-8", headers=PAGE_HEADERS
-    )
+def _page_file(name: str, media_type: str):
+    async def serve() -> Response:
+        return Response((PAGE_DIR / name).read_bytes(), media_type=media_type, headers=PAGE_HEADERS)
+
+    return serve
 
 
-@page_router.get("/ioc/dashboard.js")
-async def dashboard_script() -> Response:
-    return Response(
-        (PAGE_DIR / "dashboard.js").read_bytes(), media_type="text/javascript; charset=utf-8", headers=PAGE_HEADERS
-    )
+for _path, (_name, _media_type) in PAGE_FILES.items():
+    page_router.add_api_route(_path, _page_file(_name, _media_type), methods=["GET"])

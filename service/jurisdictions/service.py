@@ -259,25 +259,33 @@ def version_columns() -> tuple:
     )
 
 
-def build_map(rows: list[Jurisdiction]) -> JurisdictionMap:
-    """Reports are placed in one level: the boundaries nothing lies under, of the level most of them have.
-
-    So a city outline left beside a city's own wards (the demo's, say) bounds the service area but
-    never takes a report that falls in a gap between wards."""
-    parent_codes = {row.parent_code for row in rows if row.parent_code}
-    drawn = [
+def _shapes(rows: list[Jurisdiction]) -> list[JurisdictionShape]:
+    return [
         JurisdictionShape(
             code=row.code, name=row.name, level=row.level, parent_code=row.parent_code, geometry_wkt=row.geometry_wkt
         )
         for row in rows
         if row.geometry_wkt
     ]
-    childless = [shape for shape in drawn if shape.code not in parent_codes]
+
+
+def placed_shapes(rows: list[Jurisdiction], drawn: list[JurisdictionShape] | None = None) -> list[JurisdictionShape]:
+    """Reports are placed in one level: the boundaries nothing lies under, of the level most of them have.
+
+    So a city outline left beside a city's own wards (the demo's, say) bounds the service area but
+    never takes a report that falls in a gap between wards."""
+    parent_codes = {row.parent_code for row in rows if row.parent_code}
+    childless = [shape for shape in (_shapes(rows) if drawn is None else drawn) if shape.code not in parent_codes]
     levels = Counter(shape.level for shape in childless)
     # Most boundaries first, then the name, so a tie is decided the same way every time.
     lowest_level = min(levels, key=lambda level: (-levels[level], level)) if levels else None
+    return [shape for shape in childless if shape.level == lowest_level]
+
+
+def build_map(rows: list[Jurisdiction]) -> JurisdictionMap:
+    drawn = _shapes(rows)
     return JurisdictionMap(
-        JurisdictionIndex([shape for shape in childless if shape.level == lowest_level]),
+        JurisdictionIndex(placed_shapes(rows, drawn)),
         {row.code: row.parent_code for row in rows},
         JurisdictionIndex(drawn) if drawn else None,
     )
