@@ -26,6 +26,7 @@ lint: install
 
 test: install lint
 	scripts/ensure_services.sh
+	scripts/ensure_chromium.sh
 	scripts/audit.sh
 	$(BIN)/python -m pytest -m "not faults and not image"
 

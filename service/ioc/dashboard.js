@@ -384,9 +384,12 @@ function drawMap(hotspots, summary) {
   defs.append(clip);
   svg.append(defs, base);
 
-  // 2. Hexagons of report density, cut to the wards (a cell at the city's edge shows only its inside).
-  const [minLon, minLat, maxLon, maxLat] = bbox;
-  const inside = cells.filter((f) => f.geometry.coordinates[0].some(([lon, lat]) => lon >= minLon && lon <= maxLon && lat >= minLat && lat <= maxLat));
+  // 2. Hexagons of report density over the wards, cut to their outlines; a cell on a boundary belongs
+  //    to the ward holding its centre, else one holding a corner. A cell touching no ward (a report at
+  //    the edge of the service area) is counted above the map, not drawn.
+  const wardOfCell = (ring) => wardAt(centre(ring), wards) || ring.map((corner) => wardAt(corner, wards)).find(Boolean) || null;
+  const wardOf = new Map(cells.map((f) => [f, wards.length ? wardOfCell(f.geometry.coordinates[0]) : null]));
+  const inside = wards.length ? cells.filter((f) => wardOf.get(f)) : cells;
   const bounds = classBreaks(inside.map((f) => f.properties.count));
   // Fewer classes than colours (few cells) take the upper end of the ramp, so the busiest stays red.
   const colours = RAMP.slice(RAMP.length - bounds.length - 1);
@@ -397,7 +400,7 @@ function drawMap(hotspots, summary) {
     const ring = f.geometry.coordinates[0];
     const points = ring.map((point) => project(point).map((v) => v.toFixed(1)).join(",")).join(" ");
     const hex = el("svg:polygon", { class: "cell", points, fill: colours[classOf(f.properties.count)] });
-    const ward = wardAt(centre(ring), wards);
+    const ward = wardOf.get(f);
     const top = f.properties.top_categories.map((c) => categoryName(c.code, categoryNames) + " " + fmt(c.count)).join(" · ");
     hex.append(el("svg:title", {}, (ward ? ward.properties.name + ": " : "") + fmt(f.properties.count) + " phản ánh\n" + top));
     layer.append(hex);
@@ -411,13 +414,17 @@ function drawMap(hotspots, summary) {
   const busiest = [...wards].sort((a, b) => openIn(b) - openIn(a));
   for (const ward of busiest) {
     if (!ward.properties.label_point || placed.length >= MAX_WARD_LABELS) continue;
-    const [pointX, y] = project(ward.properties.label_point);
+    const [pointX, pointY] = project(ward.properties.label_point);
     const name = ward.properties.name, half = name.length * 0.27 * r;
-    if (y < r || y > height - 1.6 * r || 2 * half > width) continue;
+    if (2 * half > width) continue;
     const x = Math.min(Math.max(pointX, half), width - half); // a ward at the edge keeps its whole name on screen
-    const box = { left: x - half, right: x + half, top: y - r, bottom: y + 1.3 * r };
-    if (placed.some((o) => box.left < o.right && box.right > o.left && box.top < o.bottom && box.bottom > o.top)) continue;
+    // Where it lies, else a line lower or higher when a busier ward's name is already there.
+    const boxAt = (y) => ({ y, left: x - half, right: x + half, top: y - r, bottom: y + 1.3 * r });
+    const box = [0, 1.6, -1.6].map((shift) => boxAt(pointY + shift * r)).find((b) => b.top >= 0 && b.bottom <= height &&
+      !placed.some((o) => b.left < o.right && b.right > o.left && b.top < o.bottom && b.bottom > o.top));
+    if (!box) continue;
     placed.push(box);
+    const y = box.y;
     const label = el("svg:text", { class: "ward-name", x: x.toFixed(1), y: y.toFixed(1), "text-anchor": "middle" }, name);
     const figures = byWard.get(ward.properties.code);
     if (figures) label.append(el("svg:tspan", { class: "ward-figures", x: x.toFixed(1), dy: "1.15em" }, fmt(figures.open) + " mở · " + fmt(figures.overdue) + " quá hạn"));
@@ -426,7 +433,7 @@ function drawMap(hotspots, summary) {
   svg.append(labels);
 
   const outside = cells.length - inside.length;
-  $("map-hint").textContent = fmt(hotspots.total_reports) + " phản ánh có vị trí" + (outside ? " · " + fmt(outside) + " ô ngoài khung" : "");
+  $("map-hint").textContent = fmt(hotspots.total_reports) + " phản ánh có vị trí" + (outside ? " · " + fmt(outside) + " ô ngoài các phường" : "");
   if (inside.length) drawLegend(legend, bounds, colours, CELL_KM2[hotspots.resolution], wards.length);
 }
 
