@@ -182,22 +182,46 @@ function departmentRow(d) {
   return tr;
 }
 
-function drawDepartments(s) {
-  const body = $("departments"), box = $("departments-box");
-  clear(body);
-  const rows = [...s.departments].sort((a, b) => b.open - a.open || b.overdue - a.overdue || b.received - a.received);
-  for (const d of rows) body.append(departmentRow(d));
-  let hidden = [];
+function fitRows(body, box, rows, columns, summarise) {
+  // Drops rows from the end until the box shows everything it holds; one last line counts what was dropped.
+  const hidden = [];
   const more = el("tr", { class: "more" });
   while (body.rows.length && box.scrollHeight > box.clientHeight + 1) {
     if (more.parentNode) body.removeChild(more);
     hidden.unshift(rows[body.rows.length - 1]);
     body.deleteRow(body.rows.length - 1);
     clear(more);
-    const open = hidden.reduce((sum, d) => sum + d.open, 0), overdue = hidden.reduce((sum, d) => sum + d.overdue, 0);
-    more.append(el("td", { colspan: 8 }, "… và " + fmt(hidden.length) + " đơn vị khác: " + fmt(open) + " đang mở, " + fmt(overdue) + " quá hạn"));
+    more.append(el("td", { colspan: columns }, summarise(hidden)));
     body.append(more);
   }
+  return hidden.length;
+}
+
+function othersLine(noun) {
+  return (hidden) => "… và " + fmt(hidden.length) + " " + noun + " khác: " + fmt(hidden.reduce((sum, d) => sum + d.open, 0)) +
+    " đang mở, " + fmt(hidden.reduce((sum, d) => sum + d.overdue, 0)) + " quá hạn";
+}
+
+function drawDepartments(s) {
+  const body = $("departments"), box = $("departments-box"), wardTable = $("wards-table"), wardBody = $("wards");
+  clear(body);
+  clear(wardBody);
+  wardTable.hidden = true;
+  const rows = [...s.departments].sort((a, b) => b.open - a.open || b.overdue - a.overdue || b.received - a.received);
+  for (const d of rows) body.append(departmentRow(d));
+  if (fitRows(body, box, rows, 8, othersLine("đơn vị"))) return;
+  // Room to spare (a single department, a small city): the wards of the same scope fill it.
+  const wards = [...s.by_jurisdiction].sort((a, b) => b.open - a.open || b.received - a.received);
+  if (!wards.length) return;
+  wardTable.hidden = false;
+  for (const w of wards) {
+    const tr = el("tr");
+    tr.append(el("td", { title: w.code || "" }, w.name || w.code || "(ngoài các phường)"), el("td", {}, fmt(w.received)),
+      el("td", {}, fmt(w.resolved)), el("td", {}, fmt(w.open)), el("td", { class: w.overdue ? "bad" : "" }, fmt(w.overdue)));
+    wardBody.append(tr);
+  }
+  fitRows(wardBody, box, wards, 5, othersLine("phường"));
+  if (!wardBody.rows.length || (wardBody.rows.length === 1 && wardBody.rows[0].className === "more")) wardTable.hidden = true;
 }
 
 // --- Bar charts --------------------------------------------------------------------------------------
@@ -228,7 +252,12 @@ function drawBars(svg, items, options) {
     bar.append(el("svg:title", {}, item.title));
     svg.append(bar);
     if (options.values) svg.append(el("svg:text", { class: "value", x: x + step / 2, y: pad.t + plotH - h - 0.35 * r, "text-anchor": "middle" }, fmt(item.value)));
-    if (index % every === 0) svg.append(el("svg:text", { x: x + step / 2, y: height - 0.35 * r, "text-anchor": "middle" }, item.label));
+    if (index % every === 0) {
+      // Centred under its bar, but never past either end of the chart.
+      const half = item.label.length * 0.3 * r;
+      const labelX = Math.min(Math.max(x + step / 2, half), width - half);
+      svg.append(el("svg:text", { x: labelX, y: height - 0.35 * r, "text-anchor": "middle" }, item.label));
+    }
   });
 }
 
