@@ -205,3 +205,15 @@ def test_wall_loads_nothing_from_outside_hosts(wall, screen):
     seen = wall["screens"][screen]
     assert seen["requests"] and all(url.startswith(seen["base"] + "/") for url in seen["requests"]), seen["requests"]
     assert seen["problems"] == []  # no CSP violation, no script error, no failed request
+
+
+def test_wall_page_and_its_files_allow_no_other_host_and_no_inline_code(client):
+    for path, kind in (("/ioc", "text/html"), ("/ioc/dashboard.js", "text/javascript"), ("/ioc/dashboard.css", "text/css")):
+        response = client.get(path)
+        assert response.status_code == 200 and response.headers["content-type"].startswith(kind)
+        policy = response.headers["content-security-policy"]
+        assert "default-src 'none'" in policy and "script-src 'self'" in policy and "style-src 'self'" in policy
+        assert "http" not in policy and "unsafe-inline" not in policy, policy
+    page = client.get("/ioc").text
+    assert "<style" not in page and " style=" not in page and "<script>" not in page
+    assert "http://" not in page and "https://" not in page
