@@ -119,6 +119,10 @@ class Settings(BaseSettings):
     sla_extra_holidays: list[date] = []
     sla_extra_working_dates: list[date] = []
     sla_at_risk_ratio: float = Field(default=0.75, gt=0, le=1)
+    # How long before a deadline its department is told it is near (webhooks report.acknowledge_due_soon,
+    # report.due_soon): wall-clock minutes.
+    acknowledge_due_soon_minutes: int = Field(default=60, ge=1)
+    due_soon_minutes: int = Field(default=240, ge=1)
 
     # GET /metrics: open when empty (the Prometheus norm), else `Authorization: Bearer <token>`.
     metrics_token: str = ""

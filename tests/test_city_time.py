@@ -51,7 +51,7 @@ def test_ticket_filters_read_dates_and_plain_times_in_city_time(client, admin, r
     exported = client.get("/v1/tickets/export.csv", params={"created_from": "2026-11-20", "created_to": "2026-11-20"},
                           headers=admin)
     assert exported.status_code == 200, exported.text
-    assert {row["tracking_code"] for row in csv.DictReader(io.StringIO(exported.text))} == the_day
+    assert {row["tracking_code"] for row in csv.DictReader(io.StringIO(exported.content.decode("utf-8-sig")))} == the_day
 
 
 @pytest.mark.parametrize("value", ["yesterday", "2026-13-01", "2026-11-31", "0001-01-01", "9999-12-31T23:59:59", "20261120"])

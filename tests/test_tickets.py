@@ -227,7 +227,7 @@ def test_csv_export_streams_without_personal_data(client, api_key, lighting_offi
     response = client.get("/v1/tickets/export.csv", headers=lighting_officer)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/csv")
-    rows = list(csv.DictReader(io.StringIO(response.text)))
+    rows = list(csv.DictReader(io.StringIO(response.content.decode("utf-8-sig"))))
     assert len(rows) == 1 and rows[0]["status"] == "assigned"
     assert "0903123456" not in response.text and "Bình" not in response.text
 

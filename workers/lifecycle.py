@@ -17,6 +17,15 @@ async def sweep_sla(ctx: dict) -> int:
     return count
 
 
+async def announce_deadlines_near(ctx: dict) -> int:
+    async with ctx["sessions"]() as session:
+        count = await sweeps.mark_deadlines_near(session, ctx["settings"], utcnow())
+        await ctx["handoff"].commit(session)
+    if count:
+        log.info("told subscribers of %d near deadlines", count)
+    return count
+
+
 async def close_resolved_tickets(ctx: dict) -> int:
     async with ctx["sessions"]() as session:
         count = await sweeps.close_resolved(session, ctx["settings"], utcnow())

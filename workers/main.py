@@ -27,7 +27,7 @@ from service.settings import Settings, get_settings
 from service.webhooks import outbox
 from service.webhooks.delivery import build_http_client
 from workers.ioc import refresh_ioc_rollup
-from workers.lifecycle import close_resolved_tickets, erase_personal_data, sweep_sla
+from workers.lifecycle import announce_deadlines_near, close_resolved_tickets, erase_personal_data, sweep_sla
 from workers.reports import process_photos, process_report, sweep_stale_reports
 from workers.webhooks import deliver_webhooks, job_timeout_seconds, sweep_webhooks
 
@@ -115,6 +115,7 @@ def worker_options(settings: Settings) -> dict[str, Any]:
             # so the startup runs (one per worker) never do the same work twice.
             cron(sweep_stale_reports, second={5, 35}, run_at_startup=True, keep_result=CRON_RESULT_SECONDS),
             cron(sweep_sla, second={20}, run_at_startup=True, keep_result=CRON_RESULT_SECONDS),
+            cron(announce_deadlines_near, second={50}, keep_result=CRON_RESULT_SECONDS),
             cron(close_resolved_tickets, minute={7}, second={0}, keep_result=CRON_RESULT_SECONDS),
             cron(erase_personal_data, hour={2}, minute={15}, second={0}, keep_result=CRON_RESULT_SECONDS),
             cron(sweep_webhooks, second={10, 25, 40, 55}, run_at_startup=True, keep_result=CRON_RESULT_SECONDS),

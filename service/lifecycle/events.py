@@ -33,6 +33,8 @@ class EventCode(StrEnum):
     SLA_AT_RISK = "sla_at_risk"
     SLA_BREACHED = "sla_breached"
     ACK_OVERDUE = "ack_overdue"
+    ACKNOWLEDGE_DUE_SOON = "acknowledge_due_soon"
+    DUE_SOON = "due_soon"
     ESCALATED = "escalated"
     PROCESSING_FAILED = "processing_failed"
     PERSONAL_DATA_ERASED = "personal_data_erased"
@@ -52,6 +54,9 @@ class WebhookType(StrEnum):
     REOPENED = "report.reopened"
     ORIGINAL_STATUS_CHANGED = "report.original_status_changed"
     ACK_OVERDUE = "report.ack_overdue"
+    CITIZEN_REPLIED = "report.citizen_replied"
+    ACKNOWLEDGE_DUE_SOON = "report.acknowledge_due_soon"
+    DUE_SOON = "report.due_soon"
 
 
 WEBHOOK_TYPES: dict[WebhookType, str] = {
@@ -68,6 +73,12 @@ WEBHOOK_TYPES: dict[WebhookType, str] = {
     WebhookType.REOPENED: "The report was reopened.",
     WebhookType.ORIGINAL_STATUS_CHANGED: "The report this duplicate repeats changed status (sent for the duplicate).",
     WebhookType.ACK_OVERDUE: "No one took the report into work by its acknowledgement deadline (`acknowledge_due_at`).",
+    WebhookType.CITIZEN_REPLIED: "The citizen answered the question that put the report on hold (`comment`).",
+    WebhookType.ACKNOWLEDGE_DUE_SOON: (
+        "The acknowledgement deadline (`acknowledge_due_at`) is near and no one has taken the report into work; "
+        "once per deadline."
+    ),
+    WebhookType.DUE_SOON: "The deadline to resolve (`due_at`) is near; once per deadline.",
 }
 
 # Timeline events that are webhook events by themselves (status changes are decided by the change).
@@ -78,6 +89,9 @@ NOTE_WEBHOOKS: dict[EventCode, WebhookType] = {
     EventCode.SLA_BREACHED: WebhookType.SLA_BREACHED,
     EventCode.ORIGINAL_STATUS_CHANGED: WebhookType.ORIGINAL_STATUS_CHANGED,
     EventCode.ACK_OVERDUE: WebhookType.ACK_OVERDUE,
+    EventCode.CITIZEN_REPLY: WebhookType.CITIZEN_REPLIED,
+    EventCode.ACKNOWLEDGE_DUE_SOON: WebhookType.ACKNOWLEDGE_DUE_SOON,
+    EventCode.DUE_SOON: WebhookType.DUE_SOON,
 }
 # A status reached that has a webhook event of its own, besides report.status_changed.
 STATUS_WEBHOOKS: dict[Status, WebhookType] = {
@@ -112,6 +126,8 @@ _TEMPLATES: dict[EventCode, tuple[str, str]] = {
     EventCode.SLA_AT_RISK: ("Sắp đến hạn xử lý", "Close to its deadline"),
     EventCode.SLA_BREACHED: ("Đã quá hạn xử lý", "Past its deadline"),
     EventCode.ACK_OVERDUE: ("Quá hạn tiếp nhận xử lý", "Not taken into work by its acknowledgement deadline"),
+    EventCode.ACKNOWLEDGE_DUE_SOON: ("Sắp đến hạn tiếp nhận xử lý", "Close to its acknowledgement deadline"),
+    EventCode.DUE_SOON: ("Sắp đến hạn giải quyết", "Close to its deadline to resolve"),
     EventCode.ESCALATED: ("Chuyển lên đơn vị cấp trên", "Escalated to the supervising unit"),
     EventCode.PROCESSING_FAILED: (
         "Đang chờ cán bộ xử lý thủ công",

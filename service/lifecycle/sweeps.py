@@ -6,7 +6,7 @@ each row goes to one of them), and changes them through the lifecycle's door; th
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_
+from sqlalchemy import or_, true
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -70,6 +70,61 @@ async def mark_acknowledge_overdue(session: AsyncSession, now: datetime) -> int:
         )
         await _escalate(session, report, now, reason="ack_overdue")
     return len(reports)
+
+
+# (timeline code, the deadline, where the notice is marked, the setting with its lead in minutes)
+_NEAR_DEADLINES = (
+    (
+        EventCode.ACKNOWLEDGE_DUE_SOON,
+        "acknowledge_due_at",
+        "acknowledge_due_soon_sent_for",
+        "acknowledge_due_soon_minutes",
+    ),
+    (EventCode.DUE_SOON, "due_at", "due_soon_sent_for", "due_soon_minutes"),
+)
+
+
+async def mark_deadlines_near(session: AsyncSession, settings: Settings, now: datetime) -> int:
+    """Tell a ticket's subscribers (its department's above all) that a deadline is near: once per
+    deadline, marked on the ticket with the deadline it was sent for, so a deadline that moves (a
+    transfer, a pause on hold) is announced again. Not while on hold, not once it has passed, and for
+    acknowledgement only while no one has taken the ticket into work."""
+    count = 0
+    for code, deadline_name, mark_name, lead_setting in _NEAR_DEADLINES:
+        deadline, mark = getattr(Report, deadline_name), getattr(Report, mark_name)
+        lead = timedelta(minutes=getattr(settings, lead_setting))
+        waiting = ACKNOWLEDGE_PENDING if code == EventCode.ACKNOWLEDGE_DUE_SOON else true()
+        reports = (
+            await session.exec(
+                select(Report)
+                .where(
+                    col(Report.status).in_(CLOCK_RUNNING_STATUSES),
+                    waiting,
+                    col(Report.on_hold_since).is_(None),
+                    col(deadline) > now,
+                    col(deadline) <= now + lead,
+                    or_(col(mark).is_(None), col(mark) != col(deadline)),
+                )
+                .order_by(col(deadline))
+                .limit(BATCH)
+                .with_for_update(skip_locked=True, of=Report)
+            )
+        ).all()
+        for report in reports:
+            due = getattr(report, deadline_name)
+            setattr(report, mark_name, due)
+            await changes.note(
+                session,
+                report,
+                code,
+                data={deadline_name: due.isoformat()},
+                webhook_extra={
+                    deadline_name: due.isoformat().replace("+00:00", "Z"),
+                    "minutes_left": int((due - now).total_seconds() // 60),
+                },
+            )
+        count += len(reports)
+    return count
 
 
 async def _escalate(session: AsyncSession, report: Report, now: datetime, *, reason: str) -> None:

@@ -66,6 +66,9 @@ class Report(SQLModel, table=True):
     acknowledged_at: datetime | None = Field(default=None, sa_column=utc_column())
     # When the SLA sweep found it still not acknowledged past acknowledge_due_at (once per clock).
     acknowledge_overdue_at: datetime | None = Field(default=None, sa_column=utc_column())
+    # The deadline each near-deadline notice was last sent for: one notice per deadline, a moved one gets its own.
+    acknowledge_due_soon_sent_for: datetime | None = Field(default=None, sa_column=utc_column())
+    due_soon_sent_for: datetime | None = Field(default=None, sa_column=utc_column())
     resolved_at: datetime | None = Field(default=None, sa_column=utc_column())
     closed_at: datetime | None = Field(default=None, sa_column=utc_column())
     sla_state: str | None = Field(default=None, max_length=16)  # on_track, at_risk, overdue

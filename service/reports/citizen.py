@@ -62,6 +62,7 @@ async def answer(
         data={"photos": len(photos)},
         public=True,
         touch=False,
+        webhook_extra={"comment": message, "photo_count": len(photos)},
     )
     await lifecycle.change(session, report, via=Via.CITIZEN, actor=CITIZEN, status=Status.IN_PROGRESS)
     await session.flush()

@@ -19,7 +19,7 @@ from uuid import UUID
 
 from arq.connections import ArqRedis
 from redis.exceptions import RedisError
-from sqlalchemy import exists, select
+from sqlalchemy import exists, or_, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col
@@ -33,6 +33,7 @@ from service.models import (
     Jurisdiction,
     Report,
     ServiceCategory,
+    StaffUser,
     WebhookEvent,
     WebhookSubscription,
 )
@@ -211,6 +212,16 @@ async def _load_subscriptions(session: AsyncSession) -> list[SubscriptionView]:
                 # A revoked key's subscriptions hear nothing more.
                 ~exists().where(
                     col(ApiClient.id) == col(WebhookSubscription.owner_id), col(ApiClient.revoked_at).is_not(None)
+                ),
+                # Nor does a staff member's once they leave its department or are deactivated.
+                ~exists().where(
+                    col(WebhookSubscription.scope) == "department",
+                    col(StaffUser.id) == col(WebhookSubscription.owner_id),
+                    or_(
+                        col(StaffUser.active).is_(False),
+                        col(StaffUser.department_code).is_(None),
+                        col(StaffUser.department_code) != col(WebhookSubscription.scope_department_code),
+                    ),
                 ),
             )
         )

@@ -25,15 +25,18 @@ from service.settings import Settings
 from service.webhooks import outbox, safety, signing
 from service.webhooks.schemas import Filters, SubscriptionCreate, SubscriptionUpdate
 
-SUBSCRIBER_ROLES = ("admin", "department_system", "citizen_app")
+SUBSCRIBER_ROLES = ("admin", "department_system", "officer", "supervisor", "citizen_app")
+# Callers that hear only about their own department's tickets: its system's key and its staff.
+DEPARTMENT_ROLES = ("department_system", "officer", "supervisor")
 RESCHEDULE_BATCH = 500
 
 
 def _scope_for(subject: AuthSubject) -> tuple[str, str | None, UUID | None]:
-    """What an owner may hear about: everything (admin), its department, or the reports it submitted."""
+    """What an owner may hear about: everything (admin), its department (its system's key, its officers
+    and supervisors), or the reports it submitted."""
     if subject.role == "admin":
         return "all", None, None
-    if subject.role == "department_system" and subject.department_code:
+    if subject.role in DEPARTMENT_ROLES and subject.department_code:
         return "department", subject.department_code, None
     if subject.role == "citizen_app" and subject.kind == "api_client":
         return "submitter", None, subject.id
@@ -57,8 +60,8 @@ async def _check_url(url: str, settings: Settings) -> str:
 
 
 async def _check_filters(session: AsyncSession, filters: Filters, subject: AuthSubject) -> None:
-    if subject.role == "department_system" and filters.department_code not in (None, subject.department_code):
-        raise Forbidden("webhook_scope_forbidden", "A department system hears only about its own department.")
+    if subject.role in DEPARTMENT_ROLES and filters.department_code not in (None, subject.department_code):
+        raise Forbidden("webhook_scope_forbidden", "Department staff and systems hear only about their own department.")
     for code, model, error, field in (
         (filters.department_code, Department, "unknown_department", "filters.department_code"),
         (filters.service_code, ServiceCategory, "unknown_service_code", "filters.service_code"),
