@@ -105,6 +105,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimits, settings=settings)
     http_security.install(app, settings)
     app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")
+    # Added last, so outermost: the time it measures includes every other middleware's.
+    app.add_middleware(metrics.HttpMetrics)
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(auth_routes.router)
