@@ -2,13 +2,16 @@
 service itself, the Content-Security-Policy lets in exactly that, and "Authorize" signs a staff user in
 with the OAuth2 password flow against our own token endpoint."""
 
+import asyncio
+import json
 import re
-import shutil
-import subprocess
 from html.parser import HTMLParser
 
 import pytest
 
+from service.auth import users
+from tests.browser import chromium, devtools_page, render
+from tests.conftest import in_app
 from tests.processes import live_api
 
 ASSETS = {
@@ -129,31 +132,17 @@ def test_openapi_spec_offers_the_oauth2_password_flow_beside_the_other_schemes(c
     assert "error" in spec["components"]["schemas"]["TokenProblem"]["properties"]
 
 
-def chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-def render(browser: str, url: str, profile) -> tuple[str, str]:
-    """The page's DOM after its scripts ran, and the browser's console, with every host but loopback
-    unresolvable (a closed network)."""
-    done = subprocess.run(
-        [
-            browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", f"--user-data-dir={profile}",
-            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", "--enable-logging=stderr", "--v=0",
-            "--virtual-time-budget=20000", "--dump-dom", url,
-        ],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout, "\n".join(line for line in done.stderr.splitlines() if ":CONSOLE" in line)
-
-
-def test_docs_render_in_a_browser_on_a_closed_network(settings, tmp_path):
+def browser_for(settings) -> str:
     browser = chromium()
     if browser is None:
         pytest.skip("chromium is not installed (apt-get install chromium)")
     if settings.is_sqlite:
-        pytest.skip("one browser run is enough: the pages do not touch the database")
+        pytest.skip("one browser run is enough: the pages do not depend on the database")
+    return browser
+
+
+def test_docs_render_in_a_browser_on_a_closed_network(settings, tmp_path):
+    browser = browser_for(settings)
     with live_api(settings, tmp_path) as base:
         swagger, swagger_console = render(browser, f"{base}/docs", tmp_path / "profile-docs")
         redoc, redoc_console = render(browser, f"{base}/redoc", tmp_path / "profile-redoc")
@@ -168,3 +157,61 @@ def test_docs_render_in_a_browser_on_a_closed_network(settings, tmp_path):
     for line in redoc_console.splitlines():
         if "Content Security Policy" in line:
             assert "cdn.redoc.ly/redoc/logo-mini.svg" in line, line
+
+
+OAUTH2_BOX = (
+    "[...document.querySelectorAll('.auth-container')].find(box => box.textContent.includes('OAuth2PasswordBearer'))"
+)
+ME = "#operations-auth-me_v1_auth_me_get"
+
+
+async def authorize_in_swagger_ui(page, base: str, username: str, password: str) -> str:
+    """Open /docs, press Authorize, sign in with the password flow; the OAuth2 box's text after."""
+    await page.goto(f"{base}/docs")
+    await page.until("!!document.querySelector('.btn.authorize')")
+    await page.js("document.querySelector('.btn.authorize').click()")
+    await page.until("!!document.querySelector('#oauth_username')")
+    await page.type_into("#oauth_username", username)
+    await page.type_into("#oauth_password", password)
+    await page.js(f"{OAUTH2_BOX}.querySelector('.btn.modal-btn.auth.authorize').click()")
+    return await page.until(
+        f"(() => {{ const text = {OAUTH2_BOX}.textContent;"
+        " return (text.includes('Logout') || text.toLowerCase().includes('auth error')) && text; })()"
+    )
+
+
+async def try_me_out(page) -> str:
+    """Close the dialog, then "Try it out" and "Execute" on GET /v1/auth/me; the response body."""
+    await page.js("document.querySelector('.modal-ux .close-modal').click()")
+    await page.js(f"document.querySelector('{ME} .opblock-summary-control').click()")
+    await page.until(f"!!document.querySelector('{ME} .try-out__btn')")
+    await page.js(f"document.querySelector('{ME} .try-out__btn').click()")
+    await page.until(f"!!document.querySelector('{ME} .btn.execute')")
+    await page.js(f"document.querySelector('{ME} .btn.execute').click()")
+    return await page.until(
+        f"(() => {{ const body = document.querySelector('{ME} .live-responses-table .response .microlight');"
+        " return body && body.textContent; })()"
+    )
+
+
+def test_authorize_signs_a_staff_user_in_with_the_password_flow_in_swagger_ui(settings, client, tmp_path):
+    browser = browser_for(settings)
+    password = "a long staff password"
+    in_app(client, lambda s: users.create(s, username="swagger.officer", password=password, role="dispatcher"))
+
+    async def visit(base: str) -> tuple[str, str, str]:
+        async with devtools_page(browser, tmp_path / "refused") as page:
+            refused = await authorize_in_swagger_ui(page, base, "swagger.officer", "not the password")
+        async with devtools_page(browser, tmp_path / "signed-in") as page:
+            signed_in = await authorize_in_swagger_ui(page, base, "swagger.officer", password)
+            me = await try_me_out(page)
+        return refused, signed_in, me
+
+    with live_api(settings, tmp_path) as base:
+        refused, signed_in, me = asyncio.run(visit(base))
+
+    # A wrong password: Swagger UI reads the OAuth2 error members of our problem details.
+    assert "invalid_grant" in refused and "Wrong username or password." in refused
+    # The right one: signed in, and the token it got is the one it sends.
+    assert "Authorized" in signed_in and "Logout" in signed_in
+    assert json.loads(me) == {"kind": "staff", "name": "swagger.officer", "role": "dispatcher", "department_code": None}
