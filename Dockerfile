@@ -36,6 +36,12 @@ COPY alembic ./alembic
 COPY service/catalogue ./service/catalogue
 # The model trained above is the one this code loads (same corpus, code and scikit-learn).
 RUN test -f "/opt/models/$(python -c 'from service.classify.model import corpus_version; print(f"classifier-{corpus_version()}.joblib")')"
+# /docs and /redoc load their scripts and styles from a package installed above (service/api_docs.py).
+RUN python -c "from service.api_docs import missing_assets; assert not missing_assets(), missing_assets()"
+# The commit this image was built from, for intake_build_info on /metrics (scripts/images.sh passes
+# it: --build-arg BUILD_COMMIT=...). Last, so a new commit rebuilds no layer with files in it.
+ARG BUILD_COMMIT=""
+ENV BUILD_COMMIT=$BUILD_COMMIT
 USER intake
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=3s CMD python -c "import urllib.request,os; urllib.request.urlopen(f'http://127.0.0.1:{os.environ[\"PORT\"]}/healthz')"

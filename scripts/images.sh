@@ -50,12 +50,13 @@ debian_mirror() {
 
 have_image() { [ -z "${IMAGES_REBUILD:-}" ] && podman image exists "$1"; }
 
-build() {  # build TAG CONTAINERFILE [CONTEXT]
+build() {  # build TAG CONTAINERFILE [CONTEXT [PODMAN-BUILD-OPTIONS...]]
   local tag=$1 file=$2 context=${3:-$ROOT/deploy/images}
+  shift $(( $# < 3 ? $# : 3 ))
   log "building $tag"
   # --network host: the build reaches Debian's mirror and PyPI the way this machine does.
   # --format docker: OCI images drop the Dockerfile's HEALTHCHECK.
-  podman build --pull=never --network host --layers --format docker -t "$tag" -f "$file" "$context" >&2
+  podman build --pull=never --network host --layers --format docker "$@" -t "$tag" -f "$file" "$context" >&2
 }
 
 base_image() {
@@ -110,7 +111,7 @@ service_images
 if [ "${1:-}" = --app ]; then
   # Always rebuilt: podman's layer cache makes it quick when only the code changed.
   previous=$(podman image inspect --format '{{.Id}}' "$APP" 2>/dev/null || true)
-  build "$APP" Dockerfile "$ROOT"
+  build "$APP" Dockerfile "$ROOT" --build-arg "BUILD_COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || true)"
   # The image it replaced would otherwise pile up, one per run, on a machine that keeps its store.
   if [ -n "$previous" ] && [ "$previous" != "$(podman image inspect --format '{{.Id}}' "$APP")" ]; then
     podman rmi "$previous" >/dev/null 2>&1 || true

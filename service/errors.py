@@ -8,7 +8,7 @@ from asgi_correlation_id import correlation_id
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.convertors import PathConvertor
@@ -47,6 +47,7 @@ class ErrorCode(StrEnum):
     TOO_MANY_BUCKETS = "too_many_buckets"
     INVALID_CREDENTIALS = "invalid_credentials"
     INVALID_TOKEN = "invalid_token"
+    UNSUPPORTED_GRANT_TYPE = "unsupported_grant_type"
     AMBIGUOUS_CREDENTIALS = "ambiguous_credentials"
     TICKET_NOT_FOUND = "ticket_not_found"
     ILLEGAL_TRANSITION = "illegal_transition"
@@ -143,6 +144,10 @@ MESSAGES: dict[ErrorCode, tuple[str, str]] = {
     ),
     ErrorCode.INVALID_CREDENTIALS: ("Wrong username or password.", "Sai tên đăng nhập hoặc mật khẩu."),
     ErrorCode.INVALID_TOKEN: ("The token is invalid or expired.", "Mã truy cập không hợp lệ hoặc đã hết hạn."),
+    ErrorCode.UNSUPPORTED_GRANT_TYPE: (
+        "The token endpoint takes grant_type password or refresh_token.",
+        "Điểm cấp mã chỉ nhận grant_type là password hoặc refresh_token.",
+    ),
     ErrorCode.AMBIGUOUS_CREDENTIALS: (
         "Send one credential: a Bearer token or an X-API-Key, not both.",
         "Chỉ gửi một thông tin xác thực: Bearer token hoặc X-API-Key, không gửi cả hai.",
@@ -241,14 +246,34 @@ class Problem(BaseModel):
     errors: list[FieldError] = []
 
 
+class TokenProblem(Problem):
+    """The token endpoint's errors: problem details that are also an OAuth2 error response (RFC 6749
+    §5.2), so that OAuth2 client libraries and Swagger UI's "Authorize" read them as such."""
+
+    error: str | None = Field(
+        default=None,
+        description="RFC 6749 error code of a refused grant: invalid_grant, unsupported_grant_type, invalid_request",
+    )
+    error_description: str | None = Field(default=None, description="The English message, for the OAuth2 client")
+
+
 class AppError(Exception):
     status = 400
     code = "bad_request"
 
-    def __init__(self, code: str | None = None, detail: str | None = None, *, headers: dict | None = None):
+    def __init__(
+        self,
+        code: str | None = None,
+        detail: str | None = None,
+        *,
+        headers: dict | None = None,
+        extensions: dict[str, Any] | None = None,
+    ):
         self.code = code or self.code
         self.detail = detail
         self.headers = headers or {}
+        # Extension members (RFC 9457 §3.2) added to the problem details, such as OAuth2's `error`.
+        self.extensions = extensions or {}
         super().__init__(self.code)
 
 
@@ -294,6 +319,16 @@ class ServiceUnavailable(AppError):
     status, code = 503, "service_unavailable"
 
 
+class InvalidFields(AppError):
+    """A body a route validates itself (with pydantic), refused like FastAPI's own 422."""
+
+    status, code = 422, "validation_error"
+
+    def __init__(self, errors: list[dict[str, Any]], *, extensions: dict[str, Any] | None = None):
+        super().__init__(extensions=extensions)
+        self.errors = errors
+
+
 def wants_vietnamese(request: Request) -> bool:
     header = request.headers.get("accept-language", "")
     # First listed language wins; quality values are rare from mobile apps.
@@ -321,6 +356,7 @@ def problem_response(
     detail: str | None = None,
     errors: list[FieldError] | None = None,
     headers: dict | None = None,
+    extensions: dict[str, Any] | None = None,
 ) -> JSONResponse:
     problem = Problem(
         type=PROBLEM_TYPE_BASE + code,
@@ -333,7 +369,7 @@ def problem_response(
         errors=errors or [],
     )
     return JSONResponse(
-        problem.model_dump(exclude_none=True),
+        {**problem.model_dump(exclude_none=True), **(extensions or {})},
         status_code=status,
         media_type="application/problem+json",
         headers={"Content-Language": "vi" if wants_vietnamese(request) else "en", **(headers or {})},
@@ -379,6 +415,16 @@ RETRY_AFTER = {
 }
 
 
+def _problem_content(declared: dict | None) -> dict:
+    """Problem, unless the route declared a problem schema with more members of its own (TokenProblem)."""
+    # FastAPI files a `responses=` model under application/json; the media type we send is set here.
+    refs = [media.get("schema", {}).get("$ref", "") for media in (declared or {}).values()]
+    ref = next((ref for ref in refs if ref), "")
+    if ref.startswith("#/components/schemas/") and ref != PROBLEM_CONTENT["application/problem+json"]["schema"]["$ref"]:
+        return {"application/problem+json": {"schema": {"$ref": ref}}}
+    return PROBLEM_CONTENT
+
+
 def _document_problems(app: FastAPI) -> None:
     """Make the spec say what the handlers below send: every error is `application/problem+json` with
     the Problem schema, including the 422 FastAPI documents on its own as `application/json`."""
@@ -391,15 +437,17 @@ def _document_problems(app: FastAPI) -> None:
         for operations in schema.get("paths", {}).values():
             for operation in operations.values():
                 responses = operation.get("responses", {})
+                answers_problems = False
                 for status, response in responses.items():
                     content = response.get("content", {})
                     is_fastapi_422 = status == "422" and "HTTPValidationError" in str(content)
                     if is_fastapi_422 or "application/problem+json" in content:
-                        response["content"] = PROBLEM_CONTENT
+                        answers_problems = True
+                        response["content"] = _problem_content(None if is_fastapi_422 else content)
                         response["description"] = (
                             "Problem details" if not is_fastapi_422 else "Invalid fields (problem details)"
                         )
-                if not any(response.get("content") is PROBLEM_CONTENT for response in responses.values()):
+                if not answers_problems:
                     continue  # answers errors its own way (Open311, health checks)
                 # What every route may answer, from the middleware and handlers rather than the route:
                 # a body over its cap or nested too deep (service.body_limits), and an outage.
@@ -437,7 +485,9 @@ def install_error_handlers(app: FastAPI) -> None:
         errors = None
         if isinstance(exc, Unprocessable):
             errors = [FieldError(field=exc.field, code=exc.code, message=message_for(exc.code, request))]
-        return problem_response(request, exc.status, exc.code, exc.detail, errors, exc.headers)
+        elif isinstance(exc, InvalidFields):
+            errors = field_errors_from_pydantic(exc.errors, request)
+        return problem_response(request, exc.status, exc.code, exc.detail, errors, exc.headers, exc.extensions)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

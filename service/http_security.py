@@ -18,12 +18,15 @@ BASE_HEADERS = {
     b"cross-origin-opener-policy": b"same-origin",
     b"permissions-policy": b"camera=(), microphone=(), geolocation=()",
 }
-# The API answers JSON; the few HTML pages (docs, dashboard) load their own scripts and styles only,
-# plus the Swagger UI assets FastAPI serves from its CDN.
+# The API answers JSON; the few HTML pages (the docs, the IOC dashboard) load scripts, styles and
+# images from this origin only: the docs assets are served by the service itself (service/api_docs.py).
+# Inline script and style: FastAPI's docs pages start Swagger UI with an inline script, and Swagger UI
+# and ReDoc set styles inline. `data:` images are Swagger UI's icons; `blob:` workers are ReDoc's
+# search index, built in the page.
 CONTENT_SECURITY_POLICY = (
-    b"default-src 'self'; img-src 'self' data: https://fastapi.tiangolo.com; "
-    b"style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    b"connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    b"default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+    b"script-src 'self' 'unsafe-inline'; worker-src 'self' blob:; connect-src 'self'; "
+    b"frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
 
 CREDENTIAL_HEADERS = frozenset({b"authorization", b"x-api-key", b"x-citizen-token"})

@@ -7,7 +7,7 @@ from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI
 from redis.asyncio import BlockingConnectionPool
 
-from service import health, http_security, metrics, privacy
+from service import api_docs, health, http_security, metrics, privacy
 from service.auth import routes as auth_routes
 from service.body_limits import BodyLimits
 from service.db import create_engine, session_factory
@@ -93,6 +93,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description=API_DESCRIPTION,
         lifespan=lifespan,
+        # Served by service/api_docs.py from assets the service holds itself (no CDN).
+        docs_url=None,
+        redoc_url=None,
         # FastAPI's OpenTelemetry hooks look the providers up on every request (3 % of an intake
         # request's time); off unless an operator has an OpenTelemetry collector to feed.
         telemetry=None if settings.opentelemetry else {"tracing": False, "metrics": False, "logs": False},
@@ -103,6 +106,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimits, settings=settings)
     http_security.install(app, settings)
     app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")
+    # Added last, so outermost: the time it measures includes every other middleware's.
+    app.add_middleware(metrics.HttpMetrics)
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(auth_routes.router)
@@ -115,4 +120,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(open311_routes.router)
     app.include_router(metrics.router)
     app.include_router(webhook_routes.router)
+    api_docs.install(app)
     return app

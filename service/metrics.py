@@ -1,7 +1,8 @@
 """Prometheus metrics at GET /metrics.
 
-What a process can count itself (reports it accepted) is a prometheus-client counter; with several
-API processes set PROMETHEUS_MULTIPROC_DIR and the counts of all of them are summed. What belongs to
+What a process can count itself (reports it accepted; HTTP requests, their errors and latency, counted
+by HttpMetrics below) is a prometheus-client counter or histogram; with several API processes set
+PROMETHEUS_MULTIPROC_DIR and the counts of all of them are summed. What belongs to
 the whole system is read at scrape time from where it is true: the queue depth from Redis, ticket
 counts, SLA breaches and failed webhook deliveries from the database, and the job latency histogram from Redis, where every
 worker process adds its observations (so it is one histogram however many workers run).
@@ -11,18 +12,23 @@ import asyncio
 import hmac
 import logging
 import os
+import platform
+import time
 from datetime import datetime
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as installed_version
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from redis.exceptions import RedisError
 from sqlalchemy import func, select
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.db import metadata
 from service.errors import Unauthenticated
@@ -47,6 +53,84 @@ for _channel in CHANNELS:  # every series exists from the start, so rate() sees 
 # Seconds from a report's job being enqueued to its processing being committed.
 JOB_LATENCY_BUCKETS = (0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0)
 REDIS_TIMEOUT_SECONDS = 0.5
+
+
+HTTP_REQUESTS = Counter(
+    "http_requests",
+    "HTTP requests answered, by route template, method and status class (2xx, 4xx, 5xx…)",
+    ["route", "method", "status"],
+    registry=None,
+)
+HTTP_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+HTTP_REQUEST_DURATION = Histogram(
+    "http_request_duration_seconds",
+    "Seconds from a request's arrival to the end of its answer, by route template and method",
+    ["route", "method"],
+    buckets=HTTP_LATENCY_BUCKETS,
+    registry=None,
+)
+# Every path that matched no route (a scanner's guesses, typos) is counted under this one label, so
+# what a client sends can never add series.
+UNMATCHED_ROUTE = "(unmatched)"
+COUNTED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+class HttpMetrics:
+    """Pure ASGI middleware counting every HTTP request by the template of the route that answered it
+    (`/v1/tickets/{ticket}`, never the raw path), its method and status class, and timing it.
+
+    The router records the route it picked in the scope, which the middleware reads once the answer
+    is sent: APIRoutes as scope["route"], plain routes and mounts (the spec, the docs assets) by their
+    endpoint. Per request: one dictionary lookup for the label children, an increment and an
+    observation; the children are looked up once per series and kept."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._series: dict[tuple[str, str, int], tuple] = {}
+        self._templates: dict[object, str] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # what the client gets when the app raises before answering
+
+        async def send_noting_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_noting_status)
+        finally:
+            self._observe(scope, status, time.perf_counter() - started)
+
+    def _observe(self, scope: Scope, status: int, seconds: float) -> None:
+        route = getattr(scope.get("route"), "path_format", None) or self._template_of(scope.get("endpoint"), scope)
+        method = scope["method"] if scope["method"] in COUNTED_METHODS else "other"
+        key = (route, method, status // 100)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = (
+                HTTP_REQUESTS.labels(route, method, f"{status // 100}xx"),
+                HTTP_REQUEST_DURATION.labels(route, method),
+            )
+        series[0].inc()
+        series[1].observe(seconds)
+
+    def _template_of(self, endpoint: object, scope: Scope) -> str:
+        if endpoint is None:
+            return UNMATCHED_ROUTE
+        if self._templates is None:  # the app's own routes, read once (they do not change after start-up)
+            routes = getattr(scope.get("app"), "routes", [])
+            self._templates = {
+                getattr(route, "endpoint", None) or getattr(route, "app", None): route.path_format
+                for route in routes
+                if getattr(route, "path_format", None)
+            }
+        return self._templates.get(endpoint, UNMATCHED_ROUTE)
 
 
 def report_received(channel: str) -> None:
@@ -122,6 +206,26 @@ async def _webhook_failures(session: AsyncSession):
     return CounterMetricFamily("intake_webhook_delivery_failures", "Failed webhook delivery attempts", value=failed)
 
 
+def _version() -> str:
+    try:
+        return installed_version("citizen-intake")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
+VERSION = _version()
+
+
+def build_info(commit: str) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(
+        "intake_build_info",
+        "The running build (always 1): version, Python, commit",
+        labels=["version", "python", "commit"],
+    )
+    family.add_metric([VERSION, platform.python_version(), commit], 1)
+    return family
+
+
 class _Families:
     """A collector that hands prometheus-client families gathered beforehand (collect() is synchronous)."""
 
@@ -137,7 +241,8 @@ def _registry(families: list) -> CollectorRegistry:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         MultiProcessCollector(registry)
     else:
-        registry.register(REPORTS_RECEIVED)
+        for metric in (REPORTS_RECEIVED, HTTP_REQUESTS, HTTP_REQUEST_DURATION):
+            registry.register(metric)
     registry.register(_Families(families))
     return registry
 
@@ -160,7 +265,7 @@ async def metrics(request: Request, authorization: Annotated[str | None, Header(
     _check_token(state.settings.metrics_token, authorization)
     queue_name = state.settings.queue_name
     async with state.sessions() as session:
-        families = await _database_families(session)
+        families = [build_info(state.settings.build_commit), *await _database_families(session)]
     for family in (await _queue_depth(state.arq, queue_name), await _job_latency(state.arq, queue_name)):
         if family is not None:
             families.append(family)

@@ -126,6 +126,8 @@ class Settings(BaseSettings):
 
     # GET /metrics: open when empty (the Prometheus norm), else `Authorization: Bearer <token>`.
     metrics_token: str = ""
+    # The source commit of this build, shown by intake_build_info on /metrics (the image sets it).
+    build_commit: str = ""
 
     # Status webhooks (see service/webhooks/). Hosts (names or IPs) exempt from the private-address check.
     webhook_allowed_hosts: list[str] = []

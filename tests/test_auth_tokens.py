@@ -183,10 +183,84 @@ def test_a_valid_token_beside_an_unknown_api_key_is_refused(client, api_key):
 
 
 def test_sign_in_form_declares_it_needs_a_username_and_password(client):
-    form = client.get("/openapi.json").json()["components"]["schemas"]["Body_token_v1_auth_token_post"]
-    assert form["properties"]["username"]["minLength"] == 1 and form["properties"]["password"]["minLength"] == 1
+    body = client.get("/openapi.json").json()["paths"]["/v1/auth/token"]["post"]["requestBody"]
+    password_grant, refresh_grant = body["content"]["application/x-www-form-urlencoded"]["schema"]["oneOf"]
+    assert password_grant["required"] == ["username", "password"]
+    assert password_grant["properties"]["username"]["minLength"] == 1 and password_grant["properties"]["password"]["minLength"] == 1
     # A form cannot send null; the grant type is a plain string, "password" when left out.
-    assert form["properties"]["grant_type"] == {"type": "string", "pattern": "^password$", "title": "Grant Type", "default": "password"}
+    assert password_grant["properties"]["grant_type"] == {"type": "string", "const": "password", "title": "Grant Type", "default": "password"}
+    assert refresh_grant["required"] == ["grant_type", "refresh_token"]
     answer = client.post("/v1/auth/token", data={"username": "", "password": ""})
     assert answer.status_code == 422
     assert {error["field"] for error in answer.json()["errors"]} == {"username", "password"}
+    assert answer.json()["error"] == "invalid_request"
+
+
+def refresh_grant(client, token: str):
+    return client.post("/v1/auth/token", data={"grant_type": "refresh_token", "refresh_token": token})
+
+
+def test_token_endpoint_refresh_token_grant_works_once(client):
+    make_user(client)
+    first = sign_in(client).json()
+
+    renewed = refresh_grant(client, first["refresh_token"])
+
+    assert renewed.status_code == 200, renewed.text
+    pair = renewed.json()
+    assert pair["token_type"] == "bearer" and pair["expires_in"] == 15 * 60
+    assert pair["refresh_token"] != first["refresh_token"]
+    assert renewed.headers["cache-control"] == "no-store"  # RFC 6749 §5.1
+    assert me(client, pair["access_token"]).json()["name"] == "dispatcher.one"
+    # The spent token is refused in the OAuth2 shape as well as ours.
+    again = refresh_grant(client, first["refresh_token"])
+    assert again.status_code == 401
+    assert again.headers["content-type"] == "application/problem+json"
+    assert again.json()["code"] == "invalid_token"
+    assert again.json()["error"] == "invalid_grant"
+    assert again.json()["error_description"].isascii()
+
+
+def test_token_endpoint_refresh_reuse_revokes_the_family_like_the_refresh_endpoint(client):
+    make_user(client)
+    first = sign_in(client).json()["refresh_token"]
+    second = refresh_grant(client, first).json()["refresh_token"]
+    latest = refresh(client, second).json()  # the two endpoints spend tokens of one family alike
+    other_device = sign_in(client).json()
+
+    assert refresh_grant(client, first).status_code == 401  # replayed
+    assert refresh_grant(client, latest["refresh_token"]).json()["error"] == "invalid_grant"
+    assert me(client, latest["access_token"]).status_code == 401
+    assert me(client, other_device["access_token"]).status_code == 200
+    assert refresh_grant(client, other_device["refresh_token"]).status_code == 200
+
+
+def test_token_endpoint_refuses_an_unsupported_grant_type_with_400(client):
+    make_user(client)
+    for grant_type in ("client_credentials", "authorization_code", "PASSWORD"):
+        answer = client.post("/v1/auth/token", data={"grant_type": grant_type, "username": "dispatcher.one", "password": PASSWORD})
+        assert answer.status_code == 400, answer.text
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert answer.json()["code"] == "unsupported_grant_type"
+        assert answer.json()["error"] == "unsupported_grant_type"
+    vietnamese = client.post("/v1/auth/token", data={"grant_type": "implicit"}, headers={"Accept-Language": "vi"})
+    assert vietnamese.json()["title"].startswith("Điểm cấp mã")
+
+
+def test_token_endpoint_password_grant_says_invalid_grant_and_takes_the_explicit_grant_type(client):
+    make_user(client)
+    explicit = client.post("/v1/auth/token", data={"grant_type": "password", "username": "dispatcher.one", "password": PASSWORD})
+    assert explicit.status_code == 200
+    wrong = sign_in(client, password="not the password")
+    assert wrong.status_code == 401
+    assert (wrong.json()["code"], wrong.json()["error"]) == ("invalid_credentials", "invalid_grant")
+    assert wrong.headers["www-authenticate"] == "Bearer"
+
+
+def test_token_endpoint_refuses_a_parameter_sent_twice(client):
+    make_user(client)
+    answer = client.post("/v1/auth/token", content="username=dispatcher.one&username=admin&password=x",
+                         headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert answer.status_code == 422
+    assert answer.json()["error"] == "invalid_request"
+    assert [error["field"] for error in answer.json()["errors"]] == ["username"]

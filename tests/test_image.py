@@ -269,3 +269,17 @@ def test_a_spoofed_forwarded_for_does_not_escape_the_per_address_limit(stack, st
             break
     assert answers[-1] == 429, answers
     assert set(answers[:-1]) == {401}
+
+
+def test_the_image_serves_the_docs_and_their_assets_and_names_its_commit(stack, started):
+    # The docs assets are installed in the image from PyPI (fastapi-offline): nothing for a browser
+    # on a closed network to fetch from elsewhere.
+    assert httpx.get(f"{stack.url}/docs", timeout=30).status_code == 200
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js", "favicon.png"):
+        assert httpx.get(f"{stack.url}/docs/assets/{asset}", timeout=30).status_code == 200, asset
+    # scripts/images.sh builds it with the checkout's commit, which /metrics names.
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    # (asked of a replica itself: the proxy keeps /metrics to the inside)
+    metrics = stack.podman("exec", container("api"), "python", "-c", "import urllib.request; "
+                           "print(urllib.request.urlopen('http://127.0.0.1:8000/metrics').read().decode())").stdout
+    assert f'commit="{commit}"' in metrics, metrics[-2000:]
