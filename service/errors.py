@@ -525,7 +525,8 @@ METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 
 def allowed_methods(request: Request) -> list[str]:
     """Every method some route takes on this path. Starlette's own 405 names only the methods of the
-    first route matching the path, though GET and POST on one path are usually two routes. A catch-all
+    first route matching the path, though GET and POST on one path are usually two routes. A literal
+    path's own routes come before routes that match it through a parameter. A catch-all
     route (Open311's "no such resource") counts only where no resource's own route matches: on a
     resource's path it answers 404, so it makes no method allowed there."""
 
@@ -537,7 +538,10 @@ def allowed_methods(request: Request) -> list[str]:
         ]
 
     routes = list(_leaf_routes(request.app.router.routes))
-    return methods([route for route in routes if not _is_catch_all(route)]) or methods(routes)
+    # A path named literally (`/v1/tickets/bulk`) is its own resource, which a route with a parameter
+    # (`/v1/tickets/{ticket}`) only happens to match as well.
+    literal = [route for route in routes if getattr(route, "path", None) == request.scope["path"]]
+    return methods(literal) or methods([route for route in routes if not _is_catch_all(route)]) or methods(routes)
 
 
 def _leaf_routes(routes):
