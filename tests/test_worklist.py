@@ -244,6 +244,9 @@ def test_list_items_show_assignee_name_address_and_time_left(client, api_key, la
     assert -2 * 3600 - 60 < first["time_left_seconds"] < -2 * 3600 + 60
     assert second["assignee"] is None
     assert 3 * 3600 - 60 < second["time_left_seconds"] <= 3 * 3600
+    # The app that filed them reads no staff names.
+    app_view = client.get("/v1/tickets", headers={"X-API-Key": api_key}).json()["items"]
+    assert len(app_view) == 2 and all(item["assignee"] is None for item in app_view)
 
 
 # --- search without diacritics -------------------------------------------------------------------

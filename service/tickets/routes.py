@@ -162,12 +162,11 @@ async def list_tickets(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> TicketPage:
     rows, next_cursor = await service.list_(session, subject, filters, sort=sort, cursor=cursor, limit=limit)
-    staff = await service.staff_by_id(session, {row.assignee_id for row in rows if row.assignee_id})
-    visible_staff = subject.role not in CITIZEN_SIDE_ROLES
+    # Keys shipped in a public app see no staff names (as on a ticket's own page).
+    holders = {row.assignee_id for row in rows if row.assignee_id} if subject.role not in CITIZEN_SIDE_ROLES else set()
+    staff = await service.staff_by_id(session, holders)
     return TicketPage(
-        items=[
-            _summary(row, staff.get(row.assignee_id) if row.assignee_id and visible_staff else None) for row in rows
-        ],
+        items=[_summary(row, staff.get(row.assignee_id) if row.assignee_id else None) for row in rows],
         next_cursor=next_cursor,
     )
 
