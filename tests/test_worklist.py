@@ -392,3 +392,58 @@ def test_bulk_of_more_than_100_tickets_is_422_and_officers_cannot_bulk_assign(cl
         "/v1/tickets/bulk", json={"tickets": ["T1"], "action": {"type": "assign", "assignee_username": "lan"}}, headers=lan
     )
     assert assign.status_code == 403
+
+
+def test_migration_backfills_the_folded_search_text_of_existing_reports(settings, tmp_path):
+    """Reports filed before the search column existed are found without diacritics once it is migrated."""
+    import asyncio
+    import sqlite3
+    import uuid
+
+    import asyncpg
+    from alembic import command
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from tests.conftest import PG_ADMIN_DSN, ROOT, _pg_admin
+
+    config = Config(str(ROOT / "alembic.ini"))
+    config.set_main_option("script_location", str(ROOT / "alembic"))
+    config.attributes["configure_logger"] = False
+    before = ScriptDirectory.from_config(config).get_revision("5e7b1f3a9c42").down_revision
+    insert = (
+        "INSERT INTO reports (id, tracking_code, description, address, priority, status, channel, is_public,"
+        " supporter_count, transfer_count, reopened_count, created_at, updated_at)"
+        " VALUES ({id}, 'ABCD-2345', 'Ổ gà trên đường Nguyễn Huệ', 'Số 1 Lê Lợi', 'normal', 'assigned', 'app',"
+        " TRUE, 0, 0, 0, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+    )
+    if settings.is_sqlite:
+        path = tmp_path / "before.db"
+        config.attributes["database_url"] = f"sqlite:///{path}"
+        command.upgrade(config, before)
+        with sqlite3.connect(path) as connection:
+            connection.execute(insert.format(id=f"'{uuid.uuid4().hex}'"))
+        command.upgrade(config, "head")
+        with sqlite3.connect(path) as connection:
+            (folded,) = connection.execute("SELECT search_text FROM reports").fetchone()
+    else:
+        name = f"intake_backfill_{uuid.uuid4().hex[:8]}"
+        url = PG_ADMIN_DSN.rsplit("/", 1)[0] + f"/{name}"
+        asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+        try:
+            config.attributes["database_url"] = url
+            command.upgrade(config, before)
+
+            async def run(sql: str):
+                connection = await asyncpg.connect(url)
+                try:
+                    return await connection.fetchval(sql)
+                finally:
+                    await connection.close()
+
+            asyncio.run(run(insert.format(id="gen_random_uuid()")))
+            command.upgrade(config, "head")
+            folded = asyncio.run(run("SELECT search_text FROM reports"))
+        finally:
+            asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    assert folded == "abcd-2345\no ga tren duong nguyen hue\nso 1 le loi"
