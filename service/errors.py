@@ -79,6 +79,10 @@ class ErrorCode(StrEnum):
     WEBHOOK_SUBSCRIPTION_NOT_FOUND = "webhook_subscription_not_found"
     WEBHOOK_EVENT_NOT_FOUND = "webhook_event_not_found"
     WEBHOOK_SUBSCRIPTION_DISABLED = "webhook_subscription_disabled"
+    UNKNOWN_STATUS = "unknown_status"
+    UNKNOWN_ASSIGNEE = "unknown_assignee"
+    ALREADY_CLAIMED = "already_claimed"
+    NOT_YOUR_TICKET = "not_your_ticket"
     BAD_REQUEST = "bad_request"
     CONFLICT = "conflict"
 
@@ -192,6 +196,22 @@ MESSAGES: dict[ErrorCode, tuple[str, str]] = {
     ErrorCode.SERVICE_NOT_FOUND: ("No service has this service_code.", "Không có lĩnh vực với mã này."),
     ErrorCode.TOKEN_NOT_FOUND: ("No service request has this token.", "Không có phản ánh nào với token này."),
     ErrorCode.UNKNOWN_JURISDICTION: ("Unknown jurisdiction.", "Địa bàn không tồn tại."),
+    ErrorCode.UNKNOWN_STATUS: (
+        "Unknown status: use a status, `open` or `closed`.",
+        "Trạng thái không hợp lệ: dùng một trạng thái, `open` hoặc `closed`.",
+    ),
+    ErrorCode.UNKNOWN_ASSIGNEE: (
+        "Unknown assignee: use `me`, `none`, or a staff member's id or username.",
+        "Người xử lý không hợp lệ: dùng `me`, `none`, hoặc mã hay tên đăng nhập của cán bộ.",
+    ),
+    ErrorCode.ALREADY_CLAIMED: (
+        "Another officer already holds this ticket; a dispatcher or supervisor can reassign it.",
+        "Phiếu đã có cán bộ khác nhận; điều phối viên hoặc lãnh đạo có thể giao lại.",
+    ),
+    ErrorCode.NOT_YOUR_TICKET: (
+        "Only the officer holding this ticket can give it back.",
+        "Chỉ cán bộ đang giữ phiếu mới trả lại được.",
+    ),
     ErrorCode.WEBHOOK_URL_INVALID: (
         "The webhook URL must be an absolute http(s) URL.",
         "URL webhook phải là địa chỉ http(s) đầy đủ.",
@@ -349,16 +369,10 @@ def message_for(code: str, request: Request) -> str:
     return vietnamese if wants_vietnamese(request) else english
 
 
-def problem_response(
-    request: Request,
-    status: int,
-    code: str,
-    detail: str | None = None,
-    errors: list[FieldError] | None = None,
-    headers: dict | None = None,
-    extensions: dict[str, Any] | None = None,
-) -> JSONResponse:
-    problem = Problem(
+def problem_of(
+    request: Request, status: int, code: str, detail: str | None = None, errors: list[FieldError] | None = None
+) -> Problem:
+    return Problem(
         type=PROBLEM_TYPE_BASE + code,
         title=message_for(code, request),
         status=status,
@@ -368,8 +382,33 @@ def problem_response(
         request_id=correlation_id.get(),
         errors=errors or [],
     )
+
+
+def problem_of_error(request: Request, exc: AppError) -> Problem:
+    """The problem an AppError answers with."""
+    return problem_of(request, exc.status, exc.code, exc.detail, _field_errors(request, exc))
+
+
+def _field_errors(request: Request, exc: AppError) -> list[FieldError] | None:
+    """An Unprocessable names the field at fault."""
+    if isinstance(exc, Unprocessable):
+        return [FieldError(field=exc.field, code=exc.code, message=message_for(exc.code, request))]
+    if isinstance(exc, InvalidFields):
+        return field_errors_from_pydantic(exc.errors, request)
+    return None
+
+
+def problem_response(
+    request: Request,
+    status: int,
+    code: str,
+    detail: str | None = None,
+    errors: list[FieldError] | None = None,
+    headers: dict | None = None,
+    extensions: dict[str, Any] | None = None,
+) -> JSONResponse:
     return JSONResponse(
-        {**problem.model_dump(exclude_none=True), **(extensions or {})},
+        {**problem_of(request, status, code, detail, errors).model_dump(exclude_none=True), **(extensions or {})},
         status_code=status,
         media_type="application/problem+json",
         headers={"Content-Language": "vi" if wants_vietnamese(request) else "en", **(headers or {})},
@@ -482,12 +521,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(AppError)
     async def _app_error(request: Request, exc: AppError) -> JSONResponse:
-        errors = None
-        if isinstance(exc, Unprocessable):
-            errors = [FieldError(field=exc.field, code=exc.code, message=message_for(exc.code, request))]
-        elif isinstance(exc, InvalidFields):
-            errors = field_errors_from_pydantic(exc.errors, request)
-        return problem_response(request, exc.status, exc.code, exc.detail, errors, exc.headers, exc.extensions)
+        return problem_response(
+            request, exc.status, exc.code, exc.detail, _field_errors(request, exc), exc.headers, exc.extensions
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -541,7 +577,8 @@ METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 
 def allowed_methods(request: Request) -> list[str]:
     """Every method some route takes on this path. Starlette's own 405 names only the methods of the
-    first route matching the path, though GET and POST on one path are usually two routes. A catch-all
+    first route matching the path, though GET and POST on one path are usually two routes. A literal
+    path's own routes come before routes that match it through a parameter. A catch-all
     route (Open311's "no such resource") counts only where no resource's own route matches: on a
     resource's path it answers 404, so it makes no method allowed there."""
 
@@ -553,7 +590,10 @@ def allowed_methods(request: Request) -> list[str]:
         ]
 
     routes = list(_leaf_routes(request.app.router.routes))
-    return methods([route for route in routes if not _is_catch_all(route)]) or methods(routes)
+    # A path named literally (`/v1/tickets/bulk`) is its own resource, which a route with a parameter
+    # (`/v1/tickets/{ticket}`) only happens to match as well.
+    literal = [route for route in routes if getattr(route, "path", None) == request.scope["path"]]
+    return methods(literal) or methods([route for route in routes if not _is_catch_all(route)]) or methods(routes)
 
 
 def _leaf_routes(routes):

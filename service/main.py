@@ -113,6 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth_routes.router)
     app.include_router(report_routes.router)
     app.include_router(ticket_routes.router)
+    app.include_router(ticket_routes.departments_router)
     app.include_router(photo_routes.router)
     app.include_router(ioc_routes.router)
     app.include_router(ioc_routes.page_router)

@@ -36,6 +36,7 @@ from service.jurisdictions.geo import DEMO_JURISDICTIONS_PATH, parse_feature_col
 from service.models import Jurisdiction, Report, RoutingRule
 from service.models.types import utcnow
 from service.pipeline.routing import choose_rule
+from service.reports import search
 from service.reports.codes import ALPHABET, CODE_LENGTH
 from service.settings import Settings
 
@@ -470,6 +471,8 @@ class Generator:
             "reopened_count": 0,
             "created_at": at(created_ts),
         }
+        # COPY skips column defaults: the folded search text is written here, as the default would.
+        row["search_text"] = search.search_text(row["tracking_code"], None, row["description"], None)
         self.next_index += 1
         age = now_ts - created_ts
         if age < 60 and draws["kind"][i] < 0.5:

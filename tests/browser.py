@@ -28,9 +28,19 @@ def chromium() -> str | None:
 def render(browser: str, url: str, profile: Path) -> tuple[str, str]:
     """The page's DOM after its scripts ran, and what it wrote to the console (CSP refusals included)."""
     done = subprocess.run(
-        [browser, *HEADLESS, f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0",
-         "--virtual-time-budget=20000", "--dump-dom", url],
-        capture_output=True, text=True, timeout=120,
+        [
+            browser,
+            *HEADLESS,
+            f"--user-data-dir={profile}",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--virtual-time-budget=20000",
+            "--dump-dom",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout, "\n".join(line for line in done.stderr.splitlines() if ":CONSOLE" in line)
@@ -78,7 +88,8 @@ async def devtools_page(browser: str, profile: Path) -> AsyncIterator[Page]:
     port = free_port()
     process = subprocess.Popen(
         [browser, *HEADLESS, f"--user-data-dir={profile}", f"--remote-debugging-port={port}", "about:blank"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 30

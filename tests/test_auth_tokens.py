@@ -100,21 +100,37 @@ def test_a_signed_token_whose_subject_is_not_a_user_id_is_401_not_500(settings, 
     now = utcnow()
     for subject in ("admin", "", "1" * 100):
         forged = jwt.encode(
-            {"sub": subject, "role": "admin", "dept": None, "aud": AUDIENCE, "iat": now, "exp": now + timedelta(minutes=5)},
-            settings.secret_key, algorithm=ALGORITHM,
+            {
+                "sub": subject,
+                "role": "admin",
+                "dept": None,
+                "aud": AUDIENCE,
+                "iat": now,
+                "exp": now + timedelta(minutes=5),
+            },
+            settings.secret_key,
+            algorithm=ALGORITHM,
         )
         answer = client.get("/v1/auth/me", headers={"Authorization": f"Bearer {forged}"})
         assert answer.status_code == 401, (subject, answer.text)
         assert answer.json()["code"] == "invalid_token"
     bad_family = jwt.encode(
-        {"sub": str(uuid.uuid4()), "fam": "not-a-family", "aud": AUDIENCE, "iat": now, "exp": now + timedelta(minutes=5)},
-        settings.secret_key, algorithm=ALGORITHM,
+        {
+            "sub": str(uuid.uuid4()),
+            "fam": "not-a-family",
+            "aud": AUDIENCE,
+            "iat": now,
+            "exp": now + timedelta(minutes=5),
+        },
+        settings.secret_key,
+        algorithm=ALGORITHM,
     )
     assert client.get("/v1/auth/me", headers={"Authorization": f"Bearer {bad_family}"}).status_code == 401
     # A well-formed id of nobody is refused the same way.
     nobody = jwt.encode(
         {"sub": str(uuid.uuid4()), "aud": AUDIENCE, "iat": now, "exp": now + timedelta(minutes=5)},
-        settings.secret_key, algorithm=ALGORITHM,
+        settings.secret_key,
+        algorithm=ALGORITHM,
     )
     assert client.get("/v1/auth/me", headers={"Authorization": f"Bearer {nobody}"}).status_code == 401
 
@@ -141,8 +157,14 @@ def test_failed_sign_ins_lock_the_account_with_retry_after(settings, client):
     with limited_client(settings, "5/15 minutes") as limited:
         # A guesser from many addresses still hits the per-account limit.
         codes = [
-            concurrently(limited, 1, "POST", "/v1/auth/token", address=f"203.0.113.{n}",
-                         data={"username": "victim", "password": f"guess {n}"})[0].status_code
+            concurrently(
+                limited,
+                1,
+                "POST",
+                "/v1/auth/token",
+                address=f"203.0.113.{n}",
+                data={"username": "victim", "password": f"guess {n}"},
+            )[0].status_code
             for n in range(6)
         ]
         assert codes == [401] * 5 + [429]
@@ -186,9 +208,17 @@ def test_sign_in_form_declares_it_needs_a_username_and_password(client):
     body = client.get("/openapi.json").json()["paths"]["/v1/auth/token"]["post"]["requestBody"]
     password_grant, refresh_grant = body["content"]["application/x-www-form-urlencoded"]["schema"]["oneOf"]
     assert password_grant["required"] == ["username", "password"]
-    assert password_grant["properties"]["username"]["minLength"] == 1 and password_grant["properties"]["password"]["minLength"] == 1
+    assert (
+        password_grant["properties"]["username"]["minLength"] == 1
+        and password_grant["properties"]["password"]["minLength"] == 1
+    )
     # A form cannot send null; the grant type is a plain string, "password" when left out.
-    assert password_grant["properties"]["grant_type"] == {"type": "string", "const": "password", "title": "Grant Type", "default": "password"}
+    assert password_grant["properties"]["grant_type"] == {
+        "type": "string",
+        "const": "password",
+        "title": "Grant Type",
+        "default": "password",
+    }
     assert refresh_grant["required"] == ["grant_type", "refresh_token"]
     answer = client.post("/v1/auth/token", data={"username": "", "password": ""})
     assert answer.status_code == 422
@@ -238,7 +268,9 @@ def test_token_endpoint_refresh_reuse_revokes_the_family_like_the_refresh_endpoi
 def test_token_endpoint_refuses_an_unsupported_grant_type_with_400(client):
     make_user(client)
     for grant_type in ("client_credentials", "authorization_code", "PASSWORD"):
-        answer = client.post("/v1/auth/token", data={"grant_type": grant_type, "username": "dispatcher.one", "password": PASSWORD})
+        answer = client.post(
+            "/v1/auth/token", data={"grant_type": grant_type, "username": "dispatcher.one", "password": PASSWORD}
+        )
         assert answer.status_code == 400, answer.text
         assert answer.headers["content-type"] == "application/problem+json"
         assert answer.json()["code"] == "unsupported_grant_type"
@@ -249,7 +281,9 @@ def test_token_endpoint_refuses_an_unsupported_grant_type_with_400(client):
 
 def test_token_endpoint_password_grant_says_invalid_grant_and_takes_the_explicit_grant_type(client):
     make_user(client)
-    explicit = client.post("/v1/auth/token", data={"grant_type": "password", "username": "dispatcher.one", "password": PASSWORD})
+    explicit = client.post(
+        "/v1/auth/token", data={"grant_type": "password", "username": "dispatcher.one", "password": PASSWORD}
+    )
     assert explicit.status_code == 200
     wrong = sign_in(client, password="not the password")
     assert wrong.status_code == 401
@@ -259,8 +293,11 @@ def test_token_endpoint_password_grant_says_invalid_grant_and_takes_the_explicit
 
 def test_token_endpoint_refuses_a_parameter_sent_twice(client):
     make_user(client)
-    answer = client.post("/v1/auth/token", content="username=dispatcher.one&username=admin&password=x",
-                         headers={"Content-Type": "application/x-www-form-urlencoded"})
+    answer = client.post(
+        "/v1/auth/token",
+        content="username=dispatcher.one&username=admin&password=x",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert answer.status_code == 422
     assert answer.json()["error"] == "invalid_request"
     assert [error["field"] for error in answer.json()["errors"]] == ["username"]

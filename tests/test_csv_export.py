@@ -35,8 +35,14 @@ def sign_in(client, username: str, role: str, department: str | None = None) -> 
 
 
 def ticket(created_at: datetime, *, service_code: str, department_code: str, **fields) -> Report:
-    return Report(tracking_code=new_tracking_code(), created_at=created_at, updated_at=created_at,
-                  service_code=service_code, department_code=department_code, **fields)
+    return Report(
+        tracking_code=new_tracking_code(),
+        created_at=created_at,
+        updated_at=created_at,
+        service_code=service_code,
+        department_code=department_code,
+        **fields,
+    )
 
 
 def lighting(created_at: datetime, **fields) -> Report:

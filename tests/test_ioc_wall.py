@@ -110,15 +110,25 @@ def wall(settings, tmp_path_factory) -> dict:
     with live_api(settings, workdir) as base, sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium"),
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
         )
         try:
             for screen, (width, height) in SCREENS.items():
                 page = browser.new_page(viewport={"width": width, "height": height}, device_scale_factor=1)
                 requests, problems = [], []
                 page.on("request", lambda request, requests=requests: requests.append(request.url))
-                page.on("console", lambda message, problems=problems: message.type == "error" and problems.append(message.text))
+                page.on(
+                    "console",
+                    lambda message, problems=problems: message.type == "error" and problems.append(message.text),
+                )
                 page.on("pageerror", lambda error, problems=problems: problems.append(str(error)))
                 page.goto(f"{base}/ioc#key={key}")
                 page.wait_for_selector("body[data-ready=true]", state="attached", timeout=30_000)
@@ -126,7 +136,11 @@ def wall(settings, tmp_path_factory) -> dict:
                 page.screenshot(path=str(path))
                 print(f"IOC wall at {width}×{height}: {path}")
                 seen["screens"][screen] = {
-                    **page.evaluate(MEASURE, list(PANELS)), "screenshot": path, "requests": requests, "problems": problems, "base": base,
+                    **page.evaluate(MEASURE, list(PANELS)),
+                    "screenshot": path,
+                    "requests": requests,
+                    "problems": problems,
+                    "base": base,
                 }
                 page.close()
         finally:
@@ -208,7 +222,11 @@ def test_wall_loads_nothing_from_outside_hosts(wall, screen):
 
 
 def test_wall_page_and_its_files_allow_no_other_host_and_no_inline_code(client):
-    for path, kind in (("/ioc", "text/html"), ("/ioc/dashboard.js", "text/javascript"), ("/ioc/dashboard.css", "text/css")):
+    for path, kind in (
+        ("/ioc", "text/html"),
+        ("/ioc/dashboard.js", "text/javascript"),
+        ("/ioc/dashboard.css", "text/css"),
+    ):
         response = client.get(path)
         assert response.status_code == 200 and response.headers["content-type"].startswith(kind)
         policy = response.headers["content-security-policy"]

@@ -41,7 +41,11 @@ def test_requests_are_counted_per_route_template_method_and_status_class(client)
     after = scrape(client)
 
     report = {"route": "/v1/reports/{tracking_code}", "method": "GET"}
-    assert total(after, "http_requests_total", **report, status="4xx") - total(before, "http_requests_total", **report, status="4xx") == 3
+    assert (
+        total(after, "http_requests_total", **report, status="4xx")
+        - total(before, "http_requests_total", **report, status="4xx")
+        == 3
+    )
     healthz = {"route": "/healthz", "method": "GET", "status": "2xx"}
     assert total(after, "http_requests_total", **healthz) - total(before, "http_requests_total", **healthz) == 1
     refused = {"route": "/healthz", "method": "DELETE", "status": "4xx"}
@@ -60,8 +64,12 @@ def test_latency_histogram_per_route_and_method(client):
     labels = {"route": "/v1/reports/{tracking_code}", "method": "GET"}
     count = "http_request_duration_seconds_count"
     assert total(after, count, **labels) - total(before, count, **labels) == 2
-    assert total(after, "http_request_duration_seconds_sum", **labels) > total(before, "http_request_duration_seconds_sum", **labels)
-    buckets = {found["le"] for found, _ in after["http_request_duration_seconds_bucket"] if found["route"] == labels["route"]}
+    assert total(after, "http_request_duration_seconds_sum", **labels) > total(
+        before, "http_request_duration_seconds_sum", **labels
+    )
+    buckets = {
+        found["le"] for found, _ in after["http_request_duration_seconds_bucket"] if found["route"] == labels["route"]
+    }
     assert {"0.005", "0.1", "1.0", "10.0", "+Inf"} <= buckets
     # No status label on the histogram: one latency series per route and method.
     assert all("status" not in found for found, _ in after["http_request_duration_seconds_bucket"])

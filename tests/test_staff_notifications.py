@@ -58,7 +58,9 @@ def subscribe(client, headers: dict, url: str, *event_types: str, **fields):
 
 def file_lighting_report(client, api_key, *, elsewhere: bool = False) -> dict:
     """A street-lighting ticket of chieu-sang; `elsewhere` files another one, no duplicate of the first."""
-    place = {"description": OTHER_LIGHT, "lat": 10.7800, "lon": 106.7040} if elsewhere else {"description": STREET_LIGHT}
+    place = (
+        {"description": OTHER_LIGHT, "lat": 10.7800, "lon": 106.7040} if elsewhere else {"description": STREET_LIGHT}
+    )
     created = submit(client, api_key, service_code="street_lighting", **place)
     deliver(client)
     return created

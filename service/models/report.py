@@ -10,6 +10,7 @@ from service.lifecycle.states import OPEN_STATUSES as _OPEN
 from service.lifecycle.states import Status
 from service.models.types import utc_column, utcnow
 from service.privacy import EncryptedString
+from service.reports import search
 
 # Defined once, in the lifecycle's rules.
 REPORT_STATUSES: tuple[str, ...] = tuple(str(status) for status in Status)
@@ -43,6 +44,9 @@ class Report(SQLModel, table=True):
     location_source: str | None = Field(default=None, max_length=16)  # device, photo_exif, address
     h3_cell: str | None = Field(default=None, max_length=16)
     address: str | None = Field(default=None, max_length=500)
+    # Title, description and address folded for search without diacritics (service/reports/search.py),
+    # computed from the row by every INSERT that does not give it.
+    search_text: str | None = Field(default=None, sa_column=Column(Text, nullable=True, default=search.on_insert))
     jurisdiction_code: str | None = Field(default=None, max_length=64, index=True)
     department_code: str | None = Field(default=None, max_length=64, index=True)
 
@@ -106,6 +110,15 @@ Index(
     _reports.c.acknowledge_due_at,
     postgresql_where=ACKNOWLEDGE_PENDING,
     sqlite_where=ACKNOWLEDGE_PENDING,
+)
+
+# Search is an infix LIKE on the folded text: a trigram index serves it on PostgreSQL (pg_trgm). SQLite
+# gets a plain index of the same name, which such a LIKE cannot use: it scans, as it did before.
+Index(
+    "ix_reports_search_text_trigram",
+    _reports.c.search_text,
+    postgresql_using="gin",
+    postgresql_ops={"search_text": "gin_trgm_ops"},
 )
 
 

@@ -233,8 +233,10 @@ class RatingIn(BaseModel):
 
 
 class ReopenIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    reason: str = Field(min_length=5, max_length=2000)
+    # Not stripped before the length check, so the spec's minLength is the rule a client meets;
+    # stripped when recorded.
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=5, max_length=2000, pattern=r"\S")
 
 
 class CitizenActionResult(BaseModel):
@@ -320,4 +322,6 @@ async def rate(tracking_code: str, body: RatingIn, request: Request, session: Se
 async def reopen(tracking_code: str, body: ReopenIn, request: Request, session: SessionDep, token: CitizenToken = None):
     report = await find_report(request, session, tracking_code, for_update=True)
     citizen.authorise(request.app.state.settings, report, token)
-    return _result(await citizen.reopen(session, report, reason=body.reason, settings=request.app.state.settings))
+    return _result(
+        await citizen.reopen(session, report, reason=body.reason.strip(), settings=request.app.state.settings)
+    )

@@ -114,9 +114,11 @@ class NewReport:
 
 # Column defaults, so a row can be inserted as plain values: a table model's constructor sets its fifty
 # fields one by one through pydantic and SQLAlchemy, which was a sixth of an intake request's CPU.
+# A column whose default is computed from the row (the folded search text) is left out, so it is.
 _REPORT_DEFAULTS = {
-    column.key: column.default.arg if column.default is not None and column.default.is_scalar else None
+    column.key: column.default.arg if column.default is not None else None
     for column in Report.__table__.columns  # type: ignore[attr-defined]  # SQLModel sets __table__ on table models, untyped
+    if column.default is None or column.default.is_scalar
 }
 
 

@@ -1,4 +1,5 @@
-"""The staff ticket API: list, read with the full timeline, move through the workflow, transfer, comment."""
+"""The staff ticket API: the work-list, read with the full timeline, take, move through the workflow,
+transfer, comment, and the same actions on many tickets at once."""
 
 from typing import Annotated, Literal
 
@@ -10,24 +11,29 @@ from service import city_time
 from service.auth.subject import AuthSubject, require_roles
 from service.city_time import CityTime, CityZone
 from service.db import SessionDep
-from service.errors import problem_responses, timeline_in_vietnamese
+from service.errors import Forbidden, Unprocessable, problem_of_error, problem_responses, timeline_in_vietnamese
 from service.jobs import photos_job
 from service.lifecycle import changes as lifecycle
 from service.lifecycle import states
 from service.lifecycle.events import EventCode, render
-from service.models import Photo, Report
+from service.models import Photo, Report, StaffUser
 from service.models.types import utcnow
 from service.reports.citizen import attach_photos
 from service.reports.intake import read_message_with_photos
 from service.reports.routes import MESSAGE_WITH_PHOTOS_BODY
 from service.reports.service import StagedPhoto
 from service.reports.submission import discard_staged
-from service.tickets import export, service
+from service.tickets import bulk, export, service, worklist
 from service.tickets.etag import IF_MATCH_DESCRIPTION, check_if_match, etag_of
 from service.tickets.schemas import (
+    AssigneeRef,
     AssignIn,
+    BulkIn,
+    BulkItem,
+    BulkResult,
     CommentIn,
     Contact,
+    OfficerOut,
     TicketDetail,
     TicketPage,
     TicketSummary,
@@ -36,14 +42,22 @@ from service.tickets.schemas import (
     TransitionIn,
     TriageIn,
 )
-from service.tickets.visibility import CITIZEN_SIDE_ROLES, CONTACT_ROLES, TICKET_ROLES, WORKER_ROLES
+from service.tickets.visibility import (
+    ASSIGNER_ROLES,
+    CITIZEN_SIDE_ROLES,
+    CLAIMER_ROLES,
+    CONTACT_ROLES,
+    TICKET_ROLES,
+    WORKER_ROLES,
+)
 
 router = APIRouter(prefix="/v1/tickets", tags=["tickets"])
 
 Reader = Annotated[AuthSubject, Depends(require_roles(*TICKET_ROLES))]
 Worker = Annotated[AuthSubject, Depends(require_roles(*WORKER_ROLES))]
-Dispatcher = Annotated[AuthSubject, Depends(require_roles("dispatcher", "supervisor", "admin"))]
-Sort = Literal["created_at", "-created_at", "updated_at", "-updated_at", "due_at", "-due_at"]
+Dispatcher = Annotated[AuthSubject, Depends(require_roles(*ASSIGNER_ROLES))]
+Claimer = Annotated[AuthSubject, Depends(require_roles(*CLAIMER_ROLES))]
+Sort = Annotated[str, Query(pattern=worklist.SORT_PATTERN, description=worklist.SORT_HELP)]
 ERRORS = problem_responses(401, 403, 404, 409, 422)
 WRITE_ERRORS = {**ERRORS, **problem_responses(412)}
 ETAG_HEADER = {"ETag": {"description": "The ticket's version; send it back in If-Match", "schema": {"type": "string"}}}
@@ -51,7 +65,7 @@ IfMatch = Annotated[str | None, Header(alias="If-Match", description=IF_MATCH_DE
 
 
 def _filters(
-    status: Annotated[list[str] | None, Query(description="Repeat for several")] = None,
+    status: Annotated[list[str] | None, Query(description=worklist.STATUS_HELP)] = None,
     category: str | None = None,
     department: str | None = None,
     priority: Literal["urgent", "normal", "low"] | None = None,
@@ -64,13 +78,26 @@ def _filters(
         CityTime | None, Query(description=f"Created before this. {city_time.UPPER_BOUND_HELP}")
     ] = None,
     q: Annotated[
-        str | None, Query(max_length=200, description="Free text over description, title, address, code")
+        str | None,
+        Query(
+            max_length=200,
+            description="A phrase in the title, description or address, with or without diacritics "
+            "(`nguyen hue` finds Nguyễn Huệ), or part of the tracking code",
+        ),
+    ] = None,
+    assignee: Annotated[
+        str | None,
+        Query(max_length=100, description="`me`, `none` (nobody holds it), or a staff member's id or username"),
     ] = None,
     *,
     zone: CityZone,
 ) -> service.TicketFilters:
+    try:
+        statuses = worklist.statuses(status)
+    except worklist.UnknownStatus as exc:
+        raise Unprocessable("unknown_status", "status", f"unknown status {exc}") from exc
     return service.TicketFilters(
-        status,
+        statuses,
         category,
         department,
         priority,
@@ -79,6 +106,7 @@ def _filters(
         city_time.start_of(created_from, zone),
         city_time.end_of(created_to, zone),
         q,
+        assignee,
     )
 
 
@@ -97,8 +125,21 @@ def _event(event, vietnamese: bool) -> TimelineEvent:
     )
 
 
-def _summary(report: Report) -> TicketSummary:
-    return TicketSummary.model_validate({**report.model_dump(), "etag": etag_of(report)})
+def _summary(report: Report, assignee: StaffUser | None) -> TicketSummary:
+    return TicketSummary.model_validate(
+        {
+            **report.model_dump(),
+            "etag": etag_of(report),
+            "assignee": AssigneeRef(
+                id=assignee.id, username=assignee.username, name=assignee.full_name or assignee.username
+            )
+            if assignee is not None
+            else None,
+            "time_left_seconds": worklist.time_left_seconds(
+                status=report.status, due_at=report.due_at, on_hold_since=report.on_hold_since, now=utcnow()
+            ),
+        }
+    )
 
 
 async def _for_write(session, subject: AuthSubject, ticket: str, if_match: str | None) -> Report:
@@ -118,7 +159,13 @@ async def list_tickets(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> TicketPage:
     rows, next_cursor = await service.list_(session, subject, filters, sort=sort, cursor=cursor, limit=limit)
-    return TicketPage(items=[_summary(row) for row in rows], next_cursor=next_cursor)
+    # Keys shipped in a public app see no staff names (as on a ticket's own page).
+    holders = {row.assignee_id for row in rows if row.assignee_id} if subject.role not in CITIZEN_SIDE_ROLES else set()
+    staff = await service.staff_by_id(session, holders)
+    return TicketPage(
+        items=[_summary(row, staff.get(row.assignee_id) if row.assignee_id else None) for row in rows],
+        next_cursor=next_cursor,
+    )
 
 
 @router.get(
@@ -174,14 +221,14 @@ async def _detail(session, subject: AuthSubject, report: Report, request: Reques
     if subject.role in CITIZEN_SIDE_ROLES:
         return _citizen_side(report, events, photos=await _photos(session, report), base=base, vietnamese=vietnamese)
     photos = (await session.exec(select(Photo).where(Photo.report_id == report.id).order_by(col(Photo.position)))).all()
+    assignee = await session.get(StaffUser, report.assignee_id) if report.assignee_id else None
     return TicketDetail(
-        **_summary(report).model_dump(),
+        **_summary(report, assignee).model_dump(),
         **{
             field: getattr(report, field)
             for field in (
                 "lat",
                 "lon",
-                "address",
                 "channel",
                 "is_public",
                 "classification_confidence",
@@ -230,13 +277,12 @@ def _citizen_side(report: Report, events, *, photos: list[Photo], base: str, vie
     tracking page, no internal notes, no staff names, no routing or classification data."""
     public_photos = [p for p in photos if p.rejected_reason is None]
     return TicketDetail(
-        **_summary(report).model_dump(),
+        **_summary(report, None).model_dump(),
         **{
             field: getattr(report, field)
             for field in (
                 "lat",
                 "lon",
-                "address",
                 "channel",
                 "is_public",
                 "acknowledge_due_at",
@@ -452,3 +498,87 @@ async def add_photos(
         await discard_staged(state.storage, staged)
         raise
     return await _detail(session, subject, report, request, response)
+
+
+@router.post(
+    "/{ticket}/claim",
+    response_model=TicketDetail,
+    summary="Take a ticket of your department: yours, and in progress where the workflow allows",
+    responses=WRITTEN,
+)
+async def claim(
+    ticket: str,
+    subject: Claimer,
+    session: SessionDep,
+    request: Request,
+    response: Response,
+    if_match: IfMatch = None,
+) -> TicketDetail:
+    report = await _for_write(session, subject, ticket, if_match)
+    await service.claim(session, subject, report, request.app.state.settings)
+    return await _detail(session, subject, report, request, response)
+
+
+@router.post(
+    "/{ticket}/unclaim",
+    response_model=TicketDetail,
+    summary="Give back a ticket you hold (its status stays; a dispatcher reassigns it)",
+    responses=WRITTEN,
+)
+async def unclaim(
+    ticket: str,
+    subject: Claimer,
+    session: SessionDep,
+    request: Request,
+    response: Response,
+    if_match: IfMatch = None,
+) -> TicketDetail:
+    report = await _for_write(session, subject, ticket, if_match)
+    await service.unclaim(session, subject, report)
+    return await _detail(session, subject, report, request, response)
+
+
+@router.post(
+    "/bulk",
+    response_model=BulkResult,
+    summary="One action on up to 100 tickets, each in its own transaction, with a result per ticket",
+    responses=ERRORS,
+)
+async def bulk_action(body: BulkIn, subject: Worker, request: Request) -> BulkResult:
+    if body.action.type == "assign" and subject.role not in ASSIGNER_ROLES:
+        raise Forbidden(detail=f"Assigning needs one of the roles: {', '.join(ASSIGNER_ROLES)}.")
+    state = request.app.state
+    outcomes = await bulk.run(state.sessions, state.handoff, state.settings, subject, body.tickets, body.action)
+    items = [
+        BulkItem(
+            ticket=outcome.ticket,
+            status=outcome.status,
+            etag=outcome.etag,
+            problem=problem_of_error(request, outcome.error) if outcome.error else None,
+        )
+        for outcome in outcomes
+    ]
+    failed = sum(1 for item in items if item.problem is not None)
+    return BulkResult(succeeded=len(items) - failed, failed=failed, results=items)
+
+
+departments_router = APIRouter(prefix="/v1/departments", tags=["tickets"])
+
+
+@departments_router.get(
+    "/{code}/officers",
+    response_model=list[OfficerOut],
+    summary="The officers and supervisors a ticket of this department can be given to",
+    responses=ERRORS,
+)
+async def department_officers(code: str, subject: Reader, session: SessionDep) -> list[OfficerOut]:
+    return [
+        OfficerOut(
+            id=officer.user.id,
+            username=officer.user.username,
+            name=officer.user.full_name or officer.user.username,
+            role=officer.user.role,
+            open_tickets=officer.open_tickets,
+        )
+        for officer in await service.officers(session, subject, code)
+    ]

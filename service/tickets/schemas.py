@@ -1,10 +1,13 @@
 """What staff send and receive for tickets."""
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from service.errors import Problem
+from service.tickets.worklist import MAX_BULK_TICKETS
 
 
 class _In(BaseModel):
@@ -62,6 +65,12 @@ class Contact(BaseModel):
     email: str | None
 
 
+class AssigneeRef(BaseModel):
+    id: UUID
+    username: str
+    name: str = Field(description="The full name (the username when none is recorded)")
+
+
 class TicketSummary(BaseModel):
     id: UUID
     etag: str = Field(description="The ticket's version, as in the ETag header; send it back in If-Match")
@@ -77,6 +86,12 @@ class TicketSummary(BaseModel):
     created_at: datetime
     updated_at: datetime
     due_at: datetime | None
+    time_left_seconds: int | None = Field(
+        description="Seconds until due_at, negative once overdue; frozen while on hold; null without a deadline "
+        "or once the ticket is no longer open"
+    )
+    address: str | None
+    assignee: AssigneeRef | None = Field(description="The officer holding the ticket")
     transfer_count: int
     supporter_count: int
 
@@ -84,7 +99,6 @@ class TicketSummary(BaseModel):
 class TicketDetail(TicketSummary):
     lat: float | None
     lon: float | None
-    address: str | None
     channel: str
     is_public: bool
     classification_confidence: float | None
@@ -109,3 +123,52 @@ class TicketDetail(TicketSummary):
 class TicketPage(BaseModel):
     items: list[TicketSummary]
     next_cursor: str | None
+
+
+class OfficerOut(BaseModel):
+    id: UUID
+    username: str
+    name: str = Field(description="The full name (the username when none is recorded)")
+    role: str
+    open_tickets: int = Field(description="Open tickets this officer already holds")
+
+
+class BulkAssign(AssignIn):
+    type: Literal["assign"]
+
+
+class BulkTransfer(TransferIn):
+    type: Literal["transfer"]
+
+
+class BulkTransition(TransitionIn):
+    type: Literal["transition"]
+
+
+class BulkComment(CommentIn):
+    type: Literal["comment"]
+
+
+BulkAction = Annotated[BulkAssign | BulkTransfer | BulkTransition | BulkComment, Field(discriminator="type")]
+
+
+class BulkIn(_In):
+    tickets: list[Annotated[str, Field(max_length=64)]] = Field(
+        min_length=1, max_length=MAX_BULK_TICKETS, description="Ids or tracking codes, at most 100"
+    )
+    action: BulkAction = Field(
+        description="What to do to each ticket: the body of the single-ticket endpoint, with its `type`"
+    )
+
+
+class BulkItem(BaseModel):
+    ticket: str = Field(description="As sent")
+    status: int = Field(description="What the single-ticket endpoint would have answered")
+    etag: str | None = Field(default=None, description="The ticket's new ETag, when it changed")
+    problem: Problem | None = None
+
+
+class BulkResult(BaseModel):
+    succeeded: int
+    failed: int
+    results: list[BulkItem] = Field(description="One per ticket, in the order sent")

@@ -6,14 +6,16 @@ import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID
 
-from sqlalchemy import SQLColumnExpression, func, literal, or_, tuple_
+from sqlalchemy import and_, case, func, literal, or_, tuple_
+from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service.auth.subject import AuthSubject
-from service.errors import AppError, Conflict, NotFound, Unprocessable
+from service.errors import AppError, Conflict, Forbidden, NotFound, Unprocessable
 from service.jurisdictions import service as jurisdictions
 from service.lifecycle import changes as lifecycle
 from service.lifecycle import states
@@ -23,10 +25,12 @@ from service.lifecycle.states import IllegalMove, Status, Via
 from service.models import Department, Report, ReportEvent, ServiceCategory, StaffUser
 from service.models.types import UTCDateTime, utcnow
 from service.pipeline import routing
+from service.reports import search
 from service.reports.codes import normalise_tracking_code
 from service.settings import Settings
 from service.sla import service as sla
-from service.tickets.visibility import readable_condition
+from service.tickets import worklist
+from service.tickets.visibility import ASSIGNABLE_ROLES, may_see_department_staff, readable_condition
 
 FAR_FUTURE = datetime(9999, 12, 31, tzinfo=UTC)
 
@@ -56,19 +60,17 @@ async def get_visible(session: AsyncSession, subject: AuthSubject, ref: str, *, 
 
 # --- listing -----------------------------------------------------------------------------------
 
-SORTS: dict[str, tuple[SQLColumnExpression[datetime], bool]] = {
-    "created_at": (col(Report.created_at), False),
-    "-created_at": (col(Report.created_at), True),
-    "updated_at": (col(Report.updated_at), False),
-    "-updated_at": (col(Report.updated_at), True),
-    "due_at": (func.coalesce(Report.due_at, literal(FAR_FUTURE, UTCDateTime())), False),
-    "-due_at": (func.coalesce(Report.due_at, literal(FAR_FUTURE, UTCDateTime())), True),
+_SORT_EXPRESSIONS: dict[str, Any] = {
+    "priority": case(worklist.PRIORITY_RANK, value=Report.priority, else_=len(worklist.PRIORITY_RANK)),
+    "due_at": func.coalesce(Report.due_at, literal(FAR_FUTURE, UTCDateTime())),
+    "created_at": col(Report.created_at),
+    "updated_at": col(Report.updated_at),
 }
 
 
 @dataclass(frozen=True)
 class TicketFilters:
-    status: list[str] | None = None
+    status: list[str] | None = None  # statuses, groups already expanded (worklist.statuses)
     category: str | None = None
     department: str | None = None
     priority: str | None = None
@@ -77,11 +79,13 @@ class TicketFilters:
     created_from: datetime | None = None
     created_to: datetime | None = None
     q: str | None = None
+    assignee: str | None = None  # "me", "none", a staff user's id or username
 
 
-def _filtered(statement, filters: TicketFilters):
+async def _conditions(session: AsyncSession, subject: AuthSubject, filters: TicketFilters) -> list[Any]:
+    conditions: list[Any] = []
     if filters.status:
-        statement = statement.where(col(Report.status).in_(filters.status))
+        conditions.append(col(Report.status).in_(filters.status))
     for value, column in (
         (filters.category, Report.service_code),
         (filters.department, Report.department_code),
@@ -89,65 +93,105 @@ def _filtered(statement, filters: TicketFilters):
         (filters.sla_state, Report.sla_state),
     ):
         if value:
-            statement = statement.where(column == value)
+            conditions.append(column == value)
     if filters.jurisdiction:
         # A ward, or a parent (the city, a district) standing for every ward under it; a code no longer
         # on the map still finds the reports that recorded it.
-        statement = statement.where(
+        conditions.append(
             or_(
                 col(Report.jurisdiction_code) == filters.jurisdiction,
                 col(Report.jurisdiction_code).in_(jurisdictions.covered_by(filters.jurisdiction)),
             )
         )
     if filters.created_from:
-        statement = statement.where(col(Report.created_at) >= filters.created_from)
+        conditions.append(col(Report.created_at) >= filters.created_from)
     if filters.created_to:
-        statement = statement.where(col(Report.created_at) < filters.created_to)
-    if filters.q:
-        needle = f"%{filters.q.lower()}%"
-        statement = statement.where(
-            or_(
-                func.lower(Report.description).like(needle),
-                func.lower(func.coalesce(Report.title, "")).like(needle),
-                func.lower(Report.tracking_code).like(needle),
-                func.lower(func.coalesce(Report.address, "")).like(needle),
-            )
-        )
-    return statement
+        conditions.append(col(Report.created_at) < filters.created_to)
+    if filters.q and (pattern := search.like_pattern(filters.q)):
+        conditions.append(col(Report.search_text).like(pattern, escape="\\"))
+    if filters.assignee:
+        conditions.append(await _assignee_condition(session, subject, filters.assignee))
+    return conditions
 
 
-def encode_cursor(value: datetime, report_id: UUID) -> str:
-    raw = json.dumps([value.isoformat(), str(report_id)]).encode()
+async def _assignee_condition(session: AsyncSession, subject: AuthSubject, value: str) -> ColumnElement[bool]:
+    if value == "none":
+        return col(Report.assignee_id).is_(None)
+    if value == "me":
+        if subject.kind != "staff":
+            raise Unprocessable("unknown_assignee", "assignee", "`me` names a staff member signed in, not an API key.")
+        return col(Report.assignee_id) == subject.id
+    try:
+        return col(Report.assignee_id) == UUID(value)
+    except ValueError:
+        user_id = (await session.exec(select(StaffUser.id).where(StaffUser.username == value))).first()
+        if user_id is None:
+            raise Unprocessable("unknown_assignee", "assignee") from None
+        return col(Report.assignee_id) == user_id
+
+
+def _sort_value(report: Report, field: str) -> datetime | int:
+    if field == "priority":
+        return worklist.PRIORITY_RANK.get(report.priority, len(worklist.PRIORITY_RANK))
+    return getattr(report, field) or FAR_FUTURE
+
+
+def encode_cursor(values: list[datetime | int], report_id: UUID) -> str:
+    plain = [value.isoformat() if isinstance(value, datetime) else value for value in values]
+    raw = json.dumps([plain, str(report_id)]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
+def decode_cursor(cursor: str, fields: list[str]) -> tuple[list[datetime | int], UUID]:
+    """The sort values and id of the last row a page showed; a cursor of another sort is refused."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        value, report_id = json.loads(raw)
-        return datetime.fromisoformat(value), UUID(report_id)
+        plain, report_id = json.loads(raw)
+        if not isinstance(plain, list) or len(plain) != len(fields):
+            raise ValueError("the cursor belongs to another sort")
+        values = [
+            int(value) if field == "priority" else datetime.fromisoformat(value)
+            for field, value in zip(fields, plain, strict=True)
+        ]
+        return values, UUID(report_id)
     except (ValueError, TypeError, binascii.Error) as exc:
         raise Unprocessable("invalid_cursor", "cursor") from exc
 
 
-def _sort_value(report: Report, sort: str) -> datetime:
-    field = sort.lstrip("-")
-    return getattr(report, field) or FAR_FUTURE
+def _after(keys: list[tuple[Any, bool]], values: list, last_id: UUID) -> ColumnElement[bool]:
+    """Rows after the cursor in this order: keyset pagination, stable under inserts, fast at any depth."""
+    keys = [*keys, (col(Report.id), keys[-1][1])]
+    bounds = [literal(value, key.type) for (key, _), value in zip(keys, [*values, last_id], strict=True)]
+    if len({descending for _, descending in keys}) == 1:  # one direction: a row-value comparison
+        left, right = tuple_(*(key for key, _ in keys)), tuple_(*bounds)
+        return left < right if keys[0][1] else left > right
+    either = []  # mixed directions: equal on the keys before, past the bound on this one
+    for position, (key, descending) in enumerate(keys):
+        ties = [earlier == bound for (earlier, _), bound in zip(keys[:position], bounds, strict=False)]
+        either.append(and_(*ties, key < bounds[position] if descending else key > bounds[position]))
+    return or_(*either)
 
 
 async def list_(
     session: AsyncSession, subject: AuthSubject, filters: TicketFilters, *, sort: str, cursor: str | None, limit: int
 ) -> tuple[list[Report], str | None]:
-    """Keyset pagination on (sort column, id): stable under inserts, fast at any depth."""
-    column, descending = SORTS[sort]
-    statement = _filtered(select(Report).where(await readable_condition(session, subject)), filters)
+    """A page of the tickets this subject may see, filtered, in `sort` order (worklist.SORT_HELP), with
+    the cursor of the next page."""
+    fields = [key.field for key in worklist.sort_keys(sort)]
+    keys = [(_SORT_EXPRESSIONS[key.field], key.descending) for key in worklist.sort_keys(sort)]
+    statement = select(Report).where(
+        await readable_condition(session, subject), *await _conditions(session, subject, filters)
+    )
     if cursor:
-        value, last_id = decode_cursor(cursor)
-        key, bound = tuple_(column, Report.id), tuple_(literal(value, UTCDateTime()), literal(last_id))
-        statement = statement.where(key < bound if descending else key > bound)
-    order = (column.desc(), col(Report.id).desc()) if descending else (column.asc(), col(Report.id).asc())
+        values, last_id = decode_cursor(cursor, fields)
+        statement = statement.where(_after(keys, values, last_id))
+    order = [key.desc() if descending else key.asc() for key, descending in keys]
+    order.append(col(Report.id).desc() if keys[-1][1] else col(Report.id).asc())
     rows = list((await session.exec(statement.order_by(*order).limit(limit + 1))).all())
-    next_cursor = encode_cursor(_sort_value(rows[limit - 1], sort), rows[limit - 1].id) if len(rows) > limit else None
+    next_cursor = None
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        next_cursor = encode_cursor([_sort_value(last, field) for field in fields], last.id)
     return rows[:limit], next_cursor
 
 
@@ -402,3 +446,87 @@ async def assign(session: AsyncSession, subject: AuthSubject, report: Report, *,
     )
     await session.flush()
     return report
+
+
+async def claim(session: AsyncSession, subject: AuthSubject, report: Report, settings: Settings) -> Report:
+    """An officer takes a ticket of their own department: it becomes theirs, and in progress where the
+    workflow allows (a ticket waiting for the citizen's answer stays on hold)."""
+    if subject.kind != "staff" or subject.department_code != report.department_code:
+        raise Forbidden(detail="Only an officer of the ticket's department can take it.")
+    if report.status not in states.OPEN_STATUSES:
+        raise IllegalTransitionError(detail=f"a {report.status} ticket cannot be taken")
+    if report.assignee_id is not None and report.assignee_id != subject.id:
+        holder = await session.get(StaffUser, report.assignee_id)
+        raise Conflict("already_claimed", f"taken by {holder.username if holder else report.assignee_id}")
+    if report.assignee_id is None:
+        await lifecycle.change(
+            session,
+            report,
+            via=Via.STAFF,
+            code=EventCode.ASSIGNEE_CHANGED,
+            actor=subject.actor,
+            public=False,
+            assignee_id=subject.id,
+            data={"assignee": subject.name, "claimed": True},
+        )
+    if worklist.claim_starts_work(report.status, states.ways_for(subject.role)):
+        await transition(session, subject, report, states.StaffMove(to=Status.IN_PROGRESS), settings)
+    await session.flush()
+    return report
+
+
+async def unclaim(session: AsyncSession, subject: AuthSubject, report: Report) -> Report:
+    """Give a ticket back: only its assignee can; its status stays (a dispatcher reassigns it)."""
+    if report.assignee_id is None or report.assignee_id != subject.id:
+        raise Conflict("not_your_ticket")
+    await lifecycle.change(
+        session,
+        report,
+        via=Via.STAFF,
+        code=EventCode.ASSIGNEE_CHANGED,
+        actor=subject.actor,
+        public=False,
+        assignee_id=None,
+        data={"assignee": None, "unclaimed": True},
+    )
+    await session.flush()
+    return report
+
+
+async def staff_by_id(session: AsyncSession, ids: set[UUID]) -> dict[UUID, StaffUser]:
+    """The staff users behind these assignee ids, in one query (a page of tickets names its assignees)."""
+    if not ids:
+        return {}
+    rows = await session.exec(select(StaffUser).where(col(StaffUser.id).in_(ids)))
+    return {user.id: user for user in rows.all()}
+
+
+@dataclass(frozen=True)
+class Officer:
+    user: StaffUser
+    open_tickets: int
+
+
+async def officers(session: AsyncSession, subject: AuthSubject, department_code: str) -> list[Officer]:
+    """Who a ticket of this department can be given to, with how many open tickets each already holds."""
+    if await session.get(Department, department_code) is None:
+        raise NotFound("unknown_department")
+    if not await may_see_department_staff(session, subject, department_code):
+        raise Forbidden(detail="You may see the staff of your own department (and of the units under it) only.")
+    held = (
+        select(col(Report.assignee_id).label("assignee_id"), func.count().label("open_tickets"))
+        .where(col(Report.status).in_(states.OPEN_STATUSES), col(Report.assignee_id).is_not(None))
+        .group_by(col(Report.assignee_id))
+        .subquery()
+    )
+    rows = await session.exec(
+        select(StaffUser, func.coalesce(held.c.open_tickets, 0))
+        .outerjoin(held, held.c.assignee_id == StaffUser.id)
+        .where(
+            StaffUser.department_code == department_code,
+            col(StaffUser.active).is_(True),
+            col(StaffUser.role).in_(ASSIGNABLE_ROLES),
+        )
+        .order_by(col(StaffUser.full_name), col(StaffUser.username))
+    )
+    return [Officer(user, int(count)) for user, count in rows.all()]

@@ -16,6 +16,11 @@ CONTACT_ROLES = ("officer", "dispatcher", "supervisor", "admin")
 # Roles that work tickets (the write endpoints), and keys that read only what the citizen may see.
 WORKER_ROLES = ("officer", "dispatcher", "supervisor", "admin")
 CITIZEN_SIDE_ROLES = ("citizen_app",)
+# Roles that give a ticket to someone else, and the roles of the staff a ticket can be given to.
+ASSIGNER_ROLES = ("dispatcher", "supervisor", "admin")
+ASSIGNABLE_ROLES = ("officer", "supervisor")
+# Roles that take a ticket of their own department for themselves.
+CLAIMER_ROLES = ("officer", "supervisor")
 
 
 async def department_and_units_below(session: AsyncSession, code: str) -> set[str]:
@@ -50,3 +55,15 @@ async def can_act_on(session: AsyncSession, subject: AuthSubject, report: Report
     condition = await readable_condition(session, subject)
     found = await session.exec(select(Report.id).where(Report.id == report.id, condition))
     return found.first() is not None
+
+
+async def may_see_department_staff(session: AsyncSession, subject: AuthSubject, code: str) -> bool:
+    """Who works in a department (to give it a ticket): its own staff, supervisors of the units above
+    it, and the city-wide roles."""
+    if subject.role in CITY_WIDE_ROLES:
+        return True
+    if subject.role in ("officer", "department_system"):
+        return subject.department_code == code
+    if subject.role == "supervisor" and subject.department_code:
+        return code in await department_and_units_below(session, subject.department_code)
+    return False

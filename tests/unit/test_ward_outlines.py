@@ -16,7 +16,9 @@ def wiggly_edge(steps: int = 400) -> list[tuple[float, float]]:
 
 
 def shape(code: str, geometry) -> JurisdictionShape:
-    return JurisdictionShape(code=code, name=f"Phường {code}", level="ward", parent_code="HCM", geometry_wkt=geometry.wkt)
+    return JurisdictionShape(
+        code=code, name=f"Phường {code}", level="ward", parent_code="HCM", geometry_wkt=geometry.wkt
+    )
 
 
 def neighbours() -> list[JurisdictionShape]:

@@ -1,0 +1,42 @@
+"""Search without diacritics: what a report's folded search column holds, and how a query meets it.
+
+Staff type street names as they can: "nguyen hue" must find "Nguyễn Huệ", "le loi" "Lê Lợi". Each
+report keeps its tracking code, title, description and address folded (lowercase, no accents, đ as d)
+in `reports.search_text`, written when the row is inserted (the column's default, below: whoever writes
+the row, intake or a bulk load, writes the folded text with it); a query is folded the same way and
+matched as one phrase: a single LIKE on a single column, which PostgreSQL's trigram index serves.
+Pure functions, no I/O.
+"""
+
+import re
+import unicodedata
+from typing import Any
+
+_SPACES = re.compile(r"\s+")
+_LIKE_SPECIAL = re.compile(r"([\\%_])")
+# The fields of a report searched as text, in the order they are joined.
+SEARCHED_FIELDS = ("tracking_code", "title", "description", "address")
+
+
+def fold(text: str) -> str:
+    """ "Đường Nguyễn  Huệ" -> "duong nguyen hue": lowercase, accents and đ folded, spaces collapsed."""
+    decomposed = unicodedata.normalize("NFD", text.replace("đ", "d").replace("Đ", "D"))
+    bare = "".join(ch for ch in decomposed if unicodedata.category(ch) != "Mn")
+    return _SPACES.sub(" ", bare).strip().lower()
+
+
+def search_text(tracking_code: str | None, title: str | None, description: str | None, address: str | None) -> str:
+    """One line per field, so a phrase never runs from one field into the next."""
+    return "\n".join(fold(part) for part in (tracking_code, title, description, address) if part)
+
+
+def like_pattern(query: str) -> str | None:
+    """The LIKE pattern (escape character `\\`) of a query, or None when nothing is left to look for."""
+    folded = _LIKE_SPECIAL.sub(r"\\\1", fold(query))
+    return f"%{folded}%" if folded else None
+
+
+def on_insert(context: Any) -> str:
+    """The column default: the folded text of the row being inserted."""
+    row = context.get_current_parameters()
+    return search_text(*(row.get(field) for field in SEARCHED_FIELDS))
