@@ -13,7 +13,7 @@ from alembic import op
 from service.reports.search import search_text
 
 revision: str = '5e7b1f3a9c42'
-down_revision: str | None = '4a8e2c6f1d37'
+down_revision: str | None = '5d2b7e9c4a61'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
