@@ -98,7 +98,8 @@ def test_near_identical_report_nearby_becomes_a_duplicate(client, api_key):
     second = submit(client, api_key, description="Bể ống nước gần chợ Bến Thành, nước chảy tràn ra đường",
                     service_code="water_supply", lat=BEN_THANH[0] + 0.00018, lon=BEN_THANH[1])
     # Same spot, another field: not a duplicate.
-    third = submit(client, api_key, description="Rác thải chất đống bốc mùi trước chợ Bến Thành", service_code="waste_sanitation")
+    third = submit(client, api_key, description="Rác thải chất đống bốc mùi trước chợ Bến Thành", service_code="waste_sanitation",
+                   attributes={"waste_type": ["household"]})
     run_worker(client)
     original, duplicate, other = (report_of(client, r) for r in (first, second, third))
     assert duplicate.status == "duplicate"
