@@ -676,6 +676,8 @@ def test_catalogue_refuses_list_attributes_without_values_and_duplicate_codes():
 
 
 def test_answers_are_normalised_and_all_problems_reported_at_once():
+    from zoneinfo import ZoneInfo
+
     from service.catalogue.attributes import InvalidAttributes, check_answers
 
     definitions = [
@@ -683,12 +685,13 @@ def test_answers_are_normalised_and_all_problems_reported_at_once():
         {"code": "note", "datatype": "string", "required": False, "order": 2, "description_en": "Note"},
         {"code": "depth", "datatype": "number", "required": True, "order": 3, "description_en": "How deep?"},
     ]
-    assert check_answers(definitions, {"seen_at": "2026-11-29T20:15:00+07:00", "depth": "12.5", "note": ""}) == {
+    city = ZoneInfo("Asia/Ho_Chi_Minh")
+    assert check_answers(definitions, {"seen_at": "2026-11-29T20:15:00+07:00", "depth": "12.5", "note": ""}, zone=city) == {
         "seen_at": "2026-11-29T13:15:00+00:00",
         "depth": 12.5,
     }
     with pytest.raises(InvalidAttributes) as caught:
-        check_answers(definitions, {"seen_at": "yesterday", "note": "line one\nline two"})
+        check_answers(definitions, {"seen_at": "yesterday", "note": "line one\nline two"}, zone=city)
     assert [(p.code, p.attribute) for p in caught.value.problems] == [
         ("attribute_invalid", "seen_at"),
         ("attribute_invalid", "note"),
