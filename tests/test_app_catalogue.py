@@ -170,6 +170,8 @@ def test_multipart_report_carries_attributes_as_json_text(client, api_key):
                            files=[("photos", ("trash.jpg", jpeg_bytes(), "image/jpeg"))])
     assert response.status_code == 422
     assert field_errors(response) == [("attributes", "value_error")]
+    response = submit(client, api_key, description=TRASH, service_code="waste_sanitation", attributes="")
+    assert field_errors(response) == [("attributes", "value_error")]
 
 
 def test_answers_are_shown_on_the_ticket_for_staff_and_in_open311(client, api_key):

@@ -90,12 +90,13 @@ class ReportCreate(BaseModel):
     def _attributes_as_json_text(cls, value: object) -> object:
         if not isinstance(value, str):
             return value
-        if not value.strip():
-            return None
-        try:  # a multipart form field
-            return json.loads(value)
+        try:  # a multipart form field: only an object's JSON text is an answer
+            parsed = json.loads(value)
         except ValueError:
-            raise ValueError("attributes must be a JSON object") from None
+            parsed = None
+        if not isinstance(parsed, dict):
+            raise ValueError("attributes must be a JSON object")
+        return parsed
 
     @field_validator("*", mode="after")
     @classmethod
