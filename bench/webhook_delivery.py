@@ -129,6 +129,7 @@ def report_body(number: int) -> dict:
     return {
         "description": f"{description} (điểm {number})",
         "service_code": service_code,
+        **({"attributes": {"waste_type": ["household"]}} if service_code == "waste_sanitation" else {}),
         "lat": round(10.7705 + (number // 10) * 0.0012, 6),
         "lon": round(106.6945 + (number % 10) * 0.0012, 6),
         "channel": "app",

@@ -1,13 +1,14 @@
 """Typed domain errors and the one problem-details (RFC 9457) shape every 4xx and 5xx answers in."""
 
 import logging
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
 from asgi_correlation_id import correlation_id
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -330,9 +331,13 @@ class Unprocessable(AppError):
 
     status, code = 422, "validation_error"
 
-    def __init__(self, code: str, field: str, detail: str | None = None):
+    def __init__(
+        self, code: str, field: str, detail: str | None = None, *, fields: list[tuple[str, str, str]] | None = None
+    ):
         super().__init__(code, detail)
         self.field = field
+        # Several culprits at once: (field, code, English message) each; by default the one field.
+        self.fields = fields or []
 
 
 class ServiceUnavailable(AppError):
@@ -369,6 +374,24 @@ def message_for(code: str, request: Request) -> str:
     return vietnamese if wants_vietnamese(request) else english
 
 
+# Path prefix -> the answer in another error format, for clients that expect their own (Open311).
+OtherFormat = Callable[[Request, int, str, str, list[FieldError], dict], Response]
+
+
+def answer_errors_as(app: FastAPI, prefix: str, render: OtherFormat) -> None:
+    """Every error under `prefix`, from a route, a handler or a middleware, in the format `render` makes."""
+    if not hasattr(app.state, "error_formats"):
+        app.state.error_formats = {}
+    app.state.error_formats[prefix] = render
+
+
+def _other_format(request: Request) -> OtherFormat | None:
+    app = request.scope.get("app")
+    formats = getattr(app.state, "error_formats", {}) if app is not None else {}
+    path = request.url.path
+    return next((render for prefix, render in formats.items() if path.startswith(prefix)), None)
+
+
 def problem_of(
     request: Request, status: int, code: str, detail: str | None = None, errors: list[FieldError] | None = None
 ) -> Problem:
@@ -392,7 +415,11 @@ def problem_of_error(request: Request, exc: AppError) -> Problem:
 def _field_errors(request: Request, exc: AppError) -> list[FieldError] | None:
     """An Unprocessable names the field at fault."""
     if isinstance(exc, Unprocessable):
-        return [FieldError(field=exc.field, code=exc.code, message=message_for(exc.code, request))]
+        vietnamese = wants_vietnamese(request)
+        return [
+            FieldError(field=field, code=code, message=message_for(code, request) if vietnamese else message)
+            for field, code, message in exc.fields
+        ] or [FieldError(field=exc.field, code=exc.code, message=message_for(exc.code, request))]
     if isinstance(exc, InvalidFields):
         return field_errors_from_pydantic(exc.errors, request)
     return None
@@ -406,7 +433,9 @@ def problem_response(
     errors: list[FieldError] | None = None,
     headers: dict | None = None,
     extensions: dict[str, Any] | None = None,
-) -> JSONResponse:
+) -> Response:
+    if (render := _other_format(request)) is not None:
+        return render(request, status, code, detail or message_for(code, request), errors or [], headers or {})
     return JSONResponse(
         {**problem_of(request, status, code, detail, errors).model_dump(exclude_none=True), **(extensions or {})},
         status_code=status,
@@ -520,18 +549,18 @@ def install_error_handlers(app: FastAPI) -> None:
     _document_problems(app)
 
     @app.exception_handler(AppError)
-    async def _app_error(request: Request, exc: AppError) -> JSONResponse:
+    async def _app_error(request: Request, exc: AppError) -> Response:
         return problem_response(
             request, exc.status, exc.code, exc.detail, _field_errors(request, exc), exc.headers, exc.extensions
         )
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
         errors = field_errors_from_pydantic(list(exc.errors()), request)
         return problem_response(request, 422, "validation_error", errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code == 400:
             # FastAPI and Starlette answer a body they cannot parse (JSON that is not UTF-8, multipart
             # without a boundary) with a bare 400; it is a request with invalid fields like any other.
@@ -549,7 +578,7 @@ def install_error_handlers(app: FastAPI) -> None:
             headers["Allow"] = ", ".join(allowed_methods(request))
         return problem_response(request, exc.status_code, code, headers=headers)
 
-    async def _dependency_error(request: Request, exc: Exception) -> JSONResponse:
+    async def _dependency_error(request: Request, exc: Exception) -> Response:
         if is_unstorable_text(exc):
             return problem_response(request, 422, "text_not_storable")
         if is_outage(exc):
@@ -568,7 +597,7 @@ def install_error_handlers(app: FastAPI) -> None:
         app.add_exception_handler(kind, _dependency_error)
 
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> Response:
         return await _dependency_error(request, exc)
 
 

@@ -10,13 +10,15 @@ from redis.asyncio import BlockingConnectionPool
 from service import api_docs, health, http_security, metrics, privacy
 from service.auth import routes as auth_routes
 from service.body_limits import BodyLimits
+from service.catalogue import routes as catalogue_routes
 from service.db import create_engine, session_factory
-from service.errors import install_error_handlers
+from service.errors import answer_errors_as, install_error_handlers
 from service.gc_tuning import tune_after_start_up
 from service.handoff import Handoff
 from service.ioc import routes as ioc_routes
 from service.jurisdictions import routes as jurisdiction_routes
 from service.open311 import routes as open311_routes
+from service.open311.errors import problem_as_errors
 from service.photos import routes as photo_routes
 from service.photos.storage import build_storage
 from service.ratelimit import RateLimiter
@@ -32,7 +34,8 @@ Citizen-feedback intake for a city: residents report what is broken (with photos
 the service classifies, routes and tracks each report to its deadline.
 
 Errors always come as RFC 9457 problem details (`application/problem+json`) with a machine-readable
-`code`; send `Accept-Language: vi` for Vietnamese messages.
+`code`; send `Accept-Language: vi` for Vietnamese messages. Under `/open311/` they come as the
+GeoReport v2 error list instead, in the format the path names.
 
 Dates and times in query parameters: with an offset, that instant; without one, the city's wall
 clock (`SLA_TIMEZONE`, Asia/Ho_Chi_Minh); a bare date (`2026-12-01`) is that whole day in the city,
@@ -109,9 +112,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Added last, so outermost: the time it measures includes every other middleware's.
     app.add_middleware(metrics.HttpMetrics)
     install_error_handlers(app)
+    answer_errors_as(app, "/open311/", problem_as_errors)
     app.include_router(health.router)
     app.include_router(auth_routes.router)
     app.include_router(report_routes.router)
+    app.include_router(catalogue_routes.router)
     app.include_router(ticket_routes.router)
     app.include_router(ticket_routes.departments_router)
     app.include_router(photo_routes.router)

@@ -115,9 +115,8 @@ def test_near_identical_report_nearby_becomes_a_duplicate(client, api_key):
         lon=BEN_THANH[1],
     )
     # Same spot, another field: not a duplicate.
-    third = submit(
-        client, api_key, description="Rác thải chất đống bốc mùi trước chợ Bến Thành", service_code="waste_sanitation"
-    )
+    third = submit(client, api_key, description="Rác thải chất đống bốc mùi trước chợ Bến Thành", service_code="waste_sanitation",
+                   attributes={"waste_type": ["household"]})
     run_worker(client)
     original, duplicate, other = (report_of(client, r) for r in (first, second, third))
     assert duplicate.status == "duplicate"

@@ -37,6 +37,7 @@ DESCRIPTIONS = {
     "trees_parks": "Cây xanh nghiêng sắp đổ ra giữa đường, rất nguy hiểm",
 }
 CATEGORIES = list(DESCRIPTIONS)
+ANSWERS = {"waste_sanitation": {"waste_type": ["household"]}}  # the category's required attribute
 # Cron schedules of workers/main.py (second of the minute), to tell one tick's runs apart.
 CRON_TICKS = {"sweep_stale_reports": {5, 35}, "sweep_webhooks": {10, 25, 40, 55}, "refresh_ioc_rollup": {0, 15, 30, 45}}
 CRON_START = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+) INFO .*arq\.worker: .*→ cron:(\w+)\(\)")
@@ -143,17 +144,11 @@ def plan_reports(clusters: int, singles: int) -> list[list[dict]]:
         lat, lon = 10.70 + row * 0.003, 106.60 + column * 0.003
         code = WATCHED if number % 2 == 0 else CATEGORIES[number % len(CATEGORIES)]
         size = 5 if number % every == 0 else 1
-        units.append(
-            [
-                report_body(
-                    description=DESCRIPTIONS[code],
-                    service_code=code,
-                    lat=round(lat + k * 0.00002, 6),
-                    lon=round(lon + k * 0.00001, 6),
-                )
-                for k in range(size)
-            ]
-        )
+        units.append([
+            report_body(description=DESCRIPTIONS[code], service_code=code, attributes=ANSWERS.get(code),
+                        lat=round(lat + k * 0.00002, 6), lon=round(lon + k * 0.00001, 6))
+            for k in range(size)
+        ])
     return units
 
 
@@ -452,16 +447,11 @@ def test_intake_and_worker_run_through_pgbouncer_in_transaction_mode(settings, c
             app.portal.call(app.app.state.arq.delete, bounced.queue_name)
             key = in_app(app, lambda s: api_keys.create(s, name="through pgbouncer")).key
             spot = (10.7725, 106.6980)
-            bodies = [
-                report_body(
-                    service_code=WATCHED, description=DESCRIPTIONS[WATCHED], lat=spot[0] + k * 0.00002, lon=spot[1]
-                )
-                for k in range(5)
-            ]
-            bodies += [
-                report_body(service_code=code, description=DESCRIPTIONS[code], lat=10.75 + n * 0.003, lon=106.65)
-                for n, code in enumerate(CATEGORIES * 3)
-            ]
+            bodies = [report_body(service_code=WATCHED, description=DESCRIPTIONS[WATCHED],
+                                  lat=spot[0] + k * 0.00002, lon=spot[1]) for k in range(5)]
+            bodies += [report_body(service_code=code, description=DESCRIPTIONS[code], attributes=ANSWERS.get(code),
+                                   lat=10.75 + n * 0.003, lon=106.65)
+                       for n, code in enumerate(CATEGORIES * 3)]
             for body in bodies:
                 assert app.post("/v1/reports", json=body, headers={"X-API-Key": key}).status_code == 201
             run_worker(app)  # arq worker in this process, ten jobs at a time, all through PgBouncer

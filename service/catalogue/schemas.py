@@ -117,3 +117,44 @@ class CatalogueFile(_Strict):
         if not any(rule.category is None and rule.jurisdiction is None for rule in self.routing_rules):
             raise ValueError("routing rules need a catch-all (no category, no jurisdiction) for the dispatch unit")
         return self
+
+
+# --- What apps read: GET /v1/categories --------------------------------------------------------
+
+
+class AttributeValuePublic(BaseModel):
+    key: str = Field(description="What the app sends back")
+    name_vi: str
+    name_en: str
+
+
+class AttributePublic(BaseModel):
+    """One extra question of a category, for an app to draw as a form field."""
+
+    code: str = Field(description="The key in `attributes` of POST /v1/reports")
+    datatype: AttributeDatatype = Field(
+        description="string (one line), text (several lines), number, datetime (ISO 8601; without an offset "
+        "city time), singlevaluelist (one key), multivaluelist (a list of keys)"
+    )
+    required: bool = Field(description="A report in this category is refused (422) without an answer")
+    variable: bool = Field(description="False: information to show, not a question")
+    order: int = Field(description="Position in the form, 1 first")
+    description_vi: str
+    description_en: str
+    datatype_description_vi: str
+    datatype_description_en: str
+    values: list[AttributeValuePublic] = Field(description="The choices of a list; empty otherwise")
+
+
+class CategoryPublic(BaseModel):
+    code: str = Field(description="The `service_code` of POST /v1/reports")
+    name_vi: str
+    name_en: str
+    description_vi: str
+    description_en: str
+    attributes: list[AttributePublic]
+
+
+class CataloguePublic(BaseModel):
+    version: str | None = Field(description="The catalogue loaded now; it changes with every reload")
+    categories: list[CategoryPublic] = Field(description="In the order a citizen should see them")

@@ -1,8 +1,14 @@
-"""Open311 answers every failure with the spec's error list, in the requested format.
+"""Open311 answers every failure under /open311/ with the spec's error list, in the requested format.
 
 The spec's HTTP codes: 404 for what doesn't exist, 403 for a missing or wrong api_key, 400 for the
-rest. Ours are kept where a client must act differently: 409 (Idempotency-Key reused), 413/415
-(photo too large / not a photo), 429 (slow down), 503 (retry later).
+rest. Ours are kept where a client must act differently: 405 (another method; `Allow` says which),
+409 (Idempotency-Key reused), 413/415 (photo too large / not a photo), 429 (slow down), 5xx (retry
+later). The format is the path's (`.json`, else XML, the spec's default).
+
+Two doors lead here: Open311Route answers what its routes raise (naming fields as the spec does and
+rolling the session back), and `problem_as_errors` answers everything else under /open311/ that the
+service would otherwise answer as problem details: an unknown path or method, a body refused by a
+middleware, a rate limit, a crash outside a route.
 """
 
 import logging
@@ -21,6 +27,7 @@ from service.catalogue.attributes import InvalidAttributes
 from service.db import SessionDep
 from service.errors import (
     AppError,
+    FieldError,
     Unprocessable,
     field_errors_from_pydantic,
     is_outage,
@@ -32,22 +39,44 @@ from service.open311.forms import SPEC_NAMES
 
 log = logging.getLogger(__name__)
 
-KEPT_STATUSES = (409, 413, 415, 429, 503)
+KEPT_STATUSES = (405, 409, 413, 415, 429)
 
 
 def _format_of(request: Request) -> str:
     response_format = request.path_params.get("response_format")
-    return response_format if response_format in FORMATS else "xml"
+    if response_format in FORMATS:
+        return response_format
+    return "json" if request.url.path.lower().endswith(".json") else "xml"
+
+
+def spec_status(status: int, code: str) -> int:
+    if status in (401, 403):
+        return 403
+    if status == 404 or code == "unknown_service_code":
+        return 404
+    if status in KEPT_STATUSES or status >= 500:
+        return status
+    return 400
 
 
 def status_for(exc: AppError) -> int:
-    if exc.status in (401, 403):
-        return 403
-    if exc.status == 404 or exc.code == "unknown_service_code":
-        return 404
-    if exc.status in KEPT_STATUSES:
-        return exc.status
-    return 400
+    return spec_status(exc.status, exc.code)
+
+
+def _without_challenge(headers: dict) -> dict:
+    """Open311 keys are not HTTP authentication: no WWW-Authenticate challenge."""
+    return {key: value for key, value in headers.items() if key.lower() != "www-authenticate"}
+
+
+def problem_as_errors(
+    request: Request, status: int, code: str, description: str, errors: list[FieldError], headers: dict
+) -> Response:
+    """What the service answers elsewhere as problem details, as the spec's error list."""
+    status = spec_status(status, code)
+    if status == 405 and headers.get("Allow"):
+        description = f"{description} Allowed: {headers['Allow']}."
+    listed = [(status, f"{SPEC_NAMES.get(error.field, error.field)}: {error.message}") for error in errors]
+    return render_errors(_format_of(request), status, listed or [(status, description)], _without_challenge(headers))
 
 
 def error_response(request: Request, exc: Exception) -> Response:
@@ -64,8 +93,7 @@ def error_response(request: Request, exc: Exception) -> Response:
         description = exc.detail or message_for(exc.code, request)
         if isinstance(exc, Unprocessable) and not exc.detail:
             description = f"{SPEC_NAMES.get(exc.field, exc.field)}: {description}"
-        headers = {key: value for key, value in exc.headers.items() if key.lower() != "www-authenticate"}
-        return render_errors(response_format, status, [(status, description)], headers)
+        return render_errors(response_format, status, [(status, description)], _without_challenge(exc.headers))
     if isinstance(exc, StarletteHTTPException) and exc.status_code == 400:  # a body Starlette could not parse
         return render_errors(response_format, 400, [(400, f"body: {exc.detail}")])
     if is_unstorable_text(exc):

@@ -13,10 +13,11 @@ from urllib.parse import parse_qsl, urlsplit
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
 
+from service.catalogue.attributes import Answer
 from service.errors import PayloadTooLarge, Unprocessable, UnsupportedMediaType
 from service.reports.schemas import ReportCreate
 from service.settings import Settings
@@ -35,10 +36,18 @@ SPEC_NAMES = {
 }
 
 
+class ServiceRequestCreate(ReportCreate):
+    """A report as GeoReport v2 has it: `description` is optional (a service_code and a location make a
+    request), of any length up to our limit. Without one, the citizen's category decides; with `other`
+    (or a text too thin to read) a dispatcher triages it."""
+
+    description: str = Field(default="", max_length=5000)
+
+
 @dataclass
 class Form:
     fields: dict[str, str] = field(default_factory=dict)
-    attributes: dict[str, str | list[str]] = field(default_factory=dict)
+    attributes: dict[str, Answer] = field(default_factory=dict)
     uploads: list[UploadFile] = field(default_factory=list)
 
     def get(self, name: str) -> str | None:
@@ -50,7 +59,7 @@ class Form:
 @dataclass(frozen=True)
 class ServiceRequestForm:
     data: ReportCreate
-    attributes: dict[str, str | list[str]]
+    attributes: dict[str, Answer]
     media_url: str | None
     account_id: str | None
 
@@ -65,7 +74,7 @@ def _add(form: Form, name: str, value: str) -> None:
     if previous is None:
         form.attributes[code] = [value] if many else value
     else:  # repeated: a list, whether or not the client wrote the []
-        form.attributes[code] = (previous if isinstance(previous, list) else [previous]) + [value]
+        form.attributes[code] = (previous if isinstance(previous, list) else [str(previous)]) + [value]
 
 
 @asynccontextmanager
@@ -149,7 +158,7 @@ def service_request_form(form: Form) -> ServiceRequestForm:
         "channel": "open311",
     }
     try:
-        data = ReportCreate.model_validate({key: value for key, value in raw.items() if value is not None})
+        data = ServiceRequestCreate.model_validate({key: value for key, value in raw.items() if value is not None})
     except ValidationError as exc:
         raise RequestValidationError(
             [

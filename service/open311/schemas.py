@@ -13,7 +13,7 @@ from service.models import ServiceCategory
 from service.models.report import OPEN_STATUSES
 from service.open311.formats import w3c_datetime
 from service.open311.forms import MEDIA_FIELD
-from service.open311.service import RequestContext
+from service.open311.service import TRIAGE_SERVICE_CODE, RequestContext, service_code_of
 
 SPECIFICATION = "http://wiki.open311.org/GeoReport_v2"
 
@@ -74,7 +74,7 @@ class Open311ServiceRequest(BaseModel):
     status_notes: str | None
     service_name: str | None
     service_code: str | None
-    description: str
+    description: str | None
     agency_responsible: str | None
     service_notice: str | None
     requested_datetime: str
@@ -130,7 +130,7 @@ FORM_FIELDS = {
     "long": {"type": "number"},
     "address_string": {"type": "string"},
     "address_id": {"type": "string", "description": "Kept as the address text (no address repository here)"},
-    "description": {"type": "string", "minLength": 10, "maxLength": 5000},
+    "description": {"type": "string", "maxLength": 5000, "description": "Optional, as in the spec"},
     "email": {"type": "string", "description": "Kept private, never shown"},
     "device_id": {"type": "string", "description": "Accepted, not stored"},
     "account_id": {"type": "string", "description": "Echoed in the answer, not stored"},
@@ -141,11 +141,12 @@ FORM_FIELDS = {
 }
 FORM_SCHEMA = {
     "type": "object",
-    "required": ["api_key", "service_code", "description"],
+    "required": ["api_key", "service_code"],
     "properties": FORM_FIELDS,
     "additionalProperties": {
         "type": "string",
-        "description": "attribute[CODE]=value answers, attribute[CODE][]=key for each key of a multivaluelist",
+        "description": "attribute[CODE]=value answers, attribute[CODE][]=key for each key of a multivaluelist; "
+        "codes the service does not have are ignored",
     },
 }
 POST_REQUEST_BODY = {
@@ -229,6 +230,13 @@ def _notice(context: RequestContext, vietnamese: bool) -> str | None:
     return None
 
 
+def _name_without(service_code: str, vietnamese: bool) -> str:
+    """The name of a service the catalogue does not have (a catalogue without `other`)."""
+    if service_code != TRIAGE_SERVICE_CODE:
+        return service_code
+    return "Chờ phân loại" if vietnamese else "Awaiting triage"
+
+
 def request_of(context: RequestContext, *, base_url: str, vietnamese: bool, extensions: bool) -> Open311ServiceRequest:
     report = context.report
     photo_links = [
@@ -237,14 +245,16 @@ def request_of(context: RequestContext, *, base_url: str, vietnamese: bool, exte
         )
         for photo in context.photos
     ]
-    category = context.category
+    category, code = context.category, service_code_of(report)
     request = Open311ServiceRequest(
         service_request_id=report.tracking_code,
         status="open" if report.status in OPEN_STATUSES else "closed",
         status_notes=context.status_notes,
-        service_name=_pick(vietnamese, category.name_vi, category.name_en) if category else None,
-        service_code=report.service_code or report.requested_service_code,
-        description=report.description,
+        service_name=_pick(vietnamese, category.name_vi, category.name_en)
+        if category
+        else _name_without(code, vietnamese),
+        service_code=code,
+        description=report.description or None,
         agency_responsible=_pick(vietnamese, context.department.name_vi, context.department.name_en)
         if context.department
         else None,

@@ -22,6 +22,9 @@ from service.reports.codes import normalise_tracking_code
 
 # One city, one jurisdiction; clients may send it or leave it out (the spec allows both).
 JURISDICTION_ID = "hochiminhcity.gov.vn"
+# A request whose category is not decided yet (not processed, or waiting for a dispatcher's triage)
+# shows as the catalogue's catch-all service, so every request has a service_code and a service_name.
+TRIAGE_SERVICE_CODE = "other"
 
 DEFAULT_WINDOW = timedelta(days=90)
 STATUS_GROUPS = {
@@ -93,10 +96,12 @@ async def list_public_requests(
         query = query.where(col(Report.tracking_code).in_(codes))
     else:
         if service_codes:
+            undecided = and_(col(Report.service_code).is_(None), col(Report.requested_service_code).is_(None))
             query = query.where(
                 or_(
                     col(Report.service_code).in_(service_codes),
                     and_(col(Report.service_code).is_(None), col(Report.requested_service_code).in_(service_codes)),
+                    *([undecided] if TRIAGE_SERVICE_CODE in service_codes else []),
                 )
             )
         if statuses:
@@ -122,6 +127,11 @@ async def get_by_token(session: AsyncSession, token: str) -> Report:
     if report is None:
         raise NotFound("token_not_found", f"token '{token}' was not found.")
     return report
+
+
+def service_code_of(report: Report) -> str:
+    """The category decided, else the citizen's choice, else the triage service."""
+    return report.service_code or report.requested_service_code or TRIAGE_SERVICE_CODE
 
 
 @dataclass
@@ -169,7 +179,7 @@ async def contexts(session: AsyncSession, reports_: list[Report], *, vietnamese:
     return [
         RequestContext(
             report=report,
-            category=categories.get(report.service_code or report.requested_service_code or ""),
+            category=categories.get(service_code_of(report)),
             department=departments.get(report.department_code or ""),
             status_notes=notes.get(report.id),
             photos=photos.get(report.id, []),

@@ -1,11 +1,22 @@
 """What apps send and what they get back for reports."""
 
+import json
 import re
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from service.models.report import CHANNELS
 
@@ -14,6 +25,12 @@ assert set(CHANNELS) == set(Channel.__args__)  # type: ignore[attr-defined]
 
 PHONE = re.compile(r"^\+?[0-9][0-9 .\-()]{5,19}$")
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
+
+MAX_ATTRIBUTES = 50
+AttributeCode = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+# Text, a number, or the keys chosen in a multivaluelist; checked against the category in
+# service/catalogue/attributes.py, the same rule as Open311's attribute[code] fields.
+AttributeAnswer = StrictStr | StrictInt | StrictFloat | Annotated[list[StrictStr], Field(max_length=MAX_ATTRIBUTES)]
 
 
 class ReportCreate(BaseModel):
@@ -39,6 +56,15 @@ class ReportCreate(BaseModel):
         default=None, max_length=254, json_schema_extra={"pattern": "^$|" + EMAIL.pattern}
     )
     is_public: bool = True
+    attributes: dict[AttributeCode, AttributeAnswer] | None = Field(
+        default=None,
+        max_length=MAX_ATTRIBUTES,
+        description="Answers to the questions of the category in `service_code` (its `attributes` in "
+        "GET /v1/categories), by attribute code: text, a number, or a list of keys for a multivaluelist. "
+        "Required ones are enforced whenever `service_code` is given; a code the category lacks is a 422. "
+        "In multipart, this object as JSON text.",
+        examples=[{"waste_type": ["household", "bulky"]}],
+    )
 
     @field_validator("reporter_phone")
     @classmethod
@@ -58,6 +84,19 @@ class ReportCreate(BaseModel):
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("attributes", mode="before")
+    @classmethod
+    def _attributes_as_json_text(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        try:  # a multipart form field: only an object's JSON text is an answer
+            parsed = json.loads(value)
+        except ValueError:
+            parsed = None
+        if not isinstance(parsed, dict):
+            raise ValueError("attributes must be a JSON object")
+        return parsed
 
     @field_validator("*", mode="after")
     @classmethod

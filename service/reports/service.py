@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
+from zoneinfo import ZoneInfo
 
 import h3
 from sqlalchemy import insert
@@ -48,7 +49,9 @@ class Submission:
 
 def fingerprint(data: ReportCreate, photos: list[StagedPhoto], extras: dict | None = None) -> str:
     """Same body and same photos give the same fingerprint: what makes a retry a retry."""
-    body = {"fields": data.model_dump(mode="json"), "photos": [photo.sha256 for photo in photos]}
+    # Without attributes the fields are those of a report before apps could answer attributes.
+    fields = data.model_dump(mode="json", exclude={"attributes"} if data.attributes is None else None)
+    body = {"fields": fields, "photos": [photo.sha256 for photo in photos]}
     if extras:  # only when present, so fingerprints of plain reports never change
         body["extras"] = extras
     canonical = json.dumps(body, sort_keys=True, ensure_ascii=False)
@@ -135,8 +138,9 @@ async def prepare(
 ) -> NewReport | Submission:
     """Check a submission and build its rows, or find the report an earlier try with the same key made.
 
-    `attributes` are answers to the category's attributes: None when the client doesn't ask them
-    (required ones are then not enforced), a dict (maybe empty) when it does, as Open311 clients do."""
+    Answers to the category's attributes come in `data.attributes` (unknown codes refused) or, from an
+    Open311 form, in `attributes` (unknown codes ignored, as the spec has it). Either way they are
+    checked by the one rule of service.catalogue.attributes, required ones whenever a category is given."""
     # Only a retry can be compared with an earlier try: without a key there is nothing to fingerprint.
     print_ = fingerprint(data, photos, _extras(attributes, media_url)) if idempotency_key else None
     if replay := await find_replay(session, client, idempotency_key, print_):
@@ -145,7 +149,7 @@ async def prepare(
     category = await session.get(ServiceCategory, data.service_code) if data.service_code else None
     if data.service_code and category is None:
         raise Unprocessable("unknown_service_code", "service_code")
-    answers = check_answers(definitions_of(category), attributes) if attributes is not None else None
+    answers = _answers(category, data, attributes, ZoneInfo(settings.sla_timezone))
     point = check_location(data, photos)
     if point and not await service_area.contains(session, settings, point[0], point[1]):
         raise Unprocessable("outside_service_area", "lat" if point[2] == "device" else "photos")
@@ -201,6 +205,18 @@ async def prepare(
         },
     }
     return NewReport(values=values, photos=rows, received=received)
+
+
+def _answers(
+    category: ServiceCategory | None, data: ReportCreate, form_answers: dict[str, Answer] | None, zone: ZoneInfo
+) -> dict[str, object] | None:
+    if category is None:
+        if data.attributes:
+            raise Unprocessable("validation_error", "attributes", "attributes answer a category: give service_code.")
+        return None
+    if form_answers is not None:
+        return check_answers(definitions_of(category), form_answers, zone=zone, unknown="ignore")
+    return check_answers(definitions_of(category), data.attributes or {}, zone=zone, unknown="refuse")
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from sqlmodel import col, select
 
 from service import city_time
 from service.auth.subject import AuthSubject, require_roles
+from service.catalogue.attributes import describe_answers
 from service.city_time import CityTime, CityZone
 from service.db import SessionDep
 from service.errors import Forbidden, Unprocessable, problem_of_error, problem_responses, timeline_in_vietnamese
@@ -16,7 +17,7 @@ from service.jobs import photos_job
 from service.lifecycle import changes as lifecycle
 from service.lifecycle import states
 from service.lifecycle.events import EventCode, render
-from service.models import Photo, Report, StaffUser
+from service.models import Photo, Report, ServiceCategory, StaffUser
 from service.models.types import utcnow
 from service.reports.citizen import attach_photos
 from service.reports.intake import read_message_with_photos
@@ -28,6 +29,7 @@ from service.tickets.etag import IF_MATCH_DESCRIPTION, check_if_match, etag_of
 from service.tickets.schemas import (
     AssigneeRef,
     AssignIn,
+    AttributeAnswer,
     BulkIn,
     BulkItem,
     BulkResult,
@@ -218,8 +220,10 @@ async def _detail(session, subject: AuthSubject, report: Report, request: Reques
     vietnamese = timeline_in_vietnamese(request)
     base = request.app.state.settings.public_base_url
     events = await service.timeline(session, report)
+    answers = await _answers(session, report, vietnamese)
     if subject.role in CITIZEN_SIDE_ROLES:
-        return _citizen_side(report, events, photos=await _photos(session, report), base=base, vietnamese=vietnamese)
+        photos = await _photos(session, report)
+        return _citizen_side(report, events, photos=photos, answers=answers, base=base, vietnamese=vietnamese)
     photos = (await session.exec(select(Photo).where(Photo.report_id == report.id).order_by(col(Photo.position)))).all()
     assignee = await session.get(StaffUser, report.assignee_id) if report.assignee_id else None
     return TicketDetail(
@@ -252,6 +256,7 @@ async def _detail(session, subject: AuthSubject, report: Report, request: Reques
         allowed_transitions=[str(to) for to in states.allowed(report.status, states.ways_for(subject.role))]
         if subject.role in WORKER_ROLES
         else [],
+        attributes=answers,
         photos=[
             {
                 "id": str(p.id),
@@ -266,13 +271,26 @@ async def _detail(session, subject: AuthSubject, report: Report, request: Reques
     )
 
 
+async def _answers(session, report: Report, vietnamese: bool) -> list[AttributeAnswer]:
+    """The answers, with the questions of the category they were checked against (the citizen's)."""
+    if not report.attributes:
+        return []
+    asked = report.requested_service_code or report.service_code
+    category = await session.get(ServiceCategory, asked) if asked else None
+    return [
+        AttributeAnswer(**answer) for answer in describe_answers(category, report.attributes, vietnamese=vietnamese)
+    ]
+
+
 async def _photos(session, report: Report) -> list[Photo]:
     return list(
         (await session.exec(select(Photo).where(Photo.report_id == report.id).order_by(col(Photo.position)))).all()
     )
 
 
-def _citizen_side(report: Report, events, *, photos: list[Photo], base: str, vietnamese: bool) -> TicketDetail:
+def _citizen_side(
+    report: Report, events, *, photos: list[Photo], answers: list[AttributeAnswer], base: str, vietnamese: bool
+) -> TicketDetail:
     """What an app key (shipped inside a public mobile app) may read: what the citizen sees on the
     tracking page, no internal notes, no staff names, no routing or classification data."""
     public_photos = [p for p in photos if p.rejected_reason is None]
@@ -302,6 +320,7 @@ def _citizen_side(report: Report, events, *, photos: list[Photo], base: str, vie
         assignee_id=None,
         reporter=None,
         allowed_transitions=[],
+        attributes=answers,
         photos=[
             {
                 "id": str(p.id),

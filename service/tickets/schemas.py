@@ -59,6 +59,15 @@ class TimelineEvent(BaseModel):
     data: dict = Field(description="The details; a change carries `status: {from, to}` and each other field it moved")
 
 
+class AttributeAnswer(BaseModel):
+    """The citizen's answer to one of the category's extra questions."""
+
+    code: str
+    question: str | None = Field(description="The question, in the reader's language (none if since dropped)")
+    value: str | int | float | list[str] = Field(description="As stored: a datetime in UTC, a list's keys")
+    value_names: list[str] | None = Field(description="For a list: the names of the chosen keys")
+
+
 class Contact(BaseModel):
     name: str | None
     phone: str | None
@@ -116,6 +125,7 @@ class TicketDetail(TicketSummary):
     citizen_feedback: str | None
     reporter: Contact | None = Field(description="Only for roles that need to call back")
     allowed_transitions: list[str]
+    attributes: list[AttributeAnswer] = Field(description="Answers to the citizen's category's questions")
     photos: list[dict]
     timeline: list[TimelineEvent]
 
