@@ -11,20 +11,23 @@ be routed automatically (confidence >= threshold), the triage rate, a sweep of
 thresholds to choose DEFAULT_TRIAGE_THRESHOLD from, and per-category figures.
 Then a small hand-written set in styles the corpus does not use (emoji, Telex
 typing slips, code-switching, long formal letters), scored by a model trained
-on the whole corpus.
+on the whole corpus. Rewrites its own section of bench/RESULTS.md (`--no-write` to print only).
 """
 
 import argparse
 import sys
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import sklearn
 from scipy.sparse.csgraph import connected_components
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.model_selection import StratifiedGroupKFold
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 from service.classify.model import (  # noqa: E402
     DEFAULT_TRIAGE_THRESHOLD,
@@ -33,6 +36,9 @@ from service.classify.model import (  # noqa: E402
     load_corpus,
 )
 from service.classify.text import canonical  # noqa: E402
+
+RESULTS = ROOT / "bench" / "RESULTS.md"
+BEGIN, END = "<!-- classifier_cv:begin -->", "<!-- classifier_cv:end -->"
 
 # Two reports whose folded words are this alike (tf-idf cosine) are one complaint
 # written twice: "Mất điện từ 6 giờ sáng..." and "mat dien tu 6h sang...". Read
@@ -162,15 +168,16 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--threshold", type=float, default=DEFAULT_TRIAGE_THRESHOLD)
     parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--no-write", action="store_true", help="print only; leave bench/RESULTS.md alone")
     args = parser.parse_args()
 
     examples = load_corpus()
     texts = np.array([text for text, _ in examples], dtype=object)
     labels = np.array([label for _, label in examples])
     counts = Counter(labels)
+    distinct = len(set(same_sentence_groups(texts)))
     print(f"corpus: {len(examples)} reports, {len(counts)} categories "
-          f"({min(counts.values())}-{max(counts.values())} each), "
-          f"{len(set(same_sentence_groups(texts)))} distinct sentences")
+          f"({min(counts.values())}-{max(counts.values())} each), {distinct} distinct sentences")
 
     predicted, confidence = cross_validated_predictions(texts, labels, args.folds)
     correct = predicted == labels
@@ -180,21 +187,24 @@ def main() -> None:
           f"accuracy on non-triaged {routed_accuracy:.3f}, triage rate {triage_rate:.3f}")
 
     print("\nthreshold  non-triaged-accuracy  triage-rate")
+    sweep = []
     for threshold in np.arange(0.20, 0.80, 0.05):
         _, sweep_accuracy, sweep_triage = summary(correct, confidence, threshold)
+        sweep.append((threshold, sweep_accuracy, sweep_triage))
         print(f"   {threshold:.2f}        {sweep_accuracy:.3f}            {sweep_triage:.3f}")
 
     print(f"\n{'category':24} {'n':>4} {'recall':>7} {'precision':>9} {'routed-acc':>10} {'triage':>7}")
+    per_category = []
     for code in sorted(counts):
         actual = labels == code
         claimed = predicted == code
         routed = actual & (confidence >= args.threshold)
-        print(f"{code:24} {actual.sum():4d} {correct[actual].mean():7.3f} "
-              f"{(correct & claimed).sum() / max(claimed.sum(), 1):9.3f} "
-              f"{correct[routed].mean() if routed.any() else float('nan'):10.3f} "
-              f"{1 - routed.sum() / actual.sum():7.3f}")
+        row = (code, int(actual.sum()), correct[actual].mean(), (correct & claimed).sum() / max(claimed.sum(), 1),
+               correct[routed].mean() if routed.any() else float("nan"), 1 - routed.sum() / actual.sum())
+        per_category.append(row)
+        print(f"{row[0]:24} {row[1]:4d} {row[2]:7.3f} {row[3]:9.3f} {row[4]:10.3f} {row[5]:7.3f}")
 
-    confusions = Counter(zip(labels[~correct], predicted[~correct])).most_common(8)
+    confusions = Counter(zip(labels[~correct], predicted[~correct], strict=True)).most_common(12)
     print("\nmost frequent confusions (actual -> predicted):")
     for (actual, guess), count in confusions:
         print(f"  {count:3d}  {actual} -> {guess}")
@@ -204,13 +214,66 @@ def main() -> None:
     sanity_labels = np.array([label for _, label in SANITY_SET])
     sanity_predicted, sanity_confidence = predict(pipeline, sanity_texts)
     sanity_correct = sanity_predicted == sanity_labels
-    accuracy, routed_accuracy, triage_rate = summary(sanity_correct, sanity_confidence, args.threshold)
-    print(f"\nsanity set ({len(SANITY_SET)} reports, other styles): accuracy {accuracy:.3f}, "
-          f"accuracy on non-triaged {routed_accuracy:.3f}, triage rate {triage_rate:.3f}")
-    for text, expected, guess, score in zip(sanity_texts, sanity_labels, sanity_predicted, sanity_confidence):
+    sanity = summary(sanity_correct, sanity_confidence, args.threshold)
+    print(f"\nsanity set ({len(SANITY_SET)} reports, other styles): accuracy {sanity[0]:.3f}, "
+          f"accuracy on non-triaged {sanity[1]:.3f}, triage rate {sanity[2]:.3f}")
+    for text, expected, guess, score in zip(sanity_texts, sanity_labels, sanity_predicted, sanity_confidence, strict=True):
         if guess != expected or score < args.threshold:
             mark = "wrong " if guess != expected else "triage"
             print(f"  {mark} {score:.2f} {guess:22} (expected {expected}) {text[:70]}")
+
+    if not args.no_write:
+        write_results(section(
+            args, corpus=(len(examples), len(counts), distinct), figures=(accuracy, routed_accuracy, triage_rate),
+            sweep=sweep, per_category=per_category, confusions=confusions, sanity=sanity,
+        ))
+        print(f"\nupdated {RESULTS.relative_to(ROOT)}")
+
+
+def section(args, *, corpus, figures, sweep, per_category, confusions, sanity) -> str:
+    """The classifier's part of bench/RESULTS.md, between its own markers."""
+    reports, categories, distinct = corpus
+    accuracy, routed_accuracy, triage_rate = figures
+    lines = [
+        BEGIN,
+        "## Report classifier (`bench/classifier_cv.py`)",
+        "",
+        f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; scikit-learn {sklearn.__version__}",
+        f"- corpus: {reports:,} reports in {categories} fields, {distinct:,} distinct sentences (rewordings of one "
+        "sentence grouped and kept in one fold)",
+        f"- {args.folds}-fold grouped cross-validation at the triage threshold {args.threshold:.2f}: "
+        f"**accuracy {accuracy:.3f}, routed accuracy {routed_accuracy:.3f}, {triage_rate:.1%} sent to triage** "
+        "(targets: ≥ 0.92, ≥ 0.97, ≤ 15 %)",
+        f"- sanity set ({len(SANITY_SET)} reports in styles the corpus does not use, model trained on the whole "
+        f"corpus): accuracy {sanity[0]:.3f}, routed accuracy {sanity[1]:.3f}, {sanity[2]:.1%} triaged",
+        "",
+        "| threshold | routed accuracy | triaged |",
+        "|---|---|---|",
+        *(f"| {threshold:.2f} | {routed:.3f} | {triaged:.1%} |" for threshold, routed, triaged in sweep
+          if 0.39 < threshold < 0.71),
+        "",
+        "| field | reports | recall | precision | routed accuracy | triaged |",
+        "|---|---|---|---|---|---|",
+        *(f"| {code} | {n} | {recall:.3f} | {precision:.3f} | {routed:.3f} | {triaged:.1%} |"
+          for code, n, recall, precision, routed, triaged in per_category),
+        "",
+        "Most frequent confusions (actual → predicted): "
+        + ", ".join(f"{actual} → {guess} {count}" for (actual, guess), count in confusions) + ".",
+        "",
+        "Re-run: `.venv/bin/python bench/classifier_cv.py` (about a minute on 2 cores).",
+        END,
+    ]
+    return "\n".join(lines)
+
+
+def write_results(text: str) -> None:
+    current = RESULTS.read_text() if RESULTS.exists() else "# Benchmarks\n"
+    if BEGIN in current and END in current:
+        before, rest = current.split(BEGIN, 1)
+        updated = before + text + rest.split(END, 1)[1]
+    else:
+        updated = current.rstrip() + "\n\n" + text + "\n"
+    RESULTS.write_text(updated)
 
 
 if __name__ == "__main__":

@@ -1,15 +1,16 @@
 """Fast prediction with the trained classifier pipeline: the same numbers at a fraction of the cost.
 
 scikit-learn's `Pipeline.predict_proba` on one text spends most of its ~10 ms validating inputs: the
-FeatureUnion validates each vectorizer's output, and CalibratedClassifierCV runs five LinearSVCs and
-calls sixteen sigmoid calibrators for each, every call validated again. The arithmetic is tiny, so
-`LinearInference` extracts it once at load time:
+FeatureUnion validates each vectorizer's output, and CalibratedClassifierCV runs its LinearSVC (one,
+or one per fold when it ensembles) and a sigmoid calibrator per class, every call validated again.
+The arithmetic is tiny, so `LinearInference` extracts it once at load time:
 
 - each text view (as written, folded) is computed once and fed to the vectorizers' own analyzers,
   which keeps the n-grams exactly scikit-learn's;
 - tf-idf weighting (sublinear tf, idf, l2 norm) is applied in numpy as TfidfTransformer does;
-- the five folds' coefficients, scaled by the FeatureUnion weights, are stacked into one matrix, so
-  every fold and class margin comes from one sparse-dense product per vectorizer;
+- the folds' coefficients (a single one without ensembling), scaled by the FeatureUnion weights, are
+  stacked into one matrix, so every fold and class margin comes from one sparse-dense product per
+  vectorizer;
 - the sigmoid calibrators are applied together, then normalised, clipped and averaged over the folds
   as `_CalibratedClassifier.predict_proba` and `CalibratedClassifierCV.predict_proba` do.
 

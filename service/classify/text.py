@@ -68,6 +68,21 @@ TEEN_CODE = {
     "q": "quận",
     "p": "phường",
     "ubnd": "ủy ban nhân dân",
+    "mik": "mình",
+    "mk": "mình",
+    "khum": "không",
+    "kô": "không",
+    "chx": "chưa",
+    "ik": "đi",
+    "hum": "hôm",
+    "đk": "đăng ký",
+    "dk": "đăng ký",
+    "dvc": "dịch vụ công",
+    "bv": "bệnh viện",
+    "bhyt": "bảo hiểm y tế",
+    "csgt": "cảnh sát giao thông",
+    "gv": "giáo viên",
+    "gvcn": "giáo viên chủ nhiệm",
 }
 
 _TOKEN = re.compile(r"\w+")
