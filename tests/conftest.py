@@ -29,7 +29,15 @@ PG_ADMIN_DSN = os.environ.get("TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 BACKENDS = [b for b in os.environ.get("TEST_BACKENDS", "postgresql,sqlite").split(",") if b]
 # The catalogue survives between tests; every other table is emptied before each test.
-CATALOGUE_TABLES = {"catalogue_versions", "departments", "service_categories", "jurisdictions", "routing_rules", "sla_policies", "alembic_version"}
+CATALOGUE_TABLES = {
+    "catalogue_versions",
+    "departments",
+    "service_categories",
+    "jurisdictions",
+    "routing_rules",
+    "sla_policies",
+    "alembic_version",
+}
 
 
 def migrate(database_url: str) -> None:
@@ -102,7 +110,9 @@ def settings(request, tmp_path_factory) -> Iterator[Settings]:
     # The map first: the catalogue's routing rules are checked against it.
     run_in_session(settings, _import_demo_jurisdictions)
     catalogue, checksum = catalogue_service.read_file(ROOT / "service" / "catalogue" / "catalogue.yaml")
-    run_in_session(settings, lambda s: catalogue_service.load(s, catalogue=catalogue, checksum=checksum, source="tests"))
+    run_in_session(
+        settings, lambda s: catalogue_service.load(s, catalogue=catalogue, checksum=checksum, source="tests")
+    )
     yield settings
     if backend == "postgresql":
         asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

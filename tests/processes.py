@@ -26,7 +26,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for_port(port: int, process: subprocess.Popen | None = None, timeout: float = 20, what: str = "server") -> None:
+def wait_for_port(
+    port: int, process: subprocess.Popen | None = None, timeout: float = 20, what: str = "server"
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
@@ -62,8 +64,19 @@ class RedisServer:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.workdir)],
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
             stdout=subprocess.DEVNULL,
         )
         wait_for_port(self.port, self.process, what="redis-server")
@@ -171,7 +184,9 @@ class IntakeProcesses:
         port = free_port()
         process = subprocess.Popen(
             [INTAKE, "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=self.env, stdout=self._log(f"api-{len(self.apis)}"), stderr=subprocess.STDOUT,
+            env=self.env,
+            stdout=self._log(f"api-{len(self.apis)}"),
+            stderr=subprocess.STDOUT,
         )
         self.apis.append((process, port))
         wait_for_port(port, process, timeout=60, what="intake serve")
@@ -220,7 +235,10 @@ def live_api(settings, workdir: Path, *, timeout: float = 60, **overrides) -> It
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [INTAKE, "serve", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=Path(__file__).resolve().parent.parent, env=env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=Path(__file__).resolve().parent.parent,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     try:
         deadline = time.monotonic() + timeout
@@ -278,7 +296,9 @@ class HAProxy:
         config = self.workdir / "haproxy.cfg"
         config.write_text(self.config_text())
         log = open(self.workdir / "haproxy.log", "w")
-        self.process = subprocess.Popen([haproxy_binary(), "-db", "-f", str(config)], stdout=log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            [haproxy_binary(), "-db", "-f", str(config)], stdout=log, stderr=subprocess.STDOUT
+        )
         wait_for_port(self.port, self.process, what="haproxy")
 
     def stop(self) -> None:

@@ -40,7 +40,9 @@ def stored(client, ticket: str) -> Report:
 
 def codes(client, ticket: str) -> list[str]:
     async def load(session):
-        rows = await session.exec(select(ReportEvent).where(ReportEvent.report_id == UUID(ticket)).order_by(ReportEvent.id))
+        rows = await session.exec(
+            select(ReportEvent).where(ReportEvent.report_id == UUID(ticket)).order_by(ReportEvent.id)
+        )
         return [row.type for row in rows.all()]
 
     return in_app(client, load)
@@ -104,9 +106,11 @@ def test_on_hold_pauses_the_acknowledgement_clock_and_the_deadline_moves_later(c
     set_fields(client, created["id"], acknowledge_due_at=now - HOUR, on_hold_since=now - 2 * HOUR)
     assert sweep(client) == 0
 
-    moved = client.post(f"/v1/tickets/{created['id']}/transfer",
-                        json={"department_code": "ubnd-phuong-ben-thanh", "reason": "Đèn trong hẻm do phường quản lý"},
-                        headers=officer)
+    moved = client.post(
+        f"/v1/tickets/{created['id']}/transfer",
+        json={"department_code": "ubnd-phuong-ben-thanh", "reason": "Đèn trong hẻm do phường quản lý"},
+        headers=officer,
+    )
     assert moved.status_code == 200 and moved.json()["status"] == "assigned"
     # The clock runs again with the hour that was left.
     assert stored(client, created["id"]).acknowledge_due_at > utcnow() + HOUR / 2
@@ -122,24 +126,53 @@ def test_ioc_shows_acknowledgement_compliance_per_department(client, viewer):  #
     add_reports(
         client,
         # Công ty Chiếu sáng: on time, on the very deadline, late, and marked by the sweep; one not due yet.
-        lighting(n - 10 * DAY, status="closed", acknowledge_due_at=n - 10 * DAY + 8 * HOUR,
-                 acknowledged_at=n - 10 * DAY + 2 * HOUR),
-        lighting(n - 5 * DAY, status="in_progress", acknowledge_due_at=n - 5 * DAY + 8 * HOUR,
-                 acknowledged_at=n - 5 * DAY + 8 * HOUR),
-        lighting(n - 9 * DAY, status="in_progress", acknowledge_due_at=n - 9 * DAY + 8 * HOUR, acknowledged_at=n - 8 * DAY),
-        lighting(n - 3 * DAY, status="assigned", acknowledge_due_at=n - 3 * DAY + 8 * HOUR,
-                 acknowledge_overdue_at=n - 3 * DAY + 9 * HOUR),
+        lighting(
+            n - 10 * DAY,
+            status="closed",
+            acknowledge_due_at=n - 10 * DAY + 8 * HOUR,
+            acknowledged_at=n - 10 * DAY + 2 * HOUR,
+        ),
+        lighting(
+            n - 5 * DAY,
+            status="in_progress",
+            acknowledge_due_at=n - 5 * DAY + 8 * HOUR,
+            acknowledged_at=n - 5 * DAY + 8 * HOUR,
+        ),
+        lighting(
+            n - 9 * DAY, status="in_progress", acknowledge_due_at=n - 9 * DAY + 8 * HOUR, acknowledged_at=n - 8 * DAY
+        ),
+        lighting(
+            n - 3 * DAY,
+            status="assigned",
+            acknowledge_due_at=n - 3 * DAY + 8 * HOUR,
+            acknowledge_overdue_at=n - 3 * DAY + 9 * HOUR,
+        ),
         lighting(n - 2 * HOUR, status="assigned", acknowledge_due_at=n + 6 * HOUR),
         # Công ty Thoát nước: two on time; one paused on hold before its deadline, one without a deadline.
-        drainage(n - 6 * DAY, status="in_progress", acknowledge_due_at=n - 6 * DAY + 8 * HOUR,
-                 acknowledged_at=n - 6 * DAY + HOUR),
-        drainage(n - 4 * DAY, status="resolved", acknowledge_due_at=n - 4 * DAY + 8 * HOUR,
-                 acknowledged_at=n - 4 * DAY + 7 * HOUR, resolved_at=n - 3 * DAY),
+        drainage(
+            n - 6 * DAY,
+            status="in_progress",
+            acknowledge_due_at=n - 6 * DAY + 8 * HOUR,
+            acknowledged_at=n - 6 * DAY + HOUR,
+        ),
+        drainage(
+            n - 4 * DAY,
+            status="resolved",
+            acknowledge_due_at=n - 4 * DAY + 8 * HOUR,
+            acknowledged_at=n - 4 * DAY + 7 * HOUR,
+            resolved_at=n - 3 * DAY,
+        ),
         drainage(n - 2 * DAY, status="on_hold", acknowledge_due_at=n - DAY, on_hold_since=n - 2 * DAY + HOUR),
         drainage(n - 7 * DAY, status="in_progress", acknowledged_at=n - 7 * DAY + HOUR),
         # The dispatchers never took this one: marked.
-        report(n - DAY, status="needs_triage", department_code="dispatch-1022", jurisdiction_code="BEN-THANH",
-               acknowledge_due_at=n - DAY + 8 * HOUR, acknowledge_overdue_at=n - DAY + 9 * HOUR),
+        report(
+            n - DAY,
+            status="needs_triage",
+            department_code="dispatch-1022",
+            jurisdiction_code="BEN-THANH",
+            acknowledge_due_at=n - DAY + 8 * HOUR,
+            acknowledge_overdue_at=n - DAY + 9 * HOUR,
+        ),
     )
 
     body = summary(client, viewer)
@@ -156,11 +189,15 @@ def test_ioc_shows_acknowledgement_compliance_per_department(client, viewer):  #
 
     # A window inside one day is read from the reports table alone: the same rule.
     clear_cache(client)
-    short = summary(client, viewer, **{"from": (n - 9 * DAY - HOUR).isoformat(), "to": (n - 9 * DAY + HOUR).isoformat()})
+    short = summary(
+        client, viewer, **{"from": (n - 9 * DAY - HOUR).isoformat(), "to": (n - 9 * DAY + HOUR).isoformat()}
+    )
     assert short["acknowledgement"] == {"compliance_pct": 0.0, "on_time": 0, "late": 1, "measured": 1}
     # Departments with open work show up whatever the window; only the late one is measured in it.
     assert {acknowledgement_row(row) for row in short["departments"]} == {
-        ("chieu-sang", 0.0, 0, 1), ("thoat-nuoc", None, 0, 0), ("dispatch-1022", None, 0, 0),
+        ("chieu-sang", 0.0, 0, 1),
+        ("thoat-nuoc", None, 0, 0),
+        ("dispatch-1022", None, 0, 0),
     }
 
 
@@ -195,7 +232,9 @@ def test_a_later_deadline_clears_the_mark_only_when_the_clock_restarts(restart):
     from service.settings import get_settings
 
     start = utcnow()
-    ticket = Report(tracking_code="T", description="x", acknowledge_due_at=start - HOUR, acknowledge_overdue_at=start - HOUR / 2)
+    ticket = Report(
+        tracking_code="T", description="x", acknowledge_due_at=start - HOUR, acknowledge_overdue_at=start - HOUR / 2
+    )
     policy = rules.DEFAULT_POLICIES["urgent"]
     # A restart starts now (a transfer); triage starts again from intake, whose deadline already passed.
     start_clock(ticket, policy, calendar_from(get_settings()), start if restart else start - DAY, 0.75)

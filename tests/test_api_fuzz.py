@@ -50,7 +50,8 @@ EXAMPLES_PER_OPERATION = 30
 EXCLUDED_CHECKS: dict[str, str] = {}
 load_all_checks()
 CHECKS = [
-    check for check in [*REGISTERED_CHECKS.get_all(), max_response_time]
+    check
+    for check in [*REGISTERED_CHECKS.get_all(), max_response_time]
     if not is_check_class(check) and check.__name__ not in EXCLUDED_CHECKS
 ]
 
@@ -62,7 +63,10 @@ CHECKS = [
 REFUSALS_OF_WELL_FORMED_REQUESTS: dict[str, tuple[list[int], str]] = {
     "POST /v1/reports": ([422], "a location outside the city, an unknown service code, bytes that are no image"),
     "POST /v1/reports/{tracking_code}/replies": ([422], "bytes that are no image; a message of only spaces"),
-    "POST /v1/tickets/{ticket}/photos": ([412, 422], "bytes that are no image; a message of only spaces; a stale If-Match"),
+    "POST /v1/tickets/{ticket}/photos": (
+        [412, 422],
+        "bytes that are no image; a message of only spaces; a stale If-Match",
+    ),
     "GET /v1/tickets": ([422], "a made-up cursor; an impossible date (2026-02-31) or an end before the start"),
     "GET /v1/tickets/export.csv": ([422], "an impossible date or an end before the start; NUL"),
     "POST /v1/tickets/{ticket}/transitions": ([412, 422], "a stale If-Match; a field the target status requires"),
@@ -75,7 +79,10 @@ REFUSALS_OF_WELL_FORMED_REQUESTS: dict[str, tuple[list[int], str]] = {
     "GET /v1/ioc/hotspots": ([422], "an impossible date or an empty range"),
     "POST /open311/v2/requests.{response_format}": ([400], "a location outside the city, an unknown service code"),
     "GET /open311/v2/requests.{response_format}": ([400], "an impossible date or an end before the start"),
-    "POST /v1/webhooks/subscriptions": ([422], "a target the SSRF rules refuse; an unknown department or service filter"),
+    "POST /v1/webhooks/subscriptions": (
+        [422],
+        "a target the SSRF rules refuse; an unknown department or service filter",
+    ),
     "PATCH /v1/webhooks/subscriptions/{subscription_id}": ([422], "a target the SSRF rules refuse; an unknown filter"),
     "GET /v1/webhooks/subscriptions/{subscription_id}/deliveries": ([422], "a made-up cursor"),
     "GET /v1/webhooks/subscriptions/{subscription_id}/events": ([422], "a made-up cursor"),
@@ -116,7 +123,11 @@ def fuzz_config() -> schemathesis.Config:
             "operations": [
                 {
                     "include-name": label,
-                    "checks": {"positive_data_acceptance": {"expected-statuses": [*POSITIVE_DATA_ACCEPTANCE_DEFAULT, *statuses]}},
+                    "checks": {
+                        "positive_data_acceptance": {
+                            "expected-statuses": [*POSITIVE_DATA_ACCEPTANCE_DEFAULT, *statuses]
+                        }
+                    },
                 }
                 for label, (statuses, _reason) in REFUSALS_OF_WELL_FORMED_REQUESTS.items()
             ],
@@ -143,8 +154,10 @@ def _seed(client, base_url: str) -> Target:
     # resolved (rating, reopen), one on hold (replies).
     created, resolved, on_hold = (
         client.post(
-            "/v1/reports", data=report_body(reporter_phone="0903111222", lat=BEN_THANH_MARKET[0] + n * 0.003),
-            files=[("photos", ("a.jpg", jpeg_bytes(), "image/jpeg"))], headers=app,
+            "/v1/reports",
+            data=report_body(reporter_phone="0903111222", lat=BEN_THANH_MARKET[0] + n * 0.003),
+            files=[("photos", ("a.jpg", jpeg_bytes(), "image/jpeg"))],
+            headers=app,
         ).json()
         for n in range(3)
     )
@@ -156,7 +169,9 @@ def _seed(client, base_url: str) -> Target:
         for role in ("admin", "dispatcher"):
             await users.create(session, username=f"fuzz-{role}", password=PASSWORD, role=role)
         for role in ("supervisor", "officer"):
-            await users.create(session, username=f"fuzz-{role}", password=PASSWORD, role=role, department_code=department)
+            await users.create(
+                session, username=f"fuzz-{role}", password=PASSWORD, role=role, department_code=department
+            )
         return {
             "ioc_key": (await api_keys.create(session, name="fuzz ioc", role="ioc_viewer")).key,
             "admin_key": (await api_keys.create(session, name="fuzz admin", role="admin")).key,
@@ -173,8 +188,10 @@ def _seed(client, base_url: str) -> Target:
         refresh_tokens.append(tokens["refresh_token"])
 
     admin = credentials["admin"]
-    for report, change in ((resolved, {"to": "resolved", "public_reply": "Đã thay bóng đèn."}),
-                           (on_hold, {"to": "on_hold", "question": "Cột đèn số mấy ạ?"})):
+    for report, change in (
+        (resolved, {"to": "resolved", "public_reply": "Đã thay bóng đèn."}),
+        (on_hold, {"to": "on_hold", "question": "Cột đèn số mấy ạ?"}),
+    ):
         answer = client.post(f"/v1/tickets/{report['tracking_code']}/transitions", json=change, headers=admin)
         assert answer.status_code == 200, answer.text
 
@@ -182,13 +199,17 @@ def _seed(client, base_url: str) -> Target:
     allowed, settings.webhook_allowed_hosts = settings.webhook_allowed_hosts, ["127.0.0.1"]
     try:
         subscriptions = [
-            client.post("/v1/webhooks/subscriptions", json={"url": HOOK_URL}, headers=app).json()["id"] for _ in range(4)
+            client.post("/v1/webhooks/subscriptions", json={"url": HOOK_URL}, headers=app).json()["id"]
+            for _ in range(4)
         ]
     finally:
         settings.webhook_allowed_hosts = allowed
     # A public reply: one event in each subscription's outbox, for the event and redelivery operations.
-    client.post(f"/v1/tickets/{created['tracking_code']}/comments", json={"body": "Đã tiếp nhận", "visibility": "public"},
-                headers=credentials["admin"])
+    client.post(
+        f"/v1/tickets/{created['tracking_code']}/comments",
+        json={"body": "Đã tiếp nhận", "visibility": "public"},
+        headers=credentials["admin"],
+    )
     events = client.get(f"/v1/webhooks/subscriptions/{subscriptions[0]}/events", headers=app).json()["items"]
     return Target(
         base_url=base_url,
@@ -247,7 +268,8 @@ def target(settings, tmp_path_factory):
 
     run_in_session(settings, empty_tables)
     server = live_api(
-        settings, tmp_path_factory.mktemp("fuzz"),
+        settings,
+        tmp_path_factory.mktemp("fuzz"),
         queue_name=f"fuzz-{uuid.uuid4().hex[:8]}",  # no worker ever takes the jobs generated requests enqueue
         webhook_allowed_hosts=["127.0.0.1"],
     )
@@ -286,8 +308,10 @@ def use_real_values(case, target: Target) -> None:
             name: _pick(value, real[name]) if name in real else value for name, value in case.path_parameters.items()
         }
     if isinstance(case.body, dict) and not drawn_invalid(ParameterLocation.BODY):
-        body = {name: _pick(value, target.body_values[name]) if name in target.body_values else value
-                for name, value in case.body.items()}
+        body = {
+            name: _pick(value, target.body_values[name]) if name in target.body_values else value
+            for name, value in case.body.items()
+        }
         for field in ("photos", "media"):
             if field in body and zlib.crc32(repr(body[field]).encode()) % 2 == 0:
                 photo = jpeg_bytes()  # a real photo, so multipart uploads get past the content check
@@ -321,13 +345,21 @@ def authorise(case, target: Target) -> dict[str, str]:
         for prefix, names in CREDENTIALS_FOR:
             if case.path.startswith(prefix):
                 drawn = generated & {"authorization", "x-api-key"}
-                fitting = [name for name in names if {h.lower() for h in target.credentials[name]} <= drawn] if drawn else names
+                fitting = (
+                    [name for name in names if {h.lower() for h in target.credentials[name]} <= drawn]
+                    if drawn
+                    else names
+                )
                 if fitting:
                     credentials.update(target.credentials[fitting[(choice >> 3) % len(fitting)]])
                 break
     # Half the retries a well-behaved client would make: the same key for the same request.
     idempotency = next((name for name in case.headers or {} if name.lower() == "idempotency-key"), None)
-    if idempotency and choice % 2 and not (case.meta is not None and case.meta.is_negative_at(ParameterLocation.HEADER)):
+    if (
+        idempotency
+        and choice % 2
+        and not (case.meta is not None and case.meta.is_negative_at(ParameterLocation.HEADER))
+    ):
         credentials[idempotency] = f"fuzz-{choice:08x}"
     return credentials
 
@@ -344,12 +376,16 @@ def test_every_operation_answers_as_its_spec_says(case, target):
 
 def test_rate_limit_and_outage_answers_match_the_spec(settings, client, api_key):
     body = report_body()
-    tight = settings.model_copy(update={"queue_name": f"fuzz-{uuid.uuid4().hex[:8]}", "rate_limit_intake_per_address": "1/minute"})
+    tight = settings.model_copy(
+        update={"queue_name": f"fuzz-{uuid.uuid4().hex[:8]}", "rate_limit_intake_per_address": "1/minute"}
+    )
     with TestClient(create_app(tight)) as limited:
         assert limited.post("/v1/reports", json=body, headers={"X-API-Key": api_key}).status_code == 201
         refused = limited.post("/v1/reports", json=body, headers={"X-API-Key": api_key})
     assert refused.status_code == 429
-    schema["/v1/reports"]["POST"].Case(body=body, media_type="application/json").validate_response(refused, checks=CHECKS)
+    schema["/v1/reports"]["POST"].Case(body=body, media_type="application/json").validate_response(
+        refused, checks=CHECKS
+    )
 
     # The database is down (nothing listens on port 1): the client is told to retry, as documented.
     down = settings.model_copy(update={"database_url": "postgresql+asyncpg://postgres@127.0.0.1:1/intake"})

@@ -100,21 +100,37 @@ def test_a_signed_token_whose_subject_is_not_a_user_id_is_401_not_500(settings, 
     now = utcnow()
     for subject in ("admin", "", "1" * 100):
         forged = jwt.encode(
-            {"sub": subject, "role": "admin", "dept": None, "aud": AUDIENCE, "iat": now, "exp": now + timedelta(minutes=5)},
-            settings.secret_key, algorithm=ALGORITHM,
+            {
+                "sub": subject,
+                "role": "admin",
+                "dept": None,
+                "aud": AUDIENCE,
+                "iat": now,
+                "exp": now + timedelta(minutes=5),
+            },
+            settings.secret_key,
+            algorithm=ALGORITHM,
         )
         answer = client.get("/v1/auth/me", headers={"Authorization": f"Bearer {forged}"})
         assert answer.status_code == 401, (subject, answer.text)
         assert answer.json()["code"] == "invalid_token"
     bad_family = jwt.encode(
-        {"sub": str(uuid.uuid4()), "fam": "not-a-family", "aud": AUDIENCE, "iat": now, "exp": now + timedelta(minutes=5)},
-        settings.secret_key, algorithm=ALGORITHM,
+        {
+            "sub": str(uuid.uuid4()),
+            "fam": "not-a-family",
+            "aud": AUDIENCE,
+            "iat": now,
+            "exp": now + timedelta(minutes=5),
+        },
+        settings.secret_key,
+        algorithm=ALGORITHM,
     )
     assert client.get("/v1/auth/me", headers={"Authorization": f"Bearer {bad_family}"}).status_code == 401
     # A well-formed id of nobody is refused the same way.
     nobody = jwt.encode(
         {"sub": str(uuid.uuid4()), "aud": AUDIENCE, "iat": now, "exp": now + timedelta(minutes=5)},
-        settings.secret_key, algorithm=ALGORITHM,
+        settings.secret_key,
+        algorithm=ALGORITHM,
     )
     assert client.get("/v1/auth/me", headers={"Authorization": f"Bearer {nobody}"}).status_code == 401
 
@@ -141,8 +157,14 @@ def test_failed_sign_ins_lock_the_account_with_retry_after(settings, client):
     with limited_client(settings, "5/15 minutes") as limited:
         # A guesser from many addresses still hits the per-account limit.
         codes = [
-            concurrently(limited, 1, "POST", "/v1/auth/token", address=f"203.0.113.{n}",
-                         data={"username": "victim", "password": f"guess {n}"})[0].status_code
+            concurrently(
+                limited,
+                1,
+                "POST",
+                "/v1/auth/token",
+                address=f"203.0.113.{n}",
+                data={"username": "victim", "password": f"guess {n}"},
+            )[0].status_code
             for n in range(6)
         ]
         assert codes == [401] * 5 + [429]
@@ -186,7 +208,12 @@ def test_sign_in_form_declares_it_needs_a_username_and_password(client):
     form = client.get("/openapi.json").json()["components"]["schemas"]["Body_token_v1_auth_token_post"]
     assert form["properties"]["username"]["minLength"] == 1 and form["properties"]["password"]["minLength"] == 1
     # A form cannot send null; the grant type is a plain string, "password" when left out.
-    assert form["properties"]["grant_type"] == {"type": "string", "pattern": "^password$", "title": "Grant Type", "default": "password"}
+    assert form["properties"]["grant_type"] == {
+        "type": "string",
+        "pattern": "^password$",
+        "title": "Grant Type",
+        "default": "password",
+    }
     answer = client.post("/v1/auth/token", data={"username": "", "password": ""})
     assert answer.status_code == 422
     assert {error["field"] for error in answer.json()["errors"]} == {"username", "password"}

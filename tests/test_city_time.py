@@ -21,8 +21,10 @@ AFTER_THE_DAY = datetime(2026, 11, 20, 17, 30, tzinfo=UTC)  # 21 Nov, 00:30 city
 def reports(client) -> dict[datetime, str]:
     """Tracking codes by creation time, public and routed to street lighting."""
     clear_cache(client)
-    rows = [lighting(moment, status="assigned", is_public=True)
-            for moment in (BEFORE_THE_DAY, EARLY_ON_THE_DAY, LATE_ON_THE_DAY, AFTER_THE_DAY)]
+    rows = [
+        lighting(moment, status="assigned", is_public=True)
+        for moment in (BEFORE_THE_DAY, EARLY_ON_THE_DAY, LATE_ON_THE_DAY, AFTER_THE_DAY)
+    ]
     add_reports(client, *rows)
     return {row.created_at: row.tracking_code for row in rows}
 
@@ -44,20 +46,30 @@ def test_ticket_filters_read_dates_and_plain_times_in_city_time(client, admin, r
     # A bare date is the whole day in the city, as a lower and as an upper bound.
     assert listed(client, admin, created_from="2026-11-20", created_to="2026-11-20") == the_day
     # A time without an offset is the city's wall clock; with one, that instant.
-    assert listed(client, admin, created_from="2026-11-20T23:00:00") == {reports[LATE_ON_THE_DAY], reports[AFTER_THE_DAY]}
+    assert listed(client, admin, created_from="2026-11-20T23:00:00") == {
+        reports[LATE_ON_THE_DAY],
+        reports[AFTER_THE_DAY],
+    }
     assert listed(client, admin, created_to="2026-11-20T00:00:00+07:00") == {reports[BEFORE_THE_DAY]}
     assert listed(client, admin, created_to="2026-11-19T17:00:00Z") == {reports[BEFORE_THE_DAY]}
 
-    exported = client.get("/v1/tickets/export.csv", params={"created_from": "2026-11-20", "created_to": "2026-11-20"},
-                          headers=admin)
+    exported = client.get(
+        "/v1/tickets/export.csv", params={"created_from": "2026-11-20", "created_to": "2026-11-20"}, headers=admin
+    )
     assert exported.status_code == 200, exported.text
     assert {row["tracking_code"] for row in csv.DictReader(io.StringIO(exported.text))} == the_day
 
 
-@pytest.mark.parametrize("value", ["yesterday", "2026-13-01", "2026-11-31", "0001-01-01", "9999-12-31T23:59:59", "20261120"])
+@pytest.mark.parametrize(
+    "value", ["yesterday", "2026-13-01", "2026-11-31", "0001-01-01", "9999-12-31T23:59:59", "20261120"]
+)
 def test_a_date_that_is_not_one_is_422_on_every_endpoint(client, admin, value):
-    for path, name in (("/v1/tickets", "created_from"), ("/v1/tickets/export.csv", "created_to"),
-                       ("/v1/ioc/summary", "from"), ("/v1/ioc/summary", "to")):
+    for path, name in (
+        ("/v1/tickets", "created_from"),
+        ("/v1/tickets/export.csv", "created_to"),
+        ("/v1/ioc/summary", "from"),
+        ("/v1/ioc/summary", "to"),
+    ):
         answer = client.get(path, params={name: value}, headers=admin)
         assert answer.status_code == 422, (path, name, answer.text)
         assert answer.json()["errors"][0]["field"] == name
@@ -75,8 +87,13 @@ def test_ioc_window_of_one_day_given_as_dates(client, admin, reports):
 def test_open311_dates_follow_the_same_rule(client, reports):
     answer = client.get("/open311/v2/requests.json", params={"start_date": "2026-11-20", "end_date": "2026-11-20"})
     assert answer.status_code == 200, answer.text
-    assert {item["service_request_id"] for item in answer.json()} == {reports[EARLY_ON_THE_DAY], reports[LATE_ON_THE_DAY]}
-    answer = client.get("/open311/v2/requests.json", params={"start_date": "2026-11-20T23:00:00", "end_date": "2026-11-21T01:00:00"})
+    assert {item["service_request_id"] for item in answer.json()} == {
+        reports[EARLY_ON_THE_DAY],
+        reports[LATE_ON_THE_DAY],
+    }
+    answer = client.get(
+        "/open311/v2/requests.json", params={"start_date": "2026-11-20T23:00:00", "end_date": "2026-11-21T01:00:00"}
+    )
     assert {item["service_request_id"] for item in answer.json()} == {reports[LATE_ON_THE_DAY], reports[AFTER_THE_DAY]}
 
 

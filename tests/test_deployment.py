@@ -42,7 +42,11 @@ def test_migrate_runs_from_an_installed_package(tmp_path):
 
     run = subprocess.run(
         [sys.executable, "-c", "from service.cli import app; app()", "migrate"],
-        cwd=app, env=env, capture_output=True, text=True, timeout=120,
+        cwd=app,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
     assert run.returncode == 0, run.stdout + run.stderr
@@ -52,9 +56,17 @@ def test_migrate_runs_from_an_installed_package(tmp_path):
 
 
 def test_migrate_without_migrations_says_where_it_looked(tmp_path):
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'intake.db'}", "MIGRATIONS_DIR": str(tmp_path / "nowhere")}
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'intake.db'}",
+        "MIGRATIONS_DIR": str(tmp_path / "nowhere"),
+    }
     run = subprocess.run(
-        [str(Path(sys.executable).parent / "intake"), "migrate"], cwd=tmp_path, env=env, capture_output=True, text=True,
+        [str(Path(sys.executable).parent / "intake"), "migrate"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=120,
     )
     assert run.returncode == 2
@@ -85,7 +97,9 @@ def test_worker_shutdown_after_a_failed_start_up_never_raises(settings, caplog):
     assert "HTTP client not released cleanly" in caplog.text
 
 
-def test_worker_that_cannot_write_its_model_cache_processes_reports_and_stops_cleanly(settings, client, api_key, tmp_path):
+def test_worker_that_cannot_write_its_model_cache_processes_reports_and_stops_cleanly(
+    settings, client, api_key, tmp_path
+):
     from sqlmodel import select
 
     from service.models import Report
@@ -95,14 +109,23 @@ def test_worker_that_cannot_write_its_model_cache_processes_reports_and_stops_cl
     unwritable = settings.model_copy(update={"model_cache_dir": tmp_path / "var" / "models", "log_json": False})
     log_path = tmp_path / "worker.log"
     with log_path.open("wb") as log:
-        worker = subprocess.Popen([INTAKE, "worker"], env={**os.environ, **settings_environment(unwritable)},
-                                  cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+        worker = subprocess.Popen(
+            [INTAKE, "worker"],
+            env={**os.environ, **settings_environment(unwritable)},
+            cwd=tmp_path,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         created = client.post("/v1/reports", json=report_body(), headers={"X-API-Key": api_key})
         assert created.status_code == 201
 
         async def processed(session):
-            return (await session.exec(select(Report.processed_at).where(Report.tracking_code == created.json()["tracking_code"]))).one()
+            return (
+                await session.exec(
+                    select(Report.processed_at).where(Report.tracking_code == created.json()["tracking_code"])
+                )
+            ).one()
 
         deadline = time.monotonic() + 120
         while in_app(client, processed) is None:
@@ -126,7 +149,9 @@ def compose_trust(monkeypatch):
     return trusted
 
 
-def test_spoofed_forwarded_for_does_not_escape_the_per_address_limit(settings, client, api_key, tmp_path, compose_trust):
+def test_spoofed_forwarded_for_does_not_escape_the_per_address_limit(
+    settings, client, api_key, tmp_path, compose_trust
+):
     if haproxy_binary() is None:
         pytest.skip("haproxy is not installed (apt-get install haproxy)")
     limited = {"queue_name": f"xff-{uuid.uuid4().hex[:8]}", "rate_limit_intake_per_address": "3/minute"}
@@ -139,10 +164,16 @@ def test_spoofed_forwarded_for_does_not_escape_the_per_address_limit(settings, c
                 # A different made-up address on every request, as a script dodging the limit would send.
                 spoofed = f"203.0.113.{number + 1}"
                 headers = {"X-API-Key": api_key, "X-Forwarded-For": spoofed, "Forwarded": f"for={spoofed}"}
-                codes.append(httpx.post(f"{proxy.url}/v1/reports", json=report_body(), headers=headers, timeout=30).status_code)
+                codes.append(
+                    httpx.post(f"{proxy.url}/v1/reports", json=report_body(), headers=headers, timeout=30).status_code
+                )
             # What the replica takes as the client's address: the one HAProxy saw (loopback), not the header.
-            tracked = httpx.post(f"{proxy.url}/v1/reports", json=report_body(), timeout=30,
-                                 headers={"X-API-Key": api_key, "X-Forwarded-For": "198.51.100.7, 203.0.113.9"})
+            tracked = httpx.post(
+                f"{proxy.url}/v1/reports",
+                json=report_body(),
+                timeout=30,
+                headers={"X-API-Key": api_key, "X-Forwarded-For": "198.51.100.7, 203.0.113.9"},
+            )
         finally:
             proxy.stop()
     assert codes == [201, 201, 201, 429, 429, 429]

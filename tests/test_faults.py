@@ -85,8 +85,9 @@ class Stack:
 
     def start_api(self) -> None:
         log = open(self.workdir / "api.log", "a")
-        self.api = subprocess.Popen([INTAKE, "serve", "--port", str(self.port)], env=self.env, stdout=log,
-                                    stderr=subprocess.STDOUT, cwd=ROOT)
+        self.api = subprocess.Popen(
+            [INTAKE, "serve", "--port", str(self.port)], env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -136,14 +137,20 @@ class Stack:
     def settled(self) -> bool:
         """Every report processed and every webhook event delivered."""
         try:
-            return (self.value("SELECT count(*) FROM reports WHERE processed_at IS NULL") == 0
-                    and self.value("SELECT count(*) FROM webhook_events WHERE status <> 'delivered'") == 0)
+            return (
+                self.value("SELECT count(*) FROM reports WHERE processed_at IS NULL") == 0
+                and self.value("SELECT count(*) FROM webhook_events WHERE status <> 'delivered'") == 0
+            )
         except (OSError, asyncpg.PostgresError):
             return False
 
     def subscribe(self, api_key: str) -> dict:
-        response = httpx.post(self.url + "/v1/webhooks/subscriptions", json={"url": self.receiver.url},
-                              headers={"X-API-Key": api_key}, timeout=10)
+        response = httpx.post(
+            self.url + "/v1/webhooks/subscriptions",
+            json={"url": self.receiver.url},
+            headers={"X-API-Key": api_key},
+            timeout=10,
+        )
         assert response.status_code == 201, response.text
         return response.json()
 
@@ -168,17 +175,25 @@ class Client:
 
     def submit(self, number: int, deadline: float) -> None:
         key = f"drill-{number}-{uuid.uuid4().hex[:8]}"
-        body = report_body(description=f"Đèn đường số {number} trên đường Lê Lợi bị tắt mấy đêm nay",
-                           lat=round(10.7600 + (number % 200) * 0.0004, 6), lon=round(106.6700 + (number // 200) * 0.0006, 6))
+        body = report_body(
+            description=f"Đèn đường số {number} trên đường Lê Lợi bị tắt mấy đêm nay",
+            lat=round(10.7600 + (number % 200) * 0.0004, 6),
+            lon=round(106.6700 + (number // 200) * 0.0006, 6),
+        )
         with httpx.Client(base_url=self.url, timeout=10) as http:
             while time.monotonic() < deadline:
                 started = time.monotonic()
                 try:
-                    response = http.post("/v1/reports", json=body,
-                                         headers={"X-API-Key": self.api_key, "Idempotency-Key": key})
+                    response = http.post(
+                        "/v1/reports", json=body, headers={"X-API-Key": self.api_key, "Idempotency-Key": key}
+                    )
                     status: int | str = response.status_code
-                    code = response.json().get("code") if status >= 400 and response.headers.get(
-                        "content-type", "").startswith("application/problem+json") else None
+                    code = (
+                        response.json().get("code")
+                        if status >= 400
+                        and response.headers.get("content-type", "").startswith("application/problem+json")
+                        else None
+                    )
                 except httpx.HTTPError as exc:
                     status, code = type(exc).__name__, None
                 with self.lock:
@@ -278,22 +293,29 @@ def assert_nothing_lost(stack: Stack, client: Client, subscription: dict) -> Non
     reports = stack.query("SELECT id, idempotency_key, processed_at FROM reports")
     by_key = Counter(row["idempotency_key"] for row in reports)
     assert [key for key, n in by_key.items() if n > 1] == [], "a retried report was stored twice"
-    assert {row["idempotency_key"]: str(row["id"]) for row in reports} == client.accepted, \
+    assert {row["idempotency_key"]: str(row["id"]) for row in reports} == client.accepted, (
         "the reports stored are exactly the reports whose submission was acknowledged"
+    )
     assert all(row["processed_at"] is not None for row in reports)
 
-    finals = Counter(row["report_id"] for row in stack.query(
-        "SELECT report_id FROM report_events WHERE type = ANY($1::text[])", list(FINAL_EVENTS)))
-    classified = Counter(row["report_id"] for row in stack.query(
-        "SELECT report_id FROM report_events WHERE type = 'classified'"))
-    received = Counter(row["report_id"] for row in stack.query(
-        "SELECT report_id FROM report_events WHERE type = 'received'"))
+    finals = Counter(
+        row["report_id"]
+        for row in stack.query("SELECT report_id FROM report_events WHERE type = ANY($1::text[])", list(FINAL_EVENTS))
+    )
+    classified = Counter(
+        row["report_id"] for row in stack.query("SELECT report_id FROM report_events WHERE type = 'classified'")
+    )
+    received = Counter(
+        row["report_id"] for row in stack.query("SELECT report_id FROM report_events WHERE type = 'received'")
+    )
     assert len(finals) == len(reports) and set(finals.values()) == {1}, "a report was processed twice (or never)"
     assert len(classified) == len(reports) and set(classified.values()) == {1}
     assert len(received) == len(reports) and set(received.values()) == {1}
 
-    events = stack.query("SELECT event_id, report_id, type, status FROM webhook_events WHERE subscription_id = $1",
-                         uuid.UUID(subscription["id"]))
+    events = stack.query(
+        "SELECT event_id, report_id, type, status FROM webhook_events WHERE subscription_id = $1",
+        uuid.UUID(subscription["id"]),
+    )
     per_report = Counter((row["report_id"], row["type"]) for row in events)
     assert [pair for pair, n in per_report.items() if n > 1] == [], "an event was written twice to the outbox"
     created = {row["report_id"] for row in events if row["type"] == "report.created"}
@@ -371,8 +393,10 @@ def test_redis_stopped_for_30_seconds_during_intake_loses_nothing(stack, private
 
     assert stack.workers[0].poll() is None, "the worker rode out the outage (it restarts its loop once Redis is back)"
     recovered_in = wait_until(stack.settled, 300, "every report processed and every webhook event delivered")
-    print(f"\n{len(client.accepted)} reports, {len(during)} filed while Redis was down; settled {recovered_in:.0f} s "
-          "after intake stopped")
+    print(
+        f"\n{len(client.accepted)} reports, {len(during)} filed while Redis was down; settled {recovered_in:.0f} s "
+        "after intake stopped"
+    )
     assert_nothing_lost(stack, client, subscription)
 
 
@@ -405,8 +429,9 @@ class PostgresServer:
         self._run("initdb", "-D", str(self.data), "--auth=trust", "-U", "postgres", "--no-sync")
 
     def _run(self, tool: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        return subprocess.run([*self.as_user, str(self.bin / tool), *args], capture_output=True, text=True, check=check,
-                              cwd="/tmp")
+        return subprocess.run(
+            [*self.as_user, str(self.bin / tool), *args], capture_output=True, text=True, check=check, cwd="/tmp"
+        )
 
     @property
     def admin_dsn(self) -> str:
@@ -453,7 +478,9 @@ def pg_stack(pg_only, private_postgres, private_redis, tmp_path):
     migrate(settings.database_url)
     run_in_session(settings, _import_demo_jurisdictions)
     catalogue, checksum = catalogue_service.read_file(ROOT / "service" / "catalogue" / "catalogue.yaml")
-    run_in_session(settings, lambda s: catalogue_service.load(s, catalogue=catalogue, checksum=checksum, source="drill"))
+    run_in_session(
+        settings, lambda s: catalogue_service.load(s, catalogue=catalogue, checksum=checksum, source="drill")
+    )
     running = Stack(settings, private_redis, tmp_path)
     yield running
     running.stop()
@@ -462,7 +489,9 @@ def pg_stack(pg_only, private_postgres, private_redis, tmp_path):
 @pytest.mark.timeout(600)
 def test_postgres_restart_during_intake_answers_503_fast_and_retries_succeed(pg_stack, private_postgres):
     stack = pg_stack
-    client, subscription, down_from, up_at = intake_through_an_outage(stack, private_postgres, before=4, down=8, after=6)
+    client, subscription, down_from, up_at = intake_through_an_outage(
+        stack, private_postgres, before=4, down=8, after=6
+    )
 
     during = [a for a in client.attempts if down_from <= a.at < up_at - 0.5]
     statuses = Counter(a.status for a in during)
@@ -476,6 +505,8 @@ def test_postgres_restart_during_intake_answers_503_fast_and_retries_succeed(pg_
 
     assert stack.workers[0].poll() is None, "the worker rode out the database restart"
     recovered_in = wait_until(stack.settled, 300, "every report processed and every webhook event delivered")
-    print(f"\n{len(client.accepted)} reports; {sum(statuses.values())} attempts while down ({dict(statuses)}), slowest "
-          f"503 {slowest * 1000:.0f} ms; settled {recovered_in:.0f} s after intake stopped")
+    print(
+        f"\n{len(client.accepted)} reports; {sum(statuses.values())} attempts while down ({dict(statuses)}), slowest "
+        f"503 {slowest * 1000:.0f} ms; settled {recovered_in:.0f} s after intake stopped"
+    )
     assert_nothing_lost(stack, client, subscription)

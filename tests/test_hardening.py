@@ -32,30 +32,43 @@ def test_intake_per_reporter_limit_answers_429_with_retry_after(settings, client
         assert refused.json()["code"] == "rate_limited"
         assert int(refused.headers["retry-after"]) > 0
         # Another reporter is not affected.
-        assert limited.post("/v1/reports", json=report_body(reporter_phone="0912000111"), headers=headers).status_code == 201
+        assert (
+            limited.post("/v1/reports", json=report_body(reporter_phone="0912000111"), headers=headers).status_code
+            == 201
+        )
 
 
 def test_intake_per_address_limit(settings, client, api_key):
     with strict_client(settings, rate_limit_intake_per_address="3/minute") as limited:
-        codes = [limited.post("/v1/reports", json=report_body(), headers={"X-API-Key": api_key}).status_code for _ in range(5)]
+        codes = [
+            limited.post("/v1/reports", json=report_body(), headers={"X-API-Key": api_key}).status_code
+            for _ in range(5)
+        ]
     assert codes == [201, 201, 201, 429, 429]
 
 
 def test_brute_force_sign_in_is_throttled(settings, client):
     in_app(client, lambda s: users.create(s, username="victim", password="the real password", role="dispatcher"))
     with strict_client(settings, rate_limit_sign_in="5/15 minutes") as limited:
-        codes = [limited.post("/v1/auth/token", data={"username": "victim", "password": f"guess {n}"}).status_code
-                 for n in range(7)]
+        codes = [
+            limited.post("/v1/auth/token", data={"username": "victim", "password": f"guess {n}"}).status_code
+            for n in range(7)
+        ]
         assert codes[:5] == [401] * 5
         assert codes[5:] == [429, 429]
         # Even the right password waits now: the guesser must not learn it by timing out the limit.
-        assert limited.post("/v1/auth/token", data={"username": "victim", "password": "the real password"}).status_code == 429
+        assert (
+            limited.post("/v1/auth/token", data={"username": "victim", "password": "the real password"}).status_code
+            == 429
+        )
 
 
 def test_reporter_contact_is_encrypted_at_rest(client, api_key):
-    created = client.post("/v1/reports", json=report_body(reporter_name="Lê Thị Hoa", reporter_phone="0903999888",
-                                                          reporter_email="hoa@example.vn"),
-                          headers={"X-API-Key": api_key}).json()
+    created = client.post(
+        "/v1/reports",
+        json=report_body(reporter_name="Lê Thị Hoa", reporter_phone="0903999888", reporter_email="hoa@example.vn"),
+        headers={"X-API-Key": api_key},
+    ).json()
 
     async def raw(session):
         row = (await session.exec(text("SELECT reporter_name, reporter_phone, reporter_email FROM reports"))).one()
@@ -71,7 +84,9 @@ def test_reporter_contact_is_encrypted_at_rest(client, api_key):
 def test_contact_data_is_erased_after_retention(client, api_key):
     from workers.lifecycle import erase_personal_data
 
-    created = client.post("/v1/reports", json=report_body(reporter_phone="0903999888"), headers={"X-API-Key": api_key}).json()
+    created = client.post(
+        "/v1/reports", json=report_body(reporter_phone="0903999888"), headers={"X-API-Key": api_key}
+    ).json()
     run_worker(client)
 
     async def close_long_ago(session):
@@ -107,16 +122,23 @@ def test_security_headers_and_cors_closed_by_default(settings, client):
     assert response.headers["x-frame-options"] == "DENY"
     assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
     assert "access-control-allow-origin" not in response.headers
-    preflight = client.options("/v1/reports", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
+    preflight = client.options(
+        "/v1/reports", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}
+    )
     assert "access-control-allow-origin" not in preflight.headers
 
 
 def test_cors_allows_configured_origins(settings):
-    with TestClient(create_app(settings.model_copy(update={"cors_origins": ["https://app.hcmc.example"]}))) as app_client:
+    with TestClient(
+        create_app(settings.model_copy(update={"cors_origins": ["https://app.hcmc.example"]}))
+    ) as app_client:
         preflight = app_client.options(
             "/v1/reports",
-            headers={"Origin": "https://app.hcmc.example", "Access-Control-Request-Method": "POST",
-                     "Access-Control-Request-Headers": "X-API-Key"},
+            headers={
+                "Origin": "https://app.hcmc.example",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "X-API-Key",
+            },
         )
     assert preflight.headers["access-control-allow-origin"] == "https://app.hcmc.example"
 
@@ -133,7 +155,9 @@ def test_sql_and_script_fragments_are_stored_as_given_and_never_executed(client,
 def test_deeply_nested_json_is_422_not_500(client, api_key):
     nested = "[" * 100 + "]" * 100
     body = '{"description": "Đèn đường hư lâu rồi", "lat": 10.77, "lon": 106.7, "title": ' + nested + "}"
-    response = client.post("/v1/reports", content=body, headers={"X-API-Key": api_key, "Content-Type": "application/json"})
+    response = client.post(
+        "/v1/reports", content=body, headers={"X-API-Key": api_key, "Content-Type": "application/json"}
+    )
     assert response.status_code == 422
     assert response.json()["errors"][0]["code"] == "json_too_deep"
     deep = client.post("/v1/auth/refresh", content="[" * 100000, headers={"Content-Type": "application/json"})
@@ -142,24 +166,34 @@ def test_deeply_nested_json_is_422_not_500(client, api_key):
 
 def test_oversized_bodies_are_413_even_without_content_length(client, api_key):
     big_json = b'{"description": "' + b"x" * (300 * 1024) + b'"}'
-    response = client.post("/v1/reports", content=big_json, headers={"X-API-Key": api_key, "Content-Type": "application/json"})
+    response = client.post(
+        "/v1/reports", content=big_json, headers={"X-API-Key": api_key, "Content-Type": "application/json"}
+    )
     assert response.status_code == 413
 
     def chunked():  # no Content-Length: the cap must hold while streaming
-        yield b"--b\r\nContent-Disposition: form-data; name=\"photos\"; filename=\"a.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n"
+        yield b'--b\r\nContent-Disposition: form-data; name="photos"; filename="a.jpg"\r\nContent-Type: image/jpeg\r\n\r\n'
         for _ in range(80):
             yield b"\xff" * (1024 * 1024)
 
-    response = client.post("/v1/reports", content=chunked(),
-                           headers={"X-API-Key": api_key, "Content-Type": "multipart/form-data; boundary=b"})
+    response = client.post(
+        "/v1/reports",
+        content=chunked(),
+        headers={"X-API-Key": api_key, "Content-Type": "multipart/form-data; boundary=b"},
+    )
     assert response.status_code == 413
 
 
 def test_malformed_multipart_is_4xx(client, api_key):
-    response = client.post("/v1/reports", content=b"--nope\r\ngarbage",
-                           headers={"X-API-Key": api_key, "Content-Type": "multipart/form-data; boundary=b"})
+    response = client.post(
+        "/v1/reports",
+        content=b"--nope\r\ngarbage",
+        headers={"X-API-Key": api_key, "Content-Type": "multipart/form-data; boundary=b"},
+    )
     assert 400 <= response.status_code < 500
-    response = client.post("/v1/reports", content=b"x", headers={"X-API-Key": api_key, "Content-Type": "multipart/form-data"})
+    response = client.post(
+        "/v1/reports", content=b"x", headers={"X-API-Key": api_key, "Content-Type": "multipart/form-data"}
+    )
     assert 400 <= response.status_code < 500
 
 
@@ -197,7 +231,9 @@ def test_decompression_bomb_is_refused_at_intake_and_nothing_is_kept(settings, c
     bomb = png_bomb()
     assert len(bomb) < 200_000
     response = client.post(
-        "/v1/reports", data=report_body(), files=[("photos", ("bomb.png", bomb, "image/png"))],
+        "/v1/reports",
+        data=report_body(),
+        files=[("photos", ("bomb.png", bomb, "image/png"))],
         headers={"X-API-Key": api_key},
     )
     assert response.status_code == 413
@@ -206,8 +242,13 @@ def test_decompression_bomb_is_refused_at_intake_and_nothing_is_kept(settings, c
     # The same photo through Open311's `media`.
     open311 = client.post(
         "/open311/v2/requests.json",
-        data={"api_key": api_key, "service_code": "street_lighting", "lat": "10.7725", "long": "106.698",
-              "description": "Đèn đường hư trước chợ Bến Thành"},
+        data={
+            "api_key": api_key,
+            "service_code": "street_lighting",
+            "lat": "10.7725",
+            "long": "106.698",
+            "description": "Đèn đường hư trước chợ Bến Thành",
+        },
         files=[("media", ("bomb.png", bomb, "image/png"))],
     )
     assert open311.status_code == 413
@@ -218,11 +259,19 @@ def test_decompression_bomb_is_refused_at_intake_and_nothing_is_kept(settings, c
 
 def test_pixel_limit_comes_from_settings(settings, client, api_key):
     with strict_client(settings, max_photo_pixels=1000) as limited:  # the 64x48 test photo has 3072
-        refused = limited.post("/v1/reports", data=report_body(), files=[("photos", ("a.jpg", jpeg_bytes(), "image/jpeg"))],
-                               headers={"X-API-Key": api_key})
+        refused = limited.post(
+            "/v1/reports",
+            data=report_body(),
+            files=[("photos", ("a.jpg", jpeg_bytes(), "image/jpeg"))],
+            headers={"X-API-Key": api_key},
+        )
     assert (refused.status_code, refused.json()["code"]) == (413, "photo_dimensions_too_large")
-    accepted = client.post("/v1/reports", data=report_body(), files=[("photos", ("a.jpg", jpeg_bytes(), "image/jpeg"))],
-                           headers={"X-API-Key": api_key})
+    accepted = client.post(
+        "/v1/reports",
+        data=report_body(),
+        files=[("photos", ("a.jpg", jpeg_bytes(), "image/jpeg"))],
+        headers={"X-API-Key": api_key},
+    )
     assert accepted.status_code == 201
 
 
@@ -245,8 +294,12 @@ def key_for(client, role: str, department: str | None = None) -> dict:
 
 
 def staff_token(client, username: str, role: str, department: str | None = None) -> dict:
-    in_app(client, lambda s: users.create(s, username=username, password="a long staff password", role=role,
-                                          department_code=department))
+    in_app(
+        client,
+        lambda s: users.create(
+            s, username=username, password="a long staff password", role=role, department_code=department
+        ),
+    )
     tokens = client.post("/v1/auth/token", data={"username": username, "password": "a long staff password"}).json()
     return {"Authorization": f"Bearer {tokens['access_token']}"}
 
@@ -260,13 +313,23 @@ def test_reporter_contact_never_appears_in_public_or_shared_output(settings, cli
     monkeypatch.setattr(settings, "webhook_allowed_hosts", ["127.0.0.1"])
     monkeypatch.setattr(settings, "webhook_retry_schedule_seconds", [])
     app = {"X-API-Key": api_key}
-    subscription = client.post("/v1/webhooks/subscriptions", json={"url": "http://127.0.0.1:9/hooks"}, headers=app).json()
+    subscription = client.post(
+        "/v1/webhooks/subscriptions", json={"url": "http://127.0.0.1:9/hooks"}, headers=app
+    ).json()
     created = client.post("/v1/reports", json=report_body(**REPORTER), headers=app).json()
     opened = client.post(
         "/open311/v2/requests.json",
-        data={"api_key": api_key, "service_code": "street_lighting", "lat": "10.7745", "long": "106.7010",
-              "description": "Đèn đường tắt cả tuần", "first_name": "Văn Bảo", "last_name": "Trần",
-              "phone": REPORTER["reporter_phone"], "email": REPORTER["reporter_email"]},
+        data={
+            "api_key": api_key,
+            "service_code": "street_lighting",
+            "lat": "10.7745",
+            "long": "106.7010",
+            "description": "Đèn đường tắt cả tuần",
+            "first_name": "Văn Bảo",
+            "last_name": "Trần",
+            "phone": REPORTER["reporter_phone"],
+            "email": REPORTER["reporter_email"],
+        },
     ).json()[0]
     run_worker(client)
     code, open311_code = created["tracking_code"], opened["service_request_id"]
@@ -276,14 +339,21 @@ def test_reporter_contact_never_appears_in_public_or_shared_output(settings, cli
     public = [f"/v1/reports/{code}", f"/v1/reports/{open311_code}"] + [
         f"/open311/v2/{resource}.{fmt}{query}"
         for fmt in ("json", "xml")
-        for resource, query in (("requests", "?extensions=true"), (f"requests/{code}", "?extensions=true"),
-                                (f"requests/{open311_code}", "?extensions=true"), ("services", ""),
-                                (f"tokens/{opened['token']}", ""))
+        for resource, query in (
+            ("requests", "?extensions=true"),
+            (f"requests/{code}", "?extensions=true"),
+            (f"requests/{open311_code}", "?extensions=true"),
+            ("services", ""),
+            (f"tokens/{opened['token']}", ""),
+        )
     ]
     ioc = key_for(client, "ioc_viewer")
     shared = [(url, None) for url in public] + [
-        ("/v1/tickets/export.csv", admin), ("/v1/tickets/export.csv", app),
-        ("/v1/ioc/summary", ioc), ("/v1/ioc/timeseries", ioc), ("/v1/ioc/hotspots", ioc),
+        ("/v1/tickets/export.csv", admin),
+        ("/v1/tickets/export.csv", app),
+        ("/v1/ioc/summary", ioc),
+        ("/v1/ioc/timeseries", ioc),
+        ("/v1/ioc/hotspots", ioc),
         (f"/v1/webhooks/subscriptions/{subscription['id']}/events", app),
     ]
     for url, headers in shared:
@@ -314,8 +384,11 @@ def test_ticket_detail_shows_the_reporter_only_to_roles_that_call_back(client, a
         ("admin", staff_token(client, "admin-1", "admin")),
     ):
         reporter = client.get(url, headers=headers).json()["reporter"]
-        assert reporter == {"name": REPORTER["reporter_name"], "phone": REPORTER["reporter_phone"],
-                            "email": REPORTER["reporter_email"]}, who
+        assert reporter == {
+            "name": REPORTER["reporter_name"],
+            "phone": REPORTER["reporter_phone"],
+            "email": REPORTER["reporter_email"],
+        }, who
     for who, headers in (
         ("department system", key_for(client, "department_system", department)),
         ("app", {"X-API-Key": api_key}),
@@ -353,20 +426,40 @@ def test_secrets_and_contact_details_never_reach_the_logs(settings, client, api_
             secrets += [refreshed["access_token"], refreshed["refresh_token"]]
             created = http.post("/v1/reports", json=report_body(**REPORTER), headers=app).json()
             secrets.append(created["citizen_token"])
-            with_photo = http.post("/v1/reports", data=report_body(**REPORTER, lat=10.7765), headers=app,
-                                   files=[("photos", ("a.jpg", jpeg_bytes(), "image/jpeg"))])
+            with_photo = http.post(
+                "/v1/reports",
+                data=report_body(**REPORTER, lat=10.7765),
+                headers=app,
+                files=[("photos", ("a.jpg", jpeg_bytes(), "image/jpeg"))],
+            )
             assert with_photo.status_code == 201
             secrets.append(with_photo.json()["citizen_token"])
             # Refused ones carry the same data and must not echo it anywhere either.
             assert http.post("/v1/reports", json=report_body(**REPORTER, lat=1.0), headers=app).status_code == 422
-            assert http.post("/v1/reports", json=report_body(**REPORTER), headers={"X-API-Key": api_key + "x"}).status_code == 401
-            rated = http.post(f"/v1/reports/{created['tracking_code']}/rating", json={"rating": 5},
-                              headers={"X-Citizen-Token": created["citizen_token"]})
+            assert (
+                http.post("/v1/reports", json=report_body(**REPORTER), headers={"X-API-Key": api_key + "x"}).status_code
+                == 401
+            )
+            rated = http.post(
+                f"/v1/reports/{created['tracking_code']}/rating",
+                json={"rating": 5},
+                headers={"X-Citizen-Token": created["citizen_token"]},
+            )
             assert rated.status_code == 409  # not resolved yet; the token was checked first
-            opened = http.post("/open311/v2/requests.json", data={
-                "api_key": api_key, "service_code": "street_lighting", "lat": "10.7785", "long": "106.6990",
-                "description": "Đèn đường tắt cả tuần nay", "first_name": "Văn Bảo", "last_name": "Trần",
-                "phone": REPORTER["reporter_phone"], "email": REPORTER["reporter_email"]})
+            opened = http.post(
+                "/open311/v2/requests.json",
+                data={
+                    "api_key": api_key,
+                    "service_code": "street_lighting",
+                    "lat": "10.7785",
+                    "long": "106.6990",
+                    "description": "Đèn đường tắt cả tuần nay",
+                    "first_name": "Văn Bảo",
+                    "last_name": "Trần",
+                    "phone": REPORTER["reporter_phone"],
+                    "email": REPORTER["reporter_email"],
+                },
+            )
             assert opened.status_code == 201, opened.text
             hook = http.post("/v1/webhooks/subscriptions", json={"url": "http://127.0.0.1:9/hooks"}, headers=app).json()
             rotated = http.post(f"/v1/webhooks/subscriptions/{hook['id']}/rotate-secret", headers=app).json()
@@ -396,12 +489,16 @@ def test_database_errors_answer_problem_details_without_internals(settings, clie
 
     created = client.post("/v1/reports", json=report_body(**REPORTER), headers={"X-API-Key": api_key}).json()
     failures = {
-        500: ProgrammingError("SELECT reports.reporter_phone FROM reports WHERE reports.tracking_code = $1",
-                              ("0911222333",), Exception('relation "reports" does not exist')),
+        500: ProgrammingError(
+            "SELECT reports.reporter_phone FROM reports WHERE reports.tracking_code = $1",
+            ("0911222333",),
+            Exception('relation "reports" does not exist'),
+        ),
         503: OperationalError("SELECT 1", None, ConnectionRefusedError("connection refused by 127.0.0.1:5432")),
     }
     with TestClient(create_app(settings), raise_server_exceptions=False) as app_client:
         for status, failure in failures.items():
+
             async def broken(*args, **kwargs):
                 raise failure
 
@@ -415,13 +512,25 @@ def test_database_errors_answer_problem_details_without_internals(settings, clie
             answers = [
                 app_client.get(f"/v1/reports/{created['tracking_code']}"),
                 app_client.get(f"/v1/reports/{created['tracking_code']}", headers={"Accept-Language": "vi"}),
-                app_client.post(f"/v1/reports/{created['tracking_code']}/rating", json={"rating": 4},
-                                headers={"X-Citizen-Token": created["citizen_token"]}),
+                app_client.post(
+                    f"/v1/reports/{created['tracking_code']}/rating",
+                    json={"rating": 4},
+                    headers={"X-Citizen-Token": created["citizen_token"]},
+                ),
             ]
             for response in answers:
                 assert response.status_code == status
                 assert response.headers["content-type"].startswith("application/problem+json")
                 assert response.json()["code"] == ("internal_error" if status == 500 else "service_unavailable")
-                for internal in ("Traceback", "SELECT", "sqlalchemy", "FROM reports", "relation", "5432", "0911222333",
-                                 "File \"", ".py"):
+                for internal in (
+                    "Traceback",
+                    "SELECT",
+                    "sqlalchemy",
+                    "FROM reports",
+                    "relation",
+                    "5432",
+                    "0911222333",
+                    'File "',
+                    ".py",
+                ):
                     assert internal not in response.text, (status, internal, response.text)

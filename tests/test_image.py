@@ -41,14 +41,29 @@ class Stack:
         self.proxy_port = free_port()
         self.url = f"http://127.0.0.1:{self.proxy_port}"
         test_settings = workdir / "compose.test.yaml"
-        test_settings.write_text(json.dumps({"services": {
-            # One client files every report: the per-address limit would refuse most of them (its own check
-            # is the forwarded-address test below, on sign-in).
-            "api": {"deploy": {"replicas": 2}, "environment": {"RATE_LIMIT_INTAKE_PER_ADDRESS": "100000/minute"}},
-            "worker": {"deploy": {"replicas": 2}},
-        }}))
-        self.files = ["-f", str(ROOT / "compose.yaml"), "-f", str(ROOT / "deploy" / "compose.closed-network.yaml"),
-                      "-f", str(test_settings)]
+        test_settings.write_text(
+            json.dumps(
+                {
+                    "services": {
+                        # One client files every report: the per-address limit would refuse most of them (its own check
+                        # is the forwarded-address test below, on sign-in).
+                        "api": {
+                            "deploy": {"replicas": 2},
+                            "environment": {"RATE_LIMIT_INTAKE_PER_ADDRESS": "100000/minute"},
+                        },
+                        "worker": {"deploy": {"replicas": 2}},
+                    }
+                }
+            )
+        )
+        self.files = [
+            "-f",
+            str(ROOT / "compose.yaml"),
+            "-f",
+            str(ROOT / "deploy" / "compose.closed-network.yaml"),
+            "-f",
+            str(test_settings),
+        ]
         self.env = {
             **os.environ,
             "CONTAINERS_CONF": str(ROOT / "deploy" / "podman" / "containers.conf"),
@@ -62,8 +77,14 @@ class Stack:
         }
 
     def compose(self, *args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
-        run = subprocess.run(["podman-compose", "-p", PROJECT, *self.files, *args], cwd=ROOT, env=self.env,
-                             capture_output=True, text=True, timeout=timeout)
+        run = subprocess.run(
+            ["podman-compose", "-p", PROJECT, *self.files, *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         if check and run.returncode != 0:
             raise AssertionError(f"podman-compose {' '.join(args)} failed:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}")
         return run
@@ -75,8 +96,9 @@ class Stack:
         return run
 
     def sql(self, query: str) -> list[list[str]]:
-        out = self.podman("exec", container("postgres"), "psql", "-U", "intake", "-d", "intake", "-At", "-F", "\t",
-                          "-c", query).stdout
+        out = self.podman(
+            "exec", container("postgres"), "psql", "-U", "intake", "-d", "intake", "-At", "-F", "\t", "-c", query
+        ).stdout
         return [line.split("\t") for line in out.splitlines() if line]
 
     def run_in_image(self, *command: str) -> str:
@@ -96,8 +118,9 @@ class Stack:
             time.sleep(interval)
 
     def logs(self) -> str:
-        names = self.podman("ps", "-a", "--filter", f"label=io.podman.compose.project={PROJECT}", "--format",
-                            "{{.Names}}", check=False).stdout.split()
+        names = self.podman(
+            "ps", "-a", "--filter", f"label=io.podman.compose.project={PROJECT}", "--format", "{{.Names}}", check=False
+        ).stdout.split()
         parts = []
         for name in names:
             text = self.podman("logs", "--tail", "40", name, check=False)
@@ -110,8 +133,9 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    build = subprocess.run([str(ROOT / "scripts" / "images.sh"), "--app"], cwd=ROOT, capture_output=True, text=True,
-                           timeout=1500)
+    build = subprocess.run(
+        [str(ROOT / "scripts" / "images.sh"), "--app"], cwd=ROOT, capture_output=True, text=True, timeout=1500
+    )
     assert build.returncode == 0, build.stdout[-5000:] + build.stderr[-5000:]
     stack = Stack(tmp_path_factory.mktemp("image"))
     stack.compose("down", "-v", check=False)  # what an interrupted run left behind
@@ -127,9 +151,13 @@ def stack(tmp_path_factory):
 def started(stack):
     """The compose shape started in its order (podman-compose does not wait for health or completion)."""
     stack.compose("up", "-d", "--no-build", "postgres", "redis", "minio")
-    stack.wait_for("PostgreSQL", lambda: stack.podman("exec", container("postgres"), "pg_isready", "-U", "intake").returncode == 0)
+    stack.wait_for(
+        "PostgreSQL", lambda: stack.podman("exec", container("postgres"), "pg_isready", "-U", "intake").returncode == 0
+    )
     stack.wait_for("Redis", lambda: "PONG" in stack.podman("exec", container("redis"), "redis-cli", "ping").stdout)
-    stack.wait_for("S3 server", lambda: stack.podman("exec", container("minio"), "mc", "ready", "local").returncode == 0)
+    stack.wait_for(
+        "S3 server", lambda: stack.podman("exec", container("minio"), "mc", "ready", "local").returncode == 0
+    )
 
     stack.compose("up", "-d", "--no-build", "minio-init", "migrate")
     assert stack.exit_code(container("minio-init")) == 0, stack.logs()
@@ -141,18 +169,38 @@ def started(stack):
     assert "jurisdictions:" in imported
     loaded = stack.run_in_image("catalogue", "load", "service/catalogue/catalogue.yaml")
     assert "loaded" in loaded or "already current" in loaded
-    key = next(line.strip() for line in stack.run_in_image("apikey", "create", "--name", "image test").splitlines()
-               if line.strip().startswith("ik_"))
+    key = next(
+        line.strip()
+        for line in stack.run_in_image("apikey", "create", "--name", "image test").splitlines()
+        if line.strip().startswith("ik_")
+    )
 
     stack.compose("up", "-d", "--no-build")
     for number in (1, 2):
-        stack.wait_for(f"API replica {number}", lambda n=number: stack.podman(
-            "exec", container("api", n), "python", "-c",
-            "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz')").returncode == 0)
+        stack.wait_for(
+            f"API replica {number}",
+            lambda n=number: (
+                stack.podman(
+                    "exec",
+                    container("api", n),
+                    "python",
+                    "-c",
+                    "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz')",
+                ).returncode
+                == 0
+            ),
+        )
     stack.wait_for("HAProxy", lambda: httpx.get(f"{stack.url}/readyz", timeout=5).status_code == 200)
     for number in (1, 2):
-        stack.wait_for(f"worker {number}", lambda n=number: "Starting worker" in stack.podman(
-            "logs", container("worker", n)).stderr + stack.podman("logs", container("worker", n)).stdout, timeout=180)
+        stack.wait_for(
+            f"worker {number}",
+            lambda n=number: (
+                "Starting worker"
+                in stack.podman("logs", container("worker", n)).stderr
+                + stack.podman("logs", container("worker", n)).stdout
+            ),
+            timeout=180,
+        )
     return {"key": key}
 
 
@@ -165,6 +213,7 @@ async def file_reports(url: str, key: str, on_half) -> dict[str, dict]:
     halfway = asyncio.Event()
 
     async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+
         async def send(number: int) -> None:
             headers = {"X-API-Key": key, "Idempotency-Key": f"image-{number}"}
             body = report_body(description=f"Đèn đường hư, hẻm {number} tối om cả tuần nay")
@@ -173,8 +222,12 @@ async def file_reports(url: str, key: str, on_half) -> dict[str, dict]:
                 for attempt in range(10):
                     try:
                         if photo:
-                            answer = await client.post("/v1/reports", data=body, headers=headers,
-                                                       files=[("photos", (f"{number}.jpg", photo, "image/jpeg"))])
+                            answer = await client.post(
+                                "/v1/reports",
+                                data=body,
+                                headers=headers,
+                                files=[("photos", (f"{number}.jpg", photo, "image/jpeg"))],
+                            )
                         else:
                             answer = await client.post("/v1/reports", json=body, headers=headers)
                     except httpx.TransportError:
@@ -220,26 +273,41 @@ def test_reports_survive_a_killed_replica_and_worker_and_are_processed_once(stac
     for types in (("classified",), FINAL_EVENTS):
         counts = stack.sql(
             "SELECT count(*) FROM report_events WHERE type IN ({}) GROUP BY report_id".format(
-                ", ".join(f"'{t}'" for t in types)))
+                ", ".join(f"'{t}'" for t in types)
+            )
+        )
         assert len(counts) == REPORTS and {row[0] for row in counts} == {"1"}, types
 
     # Photos: processed by a worker, stored in the object store, served through HAProxy.
     with_photos = [answer for answer in accepted.values() if answer["photo"]]
-    stack.wait_for("every photo processed", lambda: stack.sql(
-        "SELECT count(*), count(processed_at) FROM photos") == [[str(len(with_photos))] * 2], timeout=120)
+    stack.wait_for(
+        "every photo processed",
+        lambda: stack.sql("SELECT count(*), count(processed_at) FROM photos") == [[str(len(with_photos))] * 2],
+        timeout=120,
+    )
     for answer in with_photos:
-        view = httpx.get(f"{stack.url}/v1/reports/{answer['tracking_code']}",
-                         headers={"X-Citizen-Token": answer["citizen_token"]}, timeout=30)
+        view = httpx.get(
+            f"{stack.url}/v1/reports/{answer['tracking_code']}",
+            headers={"X-Citizen-Token": answer["citizen_token"]},
+            timeout=30,
+        )
         assert view.status_code == 200, view.text
         (photo,) = view.json()["photos"]
         assert photo["ready"] and photo["url"].startswith(stack.url)
         served = httpx.get(photo["url"], timeout=30)
         assert served.status_code == 200 and served.headers["content-type"] == "image/jpeg"
-    listing = stack.podman("exec", container("minio"), "python", "-c", (
-        "import boto3; s3 = boto3.client('s3', endpoint_url='http://127.0.0.1:9000', region_name='us-east-1',"
-        " aws_access_key_id='x', aws_secret_access_key='x');"
-        " print('\\n'.join(o['Key'] for p in s3.get_paginator('list_objects_v2').paginate(Bucket='intake-photos')"
-        " for o in p.get('Contents', [])))"))
+    listing = stack.podman(
+        "exec",
+        container("minio"),
+        "python",
+        "-c",
+        (
+            "import boto3; s3 = boto3.client('s3', endpoint_url='http://127.0.0.1:9000', region_name='us-east-1',"
+            " aws_access_key_id='x', aws_secret_access_key='x');"
+            " print('\\n'.join(o['Key'] for p in s3.get_paginator('list_objects_v2').paginate(Bucket='intake-photos')"
+            " for o in p.get('Contents', [])))"
+        ),
+    )
     stored = set(listing.stdout.split())
     recorded = {key for row in stack.sql("SELECT original_key, public_key, thumbnail_key FROM photos") for key in row}
     assert len(recorded) == 3 * len(with_photos)  # an original, its public copy and its thumbnail each
@@ -261,9 +329,12 @@ def test_a_spoofed_forwarded_for_does_not_escape_the_per_address_limit(stack, st
     answers = []
     for attempt in range(40):
         spoofed = f"203.0.113.{attempt + 1}"
-        answer = httpx.post(f"{stack.url}/v1/auth/token", timeout=30,
-                            headers={"X-Forwarded-For": spoofed, "Forwarded": f"for={spoofed}"},
-                            data={"username": f"nobody-{attempt}", "password": "guess"})
+        answer = httpx.post(
+            f"{stack.url}/v1/auth/token",
+            timeout=30,
+            headers={"X-Forwarded-For": spoofed, "Forwarded": f"for={spoofed}"},
+            data={"username": f"nobody-{attempt}", "password": "guess"},
+        )
         answers.append(answer.status_code)
         if answer.status_code == 429:
             break

@@ -151,14 +151,18 @@ def test_same_idempotency_key_twice_gives_one_report(client, api_key):
 def test_same_idempotency_key_with_a_different_body_is_409(client, api_key):
     headers = {"Idempotency-Key": "retry-456"}
     assert submit(client, api_key, headers=headers).status_code == 201
-    response = submit(client, api_key, report_body(description="Một phản ánh hoàn toàn khác về rác thải"), headers=headers)
+    response = submit(
+        client, api_key, report_body(description="Một phản ánh hoàn toàn khác về rác thải"), headers=headers
+    )
     assert response.status_code == 409
     assert response.json()["code"] == "idempotency_conflict"
 
 
 def test_report_with_five_photos_round_trips(client, api_key):
-    files = [("photos", (f"p{i}.jpg", jpeg_bytes(color=color), "image/jpeg"))
-             for i, color in enumerate(["red", "green", "blue", "white", "black"])]
+    files = [
+        ("photos", (f"p{i}.jpg", jpeg_bytes(color=color), "image/jpeg"))
+        for i, color in enumerate(["red", "green", "blue", "white", "black"])
+    ]
     response = submit(client, api_key, files=files)
     assert response.status_code == 201, response.text
     view = client.get(f"/v1/reports/{response.json()['tracking_code']}").json()

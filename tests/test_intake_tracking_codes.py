@@ -14,12 +14,17 @@ def test_clashing_tracking_code_is_redrawn_and_the_report_still_taken(client, ap
     draws = chain([taken, taken], repeat("7K3P-9QX2"))
     monkeypatch.setattr(service, "new_tracking_code", lambda: next(draws))
 
-    second = client.post("/v1/reports", json=report_body(description="Ổ gà lớn giữa đường Lê Lợi, xe máy dễ té"),
-                         headers={"X-API-Key": api_key, "Idempotency-Key": "clash-1"})
+    second = client.post(
+        "/v1/reports",
+        json=report_body(description="Ổ gà lớn giữa đường Lê Lợi, xe máy dễ té"),
+        headers={"X-API-Key": api_key, "Idempotency-Key": "clash-1"},
+    )
     assert second.status_code == 201, second.text
     assert second.json()["tracking_code"] == "7K3P-9QX2"
     assert client.get(f"/v1/reports/{taken}").json()["description"] == report_body()["description"]
-    again = client.post("/v1/reports", json=report_body(description="Ổ gà lớn giữa đường Lê Lợi, xe máy dễ té"),
-                        headers={"X-API-Key": api_key, "Idempotency-Key": "clash-1"})
+    again = client.post(
+        "/v1/reports",
+        json=report_body(description="Ổ gà lớn giữa đường Lê Lợi, xe máy dễ té"),
+        headers={"X-API-Key": api_key, "Idempotency-Key": "clash-1"},
+    )
     assert again.status_code == 200 and again.json()["tracking_code"] == "7K3P-9QX2"
-

@@ -31,14 +31,19 @@ def burst(client: TestClient, api_key: str, bodies: list[dict], headers: dict | 
         transport = httpx.ASGITransport(app=client.app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             return await asyncio.gather(
-                *(http.post("/v1/reports", json=body, headers={"X-API-Key": api_key, **(headers or {})}) for body in bodies)
+                *(
+                    http.post("/v1/reports", json=body, headers={"X-API-Key": api_key, **(headers or {})})
+                    for body in bodies
+                )
             )
 
     return client.portal.call(send_all)
 
 
 def bodies(count: int) -> list[dict]:
-    return [report_body(description=f"Ổ gà lớn số {number} trên đường Nguyễn Trãi, xe máy dễ té") for number in range(count)]
+    return [
+        report_body(description=f"Ổ gà lớn số {number} trên đường Nguyễn Trãi, xe máy dễ té") for number in range(count)
+    ]
 
 
 def test_reports_sent_at_once_are_each_stored_once_and_queued(client, api_key):
@@ -49,7 +54,9 @@ def test_reports_sent_at_once_are_each_stored_once_and_queued(client, api_key):
     assert len(codes) == BURST
     stored = in_app(client, lambda s: s.exec(select(Report.tracking_code)))
     assert set(stored.all()) == codes
-    received = in_app(client, lambda s: s.exec(select(func.count()).select_from(ReportEvent).where(ReportEvent.type == "received")))
+    received = in_app(
+        client, lambda s: s.exec(select(func.count()).select_from(ReportEvent).where(ReportEvent.type == "received"))
+    )
     assert received.one() == BURST
     # Every report was handed to the workers (after its commit) under the job id the sweep uses too.
     queued = client.portal.call(client.app.state.arq.zrange, client.app.state.settings.queue_name, 0, -1)

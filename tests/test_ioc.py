@@ -72,36 +72,87 @@ def report(created_at: datetime, *, status: str, lat_lon=BEN_THANH, **fields) ->
 
 
 def lighting(created_at, **fields) -> Report:
-    return report(created_at, service_code="street_lighting", department_code="chieu-sang",
-                  jurisdiction_code="BEN-THANH", **fields)
+    return report(
+        created_at,
+        service_code="street_lighting",
+        department_code="chieu-sang",
+        jurisdiction_code="BEN-THANH",
+        **fields,
+    )
 
 
 def drainage(created_at, **fields) -> Report:
-    return report(created_at, lat_lon=VO_THI_SAU, service_code="drainage_flooding", department_code="thoat-nuoc",
-                  jurisdiction_code="XUAN-HOA", **fields)
+    return report(
+        created_at,
+        lat_lon=VO_THI_SAU,
+        service_code="drainage_flooding",
+        department_code="thoat-nuoc",
+        jurisdiction_code="XUAN-HOA",
+        **fields,
+    )
 
 
 def city_history(client, now: datetime) -> dict[str, Report]:
     """Eleven reports whose every figure is counted by hand in the tests below."""
     n = now
     rows = {
-        "lit_closed_on_time": lighting(n - 10 * DAY, status="closed", acknowledged_at=n - 10 * DAY + HOUR, due_at=n - 5 * DAY,
-                                       resolved_at=n - 6 * DAY, closed_at=n - 5 * DAY, citizen_rating=5),
-        "lit_resolved_late": lighting(n - 9 * DAY, status="resolved", acknowledged_at=n - 9 * DAY + 3 * HOUR, due_at=n - 4 * DAY,
-                                      resolved_at=n - 3 * DAY, citizen_rating=2, transfer_count=1),
-        "lit_overdue": lighting(n - 8 * DAY, status="in_progress", acknowledged_at=n - 8 * DAY + 2 * HOUR, due_at=n - DAY),
-        "lit_assigned": lighting(n - 2 * DAY, status="assigned", acknowledged_at=n - 2 * DAY + 5 * HOUR, due_at=n + 3 * DAY),
+        "lit_closed_on_time": lighting(
+            n - 10 * DAY,
+            status="closed",
+            acknowledged_at=n - 10 * DAY + HOUR,
+            due_at=n - 5 * DAY,
+            resolved_at=n - 6 * DAY,
+            closed_at=n - 5 * DAY,
+            citizen_rating=5,
+        ),
+        "lit_resolved_late": lighting(
+            n - 9 * DAY,
+            status="resolved",
+            acknowledged_at=n - 9 * DAY + 3 * HOUR,
+            due_at=n - 4 * DAY,
+            resolved_at=n - 3 * DAY,
+            citizen_rating=2,
+            transfer_count=1,
+        ),
+        "lit_overdue": lighting(
+            n - 8 * DAY, status="in_progress", acknowledged_at=n - 8 * DAY + 2 * HOUR, due_at=n - DAY
+        ),
+        "lit_assigned": lighting(
+            n - 2 * DAY, status="assigned", acknowledged_at=n - 2 * DAY + 5 * HOUR, due_at=n + 3 * DAY
+        ),
         "just_in": report(n - 12 * HOUR, status="received", jurisdiction_code="BEN-THANH"),
-        "drain_closed_on_time": drainage(n - 20 * DAY, status="closed", acknowledged_at=n - 20 * DAY + 4 * HOUR, due_at=n - 15 * DAY,
-                                         resolved_at=n - 16 * DAY, closed_at=n - 14 * DAY, citizen_rating=4, transfer_count=2),
+        "drain_closed_on_time": drainage(
+            n - 20 * DAY,
+            status="closed",
+            acknowledged_at=n - 20 * DAY + 4 * HOUR,
+            due_at=n - 15 * DAY,
+            resolved_at=n - 16 * DAY,
+            closed_at=n - 14 * DAY,
+            citizen_rating=4,
+            transfer_count=2,
+        ),
         # Past due, but waiting for the citizen: the clock is paused, so not overdue.
-        "drain_on_hold": drainage(n - 5 * DAY, status="on_hold", acknowledged_at=n - 5 * DAY + HOUR, due_at=n - HOUR,
-                                  on_hold_since=n - 2 * DAY),
-        "drain_rejected": drainage(n - 3 * DAY, status="rejected", acknowledged_at=n - 3 * DAY + 2 * HOUR, closed_at=n - 2 * DAY),
+        "drain_on_hold": drainage(
+            n - 5 * DAY,
+            status="on_hold",
+            acknowledged_at=n - 5 * DAY + HOUR,
+            due_at=n - HOUR,
+            on_hold_since=n - 2 * DAY,
+        ),
+        "drain_rejected": drainage(
+            n - 3 * DAY, status="rejected", acknowledged_at=n - 3 * DAY + 2 * HOUR, closed_at=n - 2 * DAY
+        ),
         # Older than the default 30-day window: in the backlog, not in the window's counts.
-        "drain_old_overdue": drainage(n - 40 * DAY, status="in_progress", acknowledged_at=n - 39 * DAY, due_at=n - 35 * DAY),
-        "triage": report(n - 2 * HOUR, status="needs_triage", department_code="dispatch-1022", jurisdiction_code="BEN-THANH",
-                         due_at=n + 2 * DAY),
+        "drain_old_overdue": drainage(
+            n - 40 * DAY, status="in_progress", acknowledged_at=n - 39 * DAY, due_at=n - 35 * DAY
+        ),
+        "triage": report(
+            n - 2 * HOUR,
+            status="needs_triage",
+            department_code="dispatch-1022",
+            jurisdiction_code="BEN-THANH",
+            due_at=n + 2 * DAY,
+        ),
     }
     original = rows["drain_closed_on_time"]
     rows["drain_duplicate"] = drainage(n - 4 * DAY, status="duplicate", duplicate_of_id=original.id)
@@ -132,13 +183,27 @@ def test_summary_matches_hand_counted_history(client, viewer):
     body = summary(client, viewer)
 
     assert body["counts"] == {
-        "received": 10, "awaiting_processing": 1, "needs_triage": 1, "assigned": 1, "in_progress": 1, "on_hold": 1,
-        "reopened": 0, "resolved": 1, "closed": 2, "rejected": 1, "duplicate": 1, "overdue": 1,
+        "received": 10,
+        "awaiting_processing": 1,
+        "needs_triage": 1,
+        "assigned": 1,
+        "in_progress": 1,
+        "on_hold": 1,
+        "reopened": 0,
+        "resolved": 1,
+        "closed": 2,
+        "rejected": 1,
+        "duplicate": 1,
+        "overdue": 1,
     }
     assert body["backlog"]["open"] == 6
     assert body["backlog"]["overdue"] == 2
     assert [(bucket["label"], bucket["count"]) for bucket in body["backlog"]["by_age"]] == [
-        ("<1d", 2), ("1–3d", 1), ("3–7d", 1), ("7–30d", 1), (">30d", 1),
+        ("<1d", 2),
+        ("1–3d", 1),
+        ("3–7d", 1),
+        ("7–30d", 1),
+        (">30d", 1),
     ]
     # Measured: two resolved on time, one resolved late, one open and past due.
     assert body["sla"] == {"compliance_pct": 50.0, "on_time": 2, "late": 2, "measured": 4}
@@ -154,14 +219,34 @@ def test_summary_matches_hand_counted_history(client, viewer):
 
     departments = {row["code"]: row for row in body["departments"]}
     assert departments["chieu-sang"] == {
-        "code": "chieu-sang", "name": "Công ty Chiếu sáng Công cộng", "received": 4, "resolved": 2, "open": 2, "overdue": 1,
-        "on_time_pct": 33.33, "transfers": 1, "average_rating": 3.5, "ratings": 2,
-        "acknowledge_on_time_pct": None, "acknowledged_on_time": 0, "acknowledge_measured": 0,  # no deadlines here
+        "code": "chieu-sang",
+        "name": "Công ty Chiếu sáng Công cộng",
+        "received": 4,
+        "resolved": 2,
+        "open": 2,
+        "overdue": 1,
+        "on_time_pct": 33.33,
+        "transfers": 1,
+        "average_rating": 3.5,
+        "ratings": 2,
+        "acknowledge_on_time_pct": None,
+        "acknowledged_on_time": 0,
+        "acknowledge_measured": 0,  # no deadlines here
     }
     assert departments["thoat-nuoc"] == {
-        "code": "thoat-nuoc", "name": "Công ty Thoát nước Đô thị", "received": 4, "resolved": 1, "open": 2, "overdue": 1,
-        "on_time_pct": 100.0, "transfers": 2, "average_rating": 4.0, "ratings": 1,
-        "acknowledge_on_time_pct": None, "acknowledged_on_time": 0, "acknowledge_measured": 0,
+        "code": "thoat-nuoc",
+        "name": "Công ty Thoát nước Đô thị",
+        "received": 4,
+        "resolved": 1,
+        "open": 2,
+        "overdue": 1,
+        "on_time_pct": 100.0,
+        "transfers": 2,
+        "average_rating": 4.0,
+        "ratings": 1,
+        "acknowledge_on_time_pct": None,
+        "acknowledged_on_time": 0,
+        "acknowledge_measured": 0,
     }
     assert departments["dispatch-1022"]["open"] == 1 and departments["dispatch-1022"]["on_time_pct"] is None
     assert departments[None]["received"] == 1  # not routed yet
@@ -240,7 +325,9 @@ def test_summary_is_cached_and_revalidated_with_etag(client, viewer):
 
     # Other filters are other answers, computed afresh.
     refresh_rollup(client)
-    other = client.get("/v1/ioc/summary", params={"department": "chieu-sang"}, headers={**viewer, "If-None-Match": etag})
+    other = client.get(
+        "/v1/ioc/summary", params={"department": "chieu-sang"}, headers={**viewer, "If-None-Match": etag}
+    )
     assert other.status_code == 200
     assert other.json()["counts"]["received"] == 5
 
@@ -367,9 +454,19 @@ def city_time(*args) -> datetime:
 def test_timeseries_counts_per_city_day_and_hour(client, viewer):
     add_reports(
         client,
-        lighting(city_time(2026, 1, 10, 8, 15), status="closed", due_at=city_time(2026, 1, 12, 17), resolved_at=city_time(2026, 1, 11, 9, 40)),
+        lighting(
+            city_time(2026, 1, 10, 8, 15),
+            status="closed",
+            due_at=city_time(2026, 1, 12, 17),
+            resolved_at=city_time(2026, 1, 11, 9, 40),
+        ),
         lighting(city_time(2026, 1, 10, 8, 50), status="in_progress", due_at=city_time(2026, 1, 11, 17)),
-        lighting(city_time(2026, 1, 10, 23, 30), status="resolved", due_at=city_time(2026, 1, 11, 10), resolved_at=city_time(2026, 1, 11, 11)),
+        lighting(
+            city_time(2026, 1, 10, 23, 30),
+            status="resolved",
+            due_at=city_time(2026, 1, 11, 10),
+            resolved_at=city_time(2026, 1, 11, 11),
+        ),
         # 23:30 UTC on the 10th is 06:30 on the 11th in the city: it belongs to the 11th.
         lighting(city_time(2026, 1, 11, 6, 30), status="rejected", due_at=city_time(2026, 1, 11, 9)),
     )
@@ -383,7 +480,9 @@ def test_timeseries_counts_per_city_day_and_hour(client, viewer):
     received = series(metric="received", bucket="day")
     assert received["timezone"] == "Asia/Ho_Chi_Minh"
     assert [(point["start"], point["count"]) for point in received["points"]] == [
-        ("2026-01-09T17:00:00Z", 3), ("2026-01-10T17:00:00Z", 1), ("2026-01-11T17:00:00Z", 0),
+        ("2026-01-09T17:00:00Z", 3),
+        ("2026-01-10T17:00:00Z", 1),
+        ("2026-01-11T17:00:00Z", 0),
     ]
     resolved = series(metric="resolved", bucket="day")
     assert [point["count"] for point in resolved["points"]] == [0, 2, 0]
@@ -392,9 +491,13 @@ def test_timeseries_counts_per_city_day_and_hour(client, viewer):
     overdue = series(metric="overdue", bucket="day")
     assert [point["count"] for point in overdue["points"]] == [0, 2, 0]
 
-    hourly = series(metric="received", bucket="hour", **{"from": "2026-01-10T07:00:00+07:00", "to": "2026-01-10T10:00:00+07:00"})
+    hourly = series(
+        metric="received", bucket="hour", **{"from": "2026-01-10T07:00:00+07:00", "to": "2026-01-10T10:00:00+07:00"}
+    )
     assert [(point["start"], point["count"]) for point in hourly["points"]] == [
-        ("2026-01-10T00:00:00Z", 0), ("2026-01-10T01:00:00Z", 2), ("2026-01-10T02:00:00Z", 0),
+        ("2026-01-10T00:00:00Z", 0),
+        ("2026-01-10T01:00:00Z", 2),
+        ("2026-01-10T02:00:00Z", 0),
     ]
     # Filters apply as in the summary.
     assert sum(p["count"] for p in series(metric="received", bucket="day", department="thoat-nuoc")["points"]) == 0
@@ -442,7 +545,8 @@ def test_hotspots_are_geojson_hexagons_with_top_categories(client, viewer):
 
     at_report_resolution = client.get("/v1/ioc/hotspots", params={"resolution": 9}, headers=viewer).json()
     assert {f["properties"]["cell"] for f in at_report_resolution["features"]} == {
-        h3.latlng_to_cell(*BEN_THANH, 9), h3.latlng_to_cell(*VO_THI_SAU, 9)
+        h3.latlng_to_cell(*BEN_THANH, 9),
+        h3.latlng_to_cell(*VO_THI_SAU, 9),
     }
     assert client.get("/v1/ioc/hotspots", params={"resolution": 10}, headers=viewer).status_code == 422
     only_one = client.get("/v1/ioc/hotspots", params={"resolution": 9, "limit": 1}, headers=viewer).json()
@@ -483,7 +587,9 @@ def test_metrics_expose_intake_queue_tickets_and_sla_breaches(client, api_key):
     assert before.status_code == 200
     assert before.headers["content-type"].startswith("text/plain")
     received_before = sample(before.text, "intake_reports_received_total", 'channel="app"')
-    assert sample(before.text, "intake_reports_received_total", 'channel="hotline"') >= 0  # every channel, from the start
+    assert (
+        sample(before.text, "intake_reports_received_total", 'channel="hotline"') >= 0
+    )  # every channel, from the start
 
     created = client.post("/v1/reports", json=report_body(), headers={"X-API-Key": api_key})
     assert created.status_code == 201
@@ -543,8 +649,18 @@ def test_seed_fills_the_database_with_plausible_history(client, settings):
     reports = in_app(client, look)
     assert len(reports) == 600
     assert len({r.tracking_code for r in reports}) == 600
-    wards = {"SAI-GON", "BEN-THANH", "BEN-THANH", "XUAN-HOA", "HOA-HUNG", "TAN-SON-HOA", "GO-VAP",
-             "THANH-MY-TAY", "AN-KHANH", "BINH-TRUNG"}
+    wards = {
+        "SAI-GON",
+        "BEN-THANH",
+        "BEN-THANH",
+        "XUAN-HOA",
+        "HOA-HUNG",
+        "TAN-SON-HOA",
+        "GO-VAP",
+        "THANH-MY-TAY",
+        "AN-KHANH",
+        "BINH-TRUNG",
+    }
     assert {r.jurisdiction_code for r in reports} <= wards
     assert all(r.created_at > utcnow() - timedelta(days=61) for r in reports)
     statuses = {r.status for r in reports}

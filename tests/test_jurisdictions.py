@@ -36,8 +36,11 @@ def square(lon: float, lat: float, side: float) -> dict:
 
 def ward_file(tmp_path: Path, wards=REAL_WARDS, *, parent: str = "79", parent_name: str = "TP. Hồ Chí Minh") -> Path:
     features = [
-        {"type": "Feature", "properties": {"ma": code, "ten": name, "tinh": parent, "ten_tinh": parent_name},
-         "geometry": square(lon, lat, side)}
+        {
+            "type": "Feature",
+            "properties": {"ma": code, "ten": name, "tinh": parent, "ten_tinh": parent_name},
+            "geometry": square(lon, lat, side),
+        }
         for code, name, lon, lat, side in wards
     ]
     path = tmp_path / "wards.geojson"
@@ -54,8 +57,23 @@ def intake(settings, *args: str) -> subprocess.CompletedProcess:
 
 def import_real_wards(settings, path: Path) -> subprocess.CompletedProcess:
     done = intake(
-        settings, "jurisdictions", "import", str(path), "--replace", "--level", "ward", "--code-field", "ma",
-        "--name-field", "ten", "--parent-field", "tinh", "--parent-name-field", "ten_tinh", "--parent-level", "city",
+        settings,
+        "jurisdictions",
+        "import",
+        str(path),
+        "--replace",
+        "--level",
+        "ward",
+        "--code-field",
+        "ma",
+        "--name-field",
+        "ten",
+        "--parent-field",
+        "tinh",
+        "--parent-name-field",
+        "ten_tinh",
+        "--parent-level",
+        "city",
     )
     assert done.returncode == 0, done.stderr
     return done
@@ -151,9 +169,17 @@ def test_list_shows_every_jurisdiction_with_its_parent_and_delete_removes_one(cl
 def test_failed_import_changes_nothing(client, settings, city_map, tmp_path):
     bad = ward_file(tmp_path)
     data = json.loads(bad.read_text())
-    data["features"].append({"type": "Feature", "properties": {"ma": "X", "ten": "X"}, "geometry": {"type": "Point", "coordinates": [106.7, 10.8]}})
+    data["features"].append(
+        {
+            "type": "Feature",
+            "properties": {"ma": "X", "ten": "X"},
+            "geometry": {"type": "Point", "coordinates": [106.7, 10.8]},
+        }
+    )
     bad.write_text(json.dumps(data))
-    done = intake(settings, "jurisdictions", "import", str(bad), "--replace", "--code-field", "ma", "--name-field", "ten")
+    done = intake(
+        settings, "jurisdictions", "import", str(bad), "--replace", "--code-field", "ma", "--name-field", "ten"
+    )
     assert done.returncode == 2 and "feature 3" in done.stderr
     assert "BEN-THANH" in codes(client) and "26734" not in codes(client)
 
@@ -161,7 +187,9 @@ def test_failed_import_changes_nothing(client, settings, city_map, tmp_path):
 # --- 3. catalogue checks at load ---------------------------------------------------------------------
 
 
-def test_catalogue_naming_unknown_jurisdiction_department_or_category_is_refused_with_its_lines(client, settings, tmp_path):
+def test_catalogue_naming_unknown_jurisdiction_department_or_category_is_refused_with_its_lines(
+    client, settings, tmp_path
+):
     text = (ROOT / "service/catalogue/catalogue.yaml").read_text()
     broken = text.replace(
         "  - {category: urban_order, jurisdiction: SAI-GON, department: ubnd-phuong-sai-gon}",
@@ -171,22 +199,35 @@ def test_catalogue_naming_unknown_jurisdiction_department_or_category_is_refused
     path = tmp_path / "catalogue.yaml"
     path.write_text(broken)
     lines = broken.splitlines()
-    line_of = {needle: lines.index(next(line for line in lines if needle in line)) + 1
-               for needle in ("jurisdiction: Q1", "category: potholes")}
+    line_of = {
+        needle: lines.index(next(line for line in lines if needle in line)) + 1
+        for needle in ("jurisdiction: Q1", "category: potholes")
+    }
     current = in_app(client, catalogue_service.current_version)
 
     for args in (("catalogue", "load", "--check", str(path)), ("catalogue", "load", str(path))):
         done = intake(settings, *args)
         assert done.returncode == 2
-        assert f"line {line_of['jurisdiction: Q1']}: routing_rules[0].jurisdiction: unknown jurisdiction 'Q1'" in done.stderr
-        assert f"line {line_of['category: potholes']}: routing_rules[1].category: unknown category 'potholes'" in done.stderr
-        assert f"line {line_of['category: potholes']}: routing_rules[1].department: unknown department 'ubnd-quan-1'" in done.stderr
+        assert (
+            f"line {line_of['jurisdiction: Q1']}: routing_rules[0].jurisdiction: unknown jurisdiction 'Q1'"
+            in done.stderr
+        )
+        assert (
+            f"line {line_of['category: potholes']}: routing_rules[1].category: unknown category 'potholes'"
+            in done.stderr
+        )
+        assert (
+            f"line {line_of['category: potholes']}: routing_rules[1].department: unknown department 'ubnd-quan-1'"
+            in done.stderr
+        )
     assert in_app(client, catalogue_service.current_version) == current
 
 
 def test_catalogue_check_of_a_good_file_loads_nothing(client, settings, tmp_path):
     path = tmp_path / "catalogue.yaml"
-    path.write_text((ROOT / "service/catalogue/catalogue.yaml").read_text().replace('version: "2026.12.1"', 'version: "2099.1"'))
+    path.write_text(
+        (ROOT / "service/catalogue/catalogue.yaml").read_text().replace('version: "2026.12.1"', 'version: "2099.1"')
+    )
     current = in_app(client, catalogue_service.current_version)
     done = intake(settings, "catalogue", "load", "--check", str(path))
     assert done.returncode == 0 and "no problems" in done.stdout
@@ -195,7 +236,9 @@ def test_catalogue_check_of_a_good_file_loads_nothing(client, settings, tmp_path
 
 def test_make_run_keeps_a_citys_own_catalogue(client, settings, city_map, tmp_path):
     own = tmp_path / "own.yaml"
-    own.write_text((ROOT / "service/catalogue/catalogue.yaml").read_text().replace('version: "2026.12.1"', 'version: "city.1"'))
+    own.write_text(
+        (ROOT / "service/catalogue/catalogue.yaml").read_text().replace('version: "2026.12.1"', 'version: "city.1"')
+    )
     assert intake(settings, "catalogue", "load", str(own)).returncode == 0
     done = intake(settings, "catalogue", "load", "service/catalogue/catalogue.yaml", "--keep-own")
     assert done.returncode == 0 and "is not loaded" in done.stdout
@@ -207,8 +250,14 @@ def test_make_run_keeps_a_citys_own_catalogue(client, settings, city_map, tmp_pa
 
 @pytest.mark.parametrize(
     ("place", "lat", "lon"),
-    [("Thủ Dầu Một", 10.9804, 106.6519), ("Vũng Tàu", 10.3460, 107.0843), ("Côn Đảo", 8.6820, 106.6090),
-     ("Củ Chi", 11.0000, 106.5000), ("Cần Giờ", 10.4110, 106.9540), ("Bà Rịa", 10.4960, 107.1680)],
+    [
+        ("Thủ Dầu Một", 10.9804, 106.6519),
+        ("Vũng Tàu", 10.3460, 107.0843),
+        ("Côn Đảo", 8.6820, 106.6090),
+        ("Củ Chi", 11.0000, 106.5000),
+        ("Cần Giờ", 10.4110, 106.9540),
+        ("Bà Rịa", 10.4960, 107.1680),
+    ],
 )
 def test_demo_city_takes_reports_from_all_of_todays_hcmc(client, api_key, place, lat, lon):
     assert submit(client, api_key, lat, lon).status_code == 201, place
@@ -266,26 +315,60 @@ def test_ticket_and_ioc_filters_on_the_city_cover_its_wards(client, api_key):
 
 def test_three_level_city_routes_by_district_and_filters_by_city(client, settings, api_key, city_map, tmp_path):
     """A city → district → ward map, built from two files: districts naming the city, wards naming their district."""
-    districts = [{"type": "Feature", "properties": {"code": "D1", "name": "Quận Một", "city": "C", "city_name": "Thành phố C"},
-                  "geometry": square(106.670, 10.765, 0.040)}]
+    districts = [
+        {
+            "type": "Feature",
+            "properties": {"code": "D1", "name": "Quận Một", "city": "C", "city_name": "Thành phố C"},
+            "geometry": square(106.670, 10.765, 0.040),
+        }
+    ]
     district_path = tmp_path / "districts.geojson"
     district_path.write_text(json.dumps({"type": "FeatureCollection", "features": districts}))
-    done = intake(settings, "jurisdictions", "import", str(district_path), "--level", "district", "--parent-field", "city",
-                  "--parent-name-field", "city_name", "--parent-level", "city")
+    done = intake(
+        settings,
+        "jurisdictions",
+        "import",
+        str(district_path),
+        "--level",
+        "district",
+        "--parent-field",
+        "city",
+        "--parent-name-field",
+        "city_name",
+        "--parent-level",
+        "city",
+    )
     assert done.returncode == 0, done.stderr
     wards = tmp_path / "w"
     wards.mkdir()
     path = ward_file(wards, parent="D1", parent_name="Quận Một")
-    done = intake(settings, "jurisdictions", "import", str(path), "--replace", "--code-field", "ma", "--name-field", "ten",
-                  "--parent-field", "tinh", "--parent-name-field", "ten_tinh")
+    done = intake(
+        settings,
+        "jurisdictions",
+        "import",
+        str(path),
+        "--replace",
+        "--code-field",
+        "ma",
+        "--name-field",
+        "ten",
+        "--parent-field",
+        "tinh",
+        "--parent-name-field",
+        "ten_tinh",
+    )
     assert done.returncode == 0, done.stderr
     assert codes(client)["D1"].parent_code == "C"
 
-    catalogue = (ROOT / "service/catalogue/catalogue.yaml").read_text().replace('version: "2026.12.1"', 'version: "three.1"')
+    catalogue = (
+        (ROOT / "service/catalogue/catalogue.yaml").read_text().replace('version: "2026.12.1"', 'version: "three.1"')
+    )
     start = catalogue.index("routing_rules:\n") + len("routing_rules:\n")
     end = catalogue.index("  - {category: road_traffic")
-    catalogue = (catalogue[:start] + "  - {category: urban_order, jurisdiction: D1, department: so-xay-dung}\n"
-                 "  - {category: street_lighting, jurisdiction: C, department: so-xay-dung}\n" + catalogue[end:])
+    catalogue = (
+        catalogue[:start] + "  - {category: urban_order, jurisdiction: D1, department: so-xay-dung}\n"
+        "  - {category: street_lighting, jurisdiction: C, department: so-xay-dung}\n" + catalogue[end:]
+    )
     own = tmp_path / "three.yaml"
     own.write_text(catalogue)
     done = intake(settings, "catalogue", "load", str(own))

@@ -27,14 +27,19 @@ def test_key_created_with_its_own_rate_is_limited_at_that_rate(settings, client)
         codes = [app.post("/v1/reports", json=report_body(), headers={"X-API-Key": slow}).status_code for _ in range(4)]
         assert codes == [201, 201, 201, 429]
         # The other key keeps the default, far above 3.
-        codes = [app.post("/v1/reports", json=report_body(), headers={"X-API-Key": default}).status_code for _ in range(5)]
+        codes = [
+            app.post("/v1/reports", json=report_body(), headers={"X-API-Key": default}).status_code for _ in range(5)
+        ]
         assert codes == [201] * 5
 
 
 def test_intake_apikey_create_takes_a_rate(settings, client):
     env = {**os.environ, **settings_environment(settings)}
     created = subprocess.run(
-        [INTAKE, "apikey", "create", "--name", "district app", "--rate", "2/minute"], env=env, capture_output=True, text=True,
+        [INTAKE, "apikey", "create", "--name", "district app", "--rate", "2/minute"],
+        env=env,
+        capture_output=True,
+        text=True,
         check=True,
     )
     key = created.stdout.strip()
@@ -44,7 +49,9 @@ def test_intake_apikey_create_takes_a_rate(settings, client):
         codes = [app.post("/v1/reports", json=report_body(), headers={"X-API-Key": key}).status_code for _ in range(3)]
     assert codes == [201, 201, 429]
 
-    refused = subprocess.run([INTAKE, "apikey", "create", "--name", "x", "--rate", "lots"], env=env, capture_output=True, text=True)
+    refused = subprocess.run(
+        [INTAKE, "apikey", "create", "--name", "x", "--rate", "lots"], env=env, capture_output=True, text=True
+    )
     assert refused.returncode == 2 and "not a rate" in refused.stderr
 
 

@@ -45,8 +45,11 @@ def test_citizen_answer_moves_on_hold_to_in_progress_and_says_so(client, api_key
     subscribe(client, key(client, "admin"), receiver.url, event_types=["report.status_changed"])
     created = file_report(client, api_key)
     assert move(client, officer, created["id"], to="on_hold", question="Cột đèn số mấy?").status_code == 200
-    answered = client.post(f"/v1/reports/{created['tracking_code']}/replies", json={"message": "Cột số 12"},
-                           headers={"X-Citizen-Token": created["citizen_token"]})
+    answered = client.post(
+        f"/v1/reports/{created['tracking_code']}/replies",
+        json={"message": "Cột số 12"},
+        headers={"X-Citizen-Token": created["citizen_token"]},
+    )
     assert answered.status_code == 200 and answered.json()["status"] == "in_progress"
     deliver(client)
 
@@ -57,7 +60,9 @@ def test_citizen_answer_moves_on_hold_to_in_progress_and_says_so(client, api_key
     ]
     last = timeline(client, officer, created["id"])[-1]
     assert (last["code"], last["data"]["status"], last["actor"]) == (
-        "status_changed", {"from": "on_hold", "to": "in_progress"}, "citizen"
+        "status_changed",
+        {"from": "on_hold", "to": "in_progress"},
+        "citizen",
     )
 
 
@@ -67,8 +72,11 @@ def test_transfer_restarts_the_ticket_at_the_new_department_which_hears_assigned
     subscribe(client, ward, receiver.url)
     created = file_report(client, api_key)
     assert move(client, officer, created["id"], to="in_progress").status_code == 200
-    moved = client.post(f"/v1/tickets/{created['id']}/transfer",
-                        json={"department_code": "ubnd-phuong-ben-thanh", "reason": "Đèn trong hẻm do phường quản lý"}, headers=officer)
+    moved = client.post(
+        f"/v1/tickets/{created['id']}/transfer",
+        json={"department_code": "ubnd-phuong-ben-thanh", "reason": "Đèn trong hẻm do phường quản lý"},
+        headers=officer,
+    )
     assert moved.status_code == 200
     assert (moved.json()["status"], moved.json()["department_code"]) == ("assigned", "ubnd-phuong-ben-thanh")
     deliver(client)
@@ -89,20 +97,34 @@ def test_transfer_restarts_the_ticket_at_the_new_department_which_hears_assigned
 def test_triaged_and_auto_routed_reports_emit_the_same_events(client, api_key, receiver):
     dispatcher = make_user(client, "dispatch", "dispatcher")
     subscribe(client, key(client, "admin"), receiver.url)
-    routed = file_report(client, api_key, service_code=None, description="Đèn đường trước chợ Bến Thành bị tắt ba đêm nay")
-    unsure = client.post("/v1/reports", json=report_body(description=UNSURE, lat=10.78), headers={"X-API-Key": api_key}).json()
+    routed = file_report(
+        client, api_key, service_code=None, description="Đèn đường trước chợ Bến Thành bị tắt ba đêm nay"
+    )
+    unsure = client.post(
+        "/v1/reports", json=report_body(description=UNSURE, lat=10.78), headers={"X-API-Key": api_key}
+    ).json()
     run_worker(client)
-    triaged = client.post(f"/v1/tickets/{unsure['id']}/triage", json={"service_code": "street_lighting"}, headers=dispatcher)
+    triaged = client.post(
+        f"/v1/tickets/{unsure['id']}/triage", json={"service_code": "street_lighting"}, headers=dispatcher
+    )
     assert triaged.status_code == 200
     deliver(client)
 
     def heard(created):
-        return [r.payload["type"] for r in receiver.requests if r.payload["data"]["tracking_code"] == created["tracking_code"]]
+        return [
+            r.payload["type"]
+            for r in receiver.requests
+            if r.payload["data"]["tracking_code"] == created["tracking_code"]
+        ]
 
     assert heard(routed) == ["report.created", "report.classified", "report.status_changed", "report.assigned"]
     # The unsure one first went to the dispatchers (a status change, nothing classified), then the same as above.
     assert heard(unsure) == [
-        "report.created", "report.status_changed", "report.classified", "report.status_changed", "report.assigned",
+        "report.created",
+        "report.status_changed",
+        "report.classified",
+        "report.status_changed",
+        "report.assigned",
     ]
 
 
@@ -111,9 +133,11 @@ def test_duplicate_reporters_hear_when_their_original_changes_status(client, api
     second_app = key(client, "citizen_app")
     subscribe(client, second_app, receiver.url)  # the app the duplicate came from
     original = file_report(client, api_key)
-    duplicate = client.post("/v1/reports", json=report_body(description="Đèn đường chợ Bến Thành tắt mấy đêm rồi",
-                                                            service_code="street_lighting"),
-                            headers={"X-API-Key": second_app}).json()
+    duplicate = client.post(
+        "/v1/reports",
+        json=report_body(description="Đèn đường chợ Bến Thành tắt mấy đêm rồi", service_code="street_lighting"),
+        headers={"X-API-Key": second_app},
+    ).json()
     run_worker(client)
     assert client.get(f"/v1/reports/{duplicate['tracking_code']}").json()["status"] == "duplicate"
     assert move(client, officer, original["id"], to="in_progress").status_code == 200
@@ -123,7 +147,9 @@ def test_duplicate_reporters_hear_when_their_original_changes_status(client, api
     assert len(heard) == 1
     assert heard[0]["data"]["tracking_code"] == duplicate["tracking_code"]
     assert heard[0]["data"]["original"] == {
-        "tracking_code": original["tracking_code"], "status": "in_progress", "previous_status": "assigned",
+        "tracking_code": original["tracking_code"],
+        "status": "in_progress",
+        "previous_status": "assigned",
     }
     page = client.get(f"/v1/reports/{duplicate['tracking_code']}", headers={"Accept-Language": "en"}).json()
     assert page["original"]["status"] == "in_progress"
@@ -136,10 +162,20 @@ def test_timeline_codes_and_messages_follow_accept_language(client, api_key):
     created = file_report(client, api_key)
     move(client, officer, created["id"], to="rejected", reason="Ngoài phạm vi")
     page_vi = client.get(f"/v1/reports/{created['tracking_code']}").json()["timeline"]
-    page_en = client.get(f"/v1/reports/{created['tracking_code']}", headers={"Accept-Language": "en-US,en;q=0.9"}).json()["timeline"]
+    page_en = client.get(
+        f"/v1/reports/{created['tracking_code']}", headers={"Accept-Language": "en-US,en;q=0.9"}
+    ).json()["timeline"]
     assert [entry["code"] for entry in page_vi] == ["received", "status_changed", "status_changed"]
-    assert [entry["message"] for entry in page_vi] == ["Đã tiếp nhận phản ánh", "Đã chuyển đơn vị xử lý", "Không thụ lý: Ngoài phạm vi"]
-    assert [entry["message"] for entry in page_en] == ["Report received", "Assigned to a department", "Rejected: Ngoài phạm vi"]
+    assert [entry["message"] for entry in page_vi] == [
+        "Đã tiếp nhận phản ánh",
+        "Đã chuyển đơn vị xử lý",
+        "Không thụ lý: Ngoài phạm vi",
+    ]
+    assert [entry["message"] for entry in page_en] == [
+        "Report received",
+        "Assigned to a department",
+        "Rejected: Ngoài phạm vi",
+    ]
     assert (page_en[-1]["previous_status"], page_en[-1]["status"]) == ("assigned", "rejected")
     assert timeline(client, officer, created["id"], "en")[-1]["message"] == "Rejected: Ngoài phạm vi"
 
@@ -176,23 +212,43 @@ def test_ticket_etag_changes_on_every_change_and_a_stale_if_match_is_412(client,
         seen.add(etag)
         assert client.get(ticket, headers=dispatcher).headers["ETag"] == etag
     # A citizen's action and a worker's change move it too.
-    assert client.post(ticket + "/transitions", json={"to": "on_hold", "question": "Số nhà?"},
-                       headers={**dispatcher, "If-Match": f'"x", {etag}'}).status_code == 200
+    assert (
+        client.post(
+            ticket + "/transitions",
+            json={"to": "on_hold", "question": "Số nhà?"},
+            headers={**dispatcher, "If-Match": f'"x", {etag}'},
+        ).status_code
+        == 200
+    )
     before = client.get(ticket, headers=dispatcher).headers["ETag"]
-    client.post(f"/v1/reports/{created['tracking_code']}/replies", json={"message": "Số 12"},
-                headers={"X-Citizen-Token": created["citizen_token"]})
+    client.post(
+        f"/v1/reports/{created['tracking_code']}/replies",
+        json={"message": "Số 12"},
+        headers={"X-Citizen-Token": created["citizen_token"]},
+    )
     assert client.get(ticket, headers=dispatcher).headers["ETag"] != before
-    assert client.post(ticket + "/comments", json={"body": "ok", "visibility": "internal"},
-                       headers={**dispatcher, "If-Match": before}).status_code == 412
-    assert client.post(ticket + "/comments", json={"body": "ok", "visibility": "internal"},
-                       headers={**dispatcher, "If-Match": "*"}).status_code == 201
+    assert (
+        client.post(
+            ticket + "/comments",
+            json={"body": "ok", "visibility": "internal"},
+            headers={**dispatcher, "If-Match": before},
+        ).status_code
+        == 412
+    )
+    assert (
+        client.post(
+            ticket + "/comments", json={"body": "ok", "visibility": "internal"}, headers={**dispatcher, "If-Match": "*"}
+        ).status_code
+        == 201
+    )
 
 
 def test_officer_cannot_link_a_duplicate_to_a_report_it_cannot_see(client, api_key):
     officer = make_user(client, "officer.lighting", "officer", "chieu-sang")
     mine = file_report(client, api_key)
-    theirs = file_report(client, api_key, description="Mất nước sinh hoạt cả khu phố từ sáng", service_code="water_supply",
-                         lat=10.78)
+    theirs = file_report(
+        client, api_key, description="Mất nước sinh hoạt cả khu phố từ sáng", service_code="water_supply", lat=10.78
+    )
     hidden = move(client, officer, mine["id"], to="duplicate", duplicate_of=theirs["tracking_code"])
     unknown = move(client, officer, mine["id"], to="duplicate", duplicate_of="ZZZZ-ZZZZ")
     assert hidden.status_code == unknown.status_code == 422
@@ -204,7 +260,9 @@ def test_officer_cannot_link_a_duplicate_to_a_report_it_cannot_see(client, api_k
     assert client.get(f"/v1/reports/{other['tracking_code']}").json()["duplicate_of"] == mine["tracking_code"]
 
 
-def test_a_report_that_keeps_failing_goes_to_a_dispatcher_and_the_sweep_moves_on(client, api_key, settings, monkeypatch):
+def test_a_report_that_keeps_failing_goes_to_a_dispatcher_and_the_sweep_moves_on(
+    client, api_key, settings, monkeypatch
+):
     from service.classify.model import Classifier
     from tests.conftest import worker_context
     from workers.reports import sweep_stale_reports
@@ -218,7 +276,9 @@ def test_a_report_that_keeps_failing_goes_to_a_dispatcher_and_the_sweep_moves_on
 
     monkeypatch.setattr(Classifier, "predict", predict)
     monkeypatch.setattr(settings, "stale_report_seconds", 0.001)
-    poison = client.post("/v1/reports", json=report_body(description="POISON đèn hỏng"), headers={"X-API-Key": api_key}).json()
+    poison = client.post(
+        "/v1/reports", json=report_body(description="POISON đèn hỏng"), headers={"X-API-Key": api_key}
+    ).json()
     run_worker(client)
     page = client.get(f"/v1/reports/{poison['tracking_code']}").json()
     assert page["status"] == "received"  # one failure: it will be tried again
@@ -241,20 +301,31 @@ def test_a_report_that_keeps_failing_goes_to_a_dispatcher_and_the_sweep_moves_on
 def test_an_app_key_reads_a_ticket_as_the_citizen_does(client, api_key):
     officer = make_user(client, "officer.lighting", "officer", "chieu-sang")
     created = file_report(client, api_key)
-    client.post(f"/v1/tickets/{created['id']}/comments", json={"body": "Nhà thầu Phúc Lộc hẹn thứ Hai", "visibility": "internal"},
-                headers=officer)
-    client.post(f"/v1/tickets/{created['id']}/comments", json={"body": "Sẽ thay bóng trong tuần", "visibility": "public"},
-                headers=officer)
-    client.post(f"/v1/tickets/{created['id']}/assignee", json={"assignee_username": "officer.lighting"},
-                headers=make_user(client, "dispatch", "dispatcher"))
+    client.post(
+        f"/v1/tickets/{created['id']}/comments",
+        json={"body": "Nhà thầu Phúc Lộc hẹn thứ Hai", "visibility": "internal"},
+        headers=officer,
+    )
+    client.post(
+        f"/v1/tickets/{created['id']}/comments",
+        json={"body": "Sẽ thay bóng trong tuần", "visibility": "public"},
+        headers=officer,
+    )
+    client.post(
+        f"/v1/tickets/{created['id']}/assignee",
+        json={"assignee_username": "officer.lighting"},
+        headers=make_user(client, "dispatch", "dispatcher"),
+    )
     as_app = client.get(f"/v1/tickets/{created['id']}", headers={"X-API-Key": api_key})
     assert as_app.status_code == 200
     body = as_app.json()
     text = as_app.text
-    for internal in ("Phúc Lộc", "officer.lighting", "routed", "classified", "sla_set", "\"rule\"", "model_version"):
+    for internal in ("Phúc Lộc", "officer.lighting", "routed", "classified", "sla_set", '"rule"', "model_version"):
         assert internal not in text, internal
     assert "Sẽ thay bóng trong tuần" in text
-    assert body["assignee_id"] is None and body["classification_confidence"] is None and body["allowed_transitions"] == []
+    assert (
+        body["assignee_id"] is None and body["classification_confidence"] is None and body["allowed_transitions"] == []
+    )
     assert {event["actor"] for event in body["timeline"]} <= {"city", "citizen"}
     staff = client.get(f"/v1/tickets/{created['id']}", headers=officer).json()
     assert "Phúc Lộc" in str(staff["timeline"]) and staff["assignee_id"]

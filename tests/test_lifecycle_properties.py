@@ -29,17 +29,31 @@ from tests.test_webhooks import Receiver
 # The workflow as the README's diagram draws it: (from, to) -> who may make the move through the API.
 STAFF, SUPERVISOR = "staff", "supervisor"
 MOVES = {
-    ("received", "assigned"): STAFF, ("received", "needs_triage"): STAFF, ("received", "rejected"): STAFF,
+    ("received", "assigned"): STAFF,
+    ("received", "needs_triage"): STAFF,
+    ("received", "rejected"): STAFF,
     ("received", "duplicate"): STAFF,
-    ("needs_triage", "assigned"): STAFF, ("needs_triage", "rejected"): STAFF, ("needs_triage", "duplicate"): STAFF,
-    ("assigned", "in_progress"): STAFF, ("assigned", "on_hold"): STAFF, ("assigned", "resolved"): STAFF,
-    ("assigned", "rejected"): STAFF, ("assigned", "duplicate"): STAFF,
-    ("in_progress", "on_hold"): STAFF, ("in_progress", "resolved"): STAFF, ("in_progress", "rejected"): STAFF,
+    ("needs_triage", "assigned"): STAFF,
+    ("needs_triage", "rejected"): STAFF,
+    ("needs_triage", "duplicate"): STAFF,
+    ("assigned", "in_progress"): STAFF,
+    ("assigned", "on_hold"): STAFF,
+    ("assigned", "resolved"): STAFF,
+    ("assigned", "rejected"): STAFF,
+    ("assigned", "duplicate"): STAFF,
+    ("in_progress", "on_hold"): STAFF,
+    ("in_progress", "resolved"): STAFF,
+    ("in_progress", "rejected"): STAFF,
     ("on_hold", "in_progress"): STAFF,
-    ("resolved", "closed"): STAFF, ("resolved", "reopened"): STAFF,
-    ("reopened", "in_progress"): STAFF, ("reopened", "on_hold"): STAFF, ("reopened", "resolved"): STAFF,
+    ("resolved", "closed"): STAFF,
+    ("resolved", "reopened"): STAFF,
+    ("reopened", "in_progress"): STAFF,
+    ("reopened", "on_hold"): STAFF,
+    ("reopened", "resolved"): STAFF,
     ("reopened", "rejected"): STAFF,
-    ("closed", "reopened"): SUPERVISOR, ("rejected", "reopened"): SUPERVISOR, ("duplicate", "reopened"): SUPERVISOR,
+    ("closed", "reopened"): SUPERVISOR,
+    ("rejected", "reopened"): SUPERVISOR,
+    ("duplicate", "reopened"): SUPERVISOR,
 }
 TARGETS = ["assigned", "in_progress", "on_hold", "resolved", "closed", "rejected", "reopened", "duplicate"]
 TRANSFERABLE = {"needs_triage", "assigned", "in_progress", "on_hold", "reopened"}
@@ -83,10 +97,16 @@ def test_random_lifecycles_keep_status_timeline_and_webhooks_in_agreement(client
         @initialize(unsure=st.lists(st.booleans(), min_size=2, max_size=3))
         def file_reports(self, unsure):
             for n, is_unsure in enumerate(unsure):
-                body = report_body(description=UNSURE if is_unsure else f"{LIGHT} (cột {n})", lat=10.70 + 0.002 * next(places))
+                body = report_body(
+                    description=UNSURE if is_unsure else f"{LIGHT} (cột {n})", lat=10.70 + 0.002 * next(places)
+                )
                 created = client.post("/v1/reports", json=body, headers={"X-API-Key": api_key}).json()
-                self.model[created["id"]] = {"status": "received", "code": created["tracking_code"],
-                                             "token": created["citizen_token"], "reopened": 0}
+                self.model[created["id"]] = {
+                    "status": "received",
+                    "code": created["tracking_code"],
+                    "token": created["citizen_token"],
+                    "reopened": 0,
+                }
             run_worker(client)
             for ticket, state in self.model.items():
                 shown = self.read(ticket)
@@ -127,7 +147,9 @@ def test_random_lifecycles_keep_status_timeline_and_webhooks_in_agreement(client
                     return
                 body["duplicate_of"] = self.model[data.draw(st.sampled_from(others))]["code"]
                 headers, ways = actors["admin"], {STAFF, SUPERVISOR}  # the original must be visible to the actor
-            response = client.post(f"/v1/tickets/{ticket}/transitions", json=body, headers={**headers, "If-Match": etag})
+            response = client.post(
+                f"/v1/tickets/{ticket}/transitions", json=body, headers={**headers, "If-Match": etag}
+            )
             if MOVES.get((state["status"], to)) in ways:
                 assert response.status_code == 200, response.text
                 state["status"] = to
@@ -142,8 +164,11 @@ def test_random_lifecycles_keep_status_timeline_and_webhooks_in_agreement(client
             ticket = data.draw(st.sampled_from(list(self.model)))
             state = self.model[ticket]
             etag = client.get(f"/v1/tickets/{ticket}", headers=actors["admin"]).headers["ETag"]
-            response = client.post(f"/v1/tickets/{ticket}/transfer", json={"department_code": department, "reason": "Đúng thẩm quyền"},
-                                   headers=actors["admin"])
+            response = client.post(
+                f"/v1/tickets/{ticket}/transfer",
+                json={"department_code": department, "reason": "Đúng thẩm quyền"},
+                headers=actors["admin"],
+            )
             if department == state["department"]:
                 assert response.status_code == 409
             elif state["status"] in TRANSFERABLE:
@@ -155,8 +180,11 @@ def test_random_lifecycles_keep_status_timeline_and_webhooks_in_agreement(client
         @rule(data=st.data(), visibility=st.sampled_from(["public", "internal"]))
         def comment(self, data, visibility):
             ticket = data.draw(st.sampled_from(list(self.model)))
-            response = client.post(f"/v1/tickets/{ticket}/comments", json={"body": "Ghi chú", "visibility": visibility},
-                                   headers=actors["admin"])
+            response = client.post(
+                f"/v1/tickets/{ticket}/comments",
+                json={"body": "Ghi chú", "visibility": visibility},
+                headers=actors["admin"],
+            )
             assert response.status_code == 201
 
         @rule(data=st.data())
@@ -164,8 +192,9 @@ def test_random_lifecycles_keep_status_timeline_and_webhooks_in_agreement(client
             ticket = data.draw(st.sampled_from(list(self.model)))
             state = self.model[ticket]
             etag = client.get(f"/v1/tickets/{ticket}", headers=actors["admin"]).headers["ETag"]
-            response = client.post(f"/v1/tickets/{ticket}/triage", json={"service_code": "street_lighting"},
-                                   headers=actors["dispatcher"])
+            response = client.post(
+                f"/v1/tickets/{ticket}/triage", json={"service_code": "street_lighting"}, headers=actors["dispatcher"]
+            )
             if state["status"] in ("needs_triage", "received", "assigned"):
                 assert response.status_code == 200, response.text
                 state["status"], state["department"] = "assigned", response.json()["department_code"]
@@ -176,9 +205,15 @@ def test_random_lifecycles_keep_status_timeline_and_webhooks_in_agreement(client
         def citizen_acts(self, data, action):
             ticket = data.draw(st.sampled_from(list(self.model)))
             state = self.model[ticket]
-            body = {"replies": {"message": "Trước nhà số 12"}, "rating": {"rating": 4}, "reopen": {"reason": "Đèn lại tắt rồi"}}[action]
+            body = {
+                "replies": {"message": "Trước nhà số 12"},
+                "rating": {"rating": 4},
+                "reopen": {"reason": "Đèn lại tắt rồi"},
+            }[action]
             etag = client.get(f"/v1/tickets/{ticket}", headers=actors["admin"]).headers["ETag"]
-            response = client.post(f"/v1/reports/{state['code']}/{action}", json=body, headers={"X-Citizen-Token": state["token"]})
+            response = client.post(
+                f"/v1/reports/{state['code']}/{action}", json=body, headers={"X-Citizen-Token": state["token"]}
+            )
             allowed = {
                 "replies": state["status"] == "on_hold",
                 "rating": state["status"] in ("resolved", "closed"),
@@ -203,10 +238,13 @@ def test_random_lifecycles_keep_status_timeline_and_webhooks_in_agreement(client
                 changes = [
                     (event["data"]["status"]["from"], event["data"]["status"]["to"])
                     for event in shown["timeline"]
-                    if isinstance(event["data"].get("status"), dict) and event["data"]["status"]["from"] != event["data"]["status"]["to"]
+                    if isinstance(event["data"].get("status"), dict)
+                    and event["data"]["status"]["from"] != event["data"]["status"]["to"]
                 ]
-                assert all(event["code"] != "status_changed" or isinstance(event["data"].get("status"), dict)
-                           for event in shown["timeline"])
+                assert all(
+                    event["code"] != "status_changed" or isinstance(event["data"].get("status"), dict)
+                    for event in shown["timeline"]
+                )
                 chain = ["received"] + [to for _, to in changes]
                 assert [start for start, _ in changes] == chain[:-1], changes  # each names the status before it
                 assert chain[-1] == state["status"]
@@ -222,19 +260,25 @@ def test_random_lifecycles_keep_status_timeline_and_webhooks_in_agreement(client
                 heard = [
                     (r.payload["data"]["previous_status"], r.payload["data"]["status"])
                     for r in receiver.requests
-                    if r.payload["type"] == "report.status_changed" and r.payload["data"]["tracking_code"] == state["code"]
+                    if r.payload["type"] == "report.status_changed"
+                    and r.payload["data"]["tracking_code"] == state["code"]
                 ]
                 timeline = [
                     (event["data"]["status"]["from"], event["data"]["status"]["to"])
                     for event in self.read(ticket)["timeline"]
-                    if isinstance(event["data"].get("status"), dict) and event["data"]["status"]["from"] != event["data"]["status"]["to"]
+                    if isinstance(event["data"].get("status"), dict)
+                    and event["data"]["status"]["from"] != event["data"]["status"]["to"]
                 ]
                 assert heard == timeline  # every change, once, in order
-                stream = [r.payload["id"] for r in receiver.requests if r.payload["data"]["tracking_code"] == state["code"]]
+                stream = [
+                    r.payload["id"] for r in receiver.requests if r.payload["data"]["tracking_code"] == state["code"]
+                ]
                 assert stream == in_app(client, lambda s, t=ticket: written_order(s, t))  # as written, all of them
 
     async def written_order(session, ticket):
-        rows = await session.exec(select(WebhookEvent.event_id).where(WebhookEvent.report_id == UUID(ticket)).order_by(col(WebhookEvent.id)))
+        rows = await session.exec(
+            select(WebhookEvent.event_id).where(WebhookEvent.report_id == UUID(ticket)).order_by(col(WebhookEvent.id))
+        )
         return list(rows.all())
 
     if SEED is not None:
@@ -244,7 +288,13 @@ def test_random_lifecycles_keep_status_timeline_and_webhooks_in_agreement(client
         # No shrinking: every step is real HTTP and SQL, and the failing run's steps are printed as they are.
         # Derandomized in `make test` (the same runs every time, so CI is repeatable); PROPERTY_SEED=random
         # (or a number) explores other runs.
-        settings=settings(max_examples=int(os.environ.get("PROPERTY_EXAMPLES", 6)), stateful_step_count=15, deadline=None,
-                          phases=[Phase.explicit, Phase.generate], derandomize=SEED is None, database=None,
-                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]),
+        settings=settings(
+            max_examples=int(os.environ.get("PROPERTY_EXAMPLES", 6)),
+            stateful_step_count=15,
+            deadline=None,
+            phases=[Phase.explicit, Phase.generate],
+            derandomize=SEED is None,
+            database=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+        ),
     )

@@ -32,7 +32,9 @@ class KeepAliveConnection:
         self.sock = socket.create_connection((parts.hostname, parts.port), timeout=10)
         self.buffer = b""
 
-    def request(self, method: str, path: str, headers: dict | None = None, body: bytes = b"") -> tuple[int, dict, bytes]:
+    def request(
+        self, method: str, path: str, headers: dict | None = None, body: bytes = b""
+    ) -> tuple[int, dict, bytes]:
         lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host}", f"Content-Length: {len(body)}"]
         lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
         self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
@@ -73,7 +75,11 @@ def test_text_with_nul_is_a_422_with_no_traceback_and_never_reaches_the_database
             assert status == 422, body
             assert json.loads(body)["code"] == "text_not_storable"
             assert response_headers["content-type"].startswith("application/problem+json")
-            form = b"--b\r\nContent-Disposition: form-data; name=\"description\"\r\n\r\n" + NUL_TEXT.encode() + b"\r\n--b--\r\n"
+            form = (
+                b'--b\r\nContent-Disposition: form-data; name="description"\r\n\r\n'
+                + NUL_TEXT.encode()
+                + b"\r\n--b--\r\n"
+            )
             status, _, body = connection.request(
                 "POST", "/v1/reports", {"X-API-Key": api_key, "Content-Type": "multipart/form-data; boundary=b"}, form
             )
@@ -128,7 +134,9 @@ def test_database_outage_is_one_warning_line_with_no_parameters_and_the_connecti
             for _attempt in range(5):
                 # A background task may have opened a fresh connection after the drop: drop again then.
                 drop_connections(database_name)
-                status, response_headers, body = connection.request("POST", "/v1/webhooks/subscriptions", headers, subscribe)
+                status, response_headers, body = connection.request(
+                    "POST", "/v1/webhooks/subscriptions", headers, subscribe
+                )
                 if status != 201:
                     break
             assert status == 503, body
@@ -155,7 +163,9 @@ def test_database_errors_never_carry_their_parameters(settings):
         engine = create_engine(settings)
         try:
             async with engine.connect() as connection:
-                await connection.execute(text("SELECT * FROM no_such_table WHERE secret = :secret"), {"secret": "whsec_TOPSECRET"})
+                await connection.execute(
+                    text("SELECT * FROM no_such_table WHERE secret = :secret"), {"secret": "whsec_TOPSECRET"}
+                )
         except DBAPIError as exc:
             return str(exc)
         finally:
@@ -174,7 +184,9 @@ def test_log_lines_lose_sql_parameters_from_any_engine(capsys):
     configure_logging("INFO", json_output=True)
     try:
         try:
-            raise RuntimeError("(sqlite3.IntegrityError) UNIQUE failed\n[SQL: INSERT INTO t VALUES (?)]\n[parameters: ('whsec_LEAK',)]")
+            raise RuntimeError(
+                "(sqlite3.IntegrityError) UNIQUE failed\n[SQL: INSERT INTO t VALUES (?)]\n[parameters: ('whsec_LEAK',)]"
+            )
         except RuntimeError:
             logging.getLogger("service.test").exception("statement failed [parameters: ('whsec_LEAK2',)]")
     finally:

@@ -23,9 +23,23 @@ from tests.processes import live_api
 BASE = "/open311/v2"
 W3C_UTC = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$"
 REQUEST_FIELDS = [
-    "service_request_id", "status", "status_notes", "service_name", "service_code", "description",
-    "agency_responsible", "service_notice", "requested_datetime", "updated_datetime", "expected_datetime",
-    "address", "address_id", "zipcode", "lat", "long", "media_url",
+    "service_request_id",
+    "status",
+    "status_notes",
+    "service_name",
+    "service_code",
+    "description",
+    "agency_responsible",
+    "service_notice",
+    "requested_datetime",
+    "updated_datetime",
+    "expected_datetime",
+    "address",
+    "address_id",
+    "zipcode",
+    "lat",
+    "long",
+    "media_url",
 ]
 
 
@@ -71,7 +85,13 @@ def errors_of(response) -> list[tuple[int, str]]:
 def insert_reports(client, *rows: dict) -> list[Report]:
     async def insert(session):
         reports = [
-            Report(**{"tracking_code": new_tracking_code(), "description": "Ổ gà lớn giữa đường Lê Lợi, xe máy dễ té", **row})
+            Report(
+                **{
+                    "tracking_code": new_tracking_code(),
+                    "description": "Ổ gà lớn giữa đường Lê Lợi, xe máy dễ té",
+                    **row,
+                }
+            )
             for row in rows
         ]
         session.add_all(reports)
@@ -133,8 +153,10 @@ def test_service_definition_lists_typed_attributes(client):
     assert attribute.findtext("datatype") == "number"
     assert attribute.findtext("required") == "false"
     assert attribute.findtext("datatype_description") == "A number, e.g. 30"
-    keys = [value.findtext("key") for value in xml(client.get(f"{BASE}/services/road_traffic.xml")).findall(
-        "attributes/attribute/values/value")]
+    keys = [
+        value.findtext("key")
+        for value in xml(client.get(f"{BASE}/services/road_traffic.xml")).findall("attributes/attribute/values/value")
+    ]
     assert keys == ["small", "medium", "large"]
 
 
@@ -224,8 +246,9 @@ def test_xml_post_answers_in_xml(client, api_key):
 
 
 def test_post_takes_the_spec_answers_to_processing_like_v1(client, api_key):
-    answer = created(client, api_key, service_code="water_supply",
-                     description="Ống nước bể phun nước lênh láng trước chợ Bến Thành")
+    answer = created(
+        client, api_key, service_code="water_supply", description="Ống nước bể phun nước lênh láng trước chợ Bến Thành"
+    )
     run_worker(client)
     [request] = client.get(f"{BASE}/requests/{answer['service_request_id']}.json").json()
     assert request["service_code"] == "water_supply"
@@ -279,8 +302,13 @@ def test_required_attribute_is_enforced(client, api_key):
     assert code == 400 and "attribute[waste_type] is required" in description
     assert in_app(client, lambda s: s.get(Report, UUID(int=0))) is None
 
-    answer = created(client, api_key, service_code="waste_sanitation", description=trash,
-                     **{"attribute[waste_type][]": ["household", "bulky"]})
+    answer = created(
+        client,
+        api_key,
+        service_code="waste_sanitation",
+        description=trash,
+        **{"attribute[waste_type][]": ["household", "bulky"]},
+    )
     report = in_app(client, lambda s: s.get(Report, UUID(answer["token"])))
     assert report.attributes == {"waste_type": ["household", "bulky"]}
     [request] = client.get(f"{BASE}/requests/{answer['service_request_id']}.json?extensions=true").json()
@@ -289,20 +317,34 @@ def test_required_attribute_is_enforced(client, api_key):
 
 def test_attribute_values_are_checked_against_the_definition(client, api_key):
     pothole = "Ổ gà lớn giữa đường Lê Lợi, xe máy dễ té"
-    response = post(client, api_key, service_code="road_traffic", description=pothole, **{"attribute[hazard_size]": "huge"})
+    response = post(
+        client, api_key, service_code="road_traffic", description=pothole, **{"attribute[hazard_size]": "huge"}
+    )
     assert response.status_code == 400
     assert "huge" in errors_of(response)[0][1]
-    response = post(client, api_key, service_code="road_traffic", description=pothole,
-                    **{"attribute[hazard_size]": "large", "attribute[colour]": "red"})
+    response = post(
+        client,
+        api_key,
+        service_code="road_traffic",
+        description=pothole,
+        **{"attribute[hazard_size]": "large", "attribute[colour]": "red"},
+    )
     assert response.status_code == 400
     assert "colour" in errors_of(response)[0][1]
     flood = "Ngập sâu sau cơn mưa chiều nay trước chợ Bến Thành"
-    response = post(client, api_key, service_code="drainage_flooding", description=flood,
-                    **{"attribute[water_depth_cm]": "knee-deep"}, fmt="xml")
+    response = post(
+        client,
+        api_key,
+        service_code="drainage_flooding",
+        description=flood,
+        **{"attribute[water_depth_cm]": "knee-deep"},
+        fmt="xml",
+    )
     assert response.status_code == 400
     assert "not a number" in errors_of(response)[0][1]
-    answer = created(client, api_key, service_code="drainage_flooding", description=flood,
-                     **{"attribute[water_depth_cm]": "40"})
+    answer = created(
+        client, api_key, service_code="drainage_flooding", description=flood, **{"attribute[water_depth_cm]": "40"}
+    )
     assert in_app(client, lambda s: s.get(Report, UUID(answer["token"]))).attributes == {"water_depth_cm": 40}
     # Optional ones may be left out.
     created(client, api_key, service_code="road_traffic", description=pothole)
@@ -358,14 +400,28 @@ def test_idempotency_key_makes_retries_safe(client, api_key):
 
 
 def test_reporter_details_are_kept_but_never_shown(client, api_key):
-    answer = created(client, api_key, first_name="Văn An", last_name="Nguyễn", email="an@example.vn",
-                     phone="0903123456", device_id="device-123")
+    answer = created(
+        client,
+        api_key,
+        first_name="Văn An",
+        last_name="Nguyễn",
+        email="an@example.vn",
+        phone="0903123456",
+        device_id="device-123",
+    )
     report = in_app(client, lambda s: s.get(Report, UUID(answer["token"])))
     assert (report.reporter_name, report.reporter_email, report.reporter_phone) == (
-        "Văn An Nguyễn", "an@example.vn", "0903123456")
+        "Văn An Nguyễn",
+        "an@example.vn",
+        "0903123456",
+    )
     code = answer["service_request_id"]
-    for url in (f"{BASE}/requests/{code}.json?extensions=true", f"{BASE}/requests/{code}.xml?extensions=true",
-                f"{BASE}/requests.json?extensions=true", f"{BASE}/requests.xml"):
+    for url in (
+        f"{BASE}/requests/{code}.json?extensions=true",
+        f"{BASE}/requests/{code}.xml?extensions=true",
+        f"{BASE}/requests.json?extensions=true",
+        f"{BASE}/requests.xml",
+    ):
         text = client.get(url).text
         assert code in text
         for secret in ("Văn An", "Nguyễn", "an@example.vn", "0903123456", "device-123"):
@@ -399,10 +455,13 @@ def test_default_window_is_90_days_and_at_most_1000(client):
     assert client.get(f"{BASE}/requests.json", params={"page_size": 1001}).status_code == 400
     assert len(xml(client.get(f"{BASE}/requests.xml", params={"page_size": 5}))) == 5
 
-    window = {"start_date": (now - timedelta(days=101)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-              "end_date": (now - timedelta(days=99)).strftime("%Y-%m-%dT%H:%M:%S+00:00")}
+    window = {
+        "start_date": (now - timedelta(days=101)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "end_date": (now - timedelta(days=99)).strftime("%Y-%m-%dT%H:%M:%S+00:00"),
+    }
     assert [r["service_request_id"] for r in client.get(f"{BASE}/requests.json", params=window).json()] == [
-        old.tracking_code]
+        old.tracking_code
+    ]
     too_long = {"start_date": "2026-01-01T00:00:00Z", "end_date": "2026-06-01T00:00:00Z"}
     response = client.get(f"{BASE}/requests.json", params=too_long)
     assert response.status_code == 400
@@ -440,7 +499,10 @@ def test_status_is_open_or_closed_with_notes_from_the_public_reply(client):
     assert by_code[resolved.tracking_code]["status"] == "closed"
     assert by_code[resolved.tracking_code]["status_notes"] == "Đã thay bóng đèn mới."
     assert by_code[rejected.tracking_code]["status_notes"] == "Không thụ lý: Không thuộc thẩm quyền"
-    english = {r["service_request_id"]: r for r in client.get(f"{BASE}/requests.json", headers={"Accept-Language": "en"}).json()}
+    english = {
+        r["service_request_id"]: r
+        for r in client.get(f"{BASE}/requests.json", headers={"Accept-Language": "en"}).json()
+    }
     assert english[rejected.tracking_code]["status_notes"] == "Rejected: Không thuộc thẩm quyền"
     assert "Kho hết bóng" not in client.get(f"{BASE}/requests.xml").text
 
@@ -504,8 +566,12 @@ def test_georeport_client_reads_what_was_filed_on_a_live_server(live_server, api
     response = httpx.post(
         f"{endpoint}/requests.xml",
         data={
-            "api_key": api_key, "jurisdiction_id": "hochiminhcity.gov.vn", "service_code": "road_traffic",
-            "lat": "10.7725", "long": "106.6980", "attribute[hazard_size]": "large",
+            "api_key": api_key,
+            "jurisdiction_id": "hochiminhcity.gov.vn",
+            "service_code": "road_traffic",
+            "lat": "10.7725",
+            "long": "106.6980",
+            "attribute[hazard_size]": "large",
             "description": "Ổ gà lớn giữa đường Lê Lợi trước chợ Bến Thành, xe máy dễ té",
         },
     )

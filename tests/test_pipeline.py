@@ -55,12 +55,19 @@ def test_report_without_category_comes_out_classified_routed_and_due_dated(clien
     assert page["department"]["code"] == "chieu-sang"
     assert page["due_at"] is not None
     # Internal decisions stay off the citizen's page.
-    assert [(entry["code"], entry["status"]) for entry in page["timeline"]] == [("received", None), ("status_changed", "assigned")]
+    assert [(entry["code"], entry["status"]) for entry in page["timeline"]] == [
+        ("received", None),
+        ("status_changed", "assigned"),
+    ]
 
 
 def test_routing_event_records_rule_and_catalogue_version(client, api_key):
-    created = submit(client, api_key, service_code="urban_order",
-                     description="Hàng rong lấn chiếm hết vỉa hè trước chợ, người đi bộ phải xuống lòng đường")
+    created = submit(
+        client,
+        api_key,
+        service_code="urban_order",
+        description="Hàng rong lấn chiếm hết vỉa hè trước chợ, người đi bộ phải xuống lòng đường",
+    )
     run_worker(client)
     report = report_of(client, created)
     assert report.category_source == "citizen"
@@ -83,7 +90,9 @@ def test_unclear_report_goes_to_a_human_dispatcher(client, api_key):
 
 
 def test_danger_makes_a_report_urgent_on_the_wall_clock(client, api_key):
-    created = submit(client, api_key, description="Cây xanh bật gốc đổ đè lên người đi xe máy trên đường Lê Lợi, cần cứu gấp")
+    created = submit(
+        client, api_key, description="Cây xanh bật gốc đổ đè lên người đi xe máy trên đường Lê Lợi, cần cứu gấp"
+    )
     run_worker(client)
     report = report_of(client, created)
     assert report.priority == "urgent"
@@ -92,13 +101,23 @@ def test_danger_makes_a_report_urgent_on_the_wall_clock(client, api_key):
 
 
 def test_near_identical_report_nearby_becomes_a_duplicate(client, api_key):
-    first = submit(client, api_key, description="Ống nước bể phun nước lênh láng trước chợ Bến Thành", service_code="water_supply")
+    first = submit(
+        client, api_key, description="Ống nước bể phun nước lênh láng trước chợ Bến Thành", service_code="water_supply"
+    )
     run_worker(client)
     # ~20 m away, two days of the window left: the same problem.
-    second = submit(client, api_key, description="Bể ống nước gần chợ Bến Thành, nước chảy tràn ra đường",
-                    service_code="water_supply", lat=BEN_THANH[0] + 0.00018, lon=BEN_THANH[1])
+    second = submit(
+        client,
+        api_key,
+        description="Bể ống nước gần chợ Bến Thành, nước chảy tràn ra đường",
+        service_code="water_supply",
+        lat=BEN_THANH[0] + 0.00018,
+        lon=BEN_THANH[1],
+    )
     # Same spot, another field: not a duplicate.
-    third = submit(client, api_key, description="Rác thải chất đống bốc mùi trước chợ Bến Thành", service_code="waste_sanitation")
+    third = submit(
+        client, api_key, description="Rác thải chất đống bốc mùi trước chợ Bến Thành", service_code="waste_sanitation"
+    )
     run_worker(client)
     original, duplicate, other = (report_of(client, r) for r in (first, second, third))
     assert duplicate.status == "duplicate"
@@ -113,8 +132,14 @@ def test_near_identical_report_nearby_becomes_a_duplicate(client, api_key):
 def test_report_200_m_away_is_not_a_duplicate(client, api_key):
     submit(client, api_key, description="Ống nước bể phun nước lênh láng trước chợ", service_code="water_supply")
     run_worker(client)
-    far = submit(client, api_key, description="Ống nước bể phun nước lênh láng trên đường", service_code="water_supply",
-                 lat=BEN_THANH[0] + 0.0018, lon=BEN_THANH[1])
+    far = submit(
+        client,
+        api_key,
+        description="Ống nước bể phun nước lênh láng trên đường",
+        service_code="water_supply",
+        lat=BEN_THANH[0] + 0.0018,
+        lon=BEN_THANH[1],
+    )
     run_worker(client)
     assert report_of(client, far).status == "assigned"
 
@@ -136,7 +161,9 @@ def test_photos_are_served_without_exif_after_processing(client, api_key):
     import io
 
     files = [("photos", ("gps.jpg", jpeg_with_gps(10.7725, 106.6980), "image/jpeg"))]
-    response = client.post("/v1/reports", data=report_body(lat=None, lon=None), files=files, headers={"X-API-Key": api_key})
+    response = client.post(
+        "/v1/reports", data=report_body(lat=None, lon=None), files=files, headers={"X-API-Key": api_key}
+    )
     created = response.json()
     run_worker(client)
     photo = client.get(f"/v1/reports/{created['tracking_code']}").json()["photos"][0]
@@ -160,7 +187,9 @@ def test_sweep_re_enqueues_reports_whose_hand_off_was_lost(client, api_key):
     created = submit(client, api_key)
     settings = client.app.state.settings
     # The hand-off is lost, as when Redis was down at intake: no queue entry, no job.
-    client.portal.call(client.app.state.arq.delete, settings.queue_name, f"arq:job:{process_report_job_id(created['id'])}")
+    client.portal.call(
+        client.app.state.arq.delete, settings.queue_name, f"arq:job:{process_report_job_id(created['id'])}"
+    )
 
     async def age(session):
         report = await session.get(Report, UUID(created["id"]))
@@ -221,7 +250,9 @@ def test_catalogue_reload_takes_effect_without_restart(client, api_key, tmp_path
         assert routed.data["catalogue_version"].startswith("2026.12.91+")
     finally:
         original, original_checksum = catalogue_service.read_file(ROOT / "service/catalogue/catalogue.yaml")
-        in_app(client, lambda s: catalogue_service.load(s, catalogue=original, checksum=original_checksum, source="tests"))
+        in_app(
+            client, lambda s: catalogue_service.load(s, catalogue=original, checksum=original_checksum, source="tests")
+        )
 
 
 def test_worker_that_cached_the_catalogue_sees_a_reload_on_its_next_report(client, api_key, tmp_path):
@@ -240,27 +271,46 @@ def test_worker_that_cached_the_catalogue_sees_a_reload_on_its_next_report(clien
     assert report_of(client, first).department_code == "chieu-sang"
 
     original_path = ROOT / "service/catalogue/catalogue.yaml"
-    changed = original_path.read_text().replace('version: "2026.12.1"', 'version: "2026.12.92"').replace(
-        "{category: street_lighting, department: chieu-sang}", "{category: street_lighting, department: so-xay-dung}"
+    changed = (
+        original_path.read_text()
+        .replace('version: "2026.12.1"', 'version: "2026.12.92"')
+        .replace(
+            "{category: street_lighting, department: chieu-sang}",
+            "{category: street_lighting, department: so-xay-dung}",
+        )
     )
     (tmp_path / "catalogue.yaml").write_text(changed)
     catalogue, checksum = catalogue_service.read_file(tmp_path / "catalogue.yaml")
     try:
         in_app(client, lambda s: catalogue_service.load(s, catalogue=catalogue, checksum=checksum, source="tests"))
-        second = submit(client, api_key, service_code="street_lighting", description="Đèn đường tắt cả dãy",
-                        lat=THAO_DIEN[0], lon=THAO_DIEN[1])
+        second = submit(
+            client,
+            api_key,
+            service_code="street_lighting",
+            description="Đèn đường tắt cả dãy",
+            lat=THAO_DIEN[0],
+            lon=THAO_DIEN[1],
+        )
         assert process(second) == "assigned"
         assert report_of(client, second).department_code == "so-xay-dung"
     finally:
         original, original_checksum = catalogue_service.read_file(original_path)
-        in_app(client, lambda s: catalogue_service.load(s, catalogue=original, checksum=original_checksum, source="tests"))
+        in_app(
+            client, lambda s: catalogue_service.load(s, catalogue=original, checksum=original_checksum, source="tests")
+        )
 
 
 def test_cluster_of_near_identical_reports_processed_at_once_has_one_original(client, api_key):
     # Five people report the same burst pipe within a few metres; the worker runs them concurrently.
     created = [
-        submit(client, api_key, service_code="water_supply", description=f"Bể ống nước trước chợ, người báo thứ {n}",
-               lat=BEN_THANH[0] + n * 0.00002, lon=BEN_THANH[1])
+        submit(
+            client,
+            api_key,
+            service_code="water_supply",
+            description=f"Bể ống nước trước chợ, người báo thứ {n}",
+            lat=BEN_THANH[0] + n * 0.00002,
+            lon=BEN_THANH[1],
+        )
         for n in range(5)
     ]
     run_worker(client)

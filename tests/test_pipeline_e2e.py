@@ -92,7 +92,9 @@ def final_events_per_report(client) -> Counter:
 
 def classified_events_per_report(client) -> Counter:
     async def load(session):
-        return Counter((await session.exec(select(ReportEvent.report_id).where(ReportEvent.type == "classified"))).all())
+        return Counter(
+            (await session.exec(select(ReportEvent.report_id).where(ReportEvent.type == "classified"))).all()
+        )
 
     return in_app(client, load)
 
@@ -101,8 +103,11 @@ def submit_many(client, api_key, count: int) -> list[str]:
     ids = []
     for number in range(count):
         # Spread over distinct streets so duplicates do not hide anything.
-        body = report_body(description=f"Đèn đường số {number} trên đường Lê Lợi bị tắt mấy đêm nay",
-                           lat=10.7700 + number * 0.0004, lon=106.6990)
+        body = report_body(
+            description=f"Đèn đường số {number} trên đường Lê Lợi bị tắt mấy đêm nay",
+            lat=10.7700 + number * 0.0004,
+            lon=106.6990,
+        )
         response = client.post("/v1/reports", json=body, headers={"X-API-Key": api_key})
         assert response.status_code == 201, response.text
         ids.append(response.json()["id"])

@@ -48,14 +48,16 @@ def command_counts(url: str) -> Counter:
 
 
 def test_intake_answers_201_in_its_usual_time_while_redis_hangs(settings, client, api_key, redis_server):
-    configured = settings.model_copy(update={
-        "redis_url": redis_server.url,
-        "queue_name": f"hang-{uuid.uuid4().hex[:8]}",
-        "stale_report_seconds": 0.1,
-        "rate_limit_intake_per_key": "1000/minute",
-        "rate_limit_intake_per_address": "1000/minute",
-        "rate_limit_intake_per_reporter": "1000/minute",
-    })
+    configured = settings.model_copy(
+        update={
+            "redis_url": redis_server.url,
+            "queue_name": f"hang-{uuid.uuid4().hex[:8]}",
+            "stale_report_seconds": 0.1,
+            "rate_limit_intake_per_key": "1000/minute",
+            "rate_limit_intake_per_address": "1000/minute",
+            "rate_limit_intake_per_reporter": "1000/minute",
+        }
+    )
     headers = {"X-API-Key": api_key}
     accepted = []
     with TestClient(create_app(configured)) as app:
@@ -98,7 +100,9 @@ def test_intake_answers_201_in_its_usual_time_while_redis_hangs(settings, client
     async def sweep() -> int:
         arq = ArqRedis.from_pool(redis_pool(configured))
         try:
-            return await sweep_stale_reports({"settings": configured, "sessions": client.app.state.sessions, "redis": arq})
+            return await sweep_stale_reports(
+                {"settings": configured, "sessions": client.app.state.sessions, "redis": arq}
+            )
         finally:
             await arq.aclose()
 

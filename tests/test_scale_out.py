@@ -143,15 +143,23 @@ def plan_reports(clusters: int, singles: int) -> list[list[dict]]:
         lat, lon = 10.70 + row * 0.003, 106.60 + column * 0.003
         code = WATCHED if number % 2 == 0 else CATEGORIES[number % len(CATEGORIES)]
         size = 5 if number % every == 0 else 1
-        units.append([
-            report_body(description=DESCRIPTIONS[code], service_code=code,
-                        lat=round(lat + k * 0.00002, 6), lon=round(lon + k * 0.00001, 6))
-            for k in range(size)
-        ])
+        units.append(
+            [
+                report_body(
+                    description=DESCRIPTIONS[code],
+                    service_code=code,
+                    lat=round(lat + k * 0.00002, 6),
+                    lon=round(lon + k * 0.00001, 6),
+                )
+                for k in range(size)
+            ]
+        )
     return units
 
 
-async def send_all(api_urls: list[str], key: str, units: list[list[dict]], concurrency: int) -> tuple[list[list[dict]], int]:
+async def send_all(
+    api_urls: list[str], key: str, units: list[list[dict]], concurrency: int
+) -> tuple[list[list[dict]], int]:
     """Every unit through a shared pool of `concurrency` slots; a cluster's 5 go out together, split over the APIs.
 
     As a mobile app would: each report carries an Idempotency-Key, and a 503 (an API out of database
@@ -230,14 +238,18 @@ def test_two_apis_and_three_workers_process_every_report_once(settings, client, 
             processes.start_worker()
         key = new_key(client)
         response = httpx.post(
-            f"{api_urls[0]}/v1/webhooks/subscriptions", headers={"X-API-Key": key},
+            f"{api_urls[0]}/v1/webhooks/subscriptions",
+            headers={"X-API-Key": key},
             json={"url": receiver.url, "filters": {"service_code": WATCHED}},
         )
         assert response.status_code == 201, response.text
         # Each worker runs the sweeps once when it starts (arq's run_at_startup, by design); the per-tick
         # count below starts once all of them have.
-        wait_until(lambda: all(processes.log_text().count(f"→ cron:{name}()") >= 3 for name in STARTUP_SWEEPS), 90,
-                   "every worker's startup sweeps")
+        wait_until(
+            lambda: all(processes.log_text().count(f"→ cron:{name}()") >= 3 for name in STARTUP_SWEEPS),
+            90,
+            "every worker's startup sweeps",
+        )
         ticks_from = datetime.now()
 
         units = plan_reports(clusters=100, singles=1500)
@@ -248,12 +260,16 @@ def test_two_apis_and_three_workers_process_every_report_once(settings, client, 
         sent_seconds = time.monotonic() - started
         assert count_where(client) == total  # retried requests never made a second report
         processed_seconds = sent_seconds + wait_until(
-            lambda: count_where(client, col(Report.processed_at).is_not(None)) == total, 240,
-            "every report to be processed", interval=1,
+            lambda: count_where(client, col(Report.processed_at).is_not(None)) == total,
+            240,
+            "every report to be processed",
+            interval=1,
         )
-        print(f"\n{total} reports: sent in {sent_seconds:.1f} s ({total / sent_seconds:.0f}/s over 2 APIs, "
-              f"{retries} retried after a 503), all processed after {processed_seconds:.1f} s "
-              f"({total / processed_seconds:.0f}/s by 3 workers)")
+        print(
+            f"\n{total} reports: sent in {sent_seconds:.1f} s ({total / sent_seconds:.0f}/s over 2 APIs, "
+            f"{retries} retried after a 503), all processed after {processed_seconds:.1f} s "
+            f"({total / processed_seconds:.0f}/s by 3 workers)"
+        )
 
         # Every report processed exactly once: one final event and one classification each.
         async def events_of(session, *types):
@@ -275,7 +291,9 @@ def test_two_apis_and_three_workers_process_every_report_once(settings, client, 
             if len(rows) == 1:
                 assert originals, f"{rows[0].tracking_code} was taken for a duplicate"
                 continue
-            assert len(originals) == 1, f"cluster with {len(originals)} originals: {[r.tracking_code for r in originals]}"
+            assert len(originals) == 1, (
+                f"cluster with {len(originals)} originals: {[r.tracking_code for r in originals]}"
+            )
             original = originals[0]
             assert {r.duplicate_of_id for r in rows if r is not original} == {original.id}
             assert original.supporter_count == 4
@@ -294,15 +312,23 @@ def test_two_apis_and_three_workers_process_every_report_once(settings, client, 
         async def three_sweeps_at_once():
             arq = ArqRedis.from_url(redis.url)
             try:
-                await asyncio.gather(*(
-                    arq.enqueue_job("cron:sweep_sla", _job_id=f"concurrent-sweep-{n}", _queue_name=queue) for n in range(3)
-                ))
+                await asyncio.gather(
+                    *(
+                        arq.enqueue_job("cron:sweep_sla", _job_id=f"concurrent-sweep-{n}", _queue_name=queue)
+                        for n in range(3)
+                    )
+                )
             finally:
                 await arq.aclose()
 
         asyncio.run(three_sweeps_at_once())
-        wait_until(lambda: count_where(client, col(Report.id).in_(at_risk_ids), Report.sla_state == "at_risk")
-                   == len(at_risk_ids), 90, "the SLA sweep to mark the reports at risk")
+        wait_until(
+            lambda: (
+                count_where(client, col(Report.id).in_(at_risk_ids), Report.sla_state == "at_risk") == len(at_risk_ids)
+            ),
+            90,
+            "the SLA sweep to mark the reports at risk",
+        )
         at_risk_events = in_app(client, lambda s: events_of(s, "sla_at_risk"))
         assert set(at_risk_events) == set(at_risk_ids) and set(at_risk_events.values()) == {1}
 
@@ -310,12 +336,18 @@ def test_two_apis_and_three_workers_process_every_report_once(settings, client, 
         async def outbox(session):
             subscription = (await session.exec(select(WebhookSubscription))).one()
             rows = await session.exec(
-                select(WebhookEvent).where(WebhookEvent.subscription_id == subscription.id).order_by(col(WebhookEvent.id))
+                select(WebhookEvent)
+                .where(WebhookEvent.subscription_id == subscription.id)
+                .order_by(col(WebhookEvent.id))
             )
             return list(rows.all())
 
-        wait_until(lambda: all(e.status == "delivered" for e in in_app(client, outbox)), 180,
-                   "every webhook to be delivered", interval=1)
+        wait_until(
+            lambda: all(e.status == "delivered" for e in in_app(client, outbox)),
+            180,
+            "every webhook to be delivered",
+            interval=1,
+        )
         expected: dict[str, list[str]] = defaultdict(list)
         for event in in_app(client, outbox):
             expected[event.payload["data"]["tracking_code"]].append(event.event_id)
@@ -359,7 +391,9 @@ def replica(settings):
     replica_settings = settings.model_copy(update={"database_url": "postgresql+asyncpg://" + url.split("://", 1)[1]})
     run_in_session(replica_settings, _import_demo_jurisdictions)
     catalogue, checksum = catalogue_service.read_file(ROOT / "service" / "catalogue" / "catalogue.yaml")
-    run_in_session(replica_settings, lambda s: catalogue_service.load(s, catalogue=catalogue, checksum=checksum, source="tests"))
+    run_in_session(
+        replica_settings, lambda s: catalogue_service.load(s, catalogue=catalogue, checksum=checksum, source="tests")
+    )
     yield replica_settings
     asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
@@ -373,7 +407,9 @@ def test_ioc_figures_come_from_the_read_replica_when_one_is_set(settings, client
         code = on_replica.post("/v1/reports", json=report_body(), headers={"X-API-Key": key}).json()["tracking_code"]
 
     viewer = new_key(client, "ioc_viewer")  # keys (and every write) live on the primary
-    split = settings.model_copy(update={"database_read_url": replica.database_url, "queue_name": f"{settings.queue_name}:replica"})
+    split = settings.model_copy(
+        update={"database_read_url": replica.database_url, "queue_name": f"{settings.queue_name}:replica"}
+    )
     with TestClient(create_app(split)) as app:
         summary = app.get("/v1/ioc/summary", headers={"X-API-Key": viewer})
         assert summary.status_code == 200, summary.text
@@ -406,18 +442,26 @@ def test_intake_and_worker_run_through_pgbouncer_in_transaction_mode(settings, c
     bouncer.start()
     try:
         database = settings.database_url.rsplit("/", 1)[1]
-        bounced = settings.model_copy(update={
-            "database_url": f"postgresql+asyncpg://postgres@127.0.0.1:{bouncer.port}/{database}",
-            "queue_name": f"{settings.queue_name}:pgbouncer",
-        })
+        bounced = settings.model_copy(
+            update={
+                "database_url": f"postgresql+asyncpg://postgres@127.0.0.1:{bouncer.port}/{database}",
+                "queue_name": f"{settings.queue_name}:pgbouncer",
+            }
+        )
         with TestClient(create_app(bounced)) as app:
             app.portal.call(app.app.state.arq.delete, bounced.queue_name)
             key = in_app(app, lambda s: api_keys.create(s, name="through pgbouncer")).key
             spot = (10.7725, 106.6980)
-            bodies = [report_body(service_code=WATCHED, description=DESCRIPTIONS[WATCHED],
-                                  lat=spot[0] + k * 0.00002, lon=spot[1]) for k in range(5)]
-            bodies += [report_body(service_code=code, description=DESCRIPTIONS[code], lat=10.75 + n * 0.003, lon=106.65)
-                       for n, code in enumerate(CATEGORIES * 3)]
+            bodies = [
+                report_body(
+                    service_code=WATCHED, description=DESCRIPTIONS[WATCHED], lat=spot[0] + k * 0.00002, lon=spot[1]
+                )
+                for k in range(5)
+            ]
+            bodies += [
+                report_body(service_code=code, description=DESCRIPTIONS[code], lat=10.75 + n * 0.003, lon=106.65)
+                for n, code in enumerate(CATEGORIES * 3)
+            ]
             for body in bodies:
                 assert app.post("/v1/reports", json=body, headers={"X-API-Key": key}).status_code == 201
             run_worker(app)  # arq worker in this process, ten jobs at a time, all through PgBouncer
@@ -449,5 +493,7 @@ def test_compose_runs_replicated_apis_and_workers_on_shared_services():
     assert "mc anonymous set none" in services["minio-init"]["command"][0]  # the bucket stays private
     if shutil.which("haproxy") is None:
         pytest.skip("haproxy is not installed: deploy/haproxy.cfg was not checked")
-    check = subprocess.run(["haproxy", "-c", "-f", str(ROOT / "deploy" / "haproxy.cfg")], capture_output=True, text=True)
+    check = subprocess.run(
+        ["haproxy", "-c", "-f", str(ROOT / "deploy" / "haproxy.cfg")], capture_output=True, text=True
+    )
     assert check.returncode == 0, check.stdout + check.stderr

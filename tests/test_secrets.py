@@ -39,13 +39,20 @@ def test_development_makes_a_random_secret_on_first_start_and_keeps_it(tmp_path,
 def test_the_old_published_default_is_refused_everywhere(no_secrets_in_environment):
     for environment in ("development", "production"):
         with pytest.raises(ValidationError, match="published"):
-            Settings(_env_file=None, environment=environment, secret_key=OLD_PUBLIC_DEFAULT,
-                     pii_encryption_keys=[Fernet.generate_key().decode()])
+            Settings(
+                _env_file=None,
+                environment=environment,
+                secret_key=OLD_PUBLIC_DEFAULT,
+                pii_encryption_keys=[Fernet.generate_key().decode()],
+            )
 
 
 def test_a_token_signed_with_the_old_default_is_refused(client):
-    forged = jwt.encode({"sub": "00000000-0000-0000-0000-000000000001", "role": "admin", "aud": AUDIENCE,
-                         "exp": 4102444800}, OLD_PUBLIC_DEFAULT, algorithm=ALGORITHM)
+    forged = jwt.encode(
+        {"sub": "00000000-0000-0000-0000-000000000001", "role": "admin", "aud": AUDIENCE, "exp": 4102444800},
+        OLD_PUBLIC_DEFAULT,
+        algorithm=ALGORITHM,
+    )
     assert client.get("/v1/auth/me", headers={"Authorization": f"Bearer {forged}"}).status_code == 401
 
 
@@ -72,8 +79,11 @@ def test_production_refuses_to_start_without_each_secret_on_its_own(tmp_path, no
 
 def test_processes_started_together_from_one_folder_share_the_secret(tmp_path):
     """`make run` starts the CLI commands, the worker and the API from the repository folder at once."""
-    environment = {key: value for key, value in os.environ.items()
-                   if key not in ("SECRET_KEY", "PII_ENCRYPTION_KEYS", "ENVIRONMENT", "SECRET_KEY_FILE")}
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("SECRET_KEY", "PII_ENCRYPTION_KEYS", "ENVIRONMENT", "SECRET_KEY_FILE")
+    }
     environment["PYTHONPATH"] = str(ROOT)
     read = "from service.settings import get_settings; print(get_settings().secret_key)"
     processes = [

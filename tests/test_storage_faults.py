@@ -28,7 +28,9 @@ def small_folder(tmp_path):
     """A 512 KB filesystem of its own; skipped where the tests may not mount one (not root)."""
     folder = tmp_path / "media"
     folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k,mode=0755", "tmpfs", str(folder)], capture_output=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=512k,mode=0755", "tmpfs", str(folder)], capture_output=True
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode(errors='replace').strip()}")
     yield folder
@@ -36,7 +38,9 @@ def small_folder(tmp_path):
 
 
 def app_on(settings, folder: Path) -> TestClient:
-    return TestClient(create_app(settings.model_copy(update={"media_dir": folder, "queue_name": f"storage-{uuid.uuid4().hex[:8]}"})))
+    return TestClient(
+        create_app(settings.model_copy(update={"media_dir": folder, "queue_name": f"storage-{uuid.uuid4().hex[:8]}"}))
+    )
 
 
 def noisy_jpeg(kilobytes: int) -> bytes:

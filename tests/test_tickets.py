@@ -17,7 +17,9 @@ PASSWORD = "correct horse battery"
 
 
 def make_user(client, username, role, department=None):
-    in_app(client, lambda s: users.create(s, username=username, password=PASSWORD, role=role, department_code=department))
+    in_app(
+        client, lambda s: users.create(s, username=username, password=PASSWORD, role=role, department_code=department)
+    )
     response = client.post("/v1/auth/token", data={"username": username, "password": PASSWORD})
     assert response.status_code == 200, response.text
     return {"Authorization": f"Bearer {response.json()['access_token']}"}
@@ -34,7 +36,13 @@ def water_officer(client):
 
 
 def file_report(client, api_key, **fields) -> dict:
-    body = report_body(**{"description": "Đèn đường trước chợ Bến Thành bị tắt ba đêm nay", "service_code": "street_lighting", **fields})
+    body = report_body(
+        **{
+            "description": "Đèn đường trước chợ Bến Thành bị tắt ba đêm nay",
+            "service_code": "street_lighting",
+            **fields,
+        }
+    )
     created = client.post("/v1/reports", json=body, headers={"X-API-Key": api_key}).json()
     run_worker(client)
     return created
@@ -66,7 +74,9 @@ def test_officer_cannot_see_other_departments_ticket(client, api_key, lighting_o
     assert response.json()["code"] == "ticket_not_found"
     assert move(client, water_officer, created["id"], to="in_progress").status_code == 404
     assert client.get("/v1/tickets", headers=water_officer).json()["items"] == []
-    assert [t["tracking_code"] for t in client.get("/v1/tickets", headers=lighting_officer).json()["items"]] == [created["tracking_code"]]
+    assert [t["tracking_code"] for t in client.get("/v1/tickets", headers=lighting_officer).json()["items"]] == [
+        created["tracking_code"]
+    ]
 
 
 def test_ioc_viewer_and_unauthenticated_cannot_read_tickets(client, api_key):
@@ -77,7 +87,9 @@ def test_ioc_viewer_and_unauthenticated_cannot_read_tickets(client, api_key):
 
 def test_supervisor_sees_units_under_their_department(client, api_key):
     created = file_report(client, api_key)
-    construction_supervisor = make_user(client, "sup.xd", "supervisor", "so-xay-dung")  # supervises the lighting company
+    construction_supervisor = make_user(
+        client, "sup.xd", "supervisor", "so-xay-dung"
+    )  # supervises the lighting company
     health_supervisor = make_user(client, "sup.yt", "supervisor", "so-y-te")
     assert client.get(f"/v1/tickets/{created['tracking_code']}", headers=construction_supervisor).status_code == 200
     assert client.get(f"/v1/tickets/{created['tracking_code']}", headers=health_supervisor).status_code == 404
@@ -116,7 +128,9 @@ def test_on_hold_pauses_the_clock_until_the_citizen_answers(client, api_key, lig
     ticket = created["id"]
     move(client, lighting_officer, ticket, to="in_progress")
     assert move(client, lighting_officer, ticket, to="on_hold").status_code == 422  # needs a question
-    held = move(client, lighting_officer, ticket, to="on_hold", question="Anh/chị cho biết số trụ đèn được không?").json()
+    held = move(
+        client, lighting_officer, ticket, to="on_hold", question="Anh/chị cho biết số trụ đèn được không?"
+    ).json()
     due_before = held["due_at"]
 
     # The citizen took five days to answer (always some working hours, whatever today is).
@@ -127,7 +141,9 @@ def test_on_hold_pauses_the_clock_until_the_citizen_answers(client, api_key, lig
 
     in_app(client, backdate)
     code = created["tracking_code"]
-    wrong = client.post(f"/v1/reports/{code}/replies", json={"message": "trụ số 12"}, headers={"X-Citizen-Token": "nope"})
+    wrong = client.post(
+        f"/v1/reports/{code}/replies", json={"message": "trụ số 12"}, headers={"X-Citizen-Token": "nope"}
+    )
     assert wrong.status_code == 401
     answer = client.post(
         f"/v1/reports/{code}/replies",
@@ -147,12 +163,17 @@ def test_on_hold_pauses_the_clock_until_the_citizen_answers(client, api_key, lig
 
 def test_transfer_moves_the_ticket_and_counts(client, api_key, lighting_officer, water_officer):
     ticket = file_report(client, api_key)["id"]
-    bad = client.post(f"/v1/tickets/{ticket}/transfer", json={"department_code": "nowhere", "reason": "không phải của tôi"},
-                      headers=lighting_officer)
+    bad = client.post(
+        f"/v1/tickets/{ticket}/transfer",
+        json={"department_code": "nowhere", "reason": "không phải của tôi"},
+        headers=lighting_officer,
+    )
     assert bad.status_code == 422
-    moved = client.post(f"/v1/tickets/{ticket}/transfer",
-                        json={"department_code": "sawaco", "reason": "Đây là trụ nước, không phải trụ đèn"},
-                        headers=lighting_officer)
+    moved = client.post(
+        f"/v1/tickets/{ticket}/transfer",
+        json={"department_code": "sawaco", "reason": "Đây là trụ nước, không phải trụ đèn"},
+        headers=lighting_officer,
+    )
     assert moved.status_code == 200
     assert moved.json()["transfer_count"] == 1
     assert moved.json()["department_code"] == "sawaco"
@@ -164,9 +185,16 @@ def test_transfer_moves_the_ticket_and_counts(client, api_key, lighting_officer,
 def test_internal_notes_never_reach_the_citizen(client, api_key, lighting_officer):
     created = file_report(client, api_key)
     ticket = created["id"]
-    client.post(f"/v1/tickets/{ticket}/comments", json={"body": "Nhà thầu hẹn thứ Hai", "visibility": "internal"}, headers=lighting_officer)
-    client.post(f"/v1/tickets/{ticket}/comments", json={"body": "Chúng tôi đã tiếp nhận và sẽ xử lý", "visibility": "public"},
-                headers=lighting_officer)
+    client.post(
+        f"/v1/tickets/{ticket}/comments",
+        json={"body": "Nhà thầu hẹn thứ Hai", "visibility": "internal"},
+        headers=lighting_officer,
+    )
+    client.post(
+        f"/v1/tickets/{ticket}/comments",
+        json={"body": "Chúng tôi đã tiếp nhận và sẽ xử lý", "visibility": "public"},
+        headers=lighting_officer,
+    )
     public_page = client.get(f"/v1/reports/{created['tracking_code']}").text
     assert "Chúng tôi đã tiếp nhận" in public_page
     assert "Nhà thầu" not in public_page
@@ -177,7 +205,9 @@ def test_internal_notes_never_reach_the_citizen(client, api_key, lighting_office
 def test_citizen_rates_and_reopens_once(client, api_key, lighting_officer):
     created = file_report(client, api_key)
     code, token = created["tracking_code"], {"X-Citizen-Token": created["citizen_token"]}
-    assert client.post(f"/v1/reports/{code}/rating", json={"rating": 5}, headers=token).status_code == 409  # not resolved yet
+    assert (
+        client.post(f"/v1/reports/{code}/rating", json={"rating": 5}, headers=token).status_code == 409
+    )  # not resolved yet
     move(client, lighting_officer, created["id"], to="in_progress")
     move(client, lighting_officer, created["id"], to="resolved", public_reply="Đã sửa xong")
     assert client.post(f"/v1/reports/{code}/rating", json={"rating": 6}, headers=token).status_code == 422
@@ -193,24 +223,34 @@ def test_citizen_rates_and_reopens_once(client, api_key, lighting_officer):
 
 def test_dispatcher_triages_an_unsure_ticket(client, api_key):
     dispatcher = make_user(client, "dispatch", "dispatcher")
-    created = client.post("/v1/reports", json=report_body(description="asdf qwer zxcv lorem ipsum dolor"),
-                          headers={"X-API-Key": api_key}).json()
+    created = client.post(
+        "/v1/reports", json=report_body(description="asdf qwer zxcv lorem ipsum dolor"), headers={"X-API-Key": api_key}
+    ).json()
     run_worker(client)
     listed = client.get("/v1/tickets", params={"status": "needs_triage"}, headers=dispatcher).json()["items"]
     assert [t["id"] for t in listed] == [created["id"]]
-    triaged = client.post(f"/v1/tickets/{created['id']}/triage", json={"service_code": "waste_sanitation"}, headers=dispatcher)
+    triaged = client.post(
+        f"/v1/tickets/{created['id']}/triage", json={"service_code": "waste_sanitation"}, headers=dispatcher
+    )
     assert triaged.status_code == 200
     assert triaged.json()["status"] == "assigned"
     assert triaged.json()["department_code"] == "moi-truong-do-thi"
 
 
 def test_listing_filters_and_cursor_pagination(client, api_key, lighting_officer):
-    codes = [file_report(client, api_key, description=f"Đèn đường số {n} trên đường Lê Lợi bị tắt", lat=10.7700 + n * 0.001)["tracking_code"]
-             for n in range(5)]
+    codes = [
+        file_report(client, api_key, description=f"Đèn đường số {n} trên đường Lê Lợi bị tắt", lat=10.7700 + n * 0.001)[
+            "tracking_code"
+        ]
+        for n in range(5)
+    ]
     seen, cursor = [], None
     while True:
-        page = client.get("/v1/tickets", params={"limit": 2, "sort": "created_at", **({"cursor": cursor} if cursor else {})},
-                          headers=lighting_officer).json()
+        page = client.get(
+            "/v1/tickets",
+            params={"limit": 2, "sort": "created_at", **({"cursor": cursor} if cursor else {})},
+            headers=lighting_officer,
+        ).json()
         seen += [item["tracking_code"] for item in page["items"]]
         cursor = page["next_cursor"]
         if cursor is None:
@@ -236,16 +276,24 @@ def test_officer_sees_reporter_contact_but_department_system_does_not(client, ap
     from service.auth import api_keys
 
     created = file_report(client, api_key, reporter_phone="0903123456")
-    system_key = in_app(client, lambda s: api_keys.create(s, name="lighting system", role="department_system",
-                                                          department_code="chieu-sang")).key
-    assert client.get(f"/v1/tickets/{created['id']}", headers=lighting_officer).json()["reporter"]["phone"] == "0903123456"
+    system_key = in_app(
+        client,
+        lambda s: api_keys.create(s, name="lighting system", role="department_system", department_code="chieu-sang"),
+    ).key
+    assert (
+        client.get(f"/v1/tickets/{created['id']}", headers=lighting_officer).json()["reporter"]["phone"] == "0903123456"
+    )
     assert client.get(f"/v1/tickets/{created['id']}", headers={"X-API-Key": system_key}).json()["reporter"] is None
 
 
 def test_after_photos_are_attached_and_processed(client, api_key, lighting_officer):
     ticket = file_report(client, api_key)["id"]
-    response = client.post(f"/v1/tickets/{ticket}/photos", data={"message": "Ảnh sau khi sửa"},
-                           files=[("photos", ("after.jpg", jpeg_bytes(), "image/jpeg"))], headers=lighting_officer)
+    response = client.post(
+        f"/v1/tickets/{ticket}/photos",
+        data={"message": "Ảnh sau khi sửa"},
+        files=[("photos", ("after.jpg", jpeg_bytes(), "image/jpeg"))],
+        headers=lighting_officer,
+    )
     assert response.status_code == 201, response.text
     run_worker(client)
     photos = client.get(f"/v1/tickets/{ticket}", headers=lighting_officer).json()["photos"]

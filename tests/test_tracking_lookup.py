@@ -15,7 +15,9 @@ PRIVATE_TEXT = "Hàng xóm số 14 Nguyễn Trãi mở karaoke tới 2 giờ sá
 
 
 def limited_client(settings, **limits) -> TestClient:
-    return TestClient(create_app(settings.model_copy(update={"queue_name": f"lookup-{uuid.uuid4().hex[:8]}", **limits})))
+    return TestClient(
+        create_app(settings.model_copy(update={"queue_name": f"lookup-{uuid.uuid4().hex[:8]}", **limits}))
+    )
 
 
 def test_guessing_tracking_codes_is_cut_off_with_429_and_retry_after(settings, client, api_key):

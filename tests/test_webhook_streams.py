@@ -97,7 +97,9 @@ def workers_running(client, count: int):
 def outbox_rows(client, subscription_id: str) -> list[WebhookEvent]:
     async def load(session):
         rows = await session.exec(
-            select(WebhookEvent).where(WebhookEvent.subscription_id == UUID(subscription_id)).order_by(col(WebhookEvent.id))
+            select(WebhookEvent)
+            .where(WebhookEvent.subscription_id == UUID(subscription_id))
+            .order_by(col(WebhookEvent.id))
         )
         return list(rows.all())
 
@@ -147,7 +149,9 @@ def test_busy_streams_deliver_every_event_once_and_in_order(client, api_key, slo
                 act(report, path, body)
 
         def settled() -> bool:
-            return queue_is_empty(client) and all(row.status != "pending" for row in outbox_rows(client, subscription["id"]))
+            return queue_is_empty(client) and all(
+                row.status != "pending" for row in outbox_rows(client, subscription["id"])
+            )
 
         wait_until(settled, 180, "every webhook event to be delivered")
 
@@ -179,9 +183,10 @@ def test_stream_held_by_a_killed_worker_resumes_when_its_lease_ends(client, api_
     lease_ends = time.monotonic() + 2
 
     async def die_holding_the_lease(session):
-        assert await lease.claim(
-            session, UUID(subscription["id"]), UUID(created["id"]), holder=dead_holder, seconds=2
-        ) is None
+        assert (
+            await lease.claim(session, UUID(subscription["id"]), UUID(created["id"]), holder=dead_holder, seconds=2)
+            is None
+        )
 
     in_app(client, die_holding_the_lease)
     # The stream's own job finds it busy, sends nothing, and comes back; once the lease ends it delivers.

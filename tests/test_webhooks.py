@@ -58,7 +58,9 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                receiver.requests.append(Received(time.monotonic(), {k.lower(): v for k, v in self.headers.items()}, body))
+                receiver.requests.append(
+                    Received(time.monotonic(), {k.lower(): v for k, v in self.headers.items()}, body)
+                )
                 status, headers, delay, answer = receiver.script.popleft() if receiver.script else (200, {}, 0, b"ok")
                 if delay:
                     time.sleep(delay)
@@ -171,7 +173,8 @@ def test_report_lifecycle_arrives_signed_and_in_order(client, api_key, receiver)
     created = submit(client, api_key, description=STREET_LIGHT, **REPORTER)
     deliver(client)
     staff_does(
-        client, created["tracking_code"],
+        client,
+        created["tracking_code"],
         ("status_changed", {"status": "in_progress", "actor": "staff:an"}),
         ("internal_note", {"message": "Gọi chị Mai 0903123456 để hỏi thêm", "public": False}),
         ("public_reply", {"message": "Đội chiếu sáng sẽ thay bóng đèn trong hôm nay."}),
@@ -180,8 +183,14 @@ def test_report_lifecycle_arrives_signed_and_in_order(client, api_key, receiver)
     deliver(client)
 
     assert receiver.types() == [
-        "report.created", "report.classified", "report.status_changed", "report.assigned",
-        "report.status_changed", "report.commented", "report.status_changed", "report.resolved",
+        "report.created",
+        "report.classified",
+        "report.status_changed",
+        "report.assigned",
+        "report.status_changed",
+        "report.commented",
+        "report.status_changed",
+        "report.resolved",
     ]
     for request in receiver.requests:
         payload = verified(request, subscription["secret"])
@@ -191,7 +200,11 @@ def test_report_lifecycle_arrives_signed_and_in_order(client, api_key, receiver)
         assert payload["data"]["url"] == f"http://testserver/v1/reports/{created['tracking_code']}"
     assigned = receiver.requests[3].payload["data"]
     assert assigned["status"] == "assigned"
-    assert assigned["category"] == {"code": "street_lighting", "name_vi": assigned["category"]["name_vi"], "name_en": assigned["category"]["name_en"]}
+    assert assigned["category"] == {
+        "code": "street_lighting",
+        "name_vi": assigned["category"]["name_vi"],
+        "name_en": assigned["category"]["name_en"],
+    }
     assert assigned["department"]["code"] == "chieu-sang" and assigned["department"]["name_vi"]
     assert assigned["due_at"] and assigned["priority"] == "normal"
     routed = receiver.requests[2].payload["data"]
@@ -213,13 +226,19 @@ def test_failed_delivery_is_retried_and_later_events_wait_for_it(client, api_key
     deliver(client)
 
     assert receiver.types() == [
-        "report.created", "report.created", "report.classified", "report.status_changed", "report.assigned",
+        "report.created",
+        "report.created",
+        "report.classified",
+        "report.status_changed",
+        "report.assigned",
     ]
     assert len({request.headers["webhook-id"] for request in receiver.requests[:2]}) == 1
     events = webhook_events(client, subscription["id"])
     assert [(event.type, event.status, event.attempts) for event in events] == [
-        ("report.created", "delivered", 2), ("report.classified", "delivered", 1),
-        ("report.status_changed", "delivered", 1), ("report.assigned", "delivered", 1),
+        ("report.created", "delivered", 2),
+        ("report.classified", "delivered", 1),
+        ("report.status_changed", "delivered", 1),
+        ("report.assigned", "delivered", 1),
     ]
 
 
@@ -233,7 +252,9 @@ def test_client_error_gives_the_event_up_and_the_next_one_goes(client, api_key, 
     assert receiver.types() == ["report.created", "report.classified", "report.status_changed", "report.assigned"]
     statuses = [(event.type, event.status) for event in webhook_events(client, subscription["id"])]
     assert statuses == [
-        ("report.created", "failed"), ("report.classified", "delivered"), ("report.status_changed", "delivered"),
+        ("report.created", "failed"),
+        ("report.classified", "delivered"),
+        ("report.status_changed", "delivered"),
         ("report.assigned", "delivered"),
     ]
 
@@ -260,7 +281,9 @@ def test_redirects_are_not_followed(client, api_key, receiver):
     deliver(client)
 
     assert len(receiver.requests) == 1
-    assert [(event.status, event.last_error) for event in webhook_events(client, subscription["id"])] == [("failed", "HTTP 307")]
+    assert [(event.status, event.last_error) for event in webhook_events(client, subscription["id"])] == [
+        ("failed", "HTTP 307")
+    ]
 
 
 def test_retry_after_is_honoured(client, api_key, receiver):
@@ -324,7 +347,10 @@ def test_app_hears_only_about_reports_it_submitted(client, receiver):
         assert [r.payload["data"]["tracking_code"] for r in receiver.requests] == [mine["tracking_code"]]
         assert [r.payload["data"]["tracking_code"] for r in other_receiver.requests] == [theirs["tracking_code"]]
         # Nor may one app read the other's subscriptions.
-        assert client.get("/v1/webhooks/subscriptions", headers={"X-API-Key": app_a}).json()["items"][0]["scope"] == "submitter"
+        assert (
+            client.get("/v1/webhooks/subscriptions", headers={"X-API-Key": app_a}).json()["items"][0]["scope"]
+            == "submitter"
+        )
         assert len(client.get("/v1/webhooks/subscriptions", headers={"X-API-Key": app_b}).json()["items"]) == 1
     finally:
         other_receiver.close()
@@ -354,7 +380,9 @@ def test_department_system_hears_only_about_its_department(client, api_key, rece
     # Not report.created nor .classified: the report belonged to no department yet.
     assert receiver.types() == ["report.status_changed", "report.assigned"]
     assert {r.payload["data"]["tracking_code"] for r in receiver.requests} == {lamp["tracking_code"]}
-    assert {r.payload["data"]["department"]["code"] for r in receiver.requests if r.payload["data"]["department"]} == {"chieu-sang"}
+    assert {r.payload["data"]["department"]["code"] for r in receiver.requests if r.payload["data"]["department"]} == {
+        "chieu-sang"
+    }
 
     other = client.post(
         "/v1/webhooks/subscriptions",
@@ -379,7 +407,13 @@ def test_filters_narrow_what_an_admin_hears(client, api_key, receiver):
 def test_private_and_loopback_targets_are_refused_unless_allowed(client, receiver, settings, monkeypatch):
     admin = new_key(client, "admin")
     monkeypatch.setattr(settings, "webhook_allowed_hosts", [])
-    for url in (receiver.url, "http://localhost:9/x", "http://169.254.169.254/latest/meta-data", "http://10.1.2.3/x", "http://[::1]/x"):
+    for url in (
+        receiver.url,
+        "http://localhost:9/x",
+        "http://169.254.169.254/latest/meta-data",
+        "http://10.1.2.3/x",
+        "http://[::1]/x",
+    ):
         response = client.post("/v1/webhooks/subscriptions", json={"url": url}, headers={"X-API-Key": admin})
         assert response.status_code == 422, url
         assert response.json()["code"] == "webhook_url_not_allowed"
@@ -388,7 +422,9 @@ def test_private_and_loopback_targets_are_refused_unless_allowed(client, receive
         assert response.json()["code"] == "webhook_url_invalid", url
 
     monkeypatch.setattr(settings, "environment", "production")
-    response = client.post("/v1/webhooks/subscriptions", json={"url": "http://example.com/x"}, headers={"X-API-Key": admin})
+    response = client.post(
+        "/v1/webhooks/subscriptions", json={"url": "http://example.com/x"}, headers={"X-API-Key": admin}
+    )
     assert response.json()["code"] == "webhook_url_https_required"
 
 
@@ -429,12 +465,16 @@ def test_ipv6_forms_of_internal_addresses_are_refused_at_registration(client, se
         assert response.json()["code"] == "webhook_url_not_allowed", address
     # The same forms around a public address stay usable (a NAT64 network reaches the internet so).
     for address in ("64:ff9b::808:808", "2002:808:808::1"):
-        response = client.post("/v1/webhooks/subscriptions", json={"url": f"http://[{address}]/hook"}, headers={"X-API-Key": admin})
+        response = client.post(
+            "/v1/webhooks/subscriptions", json={"url": f"http://[{address}]/hook"}, headers={"X-API-Key": admin}
+        )
         assert response.status_code == 201, (address, response.text)
 
 
 @pytest.mark.parametrize("address", ["64:ff9b::7f00:1", "2002:7f00:1::1", "::ffff:0:7f00:1"])
-def test_ipv6_form_of_an_internal_address_is_refused_before_each_attempt(client, api_key, settings, monkeypatch, address):
+def test_ipv6_form_of_an_internal_address_is_refused_before_each_attempt(
+    client, api_key, settings, monkeypatch, address
+):
     admin = new_key(client, "admin")
     monkeypatch.setattr(settings, "webhook_allowed_hosts", [address])  # registered while the operator allowed it
     subscription = subscribe(client, admin, f"http://[{address}]:9/hook", event_types=["report.created"])
@@ -472,7 +512,9 @@ def test_sustained_failure_disables_the_subscription_and_the_owner_can_re_enable
 
     # ...and re-enabling resumes with the event that was waiting.
     receiver.script.clear()
-    enabled = client.patch(f"/v1/webhooks/subscriptions/{subscription['id']}", json={"active": True}, headers=headers).json()
+    enabled = client.patch(
+        f"/v1/webhooks/subscriptions/{subscription['id']}", json={"active": True}, headers=headers
+    ).json()
     assert (enabled["active"], enabled["disabled_reason"], enabled["consecutive_failures"]) == (True, None, 0)
     deliver(client)
     assert receiver.requests[-1].headers["webhook-id"] == receiver.requests[0].headers["webhook-id"]
@@ -586,7 +628,9 @@ def test_subscription_crud_and_who_may_subscribe(client, receiver):
     ).json()
     assert changed["event_types"] == ["report.resolved"]
     assert changed["filters"]["jurisdiction_code"] == "BEN-THANH"
-    bad = client.post("/v1/webhooks/subscriptions", json={"url": receiver.url, "event_types": ["report.deleted"]}, headers=headers)
+    bad = client.post(
+        "/v1/webhooks/subscriptions", json={"url": receiver.url, "event_types": ["report.deleted"]}, headers=headers
+    )
     assert bad.status_code == 422
     unknown = client.post(
         "/v1/webhooks/subscriptions", json={"url": receiver.url, "filters": {"service_code": "nope"}}, headers=headers
@@ -596,7 +640,12 @@ def test_subscription_crud_and_who_may_subscribe(client, receiver):
     assert client.get(f"/v1/webhooks/subscriptions/{created['id']}", headers=headers).status_code == 404
 
     officer_key = new_key(client, "officer", "chieu-sang")
-    assert client.post("/v1/webhooks/subscriptions", json={"url": receiver.url}, headers={"X-API-Key": officer_key}).status_code == 403
+    assert (
+        client.post(
+            "/v1/webhooks/subscriptions", json={"url": receiver.url}, headers={"X-API-Key": officer_key}
+        ).status_code
+        == 403
+    )
     assert client.get("/v1/webhooks/subscriptions").status_code == 401
 
 
@@ -609,7 +658,8 @@ def test_jurisdiction_filter_takes_a_ward_or_its_city(client, api_key, receiver)
     assert receiver.types() == ["report.assigned", "report.assigned"]
     assert {r.payload["data"]["jurisdiction_code"] for r in receiver.requests} == {"BEN-THANH"}
     unknown = client.post(
-        "/v1/webhooks/subscriptions", json={"url": receiver.url, "filters": {"jurisdiction_code": "Q99"}},
+        "/v1/webhooks/subscriptions",
+        json={"url": receiver.url, "filters": {"jurisdiction_code": "Q99"}},
         headers={"X-API-Key": admin},
     )
     assert unknown.json()["code"] == "unknown_jurisdiction"
@@ -630,11 +680,17 @@ def test_every_webhook_type_is_documented_and_subscribable():
 
 
 def test_transfer_reaches_both_departments():
-    item = Outgoing("report.transferred", _event("transferred"), {"department_code": "ubnd-quan-1", "api_client_id": None},
-                    {"from_department": "chieu-sang", "to_department": "ubnd-quan-1"})
+    item = Outgoing(
+        "report.transferred",
+        _event("transferred"),
+        {"department_code": "ubnd-quan-1", "api_client_id": None},
+        {"from_department": "chieu-sang", "to_department": "ubnd-quan-1"},
+    )
 
     def dept(code):
-        return SubscriptionView(UUID(int=2), frozenset({"report.transferred"}), "department", code, None, None, None, None)
+        return SubscriptionView(
+            UUID(int=2), frozenset({"report.transferred"}), "department", code, None, None, None, None
+        )
 
     assert matches(dept("chieu-sang"), item, set()) and matches(dept("ubnd-quan-1"), item, set())
     assert not matches(dept("cap-nuoc"), item, set())
@@ -642,8 +698,14 @@ def test_transfer_reaches_both_departments():
 
 def test_failing_for_the_configured_time_disables(settings):
     now = utcnow()
-    subscription = WebhookSubscription(url="https://x.example", owner_kind="api_client", owner_id=UUID(int=3), scope="all",
-                                       secret="whsec_x", consecutive_failures=40)
+    subscription = WebhookSubscription(
+        url="https://x.example",
+        owner_kind="api_client",
+        owner_id=UUID(int=3),
+        scope="all",
+        secret="whsec_x",
+        consecutive_failures=40,
+    )
     failure = delivery.Outcome(status_code=502)
     subscription.failing_since = now - timedelta(seconds=settings.webhook_disable_after_seconds - 60)
     assert delivery.disable_reason(subscription, failure, now, settings) is None

@@ -25,8 +25,20 @@ def test_a_time_without_offset_is_the_city_clock_and_with_one_that_instant():
     assert start_of(None, CITY) is None and end_of(None, CITY) is None
 
 
-@pytest.mark.parametrize("text", ["", "today", "1733011200", "20261201", "2026-02-30", "2026-12-01T25:00",
-                                  "0001-01-01T00:00:00+14:00", "9999-12-31", "1899-12-31"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "today",
+        "1733011200",
+        "20261201",
+        "2026-02-30",
+        "2026-12-01T25:00",
+        "0001-01-01T00:00:00+14:00",
+        "9999-12-31",
+        "1899-12-31",
+    ],
+)
 def test_anything_else_is_refused(text):
     with pytest.raises(ValueError):
         parse(text)

@@ -10,11 +10,25 @@ from service.classify.model import Classifier, Prediction, corpus_dir, load_corp
 from service.classify.text import canonical, expand_teen_code, fold, translate_english_terms
 
 SERVICE_CODES = {
-    "road_traffic", "street_lighting", "drainage_flooding", "water_supply",
-    "waste_sanitation", "environment_pollution", "trees_parks", "urban_order",
-    "construction", "public_security", "food_safety_market", "health",
-    "education", "administration", "land_housing", "electricity", "telecommunications",
-    "public_transport", "other",
+    "road_traffic",
+    "street_lighting",
+    "drainage_flooding",
+    "water_supply",
+    "waste_sanitation",
+    "environment_pollution",
+    "trees_parks",
+    "urban_order",
+    "construction",
+    "public_security",
+    "food_safety_market",
+    "health",
+    "education",
+    "administration",
+    "land_housing",
+    "electricity",
+    "telecommunications",
+    "public_transport",
+    "other",
 }
 
 
@@ -52,7 +66,11 @@ def test_english_street_light_meets_vietnamese_den_duong():
     [
         ("Đèn đường trước nhà tôi bị hư cả tuần nay", "den duong truoc nha toi bi hu ca tuan nay", "street_lighting"),
         ("Đường bị ngập nước quá trời sau cơn mưa", "duong bi ngap nuoc qua troi sau con mua", "drainage_flooding"),
-        ("Rác tồn đọng đầu hẻm ba ngày không ai thu gom", "rac ton dong dau hem ba ngay khong ai thu gom", "waste_sanitation"),
+        (
+            "Rác tồn đọng đầu hẻm ba ngày không ai thu gom",
+            "rac ton dong dau hem ba ngay khong ai thu gom",
+            "waste_sanitation",
+        ),
         ("Hàng xóm hát karaoke tới hai giờ sáng", "hang xom hat karaoke toi hai gio sang", "environment_pollution"),
     ],
 )
@@ -130,11 +148,14 @@ def _write_corpus(directory, reports_by_code):
 def small_corpus(tmp_path):
     # A small corpus keeps training fast; six reports each feed the 5-fold calibration.
     corpus = tmp_path / "corpus"
-    _write_corpus(corpus, {
-        "street_lighting": [f"đèn đường hư số {n}" for n in range(6)],
-        "water_supply": [f"mất nước máy hẻm {n}" for n in range(6)],
-        "drainage_flooding": [f"đường ngập nước cống nghẹt {n}" for n in range(6)],
-    })
+    _write_corpus(
+        corpus,
+        {
+            "street_lighting": [f"đèn đường hư số {n}" for n in range(6)],
+            "water_supply": [f"mất nước máy hẻm {n}" for n in range(6)],
+            "drainage_flooding": [f"đường ngập nước cống nghẹt {n}" for n in range(6)],
+        },
+    )
     return corpus
 
 

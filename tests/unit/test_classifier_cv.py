@@ -33,7 +33,10 @@ def test_the_corpus_twins_written_without_diacritics_are_grouped_with_their_orig
     examples = load_corpus()
     texts = np.array([text for text, _ in examples], dtype=object)
     groups = dict(zip(texts, classifier_cv.same_sentence_groups(texts)))
-    for original, twin in [("lấn chiếm vỉa hè", "lan chiem via he"), ("KHÔNG CÓ ĐÈN ĐƯỜNG", "khong co den duong"),
-                           ("xây sai phép", "xay sai phep")]:
+    for original, twin in [
+        ("lấn chiếm vỉa hè", "lan chiem via he"),
+        ("KHÔNG CÓ ĐÈN ĐƯỜNG", "khong co den duong"),
+        ("xây sai phép", "xay sai phep"),
+    ]:
         assert groups[original] == groups[twin]
     assert groups["lấn chiếm vỉa hè"] != groups["xây sai phép"]

@@ -10,8 +10,16 @@ from service.errors import MESSAGES, ErrorCode
 SERVICE = Path(__file__).resolve().parents[2] / "service"
 ERROR_CLASSES = {
     name for name, value in vars(errors).items() if isinstance(value, type) and issubclass(value, errors.AppError)
-} | {"AppError", "RateLimited", "NotAllowedNow", "IllegalTransitionError", "Open311Error", "UnsafeUrl",
-     "StorageUnavailable", "PreconditionFailed"}
+} | {
+    "AppError",
+    "RateLimited",
+    "NotAllowedNow",
+    "IllegalTransitionError",
+    "Open311Error",
+    "UnsafeUrl",
+    "StorageUnavailable",
+    "PreconditionFailed",
+}
 
 
 def _codes_used() -> dict[str, str]:

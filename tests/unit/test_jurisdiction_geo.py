@@ -31,7 +31,9 @@ def feature(code, geometry, name=None, **extra):
 
 
 def square(code, min_lon, min_lat, size=0.01, **extra):
-    return feature(code, {"type": "Polygon", "coordinates": [ring(min_lon, min_lat, min_lon + size, min_lat + size)]}, **extra)
+    return feature(
+        code, {"type": "Polygon", "coordinates": [ring(min_lon, min_lat, min_lon + size, min_lat + size)]}, **extra
+    )
 
 
 def collection(*features):
@@ -150,15 +152,29 @@ def test_locate_rejects_positions_that_are_not_lon_lat():
         ([], "FeatureCollection"),
         (collection(), "no features"),
         (
-            collection(square("A", LON, LAT), feature("B", {"type": "LineString", "coordinates": [[LON, LAT], [LON + 0.01, LAT]]})),
+            collection(
+                square("A", LON, LAT),
+                feature("B", {"type": "LineString", "coordinates": [[LON, LAT], [LON + 0.01, LAT]]}),
+            ),
             "feature 1: geometry must be a Polygon or MultiPolygon",
         ),
         (collection(square("A", LON, LAT), feature("B", None)), "feature 1: geometry must be"),
-        (collection({"type": "Feature", "properties": {"name": "No code"}, "geometry": square("X", LON, LAT)["geometry"]}), "feature 0: property 'code'"),
+        (
+            collection(
+                {"type": "Feature", "properties": {"name": "No code"}, "geometry": square("X", LON, LAT)["geometry"]}
+            ),
+            "feature 0: property 'code'",
+        ),
         (collection(square("A", LON, LAT, name="   ")), "feature 0: property 'name'"),
-        (collection(square("A", LON, LAT), square("B", LON + 1, LAT), square("A", LON + 2, LAT)), "feature 2: duplicate code 'A' (already used by feature 0)"),
+        (
+            collection(square("A", LON, LAT), square("B", LON + 1, LAT), square("A", LON + 2, LAT)),
+            "feature 2: duplicate code 'A' (already used by feature 0)",
+        ),
         (collection(square("A", LAT, LON)), "feature 0: coordinates are not lon/lat"),
-        (collection(feature("A", {"type": "Polygon", "coordinates": [[[LON, LAT], [LON + 1, LAT]]]})), "feature 0: unreadable coordinates"),
+        (
+            collection(feature("A", {"type": "Polygon", "coordinates": [[[LON, LAT], [LON + 1, LAT]]]})),
+            "feature 0: unreadable coordinates",
+        ),
     ],
 )
 def test_unusable_geojson_is_rejected_with_the_feature_named(data, message):
@@ -185,14 +201,20 @@ def test_self_intersecting_ward_is_repaired_keeping_both_lobes():
 
 def test_shape_rebuilt_from_wkt_alone_locates_the_same():
     (parsed,) = parse(collection(square("A", LON, LAT)))
-    stored = JurisdictionShape(code="A", name="Ward A", level="ward", parent_code=None, geometry_wkt=parsed.geometry_wkt)
+    stored = JurisdictionShape(
+        code="A", name="Ward A", level="ward", parent_code=None, geometry_wkt=parsed.geometry_wkt
+    )
     assert stored == parsed
     assert JurisdictionIndex([stored]).locate(LON + 0.005, LAT + 0.005).code == "A"
 
 
 def test_ten_thousand_lookups_over_three_hundred_wards_take_well_under_a_second():
     # 1 km squares with ~55 m gaps, so lookups take both the inside and the nearest path.
-    wards = [square(f"W{row}-{column}", LON + column * 0.01, LAT + row * 0.01, size=0.0095) for row in range(15) for column in range(20)]
+    wards = [
+        square(f"W{row}-{column}", LON + column * 0.01, LAT + row * 0.01, size=0.0095)
+        for row in range(15)
+        for column in range(20)
+    ]
     index = index_of(*wards)
     points = [(LON + (i * 0.0173) % 0.2, LAT + (i * 0.0119) % 0.15) for i in range(10_000)]
     started = time.perf_counter()

@@ -70,7 +70,8 @@ def test_only_a_transfer_takes_a_worked_ticket_back_to_assigned():
 def test_the_citizen_may_only_answer_and_reopen():
     citizen = frozenset({Via.CITIZEN})
     assert {(start, to) for (start, to), ways in MOVES.items() if Via.CITIZEN in ways} == {
-        (Status.ON_HOLD, Status.IN_PROGRESS), (Status.RESOLVED, Status.REOPENED),
+        (Status.ON_HOLD, Status.IN_PROGRESS),
+        (Status.RESOLVED, Status.REOPENED),
     }
     with pytest.raises(IllegalMove):
         check("assigned", "resolved", citizen)

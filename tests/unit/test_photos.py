@@ -72,9 +72,7 @@ def blank_png_declaring(path: Path, width: int, height: int) -> Path:
     row = b"\x00" * (1 + (width + 7) // 8)  # filter byte + packed bits
     idat = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
     header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    path.write_bytes(
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
-    )
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
     return path
 
 
@@ -122,9 +120,7 @@ def test_photo_type_is_recognised_from_its_first_bytes(format, mime, extension):
     assert extension_for(mime) == extension
 
 
-@pytest.mark.parametrize(
-    "brand", [b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"]
-)
+@pytest.mark.parametrize("brand", [b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"])
 def test_heif_brands_are_recognised_as_heic(brand):
     head = b"\x00\x00\x00\x18ftyp" + brand + b"\x00\x00\x00\x00mif1heic"
     assert sniff_image_type(head) == "image/heic"
@@ -176,9 +172,7 @@ def test_location_is_read_from_exif_gps(tmp_path):
 
 def test_southern_and_western_references_give_negative_coordinates(tmp_path):
     # Rio de Janeiro: 22°54'30"S 43°11'47"W
-    exif = make_exif(
-        latitude=(22, 54, 30), latitude_ref="S", longitude=(43, 11, 47), longitude_ref="W"
-    )
+    exif = make_exif(latitude=(22, 54, 30), latitude_ref="S", longitude=(43, 11, 47), longitude_ref="W")
     latitude, longitude = read_gps(save_jpeg(tmp_path / "in.jpg", exif=exif))
     assert latitude == pytest.approx(-(22 + 54 / 60 + 30 / 3600))
     assert longitude == pytest.approx(-(43 + 11 / 60 + 47 / 3600))

@@ -5,8 +5,13 @@ from service.pipeline.routing import choose_rule
 
 
 def rule(id_, department, category=None, jurisdiction=None):
-    return RoutingRule(id=id_, category_code=category, jurisdiction_code=jurisdiction, department_code=department,
-                       catalogue_version="t")
+    return RoutingRule(
+        id=id_,
+        category_code=category,
+        jurisdiction_code=jurisdiction,
+        department_code=department,
+        catalogue_version="t",
+    )
 
 
 RULES = [

@@ -292,9 +292,7 @@ def test_sla_state_waits_through_the_weekend_for_a_working_policy():
     )
 
 
-@pytest.mark.parametrize(
-    ("minutes", "expected"), [(177.6, "on_track"), (180, "at_risk"), (240, "overdue")]
-)
+@pytest.mark.parametrize(("minutes", "expected"), [(177.6, "on_track"), (180, "at_risk"), (240, "overdue")])
 def test_sla_state_on_the_clock_for_urgent_tickets(minutes, expected):
     started_at = at(2027, 3, 6, 22, 0)
     _, due_at = compute_deadlines(URGENT, CALENDAR, started_at)
