@@ -53,10 +53,13 @@ def run(body: str = "json", seconds: int = 12) -> str | None:
     photo = stack.jpeg_of_size(stack.WORK / "photo-300k.jpg", 300 * 1024)
     api_key = stack.create_api_key("bench profile")
     raw = stack.WORK / f"profile-{body}.txt"
-    with stack.server("intake", 1) as running:
-        env = {"BENCH_PATH": "/v1/reports", "BENCH_API_KEY": api_key, "BENCH_PHOTO": str(photo),
-               "BENCH_LUA_DIR": str(stack.LUA)}
-        stack.wrk(running.url, f"{body}.lua", connections=64, seconds=3, env=env)
+    from bench.intake_vs_bare import REALISTIC_ENV, load_env
+
+    stack.reset_reports()
+    with stack.server("intake", 1, **REALISTIC_ENV) as running:  # as apps send: a fresh key, the limiter on
+        stack.wrk(running.url, f"{body}.lua", connections=64, seconds=3,
+                  env=load_env("/v1/reports", api_key, photo, fresh_keys=True))
+        env = load_env("/v1/reports", api_key, photo, fresh_keys=True)
         recorder = subprocess.Popen([str(spy), "record", "-d", str(seconds), "-r", "250", "-f", "raw", "-o", str(raw),
                                      "-p", str(running.process.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         result = stack.wrk(running.url, f"{body}.lua", connections=64, seconds=seconds + 2, env=env)
@@ -68,7 +71,7 @@ def run(body: str = "json", seconds: int = 12) -> str | None:
     total, packages, ours = summarise(raw)
     lines = [
         f"py-spy, {total:,} samples of one `intake serve` process under the {body.upper()} load "
-        f"({result.rps:,.0f} req/s while sampled). Share of samples by the package running (innermost frame):",
+        f"({result.rps:,.0f} req/s while sampled; a fresh `Idempotency-Key` on every request, the limiter on). Share of samples by the package running (innermost frame):",
         "",
         "| package | share |", "|---|---|",
         *(f"| {name} | {value:.0%} |" for name, value in packages),

@@ -87,6 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await app.state.intake_writer.close()
             await app.state.handoff.drain()
             await app.state.arq.aclose()
+            await app.state.rate_limiter.aclose()
             await app.state.engine.dispose()
             if app.state.read_engine is not app.state.engine:
                 await app.state.read_engine.dispose()

@@ -2,20 +2,26 @@
 
 Limits are strings like "60/minute" (see the `limits` library) and come from settings. When Redis
 is unreachable the limits fail open: a city would rather take a report than refuse it. A Redis that
-hangs rather than refuses is given `check_timeout` (50 ms) per check, and then a circuit breaker keeps
+hangs rather than refuses is given `check_timeout` (250 ms) per check, and then a circuit breaker keeps
 every request from waiting on it again for a while.
+
+Intake asks everything it needs from Redis in one round trip (`RateLimiter.gate`): every limit of the
+request (per key, per address, per reporter) and the claim of its `Idempotency-Key`, in one Lua script,
+with the same moving windows and the same Redis keys as the `limits` library's moving window.
 """
 
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TypeVar
 
 from fastapi import Request
 from limits import RateLimitItem, WindowStats, parse
 from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
+from redis.asyncio import Redis
 
 from service.breaker import CircuitBreaker
 from service.errors import AppError
@@ -27,14 +33,71 @@ class RateLimited(AppError):
     status, code = 429, "rate_limited"
 
 
-# A healthy Redis answers a check in about a millisecond; 50 ms leaves room for a busy event loop.
-CHECK_TIMEOUT_SECONDS = 0.05
+# A healthy Redis answers a check in about a millisecond, but under load the answer waits for its turn
+# on a busy event loop (64 requests in flight): at 50 ms the limits failed open exactly when busiest,
+# and the idempotency claim with them. 250 ms is also what the job hand-off calls a hang.
+CHECK_TIMEOUT_SECONDS = 0.25
+
+
+# Every limit first (nothing is counted when one is spent), then each is counted, then the key is claimed.
+# KEYS: one list per limit (newest timestamp first, as the `limits` moving window keeps it), then the
+# idempotency claim when there is one. ARGV: now, the number of limits, (amount, expiry, cost) per limit,
+# then the claim's seconds to live. Answers {0, index of the spent limit, when it has room again} or
+# {1, 1 when the key was claimed now / 0 when an earlier request holds it / -1 when there is no key}.
+GATE_SCRIPT = """
+local now = tonumber(ARGV[1])
+local limits = tonumber(ARGV[2])
+for i = 1, limits do
+    local amount, expiry, cost = tonumber(ARGV[3 * i]), tonumber(ARGV[3 * i + 1]), tonumber(ARGV[3 * i + 2])
+    if cost > amount then
+        return {0, i, tostring(now + expiry)}
+    end
+    local entry = redis.call('lindex', KEYS[i], amount - cost)
+    if entry and tonumber(entry) >= now - expiry then
+        return {0, i, tostring(tonumber(entry) + expiry)}
+    end
+end
+for i = 1, limits do
+    local amount, expiry, cost = tonumber(ARGV[3 * i]), tonumber(ARGV[3 * i + 1]), tonumber(ARGV[3 * i + 2])
+    for _ = 1, cost do
+        redis.call('lpush', KEYS[i], ARGV[1])
+    end
+    redis.call('ltrim', KEYS[i], 0, amount - 1)
+    redis.call('expire', KEYS[i], expiry)
+end
+if #KEYS > limits then
+    if redis.call('set', KEYS[limits + 1], '1', 'NX', 'EX', tonumber(ARGV[3 * limits + 3])) then
+        return {1, 1}
+    end
+    return {1, 0}
+end
+return {1, -1}
+"""
+# A claim outlives any sensible retry; after it the database's unique index still answers a late retry.
+CLAIM_SECONDS = 24 * 3600
+
+
+@dataclass(frozen=True)
+class Limit:
+    """One limit to pass: `rate` ("60/minute") counted for `identity` within `scope`."""
+
+    rate: str
+    scope: str
+    identity: str
+    cost: int = 1
+
+
+@lru_cache(maxsize=256)
+def _parsed(rate: str) -> RateLimitItem:
+    return parse(rate)
 
 
 @dataclass
 class RateLimiter:
     limiter: MovingWindowRateLimiter
     storage: RedisStorage
+    redis: Redis | None = None  # the gate's own client (the `limits` storage keeps its client to itself)
+    prefix: str = "LIMITS"
     check_timeout: float = CHECK_TIMEOUT_SECONDS
     breaker: CircuitBreaker = field(
         default_factory=lambda: CircuitBreaker("rate limiter", slow_seconds=CHECK_TIMEOUT_SECONDS)
@@ -50,7 +113,41 @@ class RateLimiter:
             socket_connect_timeout=1,
             socket_timeout=1,
         )
-        return cls(MovingWindowRateLimiter(storage), storage)
+        redis = Redis.from_url(redis_url, socket_connect_timeout=1, socket_timeout=1)
+        return cls(MovingWindowRateLimiter(storage), storage, redis, prefix)
+
+    def __post_init__(self) -> None:
+        self._gate = self.redis.register_script(GATE_SCRIPT) if self.redis is not None else None
+
+    async def aclose(self) -> None:
+        if self.redis is not None:
+            await self.redis.aclose()
+
+    def key_of(self, limit: Limit) -> str:
+        """The Redis list of a limit: the same key as the `limits` library's moving window."""
+        return f"{self.prefix}:{_parsed(limit.rate).key_for(limit.scope, limit.identity)}"
+
+    async def gate(self, limits: list[Limit], claim: str | None = None) -> bool | None:
+        """Pass every limit (raise 429 with Retry-After on the first one spent, counting none) and claim
+        `claim` (an idempotency key's name) in one round trip. True when the claim is new, False when an
+        earlier request made it, None when there is no claim or Redis could not say (it fails open)."""
+        if self._gate is None or not (limits or claim):
+            return None
+        now = time.time()
+        items = [_parsed(limit.rate) for limit in limits]
+        keys = [self.key_of(limit) for limit in limits] + ([f"{self.prefix}:claim:{claim}"] if claim else [])
+        args: list[float | int | str] = [now, len(limits)]
+        for item, limit in zip(items, limits, strict=True):
+            args += [item.amount, item.get_expiry(), limit.cost]
+        args.append(CLAIM_SECONDS)
+        gate = self._gate
+        answer = await self._ask(lambda: gate(keys=keys, args=args))
+        if answer is None:
+            return None
+        if int(answer[0]) == 0:
+            spent = limits[int(answer[1]) - 1]
+            raise _refused(spent.rate, spent.scope, float(answer[2]))
+        return None if int(answer[1]) < 0 else bool(int(answer[1]))
 
     async def _ask(self, question: Callable[[], Awaitable[T]]) -> T | None:
         """Redis's answer, or None when it is down or hangs (fail open; the breaker says so in the log)."""

@@ -209,6 +209,19 @@ def test_photo_gps_gives_the_location_when_none_is_sent(client, api_key):
     assert abs(report.lat - 10.7769) < 1e-3 and abs(report.lon - 106.7009) < 1e-3
 
 
+def test_stored_photo_is_the_uploaded_bytes_with_their_hash(client, api_key):
+    import hashlib
+
+    upload = jpeg_with_gps(10.7769, 106.7009)
+    response = submit(client, api_key, files=[("photos", ("gps.jpg", upload, "image/jpeg"))])
+    assert response.status_code == 201, response.text
+    photo = in_app(client, lambda s: s.exec(select(Photo))).one()
+    stored = client.app.state.settings.media_dir / photo.original_key
+    assert stored.read_bytes() == upload
+    assert (photo.size_bytes, photo.sha256) == (len(upload), hashlib.sha256(upload).hexdigest())
+    assert media_files(client) == [stored]
+
+
 def test_failure_between_storing_photos_and_commit_leaves_nothing(client, api_key, monkeypatch):
     from service.webhooks import outbox
 

@@ -1,5 +1,6 @@
 -- POST a JSON report: BENCH_PATH (/v1/reports or /bare/reports), BENCH_API_KEY.
 dofile(os.getenv("BENCH_LUA_DIR") .. "/summary.lua")
+dofile(os.getenv("BENCH_LUA_DIR") .. "/fresh_key.lua")
 
 wrk.method = "POST"
 wrk.path = os.getenv("BENCH_PATH")

@@ -1,5 +1,6 @@
 -- POST a report with one photo as multipart/form-data: BENCH_PATH, BENCH_API_KEY, BENCH_PHOTO (a JPEG file).
 dofile(os.getenv("BENCH_LUA_DIR") .. "/summary.lua")
+dofile(os.getenv("BENCH_LUA_DIR") .. "/fresh_key.lua")
 
 local boundary = "----intakebench7MA4YWxkTrZu0gW"
 local file = assert(io.open(os.getenv("BENCH_PHOTO"), "rb"))

@@ -57,4 +57,4 @@ async def contains(session: AsyncSession, settings: Settings, lat: float, lon: f
     if area is None:
         min_lat, min_lon, max_lat, max_lon = settings.service_area
         return min_lat <= lat <= max_lat and min_lon <= lon <= max_lon
-    return area.locate(lon, lat, tolerance_m=settings.jurisdiction_tolerance_m) is not None
+    return area.covers(lon, lat, tolerance_m=settings.jurisdiction_tolerance_m)

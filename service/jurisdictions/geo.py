@@ -168,6 +168,7 @@ class JurisdictionIndex:
         self._tree = shapely.STRtree([shape.geometry for shape in self._shapes])
         # Overlaps go to the most specific shape; areas in square metres stay comparable across latitudes.
         self._areas_m2 = [_area_m2(shape.geometry) for shape in self._shapes]
+        self._union: BaseGeometry | None = None  # every shape as one prepared geometry, made on first use
 
     def __len__(self) -> int:
         return len(self._shapes)
@@ -203,6 +204,17 @@ class JurisdictionIndex:
         if best_key is None:
             return None
         return self._match(best_index, "nearest", best_key[0])
+
+    def covers(self, lon: float, lat: float, tolerance_m: float = 150) -> bool:
+        """True when `locate` finds a shape, without saying which: a point inside one is answered by a
+        prepared union of all of them (intake asks this of every report), the rest by `locate`."""
+        if self._union is None:
+            self._union = shapely.union_all([shape.geometry for shape in self._shapes])
+            shapely.prepare(self._union)
+        # intersects, as in locate: a point on a boundary is inside.
+        if shapely.intersects_xy(self._union, lon, lat):
+            return True
+        return self.locate(lon, lat, tolerance_m) is not None
 
     def _match(self, index: int, method: Literal["inside", "nearest"], distance_m: float) -> Match:
         shape = self._shapes[index]

@@ -101,25 +101,24 @@ def read_gps(src: Path | BinaryIO) -> tuple[float, float] | None:
         return None
 
 
-def check_dimensions(src: Path | BinaryIO, max_pixels: int) -> tuple[int, int] | None:
-    """(width, height) from the photo's header, refusing more than `max_pixels` before anything is decoded.
-
-    For intake, before a photo is stored: a tiny file can declare 30000x30000 pixels and ask the worker
-    for gigabytes when decoded. Raises PhotoRejected("decompression_bomb", ...); None when the header
-    cannot be read (the worker decides about such a photo, as before). A file object is left at offset 0.
-    """
+def check_header(src: BinaryIO, max_pixels: int) -> tuple[float, float] | None:
+    """For intake, before a photo is stored: refuse more than `max_pixels` from the header, before anything
+    is decoded (a tiny file can declare 30000x30000 pixels and ask the worker for gigabytes), and read
+    the GPS hint from the same reading. Raises PhotoRejected("decompression_bomb", ...); None when the
+    header or its EXIF cannot be read (the worker decides about such a photo). Leaves `src` at offset 0."""
     try:
         with _pillow_failures_rejected(), Image.open(src, formats=_ALLOWED_FORMATS) as image:
-            size = image.size
+            _refuse_bombs(image.size, max_pixels)
+            try:
+                return _gps_from_exif(image.getexif())
+            except Exception:  # noqa: BLE001 - a photo without readable EXIF is still a photo
+                return None
     except PhotoRejected as rejected:
         if rejected.reason_code == "decompression_bomb":
             raise
         return None
     finally:
-        if not isinstance(src, (str, Path)):
-            src.seek(0)
-    _refuse_bombs(size, max_pixels)
-    return size
+        src.seek(0)
 
 
 @contextmanager

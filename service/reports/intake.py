@@ -13,7 +13,7 @@ from starlette.formparsers import MultiPartException
 
 from service.errors import PayloadTooLarge, Unprocessable, UnsupportedMediaType
 from service.photos.content import SNIFF_BYTES, extension_for, sniff_image_type
-from service.photos.processing import PhotoRejected, check_dimensions, read_gps
+from service.photos.processing import PhotoRejected, check_header
 from service.photos.storage import PhotoStorage, TooLarge
 from service.reports.schemas import ReportCreate
 from service.reports.service import StagedPhoto
@@ -59,7 +59,7 @@ def stage_photo(upload: UploadFile, storage: PhotoStorage, settings: Settings) -
         raise UnsupportedMediaType(detail=f"{upload.filename or 'photo'} is not a JPEG, PNG, WebP or HEIC image.")
     upload.file.seek(0)
     try:  # from the header, before anything is stored: a small file may declare gigapixels
-        check_dimensions(upload.file, settings.max_photo_pixels)
+        gps = check_header(upload.file, settings.max_photo_pixels)  # and the GPS hint, from the same reading
     except PhotoRejected as exc:
         raise PayloadTooLarge("photo_dimensions_too_large", f"{upload.filename or 'photo'}: {exc.message}") from exc
     photo_id = uuid4()
@@ -68,13 +68,6 @@ def stage_photo(upload: UploadFile, storage: PhotoStorage, settings: Settings) -
         stored = storage.save(key, upload.file, max_bytes=settings.max_photo_bytes, content_type=content_type)
     except TooLarge as exc:
         raise PayloadTooLarge(detail=f"A photo may be at most {settings.max_photo_bytes} bytes.") from exc
-    # The GPS hint comes from the upload's own (spooled) copy of the bytes just stored: no round trip
-    # to the object store.
-    upload.file.seek(0)
-    try:
-        gps = read_gps(upload.file)
-    except Exception:  # noqa: BLE001 - a photo without readable EXIF is still a photo
-        gps = None
     return StagedPhoto(
         id=photo_id, key=key, content_type=content_type, size_bytes=stored.size_bytes, sha256=stored.sha256, gps=gps
     )

@@ -133,17 +133,20 @@ async def prepare(
     photos: list[StagedPhoto],
     idempotency_key: str | None,
     settings: Settings,
+    look_up_earlier: bool = True,
     attributes: dict[str, Answer] | None = None,
     media_url: str | None = None,
 ) -> NewReport | Submission:
     """Check a submission and build its rows, or find the report an earlier try with the same key made.
 
+    `look_up_earlier`: False when no earlier request is known to have carried this idempotency key, so
+    no earlier report is looked up; the insert still meets the unique index when there was one.
     Answers to the category's attributes come in `data.attributes` (unknown codes refused) or, from an
     Open311 form, in `attributes` (unknown codes ignored, as the spec has it). Either way they are
     checked by the one rule of service.catalogue.attributes, required ones whenever a category is given."""
     # Only a retry can be compared with an earlier try: without a key there is nothing to fingerprint.
     print_ = fingerprint(data, photos, _extras(attributes, media_url)) if idempotency_key else None
-    if replay := await find_replay(session, client, idempotency_key, print_):
+    if look_up_earlier and (replay := await find_replay(session, client, idempotency_key, print_)):
         return Submission(report=replay, replayed=True)
 
     category = await session.get(ServiceCategory, data.service_code) if data.service_code else None

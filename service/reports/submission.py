@@ -16,7 +16,7 @@ from service import metrics, privacy
 from service.catalogue.attributes import Answer
 from service.models import ApiClient
 from service.photos.storage import PhotoStorage
-from service.ratelimit import client_address
+from service.ratelimit import Limit, client_address
 from service.reports import service
 from service.reports.schemas import ReportCreate
 from service.reports.service import StagedPhoto, Submission
@@ -44,16 +44,31 @@ async def discard_staged(storage: PhotoStorage, staged: list[StagedPhoto]) -> No
         await anyio.to_thread.run_sync(delete_all)
 
 
-async def check_intake_limits(request: Request, client: ApiClient, data: ReportCreate) -> None:
+def intake_limits(request: Request, client: ApiClient, data: ReportCreate) -> list[Limit]:
     """Per app key, per client address and per reporter contact (a keyed hash, never the contact itself)."""
-    settings, limiter = request.app.state.settings, request.app.state.rate_limiter
+    settings = request.app.state.settings
     if not settings.rate_limits_enabled:
-        return
-    await limiter.hit(client.rate_limit or settings.rate_limit_intake_per_key, "intake:key", str(client.id))
-    await limiter.hit(settings.rate_limit_intake_per_address, "intake:address", client_address(request))
+        return []
+    limits = [
+        Limit(client.rate_limit or settings.rate_limit_intake_per_key, "intake:key", str(client.id)),
+        Limit(settings.rate_limit_intake_per_address, "intake:address", client_address(request)),
+    ]
     for contact in (data.reporter_phone, data.reporter_email):
         if contact:
-            await limiter.hit(settings.rate_limit_intake_per_reporter, "intake:reporter", privacy.lookup_hash(contact))
+            limits.append(
+                Limit(settings.rate_limit_intake_per_reporter, "intake:reporter", privacy.lookup_hash(contact))
+            )
+    return limits
+
+
+async def pass_intake_gate(
+    request: Request, client: ApiClient, data: ReportCreate, idempotency_key: str | None
+) -> bool:
+    """The intake limits and the claim of the idempotency key, in one Redis round trip: raises 429 when a
+    limit is spent. True when an earlier request may have used this key (Redis says so): only then is
+    an earlier report looked up before the insert."""
+    claim = f"{client.id}:{idempotency_key}" if idempotency_key else None
+    return await request.app.state.rate_limiter.gate(intake_limits(request, client, data), claim) is False
 
 
 async def commit_report(
@@ -75,7 +90,10 @@ async def commit_report(
     state = request.app.state
     extras: dict[str, Any] = {"attributes": attributes, "media_url": media_url}
     try:
-        await check_intake_limits(request, client, data)
+        # A key Redis has not seen (or cannot say, being down) needs no lookup of an earlier report
+        # before the insert: the unique index on (client, key) catches any earlier report all the same,
+        # and the lost race below answers with it. The lookup is kept for the retries Redis recognises.
+        maybe_retry = await pass_intake_gate(request, client, data, idempotency_key)
     except BaseException:
         await discard_staged(state.storage, staged)
         raise
@@ -88,6 +106,7 @@ async def commit_report(
                     data=data,
                     photos=staged,
                     idempotency_key=idempotency_key,
+                    look_up_earlier=maybe_retry or attempt > 1,
                     settings=state.settings,
                     **extras,
                 )

@@ -271,3 +271,19 @@ def test_demo_gap_between_the_two_parts_of_ben_thanh_goes_to_ben_thanh(demo_inde
 
 def test_demo_point_in_district_four_is_not_located(demo_index):
     assert demo_index.locate(106.7200, 10.7500) is None
+
+
+def test_covers_says_what_locate_says_inside_on_edges_in_holes_near_and_far():
+    outer = ring(LON, LAT, LON + 0.03, LAT + 0.03)
+    hole = ring(LON + 0.01, LAT + 0.01, LON + 0.02, LAT + 0.02)
+    index = index_of(
+        feature("DONUT", {"type": "Polygon", "coordinates": [outer, hole]}),
+        square("EAST", LON + 0.03, LAT),  # shares the donut's eastern edge
+        square("APART", LON + 0.05, LAT),  # a gap of about 1 km to its west
+    )
+    step = 0.0005
+    points = [(LON - 0.01 + i * step, LAT - 0.01 + j * step) for i in range(150) for j in range(100)]
+    points += [(LON + 0.03, LAT + 0.005), (LON + 0.01, LAT + 0.015), (LON + 0.0175, LAT + 0.0175)]
+    for tolerance_m in (0, 150):
+        for lon, lat in points:
+            assert index.covers(lon, lat, tolerance_m) == (index.locate(lon, lat, tolerance_m) is not None), (lon, lat)
