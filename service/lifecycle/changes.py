@@ -318,12 +318,12 @@ class Batch:
         event, items = _noted(report, code, _row, actor, message, data, public, touch, webhook_extra)
         self._events.append(event)
         self._webhooks += items
-        self.session.add(report)
+        self._keep(report)
 
     async def change(self, report: Report, **move: Any) -> dict[str, tuple[Any, Any]]:
         """As `change` (the same keywords); returns what moved."""
         moved, previous, event, items = _move(report, make=_row, **move)
-        self.session.add(report)
+        self._keep(report)
         self._events.append(event)
         self._webhooks += items
         if "status" in moved and report.supporter_count:
@@ -331,6 +331,10 @@ class Batch:
                 self._events.append(told)
                 self._webhooks += told_items
         return moved
+
+    def _keep(self, report: Report) -> None:
+        if report not in self.session:  # a report the batch loaded is there already: adding it again costs
+            self.session.add(report)
 
     def add_supporter(self, original_id: UUID, duplicate: Report, *, actor: str, data: dict) -> None:
         """As `add_supporter`, for an original this batch may itself have just processed (its counter

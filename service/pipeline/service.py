@@ -45,9 +45,12 @@ async def claim(session: AsyncSession, report_ids: list[UUID], *, top_up_to: int
     """These reports if still waiting, topped up to `top_up_to` with the oldest others waiting, locked
     for this transaction, oldest first. Rows another transaction holds are skipped (SKIP LOCKED; SQLite
     has one writer). Reports that already failed are taken only by their own jobs: a report that
-    keeps failing cannot make other batches fail with it."""
+    keeps failing cannot make other batches fail with it. When none of these reports is left (another
+    batch took them), nothing else is taken either: every waiting report has a job of its own coming."""
     statement = select(Report).where(Report.status == Status.RECEIVED).with_for_update(skip_locked=True)
     claimed = list((await session.exec(statement.where(col(Report.id).in_(report_ids)))).all()) if report_ids else []
+    if report_ids and not claimed:
+        return []
     if len(claimed) < top_up_to and not any(report.processing_failures for report in claimed):
         others = statement.where(Report.processing_failures == 0).order_by(col(Report.created_at))
         if report_ids:
