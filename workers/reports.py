@@ -30,18 +30,28 @@ async def process_report(ctx: dict, *report_ids: str) -> str:
     When the batch fails (not an outage), each of its reports is tried alone: one report that always
     fails holds back none of the others."""
     ids = [UUID(report_id) for report_id in report_ids]
+    # SQLite has no row locks: the batch and its fallback run under the process's one lock together.
+    async with ctx["serial"] or contextlib.nullcontext():
+        outcomes = await _process(ctx, ids)
+    await metrics.observe_job_latency(ctx["redis"], ctx["settings"].queue_name, ctx.get("enqueue_time"))
+    return " ".join(f"{outcome}={count}" for outcome, count in sorted(Counter(outcomes.values()).items()))
+
+
+async def _process(ctx: dict, ids: list[UUID]) -> dict[UUID, str]:
     claimed: list[UUID] = []
     try:
-        async with ctx["serial"] or contextlib.nullcontext():
-            outcomes = await _process_batch(ctx, ids, claimed)
+        return await _process_batch(ctx, ids, claimed)
     except Exception as exc:
         if is_outage(exc):
             # Exponential backoff: 5 s, 10 s, 20 s … while the database is away.
             raise Retry(defer=5 * 2 ** (ctx.get("job_try", 1) - 1)) from exc
         log.warning("a batch of %d reports failed (%s): each is tried alone", len(claimed), type(exc).__name__)
-        outcomes = {report_id: await _process_alone(ctx, report_id) for report_id in claimed or ids}
-    await metrics.observe_job_latency(ctx["redis"], ctx["settings"].queue_name, ctx.get("enqueue_time"))
-    return " ".join(f"{outcome}={count}" for outcome, count in sorted(Counter(outcomes.values()).items()))
+        # A failure counts against the reports of this job only: one the batch took from another job's
+        # share will be tried (and counted) by that job, so each report's failures still count its jobs.
+        return {
+            report_id: await _process_alone(ctx, report_id, count_failure=report_id in ids)
+            for report_id in claimed or ids
+        }
 
 
 async def _process_batch(ctx: dict, report_ids: list[UUID], claimed: list[UUID]) -> dict[UUID, str]:
@@ -53,9 +63,9 @@ async def _process_batch(ctx: dict, report_ids: list[UUID], claimed: list[UUID])
     return outcomes
 
 
-async def _process_alone(ctx: dict, report_id: UUID) -> str:
+async def _process_alone(ctx: dict, report_id: UUID, *, count_failure: bool) -> str:
     try:
-        async with ctx["serial"] or contextlib.nullcontext(), ctx["sessions"]() as session:
+        async with ctx["sessions"]() as session:
             outcome = await pipeline.process(session, report_id, ctx["pipeline"])
             await ctx["handoff"].commit(session)
         return outcome
@@ -63,6 +73,8 @@ async def _process_alone(ctx: dict, report_id: UUID) -> str:
         if is_outage(exc):
             raise Retry(defer=5 * 2 ** (ctx.get("job_try", 1) - 1)) from exc
         log.exception("processing report %s failed", report_id)
+        if not count_failure:
+            return "left-to-its-own-job"
         async with ctx["sessions"]() as session:
             outcome = await pipeline.give_up(session, report_id, type(exc).__name__, ctx["pipeline"])
             await ctx["handoff"].commit(session)
