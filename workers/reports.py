@@ -2,7 +2,8 @@
 
 import contextlib
 import logging
-from collections import Counter
+from collections import Counter, OrderedDict
+from collections.abc import Iterable
 from datetime import timedelta
 from uuid import UUID
 
@@ -25,11 +26,33 @@ log = logging.getLogger(__name__)
 SWEEP_BATCH = 500
 
 
+class ProcessedHere:
+    """The last reports this process committed as processed. Nothing moves a report back to `received`,
+    so a job whose reports are all here (another batch of this process took them) has nothing to do,
+    and it need not ask the database."""
+
+    def __init__(self, size: int = 100_000):
+        self._ids: OrderedDict[UUID, None] = OrderedDict()
+        self._size = size
+
+    def add(self, report_ids: Iterable[UUID]) -> None:
+        for report_id in report_ids:
+            self._ids[report_id] = None
+        while len(self._ids) > self._size:
+            self._ids.popitem(last=False)
+
+    def has_all(self, report_ids: list[UUID]) -> bool:
+        return bool(report_ids) and all(report_id in self._ids for report_id in report_ids)
+
+
 async def process_report(ctx: dict, *report_ids: str) -> str:
     """These reports, topped up with others waiting to a batch of `WORKER_BATCH_MAX`, in one transaction.
     When the batch fails (not an outage), each of its reports is tried alone: one report that always
     fails holds back none of the others."""
     ids = [UUID(report_id) for report_id in report_ids]
+    processed_here: ProcessedHere = ctx.setdefault("processed_here", ProcessedHere())
+    if processed_here.has_all(ids):
+        return "already-processed"
     # SQLite has no row locks: the batch and its fallback run under the process's one lock together.
     async with ctx["serial"] or contextlib.nullcontext():
         outcomes = await _process(ctx, ids)
@@ -60,6 +83,8 @@ async def _process_batch(ctx: dict, report_ids: list[UUID], claimed: list[UUID])
         claimed.extend(report.id for report in reports)
         outcomes = await pipeline.process_claimed(session, reports, ctx["pipeline"])
         await ctx["handoff"].commit(session)
+    if "processed_here" in ctx:
+        ctx["processed_here"].add(outcomes)
     return outcomes
 
 
