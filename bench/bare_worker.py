@@ -2,7 +2,9 @@
 
     .venv/bin/arq bench.bare_worker.WorkerSettings
 
-Same Redis, same max_jobs as `intake worker`; the job marks one bench_bare_reports row processed.
+Same Redis as `intake worker`; the job marks one bench_bare_reports row processed. `max_jobs` and the
+poll interval come from BARE_MAX_JOBS and BARE_POLL_SECONDS (bench/worker_throughput.py runs it with
+the intake worker's own values, and tuned).
 """
 
 import os
@@ -38,5 +40,6 @@ class WorkerSettings:
     on_shutdown = shutdown
     redis_settings = RedisSettings.from_dsn(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/13"))
     queue_name = QUEUE_NAME
-    max_jobs = 10  # as workers/main.py
+    max_jobs = int(os.environ.get("BARE_MAX_JOBS", "10"))
+    poll_delay = float(os.environ.get("BARE_POLL_SECONDS", "0.5"))
     keep_result = 0

@@ -1,6 +1,6 @@
 """The one hand-off of committed work to the workers: jobs and webhook streams, after the commit.
 
-A service function that wants work done after its transaction notes it on the session (`job`,
+A service function that wants work done after its transaction notes it on the session (`job`, `batched_job`,
 `webhook_stream`, `after_commit`); nothing is sent then. The boundary that owns the transaction (the
 request's session dependency, a worker job, the intake writer) commits through `Handoff.commit`, which
 sends what was noted only once the commit succeeded, and `discard` drops it when the transaction is
@@ -11,7 +11,7 @@ rolled back. The database stays the truth: when Redis cannot take the work, the 
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 from weakref import WeakKeyDictionary
@@ -25,6 +25,7 @@ from service.breaker import CircuitBreaker
 log = logging.getLogger(__name__)
 
 ENQUEUE_TIMEOUT_SECONDS = 1.0
+BATCH_JOB_MAX = 100  # arguments of one batched job (service.jobs: the reports one job starts with)
 HANDOFF_SLOW_SECONDS = 0.25
 
 _PENDING = "handoff.pending"
@@ -47,6 +48,20 @@ class WebhookStream:
 class Pending:
     work: dict[Job | WebhookStream, None]  # ordered and without repeats
     callbacks: list[Callable[[], None]]
+    # name -> (its job id from the first argument, the arguments so far): one job per `BATCH_JOB_MAX`
+    batches: dict[str, tuple[Callable[[str], str], dict[str, None]]] = field(default_factory=dict)
+
+    def jobs(self) -> list[Job | WebhookStream]:
+        batched = [
+            Job(name, tuple(chunk), job_id=job_id_of(chunk[0]))
+            for name, (job_id_of, args) in self.batches.items()
+            for chunk in chunks(list(args), BATCH_JOB_MAX)
+        ]
+        return [*batched, *self.work]
+
+
+def chunks(items: list[str], size: int) -> list[list[str]]:
+    return [items[start : start + size] for start in range(0, len(items), size)]
 
 
 def _pending(session: AsyncSession) -> Pending:
@@ -59,6 +74,14 @@ def _pending(session: AsyncSession) -> Pending:
 def job(session: AsyncSession, name: str, *args: str, job_id: str) -> None:
     """Enqueue this arq job once the session commits."""
     _pending(session).work[Job(name, args, job_id)] = None
+
+
+def batched_job(session: AsyncSession, name: str, arg: str, *, job_id_of: Callable[[str], str]) -> None:
+    """Give this argument to a job of this name once the session commits, together with the other
+    arguments the transaction noted for it: a transaction of many reports hands on a few jobs, not one
+    each. The job's id is that of its first argument."""
+    _, args = _pending(session).batches.setdefault(name, (job_id_of, {}))
+    args[arg] = None
 
 
 def webhook_stream(session: AsyncSession, subscription_id: UUID, report_id: UUID) -> None:
@@ -98,8 +121,9 @@ class Handoff:
             return
         for callback in pending.callbacks:
             callback()
-        if pending.work:
-            task = asyncio.get_running_loop().create_task(self._send(list(pending.work)))
+        work = pending.jobs()
+        if work:
+            task = asyncio.get_running_loop().create_task(self._send(work))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 

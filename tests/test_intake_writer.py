@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 from sqlmodel import func, select
 
-from service.jobs import process_report_job_id
+from service.jobs import PROCESS_REPORT, process_report_job_id
 from service.main import create_app
 from service.models import ApiClient, Report, ReportEvent
 from service.models.types import utcnow
@@ -58,10 +58,14 @@ def test_reports_sent_at_once_are_each_stored_once_and_queued(client, api_key):
         client, lambda s: s.exec(select(func.count()).select_from(ReportEvent).where(ReportEvent.type == "received"))
     )
     assert received.one() == BURST
-    # Every report was handed to the workers (after its commit) under the job id the sweep uses too.
-    queued = client.portal.call(client.app.state.arq.zrange, client.app.state.settings.queue_name, 0, -1)
+    # Every report was handed to the workers (after its commit): reports committed together share a job.
+    arq, queue_name = client.app.state.arq, client.app.state.settings.queue_name
+    queued = client.portal.call(lambda: arq.queued_jobs(queue_name=queue_name))
+    jobs = [job for job in queued if job.function == PROCESS_REPORT]
     ids = [response.json()["id"] for response in responses]
-    assert {job.decode() for job in queued} >= {process_report_job_id(report_id) for report_id in ids}
+    assert sorted(report_id for job in jobs for report_id in job.args) == sorted(ids)
+    assert len(jobs) < BURST, "reports committed together go to the workers in shared jobs"
+    assert {job.job_id for job in jobs} == {process_report_job_id(job.args[0]) for job in jobs}
 
 
 def test_one_retry_key_sent_many_times_at_once_makes_one_report(client, api_key):

@@ -267,14 +267,15 @@ def test_a_report_that_keeps_failing_goes_to_a_dispatcher_and_the_sweep_moves_on
     from tests.conftest import worker_context
     from workers.reports import sweep_stale_reports
 
-    real_predict = Classifier.predict
+    real_predict = Classifier.predict_many
 
-    def predict(self, text, threshold):
-        if "POISON" in text:
+    def predict_many(self, texts, threshold):
+        texts = list(texts)
+        if any("POISON" in text for text in texts):
             raise ValueError("the model cannot read this text")
-        return real_predict(self, text, threshold)
+        return real_predict(self, texts, threshold)
 
-    monkeypatch.setattr(Classifier, "predict", predict)
+    monkeypatch.setattr(Classifier, "predict_many", predict_many)
     monkeypatch.setattr(settings, "stale_report_seconds", 0.001)
     poison = client.post(
         "/v1/reports", json=report_body(description="POISON đèn hỏng"), headers={"X-API-Key": api_key}

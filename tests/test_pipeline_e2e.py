@@ -114,9 +114,15 @@ def submit_many(client, api_key, count: int) -> list[str]:
     return ids
 
 
-def test_worker_killed_mid_batch_leaves_every_report_processed_once(stack, api_key):
+@pytest.fixture
+def small_batches(monkeypatch):
+    """Worker processes that take a few reports per transaction, so a kill lands between batches and in one."""
+    monkeypatch.setenv("WORKER_BATCH_MAX", "5")
+
+
+def test_worker_killed_mid_batch_leaves_every_report_processed_once(small_batches, stack, api_key):
     client, start_worker = stack
-    total = 120
+    total = 300
     submit_many(client, api_key, total)
     worker = start_worker()
     wait_until(lambda: processed_count(client) >= 10, 60, "the first reports to be processed")

@@ -1,6 +1,9 @@
 """Report jobs: each a few lines around a service call, each safe to run more than once."""
 
+import contextlib
 import logging
+from collections import Counter, OrderedDict
+from collections.abc import Iterable
 from datetime import timedelta
 from uuid import UUID
 
@@ -9,7 +12,7 @@ from sqlmodel import col, select
 
 from service import metrics
 from service.errors import is_outage
-from service.jobs import enqueue_process_photos, enqueue_process_report
+from service.jobs import enqueue_process_photos, enqueue_process_reports
 from service.lifecycle import changes
 from service.lifecycle.events import EventCode
 from service.lifecycle.states import Status
@@ -23,29 +26,84 @@ log = logging.getLogger(__name__)
 SWEEP_BATCH = 500
 
 
-async def process_report(ctx: dict, report_id: str) -> str:
+class ProcessedHere:
+    """The last reports this process committed as processed. Nothing moves a report back to `received`,
+    so a job whose reports are all here (another batch of this process took them) has nothing to do,
+    and it need not ask the database."""
+
+    def __init__(self, size: int = 100_000):
+        self._ids: OrderedDict[UUID, None] = OrderedDict()
+        self._size = size
+
+    def add(self, report_ids: Iterable[UUID]) -> None:
+        for report_id in report_ids:
+            self._ids[report_id] = None
+        while len(self._ids) > self._size:
+            self._ids.popitem(last=False)
+
+    def has_all(self, report_ids: list[UUID]) -> bool:
+        return bool(report_ids) and all(report_id in self._ids for report_id in report_ids)
+
+
+async def process_report(ctx: dict, *report_ids: str) -> str:
+    """These reports, topped up with others waiting to a batch of `WORKER_BATCH_MAX`, in one transaction.
+    When the batch fails (not an outage), each of its reports is tried alone: one report that always
+    fails holds back none of the others."""
+    ids = [UUID(report_id) for report_id in report_ids]
+    processed_here: ProcessedHere = ctx.setdefault("processed_here", ProcessedHere())
+    if processed_here.has_all(ids):
+        return "already-processed"
+    # SQLite has no row locks: the batch and its fallback run under the process's one lock together.
+    async with ctx["serial"] or contextlib.nullcontext():
+        outcomes = await _process(ctx, ids)
+    await metrics.observe_job_latency(ctx["redis"], ctx["settings"].queue_name, ctx.get("enqueue_time"))
+    return " ".join(f"{outcome}={count}" for outcome, count in sorted(Counter(outcomes.values()).items()))
+
+
+async def _process(ctx: dict, ids: list[UUID]) -> dict[UUID, str]:
+    claimed: list[UUID] = []
     try:
-        if ctx["serial"] is not None:
-            async with ctx["serial"]:
-                return await _process(ctx, UUID(report_id))
-        return await _process(ctx, UUID(report_id))
+        return await _process_batch(ctx, ids, claimed)
     except Exception as exc:
         if is_outage(exc):
             # Exponential backoff: 5 s, 10 s, 20 s … while the database is away.
             raise Retry(defer=5 * 2 ** (ctx.get("job_try", 1) - 1)) from exc
-        log.exception("processing report %s failed", report_id)
+        log.warning("a batch of %d reports failed (%s): each is tried alone", len(claimed), type(exc).__name__)
+        # A failure counts against the reports of this job only: one the batch took from another job's
+        # share will be tried (and counted) by that job, so each report's failures still count its jobs.
+        return {
+            report_id: await _process_alone(ctx, report_id, count_failure=report_id in ids)
+            for report_id in claimed or ids
+        }
+
+
+async def _process_batch(ctx: dict, report_ids: list[UUID], claimed: list[UUID]) -> dict[UUID, str]:
+    async with ctx["sessions"]() as session:
+        reports = await pipeline.claim(session, report_ids, top_up_to=ctx["settings"].worker_batch_max)
+        claimed.extend(report.id for report in reports)
+        outcomes = await pipeline.process_claimed(session, reports, ctx["pipeline"])
+        await ctx["handoff"].commit(session)
+    if "processed_here" in ctx:
+        ctx["processed_here"].add(outcomes)
+    return outcomes
+
+
+async def _process_alone(ctx: dict, report_id: UUID, *, count_failure: bool) -> str:
+    try:
         async with ctx["sessions"]() as session:
-            outcome = await pipeline.give_up(session, UUID(report_id), type(exc).__name__, ctx["pipeline"])
+            outcome = await pipeline.process(session, report_id, ctx["pipeline"])
             await ctx["handoff"].commit(session)
         return outcome
-
-
-async def _process(ctx: dict, report_id: UUID) -> str:
-    async with ctx["sessions"]() as session:
-        outcome = await pipeline.process(session, report_id, ctx["pipeline"])
-        await ctx["handoff"].commit(session)
-    await metrics.observe_job_latency(ctx["redis"], ctx["settings"].queue_name, ctx.get("enqueue_time"))
-    return outcome
+    except Exception as exc:
+        if is_outage(exc):
+            raise Retry(defer=5 * 2 ** (ctx.get("job_try", 1) - 1)) from exc
+        log.exception("processing report %s failed", report_id)
+        if not count_failure:
+            return "left-to-its-own-job"
+        async with ctx["sessions"]() as session:
+            outcome = await pipeline.give_up(session, report_id, type(exc).__name__, ctx["pipeline"])
+            await ctx["handoff"].commit(session)
+        return outcome
 
 
 async def process_photos(ctx: dict, report_id: str) -> int:
@@ -78,17 +136,24 @@ async def sweep_stale_reports(ctx: dict) -> int:
                 .limit(SWEEP_BATCH)
             )
         ).all()
-        ids = (
+        stale = (
             await session.exec(
-                select(Report.id)
+                select(Report.id, Report.processing_failures)
                 .where(Report.status == Status.RECEIVED, col(Report.created_at) < stale_before)
                 # Those that never failed first: a report that keeps failing cannot hold the others back.
                 .order_by(col(Report.processing_failures), col(Report.created_at))
                 .limit(SWEEP_BATCH)
             )
         ).all()
-    for report_id in ids:
-        await enqueue_process_report(ctx["redis"], ctx["settings"].queue_name, report_id)
+    ids = [report_id for report_id, _ in stale]
+    queue_name = ctx["settings"].queue_name
+    # Reports that never failed go in batches; one that failed goes alone, in a job of its own id.
+    await enqueue_process_reports(
+        ctx["redis"], queue_name, [report_id for report_id, failures in stale if not failures]
+    )
+    for report_id, failures in stale:
+        if failures:
+            await enqueue_process_reports(ctx["redis"], queue_name, [report_id])
     for report_id in photo_reports:
         await enqueue_process_photos(ctx["redis"], ctx["settings"].queue_name, report_id)
     if ids:

@@ -4,14 +4,17 @@
 timeline event with the before and after values, and writes the webhook outbox rows in the same
 transaction, with the report as it is after the change. `note` writes a timeline event that changes
 none of those (a step of the pipeline, a comment, an SLA mark). Both only add to the session; the
-caller's boundary commits (and hands the webhook streams on, service.handoff).
+caller's boundary commits (and hands the webhook streams on, service.handoff). `Batch` is the same
+door for many reports at once: the same decisions, events and webhook events, written in bulk.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, TypeVar
 from uuid import UUID
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, insert, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -31,6 +34,9 @@ class _Unset:
 
 
 UNSET: Any = _Unset()
+E = TypeVar(
+    "E", "ReportEvent", "TimelineRow"
+)  # a timeline event: a ReportEvent added to the session, or a TimelineRow of a Batch
 _TRACKED = ("status", "department_code", "assignee_id", "priority")
 
 
@@ -66,6 +72,46 @@ async def change(
     public: bool = True,
 ) -> Changed:
     """Move the report; raise states.IllegalMove (and change nothing) when the workflow forbids it."""
+    moved, previous, event, items = _move(
+        report,
+        make=_event,
+        via=via,
+        code=code,
+        actor=actor,
+        status=status,
+        department_code=department_code,
+        assignee_id=assignee_id,
+        priority=priority,
+        message=message,
+        data=data,
+        public=public,
+    )
+    session.add(report)
+    session.add(event)
+    await outbox.publish(session, items)
+    if "status" in moved and report.supporter_count:
+        for told, told_items in await _tell_duplicates(session, report, previous, event.created_at, make=_event):
+            session.add(told)
+            await outbox.publish(session, told_items)
+    return Changed(event, moved)
+
+
+def _move(
+    report: Report,
+    *,
+    make: Callable[..., E],
+    via: Via | frozenset[Via],
+    code: EventCode = EventCode.STATUS_CHANGED,
+    actor: str = SYSTEM,
+    status: Status | str | None = None,
+    department_code: str | None = UNSET,
+    assignee_id: UUID | None = UNSET,
+    priority: str = UNSET,
+    message: str | None = None,
+    data: dict | None = None,
+    public: bool = True,
+) -> tuple[dict[str, tuple[Any, Any]], str, E, list[outbox.Outgoing]]:
+    """A change applied to the report: what moved, the status before, its event and its webhook events."""
     ways = via if isinstance(via, frozenset) else frozenset({via})
     before = {name: getattr(report, name) for name in _TRACKED}
     if status is not None:
@@ -83,19 +129,14 @@ async def change(
     moved = {name: (before[name], getattr(report, name)) for name in _TRACKED if getattr(report, name) != before[name]}
     now = utcnow()
     report.updated_at, report.revision = now, report.revision + 1
-    session.add(report)
     event_data = {
         **(data or {}),
         "status": {"from": before["status"], "to": report.status},
         **{name: {"from": _plain(old), "to": _plain(new)} for name, (old, new) in moved.items() if name != "status"},
         "via": str(min(ways)),  # the way that allowed it (staff before supervisor)
     }
-    event = _event(report, code, actor=actor, message=message, data=event_data, public=public, at=now)
-    session.add(event)
-    await outbox.publish(session, _webhooks(report, event, code, moved))
-    if "status" in moved and report.supporter_count:
-        await _tell_duplicates(session, report, before["status"], now)
-    return Changed(event, moved)
+    event = make(report, code, actor=actor, message=message, data=event_data, public=public, at=now)
+    return moved, before["status"], event, _webhooks(report, event, code, moved)
 
 
 async def note(
@@ -112,19 +153,36 @@ async def note(
 ) -> ReportEvent:
     """A timeline event that changes none of the tracked fields (webhooks for the codes that have one,
     with `webhook_extra` added to their payload)."""
-    now = utcnow()
-    event = _event(report, code, actor=actor, message=message, data=data or {}, public=public, at=now)
+    event, items = _noted(report, code, _event, actor, message, data, public, touch, webhook_extra)
     session.add(event)
+    if touch:
+        session.add(report)
+    await outbox.publish(session, items)
+    return event
+
+
+def _noted(
+    report: Report,
+    code: EventCode,
+    make: Callable[..., E],
+    actor: str,
+    message: str | None,
+    data: dict | None,
+    public: bool,
+    touch: bool,
+    webhook_extra: dict | None,
+) -> tuple[E, list[outbox.Outgoing]]:
+    now = utcnow()
+    event = make(report, code, actor=actor, message=message, data=data or {}, public=public, at=now)
     if touch:  # what a reader of the ticket sees changed: its ETag must change too
         report.updated_at, report.revision = now, report.revision + 1
-        session.add(report)
     type_ = NOTE_WEBHOOKS.get(code)
     if code == EventCode.CLASSIFIED and (data or {}).get("service_code"):
         type_ = WebhookType.CLASSIFIED  # sent to triage instead: nothing was decided yet
     if type_ is not None and (public or code != EventCode.PUBLIC_REPLY):
         extra = {"comment": message} if code == EventCode.PUBLIC_REPLY else webhook_extra
-        await outbox.publish(session, [_outgoing(type_, event, report, extra)])
-    return event
+        return event, [_outgoing(type_, event, report, extra)]
+    return event, []
 
 
 async def received(session: AsyncSession, new: list[tuple[dict, Any]]) -> None:
@@ -152,6 +210,25 @@ async def add_supporter(session: AsyncSession, original: Report, duplicate: Repo
     )
 
 
+@dataclass(frozen=True)
+class TimelineRow:
+    """A timeline event written as a plain row (Batch): it reads like a ReportEvent to the outbox."""
+
+    report_id: UUID
+    type: str
+    actor: str
+    message: str | None
+    data: dict
+    public: bool
+    created_at: datetime
+
+
+def _row(
+    report: Report, code: EventCode, *, actor: str, message: str | None, data: dict, public: bool, at: datetime
+) -> TimelineRow:
+    return TimelineRow(report.id, str(code), actor, message, data, public, at)
+
+
 def _event(
     report: Report, code: EventCode, *, actor: str, message: str | None, data: dict, public: bool, at
 ) -> ReportEvent:
@@ -165,7 +242,7 @@ def _outgoing(type_: WebhookType, event: Any, report: Report | dict, extra: dict
     return outbox.Outgoing(str(type_), event, outbox.snapshot_of(report), extra or {})
 
 
-def _webhooks(report: Report, event: ReportEvent, code: EventCode, moved: dict) -> list[outbox.Outgoing]:
+def _webhooks(report: Report, event: ReportEvent | TimelineRow, code: EventCode, moved: dict) -> list[outbox.Outgoing]:
     """The webhook events of one change, decided by what moved, whatever path moved it."""
     items = []
     if "status" in moved:
@@ -184,11 +261,14 @@ def _webhooks(report: Report, event: ReportEvent, code: EventCode, moved: dict) 
     return items
 
 
-async def _tell_duplicates(session: AsyncSession, original: Report, previous: str, at) -> None:
+async def _tell_duplicates(
+    session: AsyncSession, original: Report, previous: str, at: datetime, *, make: Callable[..., E]
+) -> list[tuple[E, list[outbox.Outgoing]]]:
     """The reporters of duplicates follow the original: an event on each duplicate, and its webhook."""
     duplicates = (await session.exec(select(Report).where(col(Report.duplicate_of_id) == original.id))).all()
+    told = []
     for duplicate in duplicates:
-        event = _event(
+        event = make(
             duplicate,
             EventCode.ORIGINAL_STATUS_CHANGED,
             actor=SYSTEM,
@@ -198,24 +278,109 @@ async def _tell_duplicates(session: AsyncSession, original: Report, previous: st
             # Not `status`: that key means this report's own status moved.
             data={"original": original.tracking_code, "original_status": {"from": previous, "to": original.status}},
         )
-        session.add(event)
-        await outbox.publish(
-            session,
-            [
-                _outgoing(
-                    WebhookType.ORIGINAL_STATUS_CHANGED,
-                    event,
-                    duplicate,
-                    {
-                        "original": {
-                            "tracking_code": original.tracking_code,
-                            "status": original.status,
-                            "previous_status": previous,
-                        }
-                    },
-                )
-            ],
+        extra = {
+            "original": {
+                "tracking_code": original.tracking_code,
+                "status": original.status,
+                "previous_status": previous,
+            }
+        }
+        told.append((event, [_outgoing(WebhookType.ORIGINAL_STATUS_CHANGED, event, duplicate, extra)]))
+    return told
+
+
+class Batch:
+    """The same door for many reports at once (the pipeline's batches): each change and note is checked
+    and decided exactly as by `change` and `note`, with the same events and webhook events, but the
+    writes are gathered, and `write` makes them in a few statements: the reports' UPDATEs in one
+    flush, every timeline event in one INSERT, the supporters' counters in one executemany, and the
+    outbox rows in one pass."""
+
+    def __init__(self, session: AsyncSession):
+        self.session = session
+        self._events: list[TimelineRow] = []
+        self._webhooks: list[outbox.Outgoing] = []
+        self._supporters: dict[UUID, int] = {}
+
+    def note(
+        self,
+        report: Report,
+        code: EventCode,
+        *,
+        actor: str = SYSTEM,
+        message: str | None = None,
+        data: dict | None = None,
+        public: bool = False,
+        touch: bool = True,
+        webhook_extra: dict | None = None,
+    ) -> None:
+        """As `note`."""
+        event, items = _noted(report, code, _row, actor, message, data, public, touch, webhook_extra)
+        self._events.append(event)
+        self._webhooks += items
+        self._keep(report)
+
+    async def change(self, report: Report, **move: Any) -> dict[str, tuple[Any, Any]]:
+        """As `change` (the same keywords); returns what moved."""
+        moved, previous, event, items = _move(report, make=_row, **move)
+        self._keep(report)
+        self._events.append(event)
+        self._webhooks += items
+        if "status" in moved and report.supporter_count:
+            for told, told_items in await _tell_duplicates(self.session, report, previous, event.created_at, make=_row):
+                self._events.append(told)
+                self._webhooks += told_items
+        return moved
+
+    def _keep(self, report: Report) -> None:
+        if report not in self.session:  # a report the batch loaded is there already: adding it again costs
+            self.session.add(report)
+
+    def add_supporter(self, original_id: UUID, duplicate: Report, *, actor: str, data: dict) -> None:
+        """As `add_supporter`, for an original this batch may itself have just processed (its counter
+        is added with a relative UPDATE after the batch's own writes, so concurrent duplicates each count)."""
+        self._supporters[original_id] = self._supporters.get(original_id, 0) + 1
+        self._events.append(
+            TimelineRow(
+                original_id,
+                str(EventCode.SUPPORTER_ADDED),
+                actor,
+                None,
+                {"duplicate": duplicate.tracking_code, **data},
+                False,
+                utcnow(),
+            )
         )
 
+    async def write(self) -> None:
+        session = self.session
+        await session.flush()  # the reports themselves: the counters below land on top of their writes
+        if self._events:
+            await session.execute(insert(ReportEvent), [vars(event) for event in self._events])
+        if self._supporters:
+            reports = Report.__table__  # type: ignore[attr-defined]
+            await session.execute(
+                update(reports)
+                .where(reports.c.id == bindparam("original"))
+                .values(
+                    supporter_count=reports.c.supporter_count + bindparam("added"),
+                    revision=reports.c.revision + bindparam("added"),
+                ),
+                # In id order: two transactions never wait for each other's originals crosswise.
+                [{"original": original, "added": added} for original, added in sorted(self._supporters.items())],
+            )
+        await outbox.publish(session, self._webhooks)
+        self._events, self._webhooks, self._supporters = [], [], {}
 
-__all__ = ["CITIZEN", "SYSTEM", "UNSET", "Changed", "IllegalMove", "add_supporter", "change", "note"]
+
+__all__ = [
+    "CITIZEN",
+    "SYSTEM",
+    "UNSET",
+    "Batch",
+    "Changed",
+    "IllegalMove",
+    "add_supporter",
+    "change",
+    "note",
+]

@@ -3,6 +3,7 @@
 import asyncio
 import tempfile
 from pathlib import Path
+from uuid import UUID
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -27,23 +28,34 @@ def _process_to_storage(storage: PhotoStorage, photo: Photo) -> ProcessedPhoto:
 
 async def process_photos(session: AsyncSession, storage: PhotoStorage, report: Report) -> list[dict]:
     """Process the report's unprocessed photos; returns one summary per photo for the event log."""
+    return (await process_photos_of(session, storage, [report])).get(report.id, [])
+
+
+async def process_photos_of(
+    session: AsyncSession, storage: PhotoStorage, reports: list[Report]
+) -> dict[UUID, list[dict]]:
+    """The unprocessed photos of these reports (one query); a summary per photo, by report, for the event log."""
+    by_id = {report.id: report for report in reports}
     photos = (
         await session.exec(
             select(Photo)
-            .where(Photo.report_id == report.id, col(Photo.processed_at).is_(None))
-            .order_by(col(Photo.position))
+            .where(col(Photo.report_id).in_(list(by_id)), col(Photo.processed_at).is_(None))
+            .order_by(col(Photo.report_id), col(Photo.position))
         )
     ).all()
-    summaries: list[dict] = []
+    summaries: dict[UUID, list[dict]] = {}
     for photo in photos:
+        report = by_id[photo.report_id]
         try:
             result = await asyncio.to_thread(_process_to_storage, storage, photo)
         except PhotoRejected as rejected:
             photo.rejected_reason = rejected.reason_code
-            summaries.append({"photo": str(photo.id), "rejected": rejected.reason_code})
+            summaries.setdefault(report.id, []).append({"photo": str(photo.id), "rejected": rejected.reason_code})
         else:
             photo.width, photo.height = result.width, result.height
-            summaries.append({"photo": str(photo.id), "width": result.width, "height": result.height})
+            summaries.setdefault(report.id, []).append(
+                {"photo": str(photo.id), "width": result.width, "height": result.height}
+            )
             if report.lat is None and result.gps:
                 report.lat, report.lon = result.gps
                 report.location_source = "photo_exif"

@@ -1,7 +1,10 @@
-"""The processing of one report: photos → classify → priority → duplicates → jurisdiction → department → SLA.
+"""The processing of reports: photos → classify → priority → duplicates → jurisdiction → department → SLA.
 
-Everything happens in the job's one transaction, and each step writes an event saying what decided
-it. A report that is no longer `received` is left alone, so running the job twice changes nothing.
+A job processes a batch of waiting reports in one transaction, with set-based work where it costs:
+one claim, one query for the photos, one classifier call, one duplicate search, and the events and
+webhook outbox rows written in bulk by one flush; each report still gets each event saying what
+decided each step, through the lifecycle's one door. A report that is no longer `received` is left
+alone, so running a job twice changes nothing; a report another transaction is processing is skipped.
 """
 
 from dataclasses import dataclass
@@ -9,20 +12,20 @@ from typing import Any
 from uuid import UUID
 
 import h3
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service.catalogue.snapshot import CatalogueCache, CatalogueSnapshot
-from service.classify.model import Classifier
+from service.classify.model import Classifier, Prediction
 from service.classify.priority import assess_priority
 from service.lifecycle import changes
-from service.lifecycle.changes import note
 from service.lifecycle.events import EventCode
 from service.lifecycle.states import Status, Via
 from service.models import Report
 from service.models.types import utcnow
 from service.photos.storage import PhotoStorage
 from service.pipeline import duplicates, routing
-from service.pipeline.photos import process_photos
+from service.pipeline.photos import process_photos_of
 from service.reports.service import H3_RESOLUTION
 from service.settings import Settings
 from service.sla import service as sla
@@ -38,41 +41,130 @@ class PipelineResources:
     storage: PhotoStorage
 
 
+async def claim(session: AsyncSession, report_ids: list[UUID], *, top_up_to: int = 0) -> list[Report]:
+    """These reports if still waiting, topped up to `top_up_to` with the oldest others waiting, locked
+    for this transaction, oldest first. Rows another transaction holds are skipped (SKIP LOCKED; SQLite
+    has one writer). Reports that already failed are taken only by their own jobs: a report that
+    keeps failing cannot make other batches fail with it. When none of these reports is left (another
+    batch took them), nothing else is taken either: every waiting report has a job of its own coming."""
+    statement = select(Report).where(Report.status == Status.RECEIVED).with_for_update(skip_locked=True)
+    claimed = list((await session.exec(statement.where(col(Report.id).in_(report_ids)))).all()) if report_ids else []
+    if report_ids and not claimed:
+        return []
+    if len(claimed) < top_up_to and not any(report.processing_failures for report in claimed):
+        others = statement.where(Report.processing_failures == 0).order_by(col(Report.created_at))
+        if report_ids:
+            others = others.where(col(Report.id).not_in(report_ids))
+        claimed += (await session.exec(others.limit(top_up_to - len(claimed)))).all()
+    return sorted(claimed, key=lambda report: (report.created_at, str(report.id)))
+
+
 async def process(session: AsyncSession, report_id: UUID, resources: PipelineResources) -> str:
-    report = await session.get(Report, report_id, with_for_update=True)
-    if report is None:
-        return "missing"
-    if report.status != Status.RECEIVED:
-        return "already-processed"
+    """One report alone (the batch's fallback, and tests): its outcome."""
+    outcomes = await process_batch(session, [report_id], resources)
+    if report_id in outcomes:
+        return outcomes[report_id]
+    return "missing" if await session.get(Report, report_id) is None else "already-processed"
+
+
+async def process_batch(
+    session: AsyncSession, report_ids: list[UUID], resources: PipelineResources, *, top_up_to: int = 0
+) -> dict[UUID, str]:
+    """Claim these reports and others waiting up to `top_up_to` (see `claim`), process them; each claimed
+    report's outcome. The caller commits, or rolls back the whole batch (then tries its reports alone)."""
+    return await process_claimed(session, await claim(session, report_ids, top_up_to=top_up_to), resources)
+
+
+async def process_claimed(
+    session: AsyncSession, reports: list[Report], resources: PipelineResources
+) -> dict[UUID, str]:
+    """Process reports this transaction claimed; each one's outcome."""
+    if not reports:
+        return {}
     settings = resources.settings
     # Read before anything changes, so no query until the duplicate search makes the session flush.
     catalogue = await resources.catalogue.get(session)
 
-    photo_summaries = await process_photos(session, resources.storage, report)
-    if photo_summaries:
-        await note(session, report, EventCode.PHOTOS_PROCESSED, data={"photos": photo_summaries}, touch=False)
-    if report.lat is not None and report.h3_cell is None:
-        report.h3_cell = h3.latlng_to_cell(report.lat, report.lon, H3_RESOLUTION)
+    batch = changes.Batch(session)
+    photo_summaries = await process_photos_of(session, resources.storage, reports)
+    for report in reports:
+        if summaries := photo_summaries.get(report.id):
+            batch.note(report, EventCode.PHOTOS_PROCESSED, data={"photos": summaries}, touch=False)
+        if report.lat is not None and report.lon is not None and report.h3_cell is None:
+            report.h3_cell = h3.latlng_to_cell(report.lat, report.lon, H3_RESOLUTION)
 
-    needs_triage = await _classify(session, report, resources)
-    priority = await _prioritise(session, report, catalogue.default_priorities.get(report.service_code or "", "normal"))
+    predictions = _predict(reports, resources)
+    triage: dict[UUID, bool] = {}
+    priorities: dict[UUID, str] = {}
+    for report in reports:
+        triage[report.id] = _classify(batch, report, predictions.get(report.id), resources)
+        default = catalogue.default_priorities.get(report.service_code or "", "normal")
+        priorities[report.id] = _prioritise(batch, report, default)
 
-    if not needs_triage:
-        match = await duplicates.find_original(
-            session, report, radius_m=settings.duplicate_radius_m, window_days=settings.duplicate_window_days
-        )
+    searching = {report.id: report for report in reports if not triage[report.id] and duplicates.searchable(report)}
+    finder = await duplicates.load_finder(
+        session,
+        list(searching.values()),
+        radius_m=settings.duplicate_radius_m,
+        window_days=settings.duplicate_window_days,
+    )
+    outcomes: dict[UUID, str] = {}
+    for report in reports:
+        needs_triage, priority = triage[report.id], priorities[report.id]
+        match = finder.find(report) if report.id in searching else None
         if match:
-            return await _mark_duplicate(session, report, match, priority)
+            outcomes[report.id] = await _mark_duplicate(batch, report, match, priority)
+            continue
+        outcomes[report.id] = await _place(batch, report, catalogue, needs_triage, priority, settings)
+        if report.id in searching:
+            finder.add(_as_original(report))
+    await batch.write()
+    return outcomes
 
-    jurisdictions = await _locate(session, report, catalogue, settings.jurisdiction_tolerance_m)
+
+def _predict(reports: list[Report], resources: PipelineResources) -> dict[UUID, Prediction]:
+    """One classifier call for every report without a category of its own."""
+    unsure = [report for report in reports if not _has_own_category(report)]
+    texts = [" ".join(part for part in (report.title, report.description) if part) for report in unsure]
+    predictions = resources.classifier.predict_many(texts, resources.settings.classifier_threshold)
+    return {report.id: prediction for report, prediction in zip(unsure, predictions, strict=True)}
+
+
+def _has_own_category(report: Report) -> bool:
+    return bool(report.requested_service_code) and report.requested_service_code != "other"
+
+
+def _as_original(report: Report) -> duplicates.Original:
+    assert report.service_code and report.h3_cell and report.lat is not None and report.lon is not None
+    return duplicates.Original(
+        report.id,
+        report.tracking_code,
+        report.department_code,
+        report.service_code,
+        report.h3_cell,
+        report.lat,
+        report.lon,
+        report.created_at,
+    )
+
+
+async def _place(
+    batch: changes.Batch,
+    report: Report,
+    catalogue: CatalogueSnapshot,
+    needs_triage: bool,
+    priority: str,
+    settings: Settings,
+) -> str:
+    """Not a duplicate: jurisdiction, department, SLA, and the move out of `received`."""
+    jurisdictions = _locate(batch, report, catalogue, settings.jurisdiction_tolerance_m)
     decision = (
         routing.decide(catalogue.routing_rules, None, [])  # the dispatch unit
         if needs_triage
         else routing.decide(catalogue.routing_rules, report.service_code, jurisdictions)
     )
     if decision:
-        await note(
-            session,
+        batch.note(
             report,
             EventCode.ROUTED,
             touch=False,
@@ -86,8 +178,7 @@ async def process(session: AsyncSession, report_id: UUID, resources: PipelineRes
     policy, policy_info = sla.choose_policy(catalogue.sla_policies, report.service_code, priority)
     sla.start_clock(report, policy, sla.calendar_from(settings), report.created_at, settings.sla_at_risk_ratio)
     assert report.acknowledge_due_at is not None and report.due_at is not None  # set by start_clock
-    await note(
-        session,
+    batch.note(
         report,
         EventCode.SLA_SET,
         touch=False,
@@ -100,8 +191,7 @@ async def process(session: AsyncSession, report_id: UUID, resources: PipelineRes
     )
 
     report.processed_at = utcnow()
-    await changes.change(
-        session,
+    await batch.change(
         report,
         via=Via.PIPELINE,
         status=Status.NEEDS_TRIAGE if needs_triage else Status.ASSIGNED,
@@ -109,24 +199,22 @@ async def process(session: AsyncSession, report_id: UUID, resources: PipelineRes
         priority=priority,
         data={"due_at": report.due_at.isoformat() if report.due_at else None},
     )
-    await session.flush()
     return report.status
 
 
-async def _classify(session: AsyncSession, report: Report, resources: PipelineResources) -> bool:
+def _classify(
+    batch: changes.Batch, report: Report, prediction: Prediction | None, resources: PipelineResources
+) -> bool:
     """Keep the citizen's own category unless it is missing or `other`; returns whether a human must triage."""
-    if report.requested_service_code and report.requested_service_code != "other":
+    if prediction is None:
         report.service_code, report.category_source = report.requested_service_code, "citizen"
-        await note(
-            session,
+        batch.note(
             report,
             EventCode.CLASSIFIED,
             data={"service_code": report.service_code, "source": "citizen"},
             touch=False,
         )
         return False
-    text = " ".join(part for part in (report.title, report.description) if part)
-    prediction = resources.classifier.predict(text, resources.settings.classifier_threshold)
     report.classification_confidence = round(prediction.confidence, 4)
     report.category_source = "classifier"
     data: dict[str, Any] = {
@@ -138,21 +226,18 @@ async def _classify(session: AsyncSession, report: Report, resources: PipelineRe
     }
     if prediction.triage:
         report.service_code = report.requested_service_code  # `other` or nothing: a dispatcher decides
-        await note(session, report, EventCode.CLASSIFIED, data={**data, "triage": True}, touch=False)
+        batch.note(report, EventCode.CLASSIFIED, data={**data, "triage": True}, touch=False)
         return True
     report.service_code = prediction.service_code
-    await note(
-        session, report, EventCode.CLASSIFIED, data={**data, "service_code": prediction.service_code}, touch=False
-    )
+    batch.note(report, EventCode.CLASSIFIED, data={**data, "service_code": prediction.service_code}, touch=False)
     return False
 
 
-async def _prioritise(session: AsyncSession, report: Report, category_default: str) -> str:
+def _prioritise(batch: changes.Batch, report: Report, category_default: str) -> str:
     """The priority the report will get (set with its status by the lifecycle), and why."""
     text = " ".join(part for part in (report.title, report.description) if part)
     priority, signal = assess_priority(text, category_default)
-    await note(
-        session,
+    batch.note(
         report,
         EventCode.PRIORITISED,
         touch=False,
@@ -161,15 +246,12 @@ async def _prioritise(session: AsyncSession, report: Report, category_default: s
     return priority
 
 
-async def _mark_duplicate(
-    session: AsyncSession, report: Report, match: duplicates.DuplicateMatch, priority: str
-) -> str:
+async def _mark_duplicate(batch: changes.Batch, report: Report, match: duplicates.DuplicateMatch, priority: str) -> str:
     original = match.original
     report.duplicate_of_id = original.id
     report.processed_at = utcnow()
-    await changes.add_supporter(session, original, report, actor=changes.SYSTEM, data={"distance_m": match.distance_m})
-    await changes.change(
-        session,
+    batch.add_supporter(original.id, report, actor=changes.SYSTEM, data={"distance_m": match.distance_m})
+    await batch.change(
         report,
         via=Via.PIPELINE,
         status=Status.DUPLICATE,
@@ -177,21 +259,17 @@ async def _mark_duplicate(
         priority=priority,
         data={"original": original.tracking_code, "distance_m": match.distance_m},
     )
-    await session.flush()
     return "duplicate"
 
 
-async def _locate(session: AsyncSession, report: Report, catalogue: CatalogueSnapshot, tolerance_m: float) -> list[str]:
+def _locate(batch: changes.Batch, report: Report, catalogue: CatalogueSnapshot, tolerance_m: float) -> list[str]:
     """The report's jurisdiction and its parents (nearest first); empty without a point or a match."""
     if report.lat is None or report.lon is None:
-        await note(
-            session, report, EventCode.LOCATED, data={"jurisdiction": None, "reason": "no coordinates"}, touch=False
-        )
+        batch.note(report, EventCode.LOCATED, data={"jurisdiction": None, "reason": "no coordinates"}, touch=False)
         return []
     match = catalogue.jurisdictions.index.locate(report.lon, report.lat, tolerance_m=tolerance_m)
     if match is None:
-        await note(
-            session,
+        batch.note(
             report,
             EventCode.LOCATED,
             data={"jurisdiction": None, "reason": "outside every boundary"},
@@ -199,8 +277,7 @@ async def _locate(session: AsyncSession, report: Report, catalogue: CatalogueSna
         )
         return []
     report.jurisdiction_code = match.code
-    await note(
-        session,
+    batch.note(
         report,
         EventCode.LOCATED,
         touch=False,

@@ -169,16 +169,7 @@ class WorkingCalendar:
         return total.total_seconds() / 3600
 
     def _periods_on(self, day: date) -> Iterable[tuple[datetime, datetime]]:
-        if not self.is_working_day(day):
-            return ()
-        zone = self.zone
-        return [
-            (
-                datetime.combine(day, start, zone).astimezone(UTC),
-                datetime.combine(day, end, zone).astimezone(UTC),
-            )
-            for start, end in self.working_periods
-        ]
+        return _periods_on(self, day)
 
     def _intervals_from(self, moment: datetime) -> Iterator[tuple[datetime, datetime]]:
         """Working periods in UTC, day by day from the local day containing `moment`."""
@@ -191,3 +182,18 @@ class WorkingCalendar:
                 raise ValueError(f"no working time in the {_MAX_IDLE_DAYS} days before {day}")
             yield from periods
             day += timedelta(days=1)
+
+
+@functools.lru_cache(maxsize=4096)
+def _periods_on(calendar: WorkingCalendar, day: date) -> tuple[tuple[datetime, datetime], ...]:
+    """A day's working periods in UTC: the same few days come up for every deadline set this week."""
+    if not calendar.is_working_day(day):
+        return ()
+    zone = calendar.zone
+    return tuple(
+        (
+            datetime.combine(day, start, zone).astimezone(UTC),
+            datetime.combine(day, end, zone).astimezone(UTC),
+        )
+        for start, end in calendar.working_periods
+    )

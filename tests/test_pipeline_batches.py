@@ -1,0 +1,143 @@
+"""The worker processes waiting reports in batches: what a batch does must be what one report alone does,
+one original per spot however the reports fall into batches and workers, and one bad report fails alone."""
+
+from collections import Counter, defaultdict
+from uuid import UUID
+
+import pytest
+from sqlmodel import col, select
+
+from service.models import Report, ReportEvent, WebhookEvent
+from tests.conftest import in_app, run_worker
+from tests.factories import report_body
+from tests.test_lifecycle import key, receiver  # noqa: F401 - the fixture
+from tests.test_pipeline_e2e import processed_count, redis_server, stack, wait_until  # noqa: F401 - fixtures
+from tests.test_webhooks import subscribe
+
+LAMP = "Đèn đường trước chợ bị tắt ba đêm nay, tối om rất nguy hiểm"
+# Points in different wards, far apart: never duplicates of each other.
+SPOTS = [(10.7725, 106.6980), (10.7740, 106.6930), (10.7660, 106.6930), (10.7830, 106.6910), (10.7735, 106.6700)]
+
+
+def submit(client, api_key, **fields) -> dict:
+    response = client.post("/v1/reports", json=report_body(**fields), headers={"X-API-Key": api_key})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def trail(client, report_id: str) -> tuple[list[tuple[str, list[str]]], list[str]]:
+    """The report's timeline (code and data keys, in order) and its outbox rows' types."""
+
+    async def load(session):
+        events = (
+            await session.exec(
+                select(ReportEvent).where(ReportEvent.report_id == UUID(report_id)).order_by(col(ReportEvent.id))
+            )
+        ).all()
+        webhooks = (
+            await session.exec(select(WebhookEvent.type).where(WebhookEvent.report_id == UUID(report_id)))
+        ).all()
+        return [(event.type, sorted(event.data)) for event in events], sorted(webhooks)
+
+    return in_app(client, load)
+
+
+def test_reports_processed_in_one_batch_get_the_events_and_webhooks_of_a_report_processed_alone(
+    client, api_key, receiver  # noqa: F811 - the fixture
+):
+    subscribe(client, key(client, "admin"), receiver.url)
+    alone = submit(client, api_key, description=LAMP, lat=SPOTS[0][0], lon=SPOTS[0][1])
+    run_worker(client)
+    expected = trail(client, alone["id"])
+    assert [code for code, _ in expected[0]] == [
+        "received", "classified", "prioritised", "located", "routed", "sla_set", "status_changed",
+    ]
+    assert expected[1] == ["report.assigned", "report.classified", "report.created", "report.status_changed"]
+
+    together = [submit(client, api_key, description=LAMP, lat=lat, lon=lon) for lat, lon in SPOTS[1:]]
+    run_worker(client)  # the first job takes every waiting report: one batch
+    for created in together:
+        assert trail(client, created["id"]) == expected
+
+
+def test_near_identical_reports_in_one_batch_leave_one_original_with_every_supporter(client, api_key):
+    burst = [
+        submit(client, api_key, service_code="water_supply", description=f"Bể ống nước trước chợ, người thứ {n}",
+               lat=SPOTS[0][0] + n * 0.00001, lon=SPOTS[0][1])
+        for n in range(8)
+    ]
+    run_worker(client)
+
+    reports = in_app(client, lambda s: s.exec(select(Report).where(col(Report.id).in_([UUID(r["id"]) for r in burst]))))
+    reports = {str(report.id): report for report in reports.all()}
+    originals = [report for report in reports.values() if report.status == "assigned"]
+    assert len(originals) == 1
+    original = originals[0]
+    assert all(r.status == "duplicate" and r.duplicate_of_id == original.id for r in reports.values() if r is not original)
+    assert original.supporter_count == 7
+    codes = [code for code, _ in trail(client, str(original.id))[0]]
+    assert codes.count("supporter_added") == 7
+
+
+def test_a_report_that_fails_in_a_batch_holds_back_none_of_the_others(client, api_key, monkeypatch):
+    from service.classify.model import Classifier
+
+    real_predict = Classifier.predict_many
+
+    def predict_many(self, texts, threshold):
+        texts = list(texts)
+        if any("POISON" in text for text in texts):
+            raise ValueError("the model cannot read this text")
+        return real_predict(self, texts, threshold)
+
+    monkeypatch.setattr(Classifier, "predict_many", predict_many)
+    fine = [submit(client, api_key, description=LAMP, lat=lat, lon=lon) for lat, lon in SPOTS[:2]]
+    poison = submit(client, api_key, description="POISON đèn hỏng", lat=SPOTS[2][0], lon=SPOTS[2][1])
+    fine += [submit(client, api_key, description=LAMP, lat=lat, lon=lon) for lat, lon in SPOTS[3:]]
+    run_worker(client)
+
+    for created in fine:
+        assert client.get(f"/v1/reports/{created['tracking_code']}").json()["status"] == "assigned"
+        assert [code for code, _ in trail(client, created["id"])[0]].count("status_changed") == 1
+    failed = in_app(client, lambda s: s.get(Report, UUID(poison["id"])))
+    assert failed.status == "received" and failed.processing_failures == 1  # tried again later, alone
+
+
+@pytest.fixture
+def small_batches(monkeypatch):
+    """Worker processes that take a few reports per batch, so a spot's reports fall into several batches."""
+    monkeypatch.setenv("WORKER_BATCH_MAX", "4")
+
+
+def test_bursts_at_many_spots_across_two_workers_and_many_batches_leave_one_original_per_spot(
+    small_batches, stack, api_key  # noqa: F811 - the fixture
+):
+    client, start_worker = stack
+    per_spot, spots = 6, [(10.7650 + 0.004 * n, 106.6950) for n in range(10)]
+    spot_of: dict[str, int] = {}
+    for copy in range(per_spot):  # interleaved: each spot's reports land in different batches and workers
+        for number, (lat, lon) in enumerate(spots):
+            created = submit(client, api_key, service_code="water_supply",
+                             description=f"Bể ống nước chảy tràn ra đường, người báo thứ {copy}",
+                             lat=lat + copy * 0.00001, lon=lon)
+            spot_of[created["id"]] = number
+    start_worker()
+    start_worker()
+    total = per_spot * len(spots)
+    wait_until(lambda: processed_count(client) == total, 120, "every report to be processed")
+
+    reports = in_app(client, lambda s: s.exec(select(Report))).all()
+    by_spot: dict[int, list[Report]] = defaultdict(list)
+    for report in reports:
+        by_spot[spot_of[str(report.id)]].append(report)
+    for spot, group in by_spot.items():
+        originals = [report for report in group if report.duplicate_of_id is None]
+        assert len(originals) == 1, f"spot {spot}: {len(originals)} originals"
+        assert originals[0].status == "assigned" and originals[0].supporter_count == per_spot - 1
+        assert all(report.duplicate_of_id == originals[0].id for report in group if report is not originals[0])
+
+    async def finals(session):
+        rows = await session.exec(select(ReportEvent.report_id).where(ReportEvent.type == "status_changed"))
+        return Counter(rows.all())
+
+    assert set(in_app(client, finals).values()) == {1} and len(in_app(client, finals)) == total
