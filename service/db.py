@@ -2,10 +2,10 @@
 
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy import MetaData, event
+from sqlalchemy import MetaData, event, update
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -111,3 +111,16 @@ async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session, scope="function")]
+
+
+async def lock_rows(session: AsyncSession, column: Any, where: Any) -> None:
+    """Before reading rows this transaction will change: the lock SELECT … FOR UPDATE takes on PostgreSQL.
+
+    SQLite ignores FOR UPDATE and its reads take no lock, so two requests could both read a ticket as
+    unclaimed and both claim it. There a no-op UPDATE of the same rows takes the database's write lock
+    first (held to the commit; the other request waits busy_timeout), and the read that follows in the
+    same transaction sees the other's commit. On PostgreSQL this does nothing: the caller's
+    `with_for_update()` does it there."""
+    bind = session.bind
+    if bind is not None and bind.dialect.name == "sqlite":
+        await session.execute(update(column.table).where(where).values({column: column}))

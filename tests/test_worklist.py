@@ -479,3 +479,51 @@ def test_migration_backfills_the_folded_search_text_of_existing_reports(settings
         finally:
             asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     assert folded == "abcd-2345\no ga tren duong nguyen hue\nso 1 le loi"
+
+
+def test_two_officers_claiming_one_ticket_at_once_leave_one_holder_and_one_refusal(client, api_key, lan, minh):
+    # SQLite ignores FOR UPDATE: without a lock of its own both claims read "nobody" and both win.
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    tickets = file_reports(client, api_key, {}, {}, {}, {})
+    for ticket in tickets:
+        start = Barrier(2)
+
+        def claim(headers, ticket_id=ticket["id"], start=start):
+            start.wait()
+            return client.post(f"/v1/tickets/{ticket_id}/claim", headers=headers)
+
+        with ThreadPoolExecutor(2) as pool:
+            answers = list(pool.map(claim, [lan, minh]))
+        assert sorted(answer.status_code for answer in answers) == [200, 409], [a.text for a in answers]
+        refused = next(answer for answer in answers if answer.status_code == 409)
+        assert refused.json()["code"] == "already_claimed"
+        timeline = client.get(f"/v1/tickets/{ticket['id']}", headers=lan).json()["timeline"]
+        assert [event["code"] for event in timeline].count("assignee_changed") == 1
+        winner = next(answer for answer in answers if answer.status_code == 200).json()["assignee"]["username"]
+        assert client.get(f"/v1/tickets/{ticket['id']}", headers=lan).json()["assignee"]["username"] == winner
+
+
+def test_two_changes_sent_at_once_with_one_etag_leave_one_change_and_one_412(client, api_key, lan, minh):
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    for ticket in file_reports(client, api_key, {}, {}, {}):
+        etag = client.get(f"/v1/tickets/{ticket['id']}", headers=lan).headers["ETag"]
+        start = Barrier(2)
+
+        def move(headers, ticket_id=ticket["id"], start=start):
+            start.wait()
+            return client.post(
+                f"/v1/tickets/{ticket_id}/transitions",
+                json={"to": "in_progress"},
+                headers={**headers, "If-Match": etag},
+            )
+
+        with ThreadPoolExecutor(2) as pool:
+            answers = list(pool.map(move, [lan, minh]))
+        assert sorted(answer.status_code for answer in answers) == [200, 412], [a.text for a in answers]
+        timeline = client.get(f"/v1/tickets/{ticket['id']}", headers=lan).json()["timeline"]
+        moves = [event for event in timeline if event["code"] == "status_changed"]
+        assert [event["actor"].startswith("staff:") for event in moves].count(True) == 1, moves

@@ -16,6 +16,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service import jobs
 from service.catalogue.attributes import Answer, check_answers, definitions_of
+from service.db import lock_rows
 from service.errors import Conflict, NotFound, Unprocessable
 from service.jurisdictions import area as service_area
 from service.lifecycle import changes as lifecycle
@@ -283,7 +284,10 @@ async def get_by_tracking_code(session: AsyncSession, tracking_code: str, *, for
     report = None
     if code:
         statement = select(Report).where(Report.tracking_code == code)
-        report = (await session.exec(statement.with_for_update() if for_update else statement)).first()
+        if for_update:
+            await lock_rows(session, col(Report.revision), Report.tracking_code == code)
+            statement = statement.with_for_update().execution_options(populate_existing=True)
+        report = (await session.exec(statement)).first()
     if report is None:
         raise NotFound("report_not_found")
     return report

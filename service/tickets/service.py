@@ -15,6 +15,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service.auth.subject import AuthSubject
+from service.db import lock_rows
 from service.errors import AppError, Conflict, Forbidden, NotFound, Unprocessable
 from service.jurisdictions import service as jurisdictions
 from service.lifecycle import changes as lifecycle
@@ -51,7 +52,8 @@ async def get_visible(session: AsyncSession, subject: AuthSubject, ref: str, *, 
         match = Report.tracking_code == code
     statement = select(Report).where(match, condition)
     if for_update:
-        statement = statement.with_for_update()
+        await lock_rows(session, col(Report.revision), match)
+        statement = statement.with_for_update().execution_options(populate_existing=True)
     report = (await session.exec(statement)).first()
     if report is None:
         raise NotFound("ticket_not_found")
