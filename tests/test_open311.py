@@ -481,6 +481,29 @@ def test_open311_405_is_in_open311_error_format_json_and_xml(client):
     assert set(response.headers["allow"].split(", ")) == {"GET", "POST"}
 
 
+def test_open311_post_to_a_get_only_resource_is_405_with_allow_get_not_404(client):
+    for path in (
+        "discovery.json",
+        "services.json",
+        "services.xml",
+        "services/road_traffic.json",
+        "requests/HCM-0000-0000.json",
+        "tokens/x.xml",
+    ):
+        response = client.post(f"{BASE}/{path}", data={"service_code": "road_traffic"})
+        assert response.status_code == 405, path
+        assert response.headers["allow"] == "GET", path
+        fmt = "application/json" if path.endswith(".json") else "text/xml"
+        assert response.headers["content-type"].startswith(fmt), path
+        [(code, description)] = errors_of(response)
+        assert code == 405 and "GET" in description, path
+    # An unknown resource stays a 404 for either method; POST requests.json is still a request.
+    for method in ("GET", "POST"):
+        response = client.request(method, f"{BASE}/nothing_here.json")
+        assert response.status_code == 404 and "allow" not in response.headers
+    assert client.post(f"{BASE}/requests.json", data={"service_code": "road_traffic"}).status_code == 403
+
+
 def test_open311_429_is_in_open311_error_format_json_and_xml(client):
     slow = in_app(client, lambda s: api_keys.create(s, name="slow partner", rate_limit="1/minute")).key
     assert post(client, slow).status_code == 201

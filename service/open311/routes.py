@@ -16,7 +16,14 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from service import city_time
 from service.auth import api_keys
 from service.city_time import CityTime
-from service.errors import Forbidden, Unprocessable, timeline_in_vietnamese, wants_vietnamese
+from service.errors import (
+    Forbidden,
+    Unprocessable,
+    allowed_methods,
+    problem_response,
+    timeline_in_vietnamese,
+    wants_vietnamese,
+)
 from service.open311 import forms, schemas, service
 from service.open311.errors import Open311Route, Session
 from service.open311.formats import render, render_errors, w3c_datetime
@@ -355,5 +362,11 @@ async def token_lookup(
 
 @router.api_route("/{path:path}", methods=["GET", "POST"], include_in_schema=False)
 async def unknown_resource(request: Request, path: str) -> Response:
+    """An unknown path, or a known resource asked with a method it lacks: this route matches every
+    path for GET and POST, so a POST to a GET-only resource (discovery, services, one request) lands
+    here and is that resource's 405, as DELETE or PUT there is."""
     response_format = "json" if path.endswith(".json") else "xml"
+    allowed = allowed_methods(request)
+    if request.method not in allowed:
+        return problem_response(request, 405, "method_not_allowed", headers={"Allow": ", ".join(allowed)})
     return render_errors(response_format, 404, [(404, f"No such GeoReport v2 resource: {path}")])
