@@ -21,6 +21,7 @@ from service.errors import Unprocessable
 
 MAX_STRING = 500
 MAX_TEXT = 5000
+MAX_KEYS = 50  # keys chosen in one multivaluelist answer
 
 Answer = str | int | float | list[str]
 UnknownCodes = Literal["refuse", "ignore"]
@@ -82,6 +83,8 @@ def check_answers(
         if not definition.get("variable", True):
             continue  # information only: nothing to answer
         try:
+            if isinstance(raw, list) and definition["datatype"] != "multivaluelist":
+                raise ValueError("takes a single value, not a list")
             values = _texts(raw)
             if values:  # an empty answer is no answer
                 checked[code] = _check_one(definition, values, zone)
@@ -107,10 +110,12 @@ def check_answers(
 def _texts(raw: object) -> list[str]:
     """An answer as its non-blank strings; a JSON number counts as the number it writes."""
     items = raw if isinstance(raw, list) else [raw]
+    if len(items) > MAX_KEYS:
+        raise ValueError(f"at most {MAX_KEYS} keys")
     values = []
     for item in items:
         if isinstance(item, bool) or not isinstance(item, str | int | float):
-            raise ValueError("takes text, a number, or a list of keys")
+            raise ValueError("takes text, a number, or a list of keys (not true/false, null or an object)")
         text = item if isinstance(item, str) else repr(item)
         if "\x00" in text:
             raise ValueError("text may not contain NUL (\\u0000)")

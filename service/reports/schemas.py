@@ -3,16 +3,13 @@
 import json
 import re
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    StrictFloat,
-    StrictInt,
-    StrictStr,
     StringConstraints,
     field_validator,
     model_validator,
@@ -28,9 +25,10 @@ EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 
 MAX_ATTRIBUTES = 50
 AttributeCode = Annotated[str, StringConstraints(min_length=1, max_length=64)]
-# Text, a number, or the keys chosen in a multivaluelist; checked against the category in
-# service/catalogue/attributes.py, the same rule as Open311's attribute[code] fields.
-AttributeAnswer = StrictStr | StrictInt | StrictFloat | Annotated[list[StrictStr], Field(max_length=MAX_ATTRIBUTES)]
+# Text, a number, or the keys chosen in a multivaluelist. Any JSON value passes the schema: an answer of
+# the wrong kind is judged by service/catalogue/attributes.py, the same rule as Open311's attribute[code]
+# fields, so it is an `attribute_invalid` naming `attributes.<code>` like any other bad answer.
+AttributeAnswer = Any
 
 
 class ReportCreate(BaseModel):
@@ -43,8 +41,8 @@ class ReportCreate(BaseModel):
     )
     title: str | None = Field(default=None, max_length=200)
     service_code: str | None = Field(default=None, max_length=64, description="The citizen's own choice of field")
-    lat: float | None = Field(default=None, ge=-90, le=90)
-    lon: float | None = Field(default=None, ge=-180, le=180)
+    lat: float | None = Field(default=None, ge=-90, le=90, allow_inf_nan=False)
+    lon: float | None = Field(default=None, ge=-180, le=180, allow_inf_nan=False)
     address: str | None = Field(default=None, min_length=3, max_length=500)
     channel: Channel = "app"
     reporter_name: str | None = Field(default=None, max_length=200)
