@@ -301,3 +301,21 @@ def test_token_endpoint_refuses_a_parameter_sent_twice(client):
     assert answer.status_code == 422
     assert answer.json()["error"] == "invalid_request"
     assert [error["field"] for error in answer.json()["errors"]] == ["username"]
+
+
+def test_token_endpoint_refuses_nul_in_a_field_with_422_text_not_storable_on_every_backend(client):
+    make_user(client)
+    for body in (
+        "username=%00&password=x",
+        "username=dispatcher.one&password=a%00b",
+        "grant_type=refresh_token&refresh_token=%00%00%00%00%00%00%00%00%00%00",
+    ):
+        answer = client.post(
+            "/v1/auth/token", content=body, headers={"Content-Type": "application/x-www-form-urlencoded"}
+        )
+        assert answer.status_code == 422, (body, answer.text)
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert (answer.json()["code"], answer.json()["error"]) == ("text_not_storable", "invalid_request")
+        assert [error["code"] for error in answer.json()["errors"]] == ["text_not_storable"]
+    # Not counted as a failed sign-in: the right password still works at once.
+    assert sign_in(client).status_code == 200

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from service.errors import MESSAGES, AppError, ErrorCode, InvalidFields
+from service.errors import MESSAGES, AppError, ErrorCode, InvalidFields, Unprocessable
 
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 
@@ -70,6 +70,17 @@ def parse(fields: Iterable[tuple[str, Any]]) -> PasswordGrant | RefreshTokenGran
     if repeated:
         errors = [{"type": "repeated", "loc": (name,), "msg": "Sent more than once."} for name in sorted(set(repeated))]
         raise InvalidFields(errors, extensions=oauth2_error("invalid_request", ErrorCode.VALIDATION_ERROR))
+    # No database stores NUL: refused here alike on every backend (PostgreSQL would refuse it only
+    # when the name reaches a query; SQLite would look it up and answer a wrong password).
+    unstorable = sorted(name for name, value in given.items() if isinstance(value, str) and "\x00" in value)
+    if unstorable:
+        refusal = Unprocessable(
+            ErrorCode.TEXT_NOT_STORABLE,
+            unstorable[0],
+            fields=[(name, ErrorCode.TEXT_NOT_STORABLE, "NUL (\\u0000) is not allowed in text") for name in unstorable],
+        )
+        refusal.extensions = oauth2_error("invalid_request", ErrorCode.TEXT_NOT_STORABLE)
+        raise refusal
     grant_type = given.get("grant_type", "password")
     grant = GRANTS.get(grant_type) if isinstance(grant_type, str) else None
     if grant is None:
