@@ -11,6 +11,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -28,7 +29,20 @@ AttributeCode = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 # Text, a number, or the keys chosen in a multivaluelist. Any JSON value passes the schema: an answer of
 # the wrong kind is judged by service/catalogue/attributes.py, the same rule as Open311's attribute[code]
 # fields, so it is an `attribute_invalid` naming `attributes.<code>` like any other bad answer.
-AttributeAnswer = Any
+# The spec still documents the answers that can be right.
+AttributeAnswer = Annotated[
+    Any,
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string"},
+                {"type": "integer"},
+                {"type": "number"},
+                {"items": {"type": "string"}, "maxItems": MAX_ATTRIBUTES, "type": "array"},
+            ]
+        }
+    ),
+]
 
 
 class ReportCreate(BaseModel):
