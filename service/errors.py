@@ -458,6 +458,7 @@ VALIDATION_MESSAGES_VI = {
     "string_too_long": "Quá dài.",
     "less_than_equal": "Giá trị quá lớn.",
     "greater_than_equal": "Giá trị quá nhỏ.",
+    "finite_number": "Phải là một số hữu hạn (không phải NaN hay vô cực).",
     "extra_forbidden": "Trường không được hỗ trợ.",
     "json_invalid": "JSON không hợp lệ.",
 }

@@ -225,7 +225,7 @@ def test_urlencoded_post_creates_a_request_that_reads_back(client, api_key):
     assert request["service_name"] == "Street lighting"
     assert (request["lat"], request["long"]) == BEN_THANH_MARKET
     assert request["address_id"] is None and request["zipcode"] is None
-    assert request["status_notes"] == "Đã tiếp nhận phản ánh"
+    assert request["status_notes"] == "Report received"  # one language per answer, as service_name
     assert re.match(W3C_UTC, request["requested_datetime"]) and re.match(W3C_UTC, request["updated_datetime"])
 
     report = in_app(client, lambda s: s.get(Report, UUID(answer["token"])))
@@ -647,12 +647,12 @@ def test_status_is_open_or_closed_with_notes_from_the_public_reply(client):
     assert "Public Lighting Company" in by_code[open_.tracking_code]["service_notice"]
     assert by_code[resolved.tracking_code]["status"] == "closed"
     assert by_code[resolved.tracking_code]["status_notes"] == "Đã thay bóng đèn mới."
-    assert by_code[rejected.tracking_code]["status_notes"] == "Không thụ lý: Không thuộc thẩm quyền"
-    english = {
+    assert by_code[rejected.tracking_code]["status_notes"] == "Rejected: Không thuộc thẩm quyền"
+    vietnamese = {
         r["service_request_id"]: r
-        for r in client.get(f"{BASE}/requests.json", headers={"Accept-Language": "en"}).json()
+        for r in client.get(f"{BASE}/requests.json", headers={"Accept-Language": "vi"}).json()
     }
-    assert english[rejected.tracking_code]["status_notes"] == "Rejected: Không thuộc thẩm quyền"
+    assert vietnamese[rejected.tracking_code]["status_notes"] == "Không thụ lý: Không thuộc thẩm quyền"
     assert "Kho hết bóng" not in client.get(f"{BASE}/requests.xml").text
 
     closed = client.get(f"{BASE}/requests.json", params={"status": "closed"}).json()
@@ -664,6 +664,34 @@ def test_status_is_open_or_closed_with_notes_from_the_public_reply(client):
     department = in_app(client, lambda s: s.get(Department, "chieu-sang"))
     vietnamese = client.get(f"{BASE}/requests/{open_.tracking_code}.json", headers={"Accept-Language": "vi"}).json()[0]
     assert vietnamese["agency_responsible"] == department.name_vi
+
+
+def test_one_open311_answer_speaks_one_language_english_by_default_vietnamese_when_asked(client):
+    due = utcnow() + timedelta(days=3)
+    [report] = insert_reports(
+        client,
+        {"status": "assigned", "service_code": "street_lighting", "department_code": "chieu-sang", "due_at": due},
+    )
+    in_app(client, lambda s: lifecycle.change(s, report, via=Via.STAFF, status="in_progress"))
+    department = in_app(client, lambda s: s.get(Department, "chieu-sang"))
+    path = f"{BASE}/requests/{report.tracking_code}.json"
+    for headers, vietnamese in (({}, False), ({"Accept-Language": "en"}, False), ({"Accept-Language": "vi"}, True)):
+        [request] = client.get(path, headers=headers).json()
+        assert request["service_name"] == ("Chiếu sáng công cộng" if vietnamese else "Street lighting"), headers
+        assert request["agency_responsible"] == (department.name_vi if vietnamese else department.name_en), headers
+        assert request["status_notes"] == ("Đang xử lý" if vietnamese else "In progress"), headers
+        assert ("dự kiến xử lý" if vietnamese else "expects to resolve") in request["service_notice"], headers
+        [listed] = client.get(f"{BASE}/requests.json", headers=headers).json()
+        assert listed["status_notes"] == request["status_notes"] and listed["service_name"] == request["service_name"]
+
+
+def test_open311_lat_or_long_that_is_not_a_finite_number_says_so(client, api_key):
+    for field, value in (("lat", "NaN"), ("long", "nan"), ("lat", "inf"), ("long", "-Infinity")):
+        response = post(client, api_key, **{field: value})
+        assert response.status_code == 400, (field, value)
+        [(code, description)] = errors_of(response)
+        assert field in description and "finite number" in description, description
+        assert "less than" not in description and "greater than" not in description
 
 
 def test_xml_escapes_markup_and_drops_characters_xml_cannot_carry(client):

@@ -21,7 +21,6 @@ from service.errors import (
     Unprocessable,
     allowed_methods,
     problem_response,
-    timeline_in_vietnamese,
     wants_vietnamese,
 )
 from service.open311 import forms, schemas, service
@@ -301,7 +300,7 @@ async def service_requests(
     return _requests_response(
         request,
         response_format,
-        await service.contexts(session, reports, vietnamese=timeline_in_vietnamese(request)),
+        await service.contexts(session, reports, vietnamese=wants_vietnamese(request)),
         bool(extensions),
     )
 
@@ -339,7 +338,7 @@ async def service_request(
     return _requests_response(
         request,
         response_format,
-        await service.contexts(session, [report], vietnamese=timeline_in_vietnamese(request)),
+        await service.contexts(session, [report], vietnamese=wants_vietnamese(request)),
         bool(extensions),
     )
 
