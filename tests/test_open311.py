@@ -107,6 +107,7 @@ def insert_reports(client, *rows: dict) -> list[Report]:
 
 
 def test_service_list_has_the_spec_fields_in_both_formats(client):
+    client.headers["Accept-Language"] = "en"  # the English names; Vietnamese is the default
     services = client.get(f"{BASE}/services.json").json()
     assert isinstance(services, list)
     road = next(service for service in services if service["service_code"] == "road_traffic")
@@ -129,6 +130,7 @@ def test_service_names_follow_accept_language(client):
 
 
 def test_service_definition_lists_typed_attributes(client):
+    client.headers["Accept-Language"] = "en"  # the English names; Vietnamese is the default
     definition = client.get(f"{BASE}/services/road_traffic.json").json()
     assert definition["service_code"] == "road_traffic"
     [hazard] = definition["attributes"]
@@ -208,6 +210,7 @@ def test_discovery_names_the_v2_endpoint_and_both_formats(client):
 
 
 def test_urlencoded_post_creates_a_request_that_reads_back(client, api_key):
+    client.headers["Accept-Language"] = "en"  # the English names; Vietnamese is the default
     response = post(client, api_key, account_id="acc-42", email="an@example.vn")
     assert response.status_code == 201, response.text
     [answer] = response.json()
@@ -249,6 +252,7 @@ def test_xml_post_answers_in_xml(client, api_key):
 
 
 def test_post_takes_the_spec_answers_to_processing_like_v1(client, api_key):
+    client.headers["Accept-Language"] = "en"  # the English names; Vietnamese is the default
     answer = created(
         client, api_key, service_code="water_supply", description="Ống nước bể phun nước lênh láng trước chợ Bến Thành"
     )
@@ -401,6 +405,7 @@ def test_open311_request_without_description_is_accepted(client, api_key):
 
 
 def test_open311_request_for_other_without_description_waits_for_triage(client, api_key):
+    client.headers["Accept-Language"] = "en"  # the English names; Vietnamese is the default
     answer = created(client, api_key, service_code="other", description=None)
     run_worker(client)
     report = in_app(client, lambda s: s.get(Report, UUID(answer["token"])))
@@ -410,6 +415,7 @@ def test_open311_request_for_other_without_description_waits_for_triage(client, 
 
 
 def test_open311_request_waiting_for_triage_has_a_service_code_and_name(client):
+    client.headers["Accept-Language"] = "en"  # the English names; Vietnamese is the default
     [waiting] = insert_reports(client, {"status": "needs_triage", "department_code": "dispatch-1022"})
     [request] = client.get(f"{BASE}/requests/{waiting.tracking_code}.json").json()
     assert (request["service_code"], request["service_name"]) == ("other", "Other")
@@ -624,6 +630,7 @@ def test_default_window_is_90_days_and_at_most_1000(client):
 
 
 def test_status_is_open_or_closed_with_notes_from_the_public_reply(client):
+    client.headers["Accept-Language"] = "en"  # the English names; Vietnamese is the default
     due = utcnow() + timedelta(days=3)
     open_, resolved, rejected = insert_reports(
         client,
@@ -666,7 +673,7 @@ def test_status_is_open_or_closed_with_notes_from_the_public_reply(client):
     assert vietnamese["agency_responsible"] == department.name_vi
 
 
-def test_one_open311_answer_speaks_one_language_english_by_default_vietnamese_when_asked(client):
+def test_one_open311_answer_speaks_one_language_vietnamese_by_default_english_when_asked(client):
     due = utcnow() + timedelta(days=3)
     [report] = insert_reports(
         client,
@@ -675,7 +682,7 @@ def test_one_open311_answer_speaks_one_language_english_by_default_vietnamese_wh
     in_app(client, lambda s: lifecycle.change(s, report, via=Via.STAFF, status="in_progress"))
     department = in_app(client, lambda s: s.get(Department, "chieu-sang"))
     path = f"{BASE}/requests/{report.tracking_code}.json"
-    for headers, vietnamese in (({}, False), ({"Accept-Language": "en"}, False), ({"Accept-Language": "vi"}, True)):
+    for headers, vietnamese in (({}, True), ({"Accept-Language": "en"}, False), ({"Accept-Language": "vi"}, True)):
         [request] = client.get(path, headers=headers).json()
         assert request["service_name"] == ("Chiếu sáng công cộng" if vietnamese else "Street lighting"), headers
         assert request["agency_responsible"] == (department.name_vi if vietnamese else department.name_en), headers

@@ -21,7 +21,7 @@ from service.errors import (
     Unprocessable,
     allowed_methods,
     problem_response,
-    wants_vietnamese,
+    timeline_in_vietnamese,
 )
 from service.open311 import forms, schemas, service
 from service.open311.errors import Open311Route, Session
@@ -124,7 +124,7 @@ async def service_list(
 ) -> Response:
     """The catalogue's active categories. Names follow `Accept-Language` (`vi` or English)."""
     service.check_jurisdiction(jurisdiction_id)
-    vietnamese = wants_vietnamese(request)
+    vietnamese = timeline_in_vietnamese(request)
     categories = await service.list_services(session)
     return render(response_format, "services", [schemas.dump(schemas.service_of(c, vietnamese)) for c in categories])
 
@@ -148,7 +148,7 @@ async def service_definition(
     """The attributes a request for this service answers, as `attribute[code]` fields, in their `order`."""
     service.check_jurisdiction(jurisdiction_id)
     category = await service.get_service(session, service_code)
-    definition = schemas.definition_of(category, wants_vietnamese(request))
+    definition = schemas.definition_of(category, timeline_in_vietnamese(request))
     return render(response_format, "service_definition", schemas.dump(definition))
 
 
@@ -202,7 +202,7 @@ async def post_service_request(
     report = submission.report
     created = schemas.Open311RequestCreated(
         service_request_id=report.tracking_code,
-        service_notice=schemas.received_notice(report.tracking_code, wants_vietnamese(request)),
+        service_notice=schemas.received_notice(report.tracking_code, timeline_in_vietnamese(request)),
         account_id=submitted.account_id,
         token=str(report.id),
     )
@@ -300,14 +300,14 @@ async def service_requests(
     return _requests_response(
         request,
         response_format,
-        await service.contexts(session, reports, vietnamese=wants_vietnamese(request)),
+        await service.contexts(session, reports, vietnamese=timeline_in_vietnamese(request)),
         bool(extensions),
     )
 
 
 def _requests_response(request: Request, response_format: str, contexts: list, extensions: bool) -> Response:
     base = request.app.state.settings.public_base_url
-    vietnamese = wants_vietnamese(request)
+    vietnamese = timeline_in_vietnamese(request)
     data = [
         schemas.dump(schemas.request_of(context, base_url=base, vietnamese=vietnamese, extensions=extensions))
         for context in contexts
@@ -338,7 +338,7 @@ async def service_request(
     return _requests_response(
         request,
         response_format,
-        await service.contexts(session, [report], vietnamese=wants_vietnamese(request)),
+        await service.contexts(session, [report], vietnamese=timeline_in_vietnamese(request)),
         bool(extensions),
     )
 
