@@ -57,6 +57,7 @@ class ErrorCode(StrEnum):
     REASON_REQUIRED = "reason_required"
     QUESTION_REQUIRED = "question_required"
     UNKNOWN_DEPARTMENT = "unknown_department"
+    UNKNOWN_CATEGORY = "unknown_category"
     SAME_DEPARTMENT = "same_department"
     INVALID_CITIZEN_TOKEN = "invalid_citizen_token"
     NOT_ON_HOLD = "not_on_hold"
@@ -173,6 +174,7 @@ MESSAGES: dict[ErrorCode, tuple[str, str]] = {
         "Cần đặt câu hỏi cho người dân khi tạm dừng.",
     ),
     ErrorCode.UNKNOWN_DEPARTMENT: ("Unknown department.", "Đơn vị không tồn tại."),
+    ErrorCode.UNKNOWN_CATEGORY: ("Unknown category (service_code).", "Lĩnh vực không tồn tại."),
     ErrorCode.SAME_DEPARTMENT: ("The ticket is already with this department.", "Phiếu đã thuộc đơn vị này."),
     ErrorCode.INVALID_CITIZEN_TOKEN: (
         "The tracking code and token do not match.",

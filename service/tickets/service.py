@@ -23,7 +23,7 @@ from service.lifecycle import states
 from service.lifecycle.changes import UNSET
 from service.lifecycle.events import EventCode
 from service.lifecycle.states import IllegalMove, Status, Via
-from service.models import Department, Report, ReportEvent, ServiceCategory, StaffUser
+from service.models import Department, Jurisdiction, Report, ReportEvent, ServiceCategory, StaffUser
 from service.models.types import UTCDateTime, utcnow
 from service.pipeline import routing
 from service.reports import search
@@ -31,7 +31,12 @@ from service.reports.codes import normalise_tracking_code
 from service.settings import Settings
 from service.sla import service as sla
 from service.tickets import worklist
-from service.tickets.visibility import ASSIGNABLE_ROLES, may_see_department_staff, readable_condition
+from service.tickets.visibility import (
+    ASSIGNABLE_ROLES,
+    CITIZEN_SIDE_ROLES,
+    may_see_department_staff,
+    readable_condition,
+)
 
 FAR_FUTURE = datetime(9999, 12, 31, tzinfo=UTC)
 
@@ -85,6 +90,7 @@ class TicketFilters:
 
 
 async def _conditions(session: AsyncSession, subject: AuthSubject, filters: TicketFilters) -> list[Any]:
+    await _check_codes(session, filters)
     conditions: list[Any] = []
     if filters.status:
         conditions.append(col(Report.status).in_(filters.status))
@@ -116,7 +122,23 @@ async def _conditions(session: AsyncSession, subject: AuthSubject, filters: Tick
     return conditions
 
 
+async def _check_codes(session: AsyncSession, filters: TicketFilters) -> None:
+    """A code nobody knows is a typo to point out, not a filter that quietly matches nothing (as an
+    unknown status or assignee is). A jurisdiction no longer on the map still counts when reports name it."""
+    if filters.department and await session.get(Department, filters.department) is None:
+        raise Unprocessable("unknown_department", "department")
+    if filters.category and await session.get(ServiceCategory, filters.category) is None:
+        raise Unprocessable("unknown_category", "category")
+    if filters.jurisdiction and await session.get(Jurisdiction, filters.jurisdiction) is None:
+        recorded = select(Report.id).where(Report.jurisdiction_code == filters.jurisdiction).limit(1)
+        if (await session.exec(recorded)).first() is None:
+            raise Unprocessable("unknown_jurisdiction", "jurisdiction")
+
+
 async def _assignee_condition(session: AsyncSession, subject: AuthSubject, value: str) -> ColumnElement[bool]:
+    # A public app's key sees no staff names, so it may not probe them either: refused whatever the value.
+    if subject.role in CITIZEN_SIDE_ROLES:
+        raise Forbidden(detail="An app key cannot filter by assignee.")
     if value == "none":
         return col(Report.assignee_id).is_(None)
     if value == "me":
@@ -179,8 +201,12 @@ async def list_(
 ) -> tuple[list[Report], str | None]:
     """A page of the tickets this subject may see, filtered, in `sort` order (worklist.SORT_HELP), with
     the cursor of the next page."""
-    fields = [key.field for key in worklist.sort_keys(sort)]
-    keys = [(_SORT_EXPRESSIONS[key.field], key.descending) for key in worklist.sort_keys(sort)]
+    try:
+        sort_keys = worklist.sort_keys(sort)
+    except ValueError as exc:
+        raise Unprocessable("validation_error", "sort", str(exc)) from exc
+    fields = [key.field for key in sort_keys]
+    keys = [(_SORT_EXPRESSIONS[key.field], key.descending) for key in sort_keys]
     statement = select(Report).where(
         await readable_condition(session, subject), *await _conditions(session, subject, filters)
     )
