@@ -621,10 +621,12 @@ def allowed_methods(request: Request) -> list[str]:
         ]
 
     routes = list(_leaf_routes(request.app.router.routes))
+    # HEAD is answered wherever GET is (service/head.py), though FastAPI's routes name GET only.
     # A path named literally (`/v1/tickets/bulk`) is its own resource, which a route with a parameter
     # (`/v1/tickets/{ticket}`) only happens to match as well.
     literal = [route for route in routes if getattr(route, "path", None) == request.scope["path"]]
-    return methods(literal) or methods([route for route in routes if not _is_catch_all(route)]) or methods(routes)
+    found = methods(literal) or methods([route for route in routes if not _is_catch_all(route)]) or methods(routes)
+    return [method for method in METHODS if method in found or (method == "HEAD" and "GET" in found)]
 
 
 def _leaf_routes(routes):
