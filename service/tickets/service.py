@@ -15,6 +15,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service.auth.subject import AuthSubject
+from service.catalogue import service as catalogue
 from service.db import lock_rows
 from service.errors import AppError, Conflict, Forbidden, NotFound, Unprocessable
 from service.jurisdictions import service as jurisdictions
@@ -23,7 +24,7 @@ from service.lifecycle import states
 from service.lifecycle.changes import UNSET
 from service.lifecycle.events import EventCode
 from service.lifecycle.states import IllegalMove, Status, Via
-from service.models import Department, Jurisdiction, Report, ReportEvent, ServiceCategory, StaffUser
+from service.models import Department, Report, ReportEvent, ServiceCategory, StaffUser
 from service.models.types import UTCDateTime, utcnow
 from service.pipeline import routing
 from service.reports import search
@@ -90,7 +91,9 @@ class TicketFilters:
 
 
 async def _conditions(session: AsyncSession, subject: AuthSubject, filters: TicketFilters) -> list[Any]:
-    await _check_codes(session, filters)
+    await catalogue.check_filter_codes(
+        session, department=filters.department, category=filters.category, jurisdiction=filters.jurisdiction
+    )
     conditions: list[Any] = []
     if filters.status:
         conditions.append(col(Report.status).in_(filters.status))
@@ -120,19 +123,6 @@ async def _conditions(session: AsyncSession, subject: AuthSubject, filters: Tick
     if filters.assignee:
         conditions.append(await _assignee_condition(session, subject, filters.assignee))
     return conditions
-
-
-async def _check_codes(session: AsyncSession, filters: TicketFilters) -> None:
-    """A code nobody knows is a typo to point out, not a filter that quietly matches nothing (as an
-    unknown status or assignee is). A jurisdiction no longer on the map still counts when reports name it."""
-    if filters.department and await session.get(Department, filters.department) is None:
-        raise Unprocessable("unknown_department", "department")
-    if filters.category and await session.get(ServiceCategory, filters.category) is None:
-        raise Unprocessable("unknown_category", "category")
-    if filters.jurisdiction and await session.get(Jurisdiction, filters.jurisdiction) is None:
-        recorded = select(Report.id).where(Report.jurisdiction_code == filters.jurisdiction).limit(1)
-        if (await session.exec(recorded)).first() is None:
-            raise Unprocessable("unknown_jurisdiction", "jurisdiction")
 
 
 async def _assignee_condition(session: AsyncSession, subject: AuthSubject, value: str) -> ColumnElement[bool]:
