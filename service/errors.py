@@ -57,6 +57,7 @@ class ErrorCode(StrEnum):
     REASON_REQUIRED = "reason_required"
     QUESTION_REQUIRED = "question_required"
     UNKNOWN_DEPARTMENT = "unknown_department"
+    UNKNOWN_CATEGORY = "unknown_category"
     SAME_DEPARTMENT = "same_department"
     INVALID_CITIZEN_TOKEN = "invalid_citizen_token"
     NOT_ON_HOLD = "not_on_hold"
@@ -173,6 +174,7 @@ MESSAGES: dict[ErrorCode, tuple[str, str]] = {
         "Cần đặt câu hỏi cho người dân khi tạm dừng.",
     ),
     ErrorCode.UNKNOWN_DEPARTMENT: ("Unknown department.", "Đơn vị không tồn tại."),
+    ErrorCode.UNKNOWN_CATEGORY: ("Unknown category (service_code).", "Lĩnh vực không tồn tại."),
     ErrorCode.SAME_DEPARTMENT: ("The ticket is already with this department.", "Phiếu đã thuộc đơn vị này."),
     ErrorCode.INVALID_CITIZEN_TOKEN: (
         "The tracking code and token do not match.",
@@ -620,10 +622,12 @@ def allowed_methods(request: Request) -> list[str]:
         ]
 
     routes = list(_leaf_routes(request.app.router.routes))
+    # HEAD is answered wherever GET is (service/head.py), though FastAPI's routes name GET only.
     # A path named literally (`/v1/tickets/bulk`) is its own resource, which a route with a parameter
     # (`/v1/tickets/{ticket}`) only happens to match as well.
     literal = [route for route in routes if getattr(route, "path", None) == request.scope["path"]]
-    return methods(literal) or methods([route for route in routes if not _is_catch_all(route)]) or methods(routes)
+    found = methods(literal) or methods([route for route in routes if not _is_catch_all(route)]) or methods(routes)
+    return [method for method in METHODS if method in found or (method == "HEAD" and "GET" in found)]
 
 
 def _leaf_routes(routes):

@@ -15,6 +15,7 @@ from service.db import create_engine, session_factory
 from service.errors import answer_errors_as, install_error_handlers
 from service.gc_tuning import tune_after_start_up
 from service.handoff import Handoff
+from service.head import HeadAsGet
 from service.ioc import routes as ioc_routes
 from service.jurisdictions import routes as jurisdiction_routes
 from service.open311 import routes as open311_routes
@@ -110,6 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimits, settings=settings)
     http_security.install(app, settings)
     app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")
+    app.add_middleware(HeadAsGet)
     # Added last, so outermost: the time it measures includes every other middleware's.
     app.add_middleware(metrics.HttpMetrics)
     install_error_handlers(app)

@@ -284,10 +284,19 @@ def test_summary_filters_by_department_jurisdiction_category_and_window(client, 
     # The backlog is now, whatever the window.
     assert window["backlog"]["open"] == 6
 
-    empty = summary(client, viewer, department="no-such-department")
+    empty = summary(client, viewer, department="sawaco")  # the water company: no report here
     assert empty["counts"]["received"] == 0
     assert empty["sla"]["compliance_pct"] is None
     assert empty["time_to_resolve"] == {"count": 0, "median_seconds": None, "p90_seconds": None}
+
+
+def test_unknown_department_category_or_jurisdiction_is_422_not_an_empty_summary(client, viewer):
+    for path in ("/v1/ioc/summary", "/v1/ioc/timeseries", "/v1/ioc/hotspots"):
+        for field, value in (("department", "no-such-department"), ("category", "nope"), ("jurisdiction", "NOPE")):
+            response = client.get(path, params={field: value}, headers=viewer)
+            assert response.status_code == 422, (path, field, response.text)
+            assert response.headers["content-type"].startswith("application/problem+json")
+            assert response.json()["code"] == f"unknown_{field}"
 
 
 def test_window_must_not_be_empty(client, viewer):

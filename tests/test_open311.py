@@ -480,11 +480,11 @@ def test_open311_405_is_in_open311_error_format_json_and_xml(client):
     assert response.headers["content-type"] == "application/json; charset=utf-8"
     [(code, description)] = errors_of(response)
     assert code == 405 and "GET" in description
-    assert response.headers["allow"] == "GET"
+    assert response.headers["allow"] == "GET, HEAD"
     response = client.put(f"{BASE}/requests.xml", data={"service_code": "road_traffic"})
     assert response.status_code == 405
     assert errors_of(response)[0][0] == 405
-    assert set(response.headers["allow"].split(", ")) == {"GET", "POST"}
+    assert set(response.headers["allow"].split(", ")) == {"GET", "HEAD", "POST"}
 
 
 def test_open311_post_to_a_get_only_resource_is_405_with_allow_get_not_404(client):

@@ -181,6 +181,18 @@ def test_assignee_filter_finds_mine_nobodys_and_a_colleagues(client, api_key, la
     assert unknown.status_code == 422 and unknown.json()["code"] == "unknown_assignee"
 
 
+def test_an_app_key_cannot_filter_by_assignee_so_cannot_probe_staff_usernames(client, api_key, lan):
+    (ticket,) = file_reports(client, api_key, {})
+    client.post(f"/v1/tickets/{ticket['id']}/claim", headers=lan)
+    app = {"X-API-Key": api_key}
+    answers = [client.get("/v1/tickets", params={"assignee": value}, headers=app) for value in ("lan", "ghost", "me")]
+    # A real officer's name and a made-up one are answered alike: nothing tells them apart.
+    assert {(answer.status_code, answer.json()["code"]) for answer in answers} == {(403, "forbidden")}
+    assert client.get("/v1/tickets/export.csv", params={"assignee": "lan"}, headers=app).status_code == 403
+    listing = client.get("/v1/tickets", headers=app)
+    assert listing.status_code == 200 and all(item["assignee"] is None for item in listing.json()["items"])
+
+
 def test_status_groups_and_comma_lists_filter_the_list(client, api_key, lan):
     working, waiting, done = file_reports(client, api_key, {}, {}, {})
     client.post(f"/v1/tickets/{working['id']}/transitions", json={"to": "in_progress"}, headers=lan)
@@ -209,6 +221,27 @@ def test_unknown_status_filter_is_422(client, lan):
         assert response.headers["content-type"].startswith("application/problem+json")
         problem = response.json()
         assert problem["code"] == "unknown_status" and problem["errors"][0]["field"] == "status"
+
+
+def test_unknown_department_category_or_jurisdiction_filter_is_422_on_list_and_export(client, api_key, lan):
+    file_reports(client, api_key, {})
+    for path in ("/v1/tickets", "/v1/tickets/export.csv"):
+        for field, code in (("department", "unknown_department"), ("category", "unknown_category")):
+            response = client.get(path, params={field: "nope"}, headers=lan)
+            assert response.status_code == 422, (path, field, response.text)
+            assert response.headers["content-type"].startswith("application/problem+json")
+            assert response.json()["code"] == code and response.json()["errors"][0]["field"] == field
+        response = client.get(path, params={"jurisdiction": "NOPE"}, headers=lan)
+        assert response.status_code == 422 and response.json()["code"] == "unknown_jurisdiction"
+        known = {"department": "chieu-sang", "category": "street_lighting", "jurisdiction": "HCM"}
+        assert client.get(path, params=known, headers=lan).status_code == 200
+
+
+def test_a_sort_key_named_twice_is_422(client, lan):
+    for path in ("/v1/tickets", "/v1/tickets/export.csv"):
+        response = client.get(path, params={"sort": "priority,-priority"}, headers=lan)
+        assert response.status_code == 422, response.text
+        assert response.json()["errors"][0]["field"] == "sort"
 
 
 def test_jurisdiction_filter_on_the_city_includes_its_wards(client, api_key, lan):
@@ -304,10 +337,12 @@ def test_status_filter_and_sort_rules():
     assert worklist.statuses(None) is None
     with pytest.raises(worklist.UnknownStatus):
         worklist.statuses(["done"])
-    assert [(key.field, key.descending) for key in worklist.sort_keys("priority,-due_at,priority")] == [
+    assert [(key.field, key.descending) for key in worklist.sort_keys("priority,-due_at")] == [
         ("priority", False),
         ("due_at", True),
     ]
+    with pytest.raises(ValueError, match="more than once"):
+        worklist.sort_keys("priority,-due_at,priority")
 
 
 # --- who can take a ticket -----------------------------------------------------------------------
@@ -424,6 +459,38 @@ def test_bulk_of_more_than_100_tickets_is_422_and_officers_cannot_bulk_assign(cl
         headers=lan,
     )
     assert assign.status_code == 403
+
+
+def test_bulk_refuses_a_ticket_listed_twice_and_writes_nothing(client, api_key, lan):
+    (ticket,) = file_reports(client, api_key, {})
+    for tickets in ([ticket["id"]] * 100, [ticket["tracking_code"], ticket["tracking_code"].lower()]):
+        response = client.post(
+            "/v1/tickets/bulk",
+            json={"tickets": tickets, "action": {"type": "comment", "body": "Đã tiếp nhận", "visibility": "internal"}},
+            headers=lan,
+        )
+        assert response.status_code == 422, response.text
+        assert response.json()["errors"][0]["field"] == "tickets"
+    timeline = client.get(f"/v1/tickets/{ticket['id']}", headers=lan).json()["timeline"]
+    assert not [event for event in timeline if event["code"] == "internal_note"]
+
+
+def test_bulk_assign_without_assignee_username_is_422_and_explicit_null_unassigns(client, api_key, lan, dispatcher):
+    (ticket,) = file_reports(client, api_key, {})
+    client.post(f"/v1/tickets/{ticket['id']}/claim", headers=lan)
+    missing = client.post(
+        "/v1/tickets/bulk", json={"tickets": [ticket["id"]], "action": {"type": "assign"}}, headers=dispatcher
+    )
+    assert missing.status_code == 422, missing.text
+    assert missing.json()["errors"][0]["field"] == "action.assign.assignee_username"
+    assert client.get(f"/v1/tickets/{ticket['id']}", headers=lan).json()["assignee"]["username"] == "lan"
+    cleared = client.post(
+        "/v1/tickets/bulk",
+        json={"tickets": [ticket["id"]], "action": {"type": "assign", "assignee_username": None}},
+        headers=dispatcher,
+    )
+    assert cleared.status_code == 200 and cleared.json()["succeeded"] == 1
+    assert client.get(f"/v1/tickets/{ticket['id']}", headers=lan).json()["assignee"] is None
 
 
 def test_migration_backfills_the_folded_search_text_of_existing_reports(settings, tmp_path):

@@ -10,8 +10,17 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service.catalogue.checks import CatalogueError, Problem, reference_problems, structure_problems, with_lines
 from service.catalogue.schemas import CatalogueFile
+from service.errors import Unprocessable
 from service.jurisdictions.service import existing_codes
-from service.models import CatalogueVersion, Department, RoutingRule, ServiceCategory, SlaPolicyRow
+from service.models import (
+    CatalogueVersion,
+    Department,
+    Jurisdiction,
+    Report,
+    RoutingRule,
+    ServiceCategory,
+    SlaPolicyRow,
+)
 
 HOURS_PER_WORKING_DAY = 8
 
@@ -129,3 +138,18 @@ async def list_categories(session: AsyncSession) -> list[ServiceCategory]:
             )
         ).all()
     )
+
+
+async def check_filter_codes(
+    session: AsyncSession, *, department: str | None, category: str | None, jurisdiction: str | None
+) -> None:
+    """A filter's code nobody knows is a typo to point out (422), not a filter that quietly matches
+    nothing. A jurisdiction no longer on the map still counts while reports name it."""
+    if department and await session.get(Department, department) is None:
+        raise Unprocessable("unknown_department", "department")
+    if category and await session.get(ServiceCategory, category) is None:
+        raise Unprocessable("unknown_category", "category")
+    if jurisdiction and await session.get(Jurisdiction, jurisdiction) is None:
+        recorded = select(Report.id).where(Report.jurisdiction_code == jurisdiction).limit(1)
+        if (await session.exec(recorded)).first() is None:
+            raise Unprocessable("unknown_jurisdiction", "jurisdiction")

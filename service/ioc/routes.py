@@ -9,6 +9,7 @@ from fastapi.responses import Response
 
 from service import city_time
 from service.auth.subject import AuthSubject, require_roles
+from service.catalogue.service import check_filter_codes
 from service.city_time import CityTime
 from service.db import ReadSessionDep
 from service.errors import problem_responses
@@ -61,6 +62,19 @@ def ioc_query(
 IocQueryDep = Annotated[service.IocQuery, Depends(ioc_query)]
 
 
+def _checked(session, query: service.IocQuery, compute):
+    """The figures, once the filter's codes are known ones. Checked only when the figures are computed:
+    an answer in the cache was computed for codes already checked."""
+
+    async def run() -> bytes:
+        await check_filter_codes(
+            session, department=query.department, category=query.category, jurisdiction=query.jurisdiction
+        )
+        return await compute()
+
+    return run
+
+
 async def _answer(request: Request, kind: str, parts: dict, compute, if_none_match: str | None) -> Response:
     settings = request.app.state.settings
     key = cache.cache_key(service.database_namespace(settings.database_url), kind, parts)
@@ -95,7 +109,7 @@ async def get_summary(
         request,
         "summary",
         query.cache_parts(),
-        lambda: service.summary_json(session, query, zone=zone, sessions=state.read_sessions),
+        _checked(session, query, lambda: service.summary_json(session, query, zone=zone, sessions=state.read_sessions)),
         if_none_match,
     )
 
@@ -123,7 +137,9 @@ async def get_timeseries(
         request,
         "timeseries",
         parts,
-        lambda: service.timeseries_json(session, query, metric=metric, bucket=bucket, zone=zone),
+        _checked(
+            session, query, lambda: service.timeseries_json(session, query, metric=metric, bucket=bucket, zone=zone)
+        ),
         if_none_match,
     )
 
@@ -151,7 +167,11 @@ async def get_hotspots(
         request,
         "hotspots",
         parts,
-        lambda: service.hotspots_json(session, query, resolution=resolution, limit=limit, zone=zone),
+        _checked(
+            session,
+            query,
+            lambda: service.hotspots_json(session, query, resolution=resolution, limit=limit, zone=zone),
+        ),
         if_none_match,
     )
 

@@ -4,9 +4,10 @@ from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from service.errors import Problem
+from service.reports.codes import normalise_tracking_code
 from service.tickets.worklist import MAX_BULK_TICKETS
 
 
@@ -145,6 +146,8 @@ class OfficerOut(BaseModel):
 
 class BulkAssign(AssignIn):
     type: Literal["assign"]
+    # Required here (null to unassign): a forgotten field must not unassign a hundred tickets.
+    assignee_username: str | None = Field(max_length=100, description="Required; null to unassign")
 
 
 class BulkTransfer(TransferIn):
@@ -164,11 +167,23 @@ BulkAction = Annotated[BulkAssign | BulkTransfer | BulkTransition | BulkComment,
 
 class BulkIn(_In):
     tickets: list[Annotated[str, Field(max_length=64)]] = Field(
-        min_length=1, max_length=MAX_BULK_TICKETS, description="Ids or tracking codes, at most 100"
+        min_length=1, max_length=MAX_BULK_TICKETS, description="Ids or tracking codes, at most 100, each once"
     )
     action: BulkAction = Field(
         description="What to do to each ticket: the body of the single-ticket endpoint, with its `type`"
     )
+
+    @field_validator("tickets")
+    @classmethod
+    def _each_ticket_once(cls, tickets: list[str]) -> list[str]:
+        # The same ticket twice would get the action twice (two notes, two timeline entries).
+        seen: set[str] = set()
+        for ticket in tickets:
+            key = normalise_tracking_code(ticket) or ticket.strip().lower()
+            if key in seen:
+                raise ValueError(f"ticket {ticket!r} is listed more than once")
+            seen.add(key)
+        return tickets
 
 
 class BulkItem(BaseModel):

@@ -15,6 +15,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service.auth.subject import AuthSubject
+from service.catalogue import service as catalogue
 from service.db import lock_rows
 from service.errors import AppError, Conflict, Forbidden, NotFound, Unprocessable
 from service.jurisdictions import service as jurisdictions
@@ -31,7 +32,12 @@ from service.reports.codes import normalise_tracking_code
 from service.settings import Settings
 from service.sla import service as sla
 from service.tickets import worklist
-from service.tickets.visibility import ASSIGNABLE_ROLES, may_see_department_staff, readable_condition
+from service.tickets.visibility import (
+    ASSIGNABLE_ROLES,
+    CITIZEN_SIDE_ROLES,
+    may_see_department_staff,
+    readable_condition,
+)
 
 FAR_FUTURE = datetime(9999, 12, 31, tzinfo=UTC)
 
@@ -85,6 +91,9 @@ class TicketFilters:
 
 
 async def _conditions(session: AsyncSession, subject: AuthSubject, filters: TicketFilters) -> list[Any]:
+    await catalogue.check_filter_codes(
+        session, department=filters.department, category=filters.category, jurisdiction=filters.jurisdiction
+    )
     conditions: list[Any] = []
     if filters.status:
         conditions.append(col(Report.status).in_(filters.status))
@@ -117,6 +126,9 @@ async def _conditions(session: AsyncSession, subject: AuthSubject, filters: Tick
 
 
 async def _assignee_condition(session: AsyncSession, subject: AuthSubject, value: str) -> ColumnElement[bool]:
+    # A public app's key sees no staff names, so it may not probe them either: refused whatever the value.
+    if subject.role in CITIZEN_SIDE_ROLES:
+        raise Forbidden(detail="An app key cannot filter by assignee.")
     if value == "none":
         return col(Report.assignee_id).is_(None)
     if value == "me":
@@ -179,8 +191,12 @@ async def list_(
 ) -> tuple[list[Report], str | None]:
     """A page of the tickets this subject may see, filtered, in `sort` order (worklist.SORT_HELP), with
     the cursor of the next page."""
-    fields = [key.field for key in worklist.sort_keys(sort)]
-    keys = [(_SORT_EXPRESSIONS[key.field], key.descending) for key in worklist.sort_keys(sort)]
+    try:
+        sort_keys = worklist.sort_keys(sort)
+    except ValueError as exc:
+        raise Unprocessable("validation_error", "sort", str(exc)) from exc
+    fields = [key.field for key in sort_keys]
+    keys = [(_SORT_EXPRESSIONS[key.field], key.descending) for key in sort_keys]
     statement = select(Report).where(
         await readable_condition(session, subject), *await _conditions(session, subject, filters)
     )

@@ -57,13 +57,16 @@ class SortKey:
 
 
 def sort_keys(sort: str) -> list[SortKey]:
-    """`priority,-due_at` -> its keys; a field named twice counts once (its first place)."""
+    """`priority,-due_at` -> its keys; a field named twice (`priority,-priority`) is refused: which
+    direction was meant?"""
     keys: dict[str, SortKey] = {}
     for part in sort.split(","):
         field = part.strip().lstrip("-")
         if field not in SORT_KEYS:
             raise ValueError(f"unknown sort key {part!r}")
-        keys.setdefault(field, SortKey(field, part.strip().startswith("-")))
+        if field in keys:
+            raise ValueError(f"sort key {field!r} given more than once")
+        keys[field] = SortKey(field, part.strip().startswith("-"))
     return list(keys.values())
 
 
