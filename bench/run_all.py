@@ -7,14 +7,16 @@
 3. API memory under 20 × 10 MB of uploads (bench/memory.py)
 4. the storm: 20,000 reports in 60 s, drained by 2 workers (bench/storm.py)
 5. webhooks: a burst of report lifecycles against a slow receiver, repeats and order (bench/webhook_delivery.py)
+6. the IOC summary at 1,000,000 reports (bench/ioc_summary.py; seeds its own database once, ~4 minutes)
 
-Each writes its own section of RESULTS.md between `<!-- bench_<name>:begin -->` and `:end` markers;
-other sections (the IOC benchmark's) are left as they are. `--quick` is a smoke run with small
+Each writes its own section of RESULTS.md between `<!-- bench_<name>:begin -->` (`ioc_summary:begin`) and
+`:end` markers; other sections are left as they are. `--quick` is a smoke run with small
 numbers that writes nothing.
 """
 
 import argparse
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import intake_vs_bare, memory, profile_intake, stack, storm, webhook_delivery, worker_throughput  # noqa: E402
 
+BENCHMARKS = ["intake", "worker", "memory", "storm", "webhooks", "ioc"]
 RERUN = "Re-run: `make bench` (or `.venv/bin/python bench/{module}.py`)."
 
 
@@ -33,8 +36,7 @@ def section(title: str, header: str, body: str, module: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small numbers, nothing written")
-    parser.add_argument("--only", nargs="+", choices=["intake", "worker", "memory", "storm", "webhooks"],
-                        default=["intake", "worker", "memory", "storm", "webhooks"])
+    parser.add_argument("--only", nargs="+", choices=BENCHMARKS, default=BENCHMARKS)
     parser.add_argument("--storm-reports", type=int, default=int(os.environ.get("STORM_REPORTS", 20_000)))
     args = parser.parse_args()
     stack.ensure_wrk()
@@ -77,6 +79,10 @@ def main() -> None:
         write("bench_webhooks", section(
             "Webhook delivery under a burst of lifecycles (`bench/webhook_delivery.py`)", stack.header(before), body,
             "webhook_delivery"))
+    if "ioc" in args.only:
+        stack.wait_for_quiet_machine(tries=1 if args.quick else 3)
+        tickets = ["--tickets", "20000", "--requests", "20", "--cached-requests", "50", "--no-write"] if args.quick else []
+        subprocess.run([sys.executable, str(stack.ROOT / "bench" / "ioc_summary.py"), *tickets], check=True)
     stack.log(f"benchmarks done in {time.monotonic() - started:.0f} s"
               + ("" if args.quick else f"; see {stack.RESULTS.relative_to(stack.ROOT)}"))
 
