@@ -101,4 +101,9 @@ def city_zone(request: Request) -> ZoneInfo:
     return ZoneInfo(request.app.state.settings.sla_timezone)
 
 
-CityZone = Annotated[ZoneInfo, Depends(city_zone)]
+async def _request_city_zone(request: Request) -> ZoneInfo:
+    # A dependency declared `def` would run in a worker thread on every request.
+    return city_zone(request)
+
+
+CityZone = Annotated[ZoneInfo, Depends(_request_city_zone)]

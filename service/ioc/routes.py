@@ -29,7 +29,7 @@ NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
 }
 
 
-def ioc_query(
+async def ioc_query(  # async: a plain `def` dependency would cost a worker-thread hop per request
     request: Request,
     from_: Annotated[
         CityTime | None,

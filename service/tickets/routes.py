@@ -66,7 +66,7 @@ ETAG_HEADER = {"ETag": {"description": "The ticket's version; send it back in If
 IfMatch = Annotated[str | None, Header(alias="If-Match", description=IF_MATCH_DESCRIPTION)]
 
 
-def _filters(
+async def _filters(  # async: a plain `def` dependency would cost a worker-thread hop per request
     status: Annotated[list[str] | None, Query(description=worklist.STATUS_HELP)] = None,
     category: str | None = None,
     department: str | None = None,
