@@ -119,11 +119,11 @@ class NewReport:
 
 # Column defaults, so a row can be inserted as plain values: a table model's constructor sets its fifty
 # fields one by one through pydantic and SQLAlchemy, which was a sixth of an intake request's CPU.
-# A column whose default is computed from the row (the folded search text) is left out, so it is.
+# A column whose default is computed from the row (the folded search text) is left out (prepare gives it).
 REPORTS: Table = Report.__table__  # type: ignore[attr-defined]  # SQLModel sets __table__ on table models, untyped
 REPORT_EVENTS: Table = ReportEvent.__table__  # type: ignore[attr-defined]
 _REPORT_DEFAULTS = {
-    column.key: column.default.arg if column.default is not None else None
+    column.key: getattr(column.default, "arg", None)
     for column in REPORTS.columns
     if column.default is None or column.default.is_scalar
 }
