@@ -12,9 +12,12 @@ Each was a middleware of its own, and each layer wraps the request and every mes
 again: on the intake path the four layers cost more than some of the work they wrapped.
 """
 
+import itertools
 import logging
+import os
+import secrets
 import time
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from asgi_correlation_id import correlation_id
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -35,13 +38,31 @@ def _valid_request_id(value: str) -> bool:
         return False
 
 
+class _RequestIds:
+    """New request ids: 32 hex digits, a random half drawn once per process and a count, so that ids
+    are unique across processes without a system call for randomness on every request."""
+
+    def __init__(self) -> None:
+        self._pid = -1
+        self._prefix = ""
+        self._numbers = itertools.count()
+
+    def new(self) -> str:
+        if self._pid != os.getpid():  # drawn again in a forked child
+            self._pid, self._prefix = os.getpid(), secrets.token_hex(8)
+        return f"{self._prefix}{next(self._numbers) & 0xFFFFFFFFFFFFFFFF:016x}"
+
+
+_request_ids = _RequestIds()
+
+
 def request_id_of(scope: Scope) -> str:
     """The client's `X-Request-ID` when it is valid, else a new one, written into the request's headers."""
     given = next((value for name, value in scope["headers"] if name == REQUEST_ID_HEADER), None)
     text = given.decode("latin-1") if given is not None else None
     if text and _valid_request_id(text):
         return text
-    request_id = uuid4().hex
+    request_id = _request_ids.new()
     if text:
         log.warning("Generated new request ID (%s), since request header value failed validation", request_id)
     scope["headers"] = [

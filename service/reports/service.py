@@ -122,10 +122,20 @@ class NewReport:
 # A column whose default is computed from the row (the folded search text) is left out (prepare gives it).
 REPORTS: Table = Report.__table__  # type: ignore[attr-defined]  # SQLModel sets __table__ on table models, untyped
 REPORT_EVENTS: Table = ReportEvent.__table__  # type: ignore[attr-defined]
+# A column that starts empty (NULL, no default of its own) and that prepare never fills is left out
+# of the INSERT: the database writes the same NULL, without the driver encoding it for every row.
+# The point's columns stay, so every row of a batch has the same keys with or without a point.
+_POINT_COLUMNS = frozenset({"lat", "lon", "location_source", "h3_cell"})
 _REPORT_DEFAULTS = {
     column.key: getattr(column.default, "arg", None)
     for column in REPORTS.columns
-    if column.default is None or column.default.is_scalar
+    if (column.default is None or column.default.is_scalar)
+    and (
+        column.default is not None
+        or column.server_default is not None
+        or not column.nullable
+        or column.key in _POINT_COLUMNS
+    )
 }
 
 
