@@ -56,13 +56,15 @@ def load_env(path: str, api_key: str, photo: Path, *, fresh_keys: bool) -> dict:
 
 
 def measure(kind: str, workers: int, api_key: str, photo: Path, seconds: float, connections: int,
-            realistic: bool = True) -> dict:
+            realistic: bool = True, bodies: tuple[str, ...] = ("json", "photo")) -> dict:
     stack.reset_reports()
     paths = {"intake": ("/v1/reports", "/v1/reports"), "bare": ("/bare/reports", "/bare/upload")}[kind]
     results = {}
     server_env = REALISTIC_ENV if kind == "intake" and realistic else {}
     with stack.server(kind, workers, **server_env) as running:
         for body, path, script in (("json", paths[0], "json.lua"), ("photo", paths[1], "photo.lua")):
+            if body not in bodies:
+                continue
             stack.wrk(running.url, script, connections=connections, seconds=WARM_UP_SECONDS,
                       env=load_env(path, api_key, photo, fresh_keys=realistic))
             env = load_env(path, api_key, photo, fresh_keys=realistic)
@@ -77,19 +79,19 @@ def measure(kind: str, workers: int, api_key: str, photo: Path, seconds: float, 
 
 
 def run(seconds: float = 15, connections: int = 64, workers: tuple[int, ...] = (1, 2),
-        plain: bool = True) -> list[Figure]:
+        plain: bool = True, bodies: tuple[str, ...] = ("json", "photo")) -> list[Figure]:
     """Per process count: realistic intake, the bare app (same requests), and (`plain`) intake without key or limiter."""
     stack.ensure_wrk()
     photo = stack.jpeg_of_size(stack.WORK / "photo-300k.jpg", PHOTO_BYTES)
     api_key = stack.create_api_key()
     figures = []
     for count in workers:
-        intake = measure("intake", count, api_key, photo, seconds, connections, realistic=True)
-        bare = measure("bare", count, api_key, photo, seconds, connections, realistic=True)
-        figures += [Figure(count, body, intake[body], bare[body]) for body in ("json", "photo")]
+        intake = measure("intake", count, api_key, photo, seconds, connections, realistic=True, bodies=bodies)
+        bare = measure("bare", count, api_key, photo, seconds, connections, realistic=True, bodies=bodies)
+        figures += [Figure(count, body, intake[body], bare[body]) for body in bodies]
         if plain:
-            unkeyed = measure("intake", count, api_key, photo, seconds, connections, realistic=False)
-            figures += [Figure(count, body, unkeyed[body], bare[body], realistic=False) for body in ("json", "photo")]
+            unkeyed = measure("intake", count, api_key, photo, seconds, connections, realistic=False, bodies=bodies)
+            figures += [Figure(count, body, unkeyed[body], bare[body], realistic=False) for body in bodies]
     stack.reset_reports()
     return figures
 
@@ -138,10 +140,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--fresh", action="store_true", help="recreate the bench database first")
     parser.add_argument("--no-plain", action="store_true", help="skip the comparison rows without key and limiter")
+    parser.add_argument("--bodies", nargs="+", choices=("json", "photo"), default=["json", "photo"],
+                        help="which request bodies to measure")
     args = parser.parse_args()
     if args.fresh or not stack.sql_database_exists():
         stack.fresh_database()
-    figures = run(args.seconds, args.connections, tuple(args.workers), plain=not args.no_plain)
+    figures = run(args.seconds, args.connections, tuple(args.workers), plain=not args.no_plain,
+                  bodies=tuple(args.bodies))
     print(render(figures, args.seconds, args.connections, PHOTO_BYTES))
 
 

@@ -622,7 +622,7 @@ def allowed_methods(request: Request) -> list[str]:
         ]
 
     routes = list(_leaf_routes(request.app.router.routes))
-    # HEAD is answered wherever GET is (service/head.py), though FastAPI's routes name GET only.
+    # HEAD is answered wherever GET is (service/edge.py), though FastAPI's routes name GET only.
     # A path named literally (`/v1/tickets/bulk`) is its own resource, which a route with a parameter
     # (`/v1/tickets/{ticket}`) only happens to match as well.
     literal = [route for route in routes if getattr(route, "path", None) == request.scope["path"]]

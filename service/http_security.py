@@ -7,7 +7,7 @@ key in the form): `Cache-Control: no-store` replaces whatever the route set.
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from service.settings import Settings
 
@@ -29,43 +29,31 @@ CONTENT_SECURITY_POLICY = (
     b"frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
 
+SECURITY_HEADERS = (*BASE_HEADERS.items(), (b"content-security-policy", CONTENT_SECURITY_POLICY))
+HSTS_HEADERS = (*SECURITY_HEADERS, (b"strict-transport-security", b"max-age=31536000; includeSubDomains"))
+
 CREDENTIAL_HEADERS = frozenset({b"authorization", b"x-api-key", b"x-citizen-token"})
 CACHEABLE_METHODS = frozenset({"GET", "HEAD"})
 
 
-def _private(scope: Scope) -> bool:
+def private(scope: Scope) -> bool:
+    """An answer no cache may keep: to a write, or to a request that carried credentials."""
     return scope["method"] not in CACHEABLE_METHODS or any(name in CREDENTIAL_HEADERS for name, _ in scope["headers"])
 
 
-class SecurityHeaders:
-    def __init__(self, app: ASGIApp, *, hsts: bool):
-        self.app, self.hsts = app, hsts
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        private = _private(scope)
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                if private:
-                    headers = [(name, value) for name, value in headers if name.lower() != b"cache-control"]
-                    headers.append((b"cache-control", b"no-store"))
-                present = {name.lower() for name, _ in headers}
-                extra = dict(BASE_HEADERS)
-                extra[b"content-security-policy"] = CONTENT_SECURITY_POLICY
-                if self.hsts:
-                    extra[b"strict-transport-security"] = b"max-age=31536000; includeSubDomains"
-                headers += [(name, value) for name, value in extra.items() if name not in present]
-                message["headers"] = headers
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
+def with_security_headers(headers: list[tuple[bytes, bytes]], *, private: bool, hsts: bool) -> list:
+    """The answer's headers with the security headers it lacks (service.edge adds them to every answer)."""
+    if private:
+        headers = [(name, value) for name, value in headers if name.lower() != b"cache-control"]
+        headers.append((b"cache-control", b"no-store"))
+    present = {name.lower() for name, _ in headers}
+    extra = HSTS_HEADERS if hsts else SECURITY_HEADERS
+    headers += [(name, value) for name, value in extra if name not in present]
+    return headers
 
 
 def install(app: FastAPI, settings: Settings) -> None:
+    """CORS, when origins are configured (the headers themselves are added by service.edge)."""
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -84,4 +72,3 @@ def install(app: FastAPI, settings: Settings) -> None:
             expose_headers=["Location", "ETag", "Retry-After", "X-Request-ID", "Idempotent-Replayed"],
             max_age=600,
         )
-    app.add_middleware(SecurityHeaders, hsts=settings.environment == "production")

@@ -3,7 +3,6 @@
 from contextlib import asynccontextmanager
 
 from arq.connections import ArqRedis
-from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI
 from redis.asyncio import BlockingConnectionPool
 
@@ -12,10 +11,10 @@ from service.auth import routes as auth_routes
 from service.body_limits import BodyLimits
 from service.catalogue import routes as catalogue_routes
 from service.db import create_engine, session_factory
+from service.edge import Edge
 from service.errors import answer_errors_as, install_error_handlers
 from service.gc_tuning import tune_after_start_up
 from service.handoff import Handoff
-from service.head import HeadAsGet
 from service.ioc import routes as ioc_routes
 from service.jurisdictions import routes as jurisdiction_routes
 from service.open311 import routes as open311_routes
@@ -109,11 +108,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     privacy.configure(settings.pii_encryption_keys, settings.secret_key)
     app.state.storage = build_storage(settings)
     app.add_middleware(BodyLimits, settings=settings)
-    http_security.install(app, settings)
-    app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")
-    app.add_middleware(HeadAsGet)
-    # Added last, so outermost: the time it measures includes every other middleware's.
-    app.add_middleware(metrics.HttpMetrics)
+    http_security.install(app, settings)  # CORS, when configured
+    # Added last, so outermost: the time its metrics measure includes every other middleware's.
+    app.add_middleware(Edge, hsts=settings.environment == "production")
     install_error_handlers(app)
     answer_errors_as(app, "/open311/", problem_as_errors)
     app.include_router(health.router)

@@ -1,7 +1,7 @@
 """Prometheus metrics at GET /metrics.
 
 What a process can count itself (reports it accepted; HTTP requests, their errors and latency, counted
-by HttpMetrics below) is a prometheus-client counter or histogram; with several API processes set
+by HttpMetrics below, for service.edge) is a prometheus-client counter or histogram; with several API processes set
 PROMETHEUS_MULTIPROC_DIR and the counts of all of them are summed. What belongs to
 the whole system is read at scrape time from where it is true: the queue depth from Redis, ticket
 counts, SLA breaches and failed webhook deliveries from the database, and the job latency histogram from Redis, where every
@@ -13,7 +13,6 @@ import hmac
 import logging
 import os
 import platform
-import time
 from datetime import datetime
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as installed_version
@@ -28,7 +27,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import func, select
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from service.db import metadata
 from service.errors import Unauthenticated
@@ -76,38 +75,19 @@ COUNTED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "O
 
 
 class HttpMetrics:
-    """Pure ASGI middleware counting every HTTP request by the template of the route that answered it
-    (`/v1/tickets/{ticket}`, never the raw path), its method and status class, and timing it.
+    """Counts every HTTP request by the template of the route that answered it (`/v1/tickets/{ticket}`,
+    never the raw path), its method and status class, and times it: service.edge calls `observe` once
+    each answer is sent, with the time from the request's arrival.
 
-    The router records the route it picked in the scope, which the middleware reads once the answer
-    is sent: APIRoutes as scope["route"], plain routes and mounts (the spec, the docs assets) by their
-    endpoint. Per request: one dictionary lookup for the label children, an increment and an
-    observation; the children are looked up once per series and kept."""
+    The router records the route it picked in the scope: APIRoutes as scope["route"], plain routes and
+    mounts (the spec, the docs assets) by their endpoint. Per request: one dictionary lookup for the
+    label children, an increment and an observation; the children are looked up once per series and kept."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    def __init__(self) -> None:
         self._series: dict[tuple[str, str, int], tuple] = {}
         self._templates: dict[object, str] | None = None
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500  # what the client gets when the app raises before answering
-
-        async def send_noting_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_noting_status)
-        finally:
-            self._observe(scope, status, time.perf_counter() - started)
-
-    def _observe(self, scope: Scope, status: int, seconds: float) -> None:
+    def observe(self, scope: Scope, status: int, seconds: float) -> None:
         route = getattr(scope.get("route"), "path_format", None) or self._template_of(scope.get("endpoint"), scope)
         method = scope["method"] if scope["method"] in COUNTED_METHODS else "other"
         key = (route, method, status // 100)

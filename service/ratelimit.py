@@ -7,14 +7,15 @@ every request from waiting on it again for a while.
 
 Intake asks everything it needs from Redis in one round trip (`RateLimiter.gate`): every limit of the
 request (per key, per address, per reporter) and the claim of its `Idempotency-Key`, in one Lua script,
-with the same moving windows and the same Redis keys as the `limits` library's moving window.
+with the same moving windows and the same Redis keys as the `limits` library's moving window. Requests
+that ask at the same time share the call: under load one script call answers a group of them.
 """
 
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import TypeVar
 
 from fastapi import Request
@@ -39,40 +40,64 @@ class RateLimited(AppError):
 CHECK_TIMEOUT_SECONDS = 0.25
 
 
-# Every limit first (nothing is counted when one is spent), then each is counted, then the key is claimed.
-# KEYS: one list per limit (newest timestamp first, as the `limits` moving window keeps it), then the
-# idempotency claim when there is one. ARGV: now, the number of limits, (amount, expiry, cost) per limit,
-# then the claim's seconds to live. Answers {0, index of the spent limit, when it has room again} or
-# {1, 1 when the key was claimed now / 0 when an earlier request holds it / -1 when there is no key}.
+# The questions of the requests waiting when it is sent, each answered in turn as if asked alone: for
+# each, every limit first (nothing is counted when one is spent), then each is counted, then the key is
+# claimed. KEYS: per request, one list per limit (newest timestamp first, as the `limits` moving window
+# keeps it), then its idempotency claim when it has one. ARGV: now, the number of requests, the claim's
+# seconds to live, then per request: its number of limits, 1 when it claims a key (else 0), and
+# (amount, expiry, cost) per limit. Answers one list per request: {0, index of the spent limit, when it
+# has room again} or {1, 1 when the key was claimed now / 0 when an earlier request holds it / -1 when
+# there is no key}.
 GATE_SCRIPT = """
 local now = tonumber(ARGV[1])
-local limits = tonumber(ARGV[2])
-for i = 1, limits do
-    local amount, expiry, cost = tonumber(ARGV[3 * i]), tonumber(ARGV[3 * i + 1]), tonumber(ARGV[3 * i + 2])
-    if cost > amount then
-        return {0, i, tostring(now + expiry)}
+local claim_seconds = tonumber(ARGV[3])
+local answers = {}
+local key_at, arg_at = 1, 4
+for request = 1, tonumber(ARGV[2]) do
+    local limits, claims = tonumber(ARGV[arg_at]), tonumber(ARGV[arg_at + 1])
+    local first = arg_at + 2
+    local answer = nil
+    for i = 0, limits - 1 do
+        local at = first + 3 * i
+        local amount, expiry, cost = tonumber(ARGV[at]), tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2])
+        if cost > amount then
+            answer = {0, i + 1, tostring(now + expiry)}
+            break
+        end
+        local entry = redis.call('lindex', KEYS[key_at + i], amount - cost)
+        if entry and tonumber(entry) >= now - expiry then
+            answer = {0, i + 1, tostring(tonumber(entry) + expiry)}
+            break
+        end
     end
-    local entry = redis.call('lindex', KEYS[i], amount - cost)
-    if entry and tonumber(entry) >= now - expiry then
-        return {0, i, tostring(tonumber(entry) + expiry)}
+    if answer == nil then
+        for i = 0, limits - 1 do
+            local at = first + 3 * i
+            local amount, expiry, cost = tonumber(ARGV[at]), tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2])
+            for _ = 1, cost do
+                redis.call('lpush', KEYS[key_at + i], ARGV[1])
+            end
+            redis.call('ltrim', KEYS[key_at + i], 0, amount - 1)
+            redis.call('expire', KEYS[key_at + i], expiry)
+        end
+        if claims == 1 then
+            if redis.call('set', KEYS[key_at + limits], '1', 'NX', 'EX', claim_seconds) then
+                answer = {1, 1}
+            else
+                answer = {1, 0}
+            end
+        else
+            answer = {1, -1}
+        end
     end
+    answers[request] = answer
+    key_at = key_at + limits + claims
+    arg_at = first + 3 * limits
 end
-for i = 1, limits do
-    local amount, expiry, cost = tonumber(ARGV[3 * i]), tonumber(ARGV[3 * i + 1]), tonumber(ARGV[3 * i + 2])
-    for _ = 1, cost do
-        redis.call('lpush', KEYS[i], ARGV[1])
-    end
-    redis.call('ltrim', KEYS[i], 0, amount - 1)
-    redis.call('expire', KEYS[i], expiry)
-end
-if #KEYS > limits then
-    if redis.call('set', KEYS[limits + 1], '1', 'NX', 'EX', tonumber(ARGV[3 * limits + 3])) then
-        return {1, 1}
-    end
-    return {1, 0}
-end
-return {1, -1}
+return answers
 """
+# At most this many requests' questions in one script call: one call holds Redis for its whole run.
+GATE_BATCH_MAX = 256
 # A claim outlives any sensible retry; after it the database's unique index still answers a late retry.
 CLAIM_SECONDS = 24 * 3600
 
@@ -85,6 +110,15 @@ class Limit:
     scope: str
     identity: str
     cost: int = 1
+
+
+@dataclass
+class _Question:
+    """One request's part of a gate call: its keys and arguments, and where its answer goes."""
+
+    keys: list[str]
+    args: list[float | int | str]
+    answer: asyncio.Future
 
 
 @lru_cache(maxsize=256)
@@ -102,6 +136,9 @@ class RateLimiter:
     breaker: CircuitBreaker = field(
         default_factory=lambda: CircuitBreaker("rate limiter", slow_seconds=CHECK_TIMEOUT_SECONDS)
     )
+    _waiting: "list[_Question]" = field(default_factory=list, init=False)  # asked, not yet sent
+    _asking: bool = field(default=False, init=False)  # a task sends the waiting questions
+    _tasks: set[asyncio.Task] = field(default_factory=set, init=False)
 
     @classmethod
     def from_url(cls, redis_url: str, prefix: str) -> "RateLimiter":
@@ -130,24 +167,57 @@ class RateLimiter:
     async def gate(self, limits: list[Limit], claim: str | None = None) -> bool | None:
         """Pass every limit (raise 429 with Retry-After on the first one spent, counting none) and claim
         `claim` (an idempotency key's name) in one round trip. True when the claim is new, False when an
-        earlier request made it, None when there is no claim or Redis could not say (it fails open)."""
+        earlier request made it, None when there is no claim or Redis could not say (it fails open).
+
+        The requests that ask while a call is on its way are asked together in the next one (one
+        script call, each request's question answered in turn as if alone), so Redis and its client
+        are paid once per group, not once per request."""
         if self._gate is None or not (limits or claim):
             return None
-        now = time.time()
-        items = [_parsed(limit.rate) for limit in limits]
-        keys = [self.key_of(limit) for limit in limits] + ([f"{self.prefix}:claim:{claim}"] if claim else [])
-        args: list[float | int | str] = [now, len(limits)]
-        for item, limit in zip(items, limits, strict=True):
+        keys = [self.key_of(limit) for limit in limits]
+        args: list[float | int | str] = [len(limits), 1 if claim else 0]
+        for limit in limits:
+            item = _parsed(limit.rate)
             args += [item.amount, item.get_expiry(), limit.cost]
-        args.append(CLAIM_SECONDS)
-        gate = self._gate
-        answer = await self._ask(lambda: gate(keys=keys, args=args))
+        if claim:
+            keys.append(f"{self.prefix}:claim:{claim}")
+        question = _Question(keys, args, asyncio.get_running_loop().create_future())
+        self._waiting.append(question)
+        if not self._asking:
+            self._asking = True
+            task = asyncio.create_task(self._ask_waiting())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        answer = await question.answer
         if answer is None:
             return None
         if int(answer[0]) == 0:
             spent = limits[int(answer[1]) - 1]
             raise _refused(spent.rate, spent.scope, float(answer[2]))
         return None if int(answer[1]) < 0 else bool(int(answer[1]))
+
+    async def _ask_waiting(self) -> None:
+        """Ask Redis the waiting questions, a group at a time, until none is left."""
+        gate = self._gate
+        assert gate is not None
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting[:GATE_BATCH_MAX], self._waiting[GATE_BATCH_MAX:]
+                keys = [key for question in batch for key in question.keys]
+                args: list[float | int | str] = [time.time(), len(batch), CLAIM_SECONDS]
+                for question in batch:
+                    args += question.args
+                answers = await self._ask(partial(gate, keys=keys, args=args))
+                for number, question in enumerate(batch):
+                    if not question.answer.done():  # its request may have been cancelled meanwhile
+                        question.answer.set_result(answers[number] if answers is not None else None)
+        finally:
+            self._asking = False
+            # Cancelled (the process stops): whoever still waits passes unlimited, as with Redis down.
+            waiting, self._waiting = self._waiting, []
+            for question in waiting:
+                if not question.answer.done():
+                    question.answer.set_result(None)
 
     async def _ask(self, question: Callable[[], Awaitable[T]]) -> T | None:
         """Redis's answer, or None when it is down or hangs (fail open; the breaker says so in the log)."""

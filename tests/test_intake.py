@@ -148,6 +148,16 @@ def test_same_idempotency_key_twice_gives_one_report(client, api_key):
     assert count(client, Report) == 1
 
 
+def test_idempotency_key_longer_than_200_characters_is_422_and_files_nothing(client, api_key):
+    response = submit(client, api_key, headers={"Idempotency-Key": "k" * 201})
+    assert response.status_code == 422
+    assert response.json()["errors"] == [
+        {"field": "idempotency-key", "code": "string_too_long", "message": "String should have at most 200 characters"}
+    ]
+    assert submit(client, api_key, headers={"Idempotency-Key": "k" * 200}).status_code == 201
+    assert count(client, Report) == 1
+
+
 def test_same_idempotency_key_with_a_different_body_is_409(client, api_key):
     headers = {"Idempotency-Key": "retry-456"}
     assert submit(client, api_key, headers=headers).status_code == 201

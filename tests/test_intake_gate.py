@@ -142,3 +142,30 @@ def test_retry_is_answered_with_the_first_report_while_redis_is_down(settings, c
     assert again.status_code == 200 and again.json() == first.json()
     assert other.status_code == 409 and other.json()["code"] == "idempotency_conflict"
     assert reports_with_key(client, key) == 1
+
+
+def test_requests_asking_at_once_share_a_call_and_are_answered_as_if_one_by_one(redis_server):
+    """Twelve requests at the same moment: one script call, the same answers as twelve calls in turn."""
+    from service.ratelimit import Limit, RateLimited, RateLimiter
+
+    async def ask_at_once(count: int):
+        limiter = RateLimiter.from_url(redis_server.url, prefix=f"gate-{uuid.uuid4().hex[:8]}")
+        try:
+            limit = Limit("5/minute", "intake:key", "one-app")
+            answers = await asyncio.gather(
+                *(limiter.gate([limit], f"app:key-{number % 3}") for number in range(count)), return_exceptions=True
+            )
+        finally:
+            await limiter.aclose()
+        return answers
+
+    asyncio.run(ask_at_once(1))  # Redis learns the script
+    before = command_counts(redis_server.url)
+    answers = asyncio.run(ask_at_once(12))
+    during = command_counts(redis_server.url) - before
+    # The first five pass the limit, each claiming its key or finding it claimed by an earlier one of the
+    # five; the seven after them are refused, and a refused request claims nothing.
+    assert answers[:5] == [True, True, True, False, False]
+    assert all(isinstance(answer, RateLimited) for answer in answers[5:])
+    assert during["evalsha"] + during["eval"] == 1, during
+    assert during["lpush"] == 5 and during["set"] == 5, during

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 KEY_PREFIX = "ik"
 ROLES = ("citizen_app", "officer", "dispatcher", "supervisor", "ioc_viewer", "admin", "department_system")
+SUBMITTER_ROLES = frozenset({"citizen_app", "department_system", "admin", "dispatcher"})
 
 
 def _hash(secret: str) -> str:
@@ -127,20 +128,31 @@ def _detached(found: ApiClient) -> ApiClient:
     return client
 
 
+def _parse(key: str) -> tuple[str, str] | None:
+    """(prefix, hash of the whole key), or None when the key is not one of ours."""
+    parts = key.split("_", 2)
+    if len(parts) != 3 or parts[0] != KEY_PREFIX:
+        return None
+    return parts[1], _hash(key)
+
+
+def _cached(digest: str) -> ApiClient | None:
+    checked = _checked.get(digest)
+    return checked[1] if checked is not None and checked[0] > time.monotonic() else None
+
+
 async def authenticate(session: AsyncSession, key: str, *, cache_seconds: float = 0) -> ApiClient | None:
     """The key's client, or None when the key is malformed, unknown or revoked.
 
     With `cache_seconds`, a key checked that recently is trusted without a query; revoking in this
     process forgets it at once, other processes notice within `cache_seconds`."""
-    parts = key.split("_", 2)
-    if len(parts) != 3 or parts[0] != KEY_PREFIX:
+    parsed = _parse(key)
+    if parsed is None:
         return None
-    digest = _hash(key)
-    checked = _checked.get(digest) if cache_seconds else None
-    if checked is not None and checked[0] > time.monotonic():
-        client = checked[1]
-    else:
-        found = (await session.exec(select(ApiClient).where(ApiClient.key_prefix == parts[1]))).first()
+    prefix, digest = parsed
+    client = _cached(digest) if cache_seconds else None
+    if client is None:
+        found = (await session.exec(select(ApiClient).where(ApiClient.key_prefix == prefix))).first()
         if found is None or found.revoked_at is not None or not hmac.compare_digest(found.key_hash, digest):
             _checked.pop(digest, None)
             return None
@@ -149,16 +161,40 @@ async def authenticate(session: AsyncSession, key: str, *, cache_seconds: float 
             if len(_checked) >= _CHECKED_LIMIT:
                 _checked.clear()
             _checked[digest] = (time.monotonic() + cache_seconds, client)
-    # Touch last_used_at at most once a minute, so hot clients don't write on every request; in the
-    # background on a connection of its own, so a request never holds one connection while waiting
-    # for another (64 requests on a pool of 20 would wait on each other) nor a write lock on SQLite.
+    if isinstance(session.bind, AsyncEngine):  # the API's sessions are bound to its engine
+        _touch_when_stale(session.bind, client)
+    return client
+
+
+def _touch_when_stale(engine: AsyncEngine, client: ApiClient) -> None:
+    """Touch last_used_at at most once a minute, so hot clients don't write on every request; in the
+    background on a connection of its own, so a request never holds one connection while waiting
+    for another (64 requests on a pool of 20 would wait on each other) nor a write lock on SQLite."""
     now = utcnow()
-    stale = client.last_used_at is None or now - client.last_used_at > TOUCH_EVERY
-    if stale and isinstance(session.bind, AsyncEngine):  # the API's sessions are bound to its engine
+    if client.last_used_at is None or now - client.last_used_at > TOUCH_EVERY:
         client.last_used_at = now  # on the detached copy only: the row is written by _touch
-        touch = asyncio.create_task(_touch(session.bind, client.id, now))
+        touch = asyncio.create_task(_touch(engine, client.id, now))
         _touches.add(touch)
         touch.add_done_callback(_touches.discard)
+
+
+async def api_client_of(request: Request) -> ApiClient:
+    """The caller's app key (`X-API-Key`), as `ApiClientDep` gives it, without a session of the request:
+    a key checked within API_KEY_CACHE_SECONDS costs no query, and only a miss opens a session of its own
+    (for a route that needs no other database read before its write)."""
+    key = request.headers.get("x-api-key")
+    if not key:
+        raise Unauthenticated(headers={"WWW-Authenticate": "ApiKey"})
+    seconds = cache_seconds(request)
+    parsed = _parse(key)
+    client = _cached(parsed[1]) if parsed is not None and seconds else None
+    if client is not None:
+        _touch_when_stale(request.app.state.engine, client)
+    else:
+        async with request.app.state.sessions() as session:
+            client = await authenticate(session, key, cache_seconds=seconds)
+    if client is None:
+        raise Unauthenticated(detail="The API key is unknown or revoked.", headers={"WWW-Authenticate": "ApiKey"})
     return client
 
 
@@ -180,10 +216,14 @@ async def require_api_client(
     return client
 
 
-async def require_submitter(client: Annotated[ApiClient, Depends(require_api_client)]) -> ApiClient:
-    if client.role not in ("citizen_app", "department_system", "admin", "dispatcher"):
+def check_submitter(client: ApiClient) -> ApiClient:
+    if client.role not in SUBMITTER_ROLES:
         raise Forbidden(detail="This key may not submit reports.")
     return client
+
+
+async def require_submitter(client: Annotated[ApiClient, Depends(require_api_client)]) -> ApiClient:
+    return check_submitter(client)
 
 
 ApiClientDep = Annotated[ApiClient, Depends(require_api_client)]

@@ -35,13 +35,18 @@ _cache: dict[str, _Cached] = {}
 async def _area(session: AsyncSession, database_url: str) -> JurisdictionIndex | None:
     cached = _cache.get(database_url)
     now = time.monotonic()
-    if (
-        cached is not None
-        and cached.generation == service.changes_in_process
-        and now - cached.checked_at < AREA_RECHECK_SECONDS
-    ):
-        return cached.area
-    version = tuple((await session.exec(select(*service.version_columns()))).one())
+    looking: _Cached | None = None  # the boundaries known, which the others use while this request looks
+    if cached is not None and cached.generation == service.changes_in_process:
+        if now - cached.checked_at < AREA_RECHECK_SECONDS:
+            return cached.area
+        # One request looks; under load every request arriving meanwhile was sending the same query.
+        looking, previous, cached.checked_at = cached, cached.checked_at, now
+    try:
+        version = tuple((await session.exec(select(*service.version_columns()))).one())
+    except BaseException:
+        if looking is not None:
+            looking.checked_at = previous  # the next request looks again
+        raise
     if cached is None or cached.version != version:
         cached = _Cached(version, (await service.load_map(session)).area, now, service.changes_in_process)
     cached.checked_at, cached.generation = now, service.changes_in_process

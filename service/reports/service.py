@@ -9,7 +9,7 @@ from uuid import UUID, uuid4
 from zoneinfo import ZoneInfo
 
 import h3
-from sqlalchemy import insert
+from sqlalchemy import Table, insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -24,6 +24,7 @@ from service.models import ApiClient, Department, Photo, Report, ReportEvent, Se
 from service.models.types import utcnow
 from service.reports.codes import new_tracking_code, normalise_tracking_code
 from service.reports.schemas import ReportCreate
+from service.reports.search import SEARCHED_FIELDS, search_text
 from service.settings import Settings
 
 # ~174 m hexagons: a cell and its ring cover any 50 m neighbourhood, which duplicate search relies on.
@@ -118,11 +119,23 @@ class NewReport:
 
 # Column defaults, so a row can be inserted as plain values: a table model's constructor sets its fifty
 # fields one by one through pydantic and SQLAlchemy, which was a sixth of an intake request's CPU.
-# A column whose default is computed from the row (the folded search text) is left out, so it is.
+# A column whose default is computed from the row (the folded search text) is left out (prepare gives it).
+REPORTS: Table = Report.__table__  # type: ignore[attr-defined]  # SQLModel sets __table__ on table models, untyped
+REPORT_EVENTS: Table = ReportEvent.__table__  # type: ignore[attr-defined]
+# A column that starts empty (NULL, no default of its own) and that prepare never fills is left out
+# of the INSERT: the database writes the same NULL, without the driver encoding it for every row.
+# The point's columns stay, so every row of a batch has the same keys with or without a point.
+_POINT_COLUMNS = frozenset({"lat", "lon", "location_source", "h3_cell"})
 _REPORT_DEFAULTS = {
-    column.key: column.default.arg if column.default is not None else None
-    for column in Report.__table__.columns  # type: ignore[attr-defined]  # SQLModel sets __table__ on table models, untyped
-    if column.default is None or column.default.is_scalar
+    column.key: getattr(column.default, "arg", None)
+    for column in REPORTS.columns
+    if (column.default is None or column.default.is_scalar)
+    and (
+        column.default is not None
+        or column.server_default is not None
+        or not column.nullable
+        or column.key in _POINT_COLUMNS
+    )
 }
 
 
@@ -183,6 +196,8 @@ async def prepare(
         "request_fingerprint": print_,
         "attributes": answers or None,
     }
+    # The column's default would compute it in the writer, once per row through the statement's context.
+    values["search_text"] = search_text(*(values[field] for field in SEARCHED_FIELDS))
     if point:
         values["lat"], values["lon"], values["location_source"] = point
         values["h3_cell"] = h3.latlng_to_cell(values["lat"], values["lon"], H3_RESOLUTION)
@@ -242,12 +257,13 @@ async def add_new(session: AsyncSession, reports: list[NewReport]) -> None:
 
     Reports and events go in as plain rows, one statement each for the whole batch: built as table
     models they cost a fifth of an intake request's CPU (bench/RESULTS.md)."""
-    await session.execute(insert(Report), [new.values for new in reports])  # photos and events point at them
+    # Core inserts of the tables: the ORM's bulk path would only map the same dictionaries again.
+    await session.execute(insert(REPORTS), [new.values for new in reports])  # photos and events point at them
     events = [
         EventRow(new.values["id"], "received", new.received["message"], new.received["data"], new.values["created_at"])
         for new in reports
     ]
-    await session.execute(insert(ReportEvent), [vars(event) for event in events])
+    await session.execute(insert(REPORT_EVENTS), [vars(event) for event in events])
     for new in reports:
         session.add_all(new.photos)
         jobs.report_job(session, new.values["id"])

@@ -115,7 +115,8 @@ async def commit_report(
                     break
                 # Only reads so far: give the connection back to the pool rather than hold it while
                 # the writer commits (64 waiting requests would otherwise starve the writer).
-                await session.rollback()
+                if session.in_transaction():
+                    await session.rollback()
                 # Committed (with other reports that arrived meanwhile) and handed to the workers
                 # by the intake writer; no await may follow inside this try (see IntakeWriter.write).
                 await state.intake_writer.write(prepared)

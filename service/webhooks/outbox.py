@@ -99,8 +99,8 @@ class SubscriptionView:
 
 def snapshot_of(report: Report | dict) -> dict[str, Any]:
     """The fields a payload shows, as they are now (nothing personal: no reporter, no description)."""
-    if isinstance(report, dict):
-        return {name: report[name] for name in _SNAPSHOT_FIELDS}
+    if isinstance(report, dict):  # a row as intake inserts it: a column it leaves out is still NULL
+        return {name: report.get(name) for name in _SNAPSHOT_FIELDS}
     return {name: getattr(report, name) for name in _SNAPSHOT_FIELDS}
 
 
