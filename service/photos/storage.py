@@ -11,7 +11,7 @@ import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,8 +54,8 @@ class StoredObject:
 
 
 class PhotoStorage(Protocol):
-    def save(self, key: str, source: BinaryIO, *, max_bytes: int, content_type: str | None = None) -> StoredObject:
-        """Stream `source` to `key`, hashing as it goes; over `max_bytes` raise TooLarge and keep nothing."""
+    def begin_save(self, key: str, *, max_bytes: int, content_type: str | None = None) -> "PartialSave":
+        """An object to be written chunk by chunk as it arrives, visible at `key` only once finished."""
 
     def save_file(self, key: str, source_path: Path, *, content_type: str | None = None) -> None: ...
 
@@ -74,16 +74,65 @@ class PhotoStorage(Protocol):
         """A short-lived URL a browser can GET directly, or None when the backend cannot make one."""
 
 
-def spool_capped(source: BinaryIO, out: BinaryIO, *, key: str, max_bytes: int) -> StoredObject:
-    """Copy chunk by chunk with a running sha256; raise TooLarge as soon as `max_bytes` is passed."""
-    digest, size = hashlib.sha256(), 0
-    while chunk := source.read(CHUNK):
-        size += len(chunk)
-        if size > max_bytes:
-            raise TooLarge(key)
-        digest.update(chunk)
-        out.write(chunk)
-    return StoredObject(key=key, size_bytes=size, sha256=digest.hexdigest())
+class PartialSave:
+    """An object being written chunk by chunk (an upload as it arrives), hashed and capped as it goes.
+
+    The bytes go to a temporary file in `directory` (for the local folder: beside the object's final
+    place, so finishing is a rename); `publish` makes that file the object at `key`. Over `max_bytes`,
+    `write` raises TooLarge. Nothing is visible at `key` before `finish`; `discard` removes what was
+    written. The methods block (disk): call them in a thread, one at a time.
+    """
+
+    def __init__(self, key: str, *, max_bytes: int, directory: Path | None, publish: Callable[[Path], None]):
+        self.key = key
+        self.max_bytes = max_bytes
+        self.size_bytes = 0
+        self._directory = directory
+        self._publish = publish
+        self._digest = hashlib.sha256()
+        self._file: BinaryIO | None = None
+        self._path: Path | None = None
+
+    def write(self, chunks: Iterable[bytes | memoryview]) -> None:
+        with _writing(self.key):
+            if self._file is None:
+                if self._directory is not None:
+                    self._directory.mkdir(parents=True, exist_ok=True)
+                fd, name = tempfile.mkstemp(dir=self._directory, prefix=".upload-")
+                self._path = Path(name)
+                self._file = os.fdopen(fd, "w+b")
+            for chunk in chunks:
+                self.size_bytes += len(chunk)
+                if self.size_bytes > self.max_bytes:
+                    raise TooLarge(self.key)
+                self._digest.update(chunk)
+                self._file.write(chunk)
+
+    def written(self) -> BinaryIO:
+        """What was written so far, as a readable file at offset 0 (to check a photo's header)."""
+        self.write(())
+        assert self._file is not None
+        self._file.flush()
+        self._file.seek(0)
+        return self._file
+
+    def finish(self) -> StoredObject:
+        self.write(())  # an empty object is still an object
+        assert self._file is not None and self._path is not None
+        try:
+            with _writing(self.key):
+                self._file.close()
+                self._publish(self._path)
+        except BaseException:
+            self.discard()
+            raise
+        return StoredObject(key=self.key, size_bytes=self.size_bytes, sha256=self._digest.hexdigest())
+
+    def discard(self) -> None:
+        if self._file is not None:
+            self._file.close()
+        if self._path is not None:
+            self._path.unlink(missing_ok=True)
 
 
 class LocalStorage:
@@ -99,19 +148,11 @@ class LocalStorage:
             raise ValueError("storage key escapes the media folder")
         return path
 
-    def save(self, key: str, source: BinaryIO, *, max_bytes: int, content_type: str | None = None) -> StoredObject:
+    def begin_save(self, key: str, *, max_bytes: int, content_type: str | None = None) -> PartialSave:
         path = self.local_path(key)
-        with _writing(key):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
-            try:
-                with os.fdopen(fd, "wb") as out:
-                    stored = spool_capped(source, out, key=key, max_bytes=max_bytes)
-                os.replace(tmp_name, path)
-            except BaseException:
-                Path(tmp_name).unlink(missing_ok=True)
-                raise
-        return stored
+        return PartialSave(
+            key, max_bytes=max_bytes, directory=path.parent, publish=lambda written: os.replace(written, path)
+        )
 
     def save_file(self, key: str, source_path: Path, *, content_type: str | None = None) -> None:
         path = self.local_path(key)
