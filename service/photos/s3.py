@@ -113,7 +113,11 @@ class S3Storage:
             finally:
                 written.unlink(missing_ok=True)
 
-        return PartialSave(key, max_bytes=max_bytes, directory=None, publish=upload)
+        def create() -> tuple[int, Path]:
+            fd, name = tempfile.mkstemp(prefix="upload-")
+            return fd, Path(name)
+
+        return PartialSave(key, max_bytes=max_bytes, create=create, publish=upload)
 
     def save_file(self, key: str, source_path: Path, *, content_type: str | None = None) -> None:
         try:

@@ -8,6 +8,7 @@ through `anyio.to_thread.run_sync` / `asyncio.to_thread`.
 
 import errno
 import hashlib
+import io
 import os
 import shutil
 import tempfile
@@ -77,44 +78,48 @@ class PhotoStorage(Protocol):
 class PartialSave:
     """An object being written chunk by chunk (an upload as it arrives), hashed and capped as it goes.
 
-    The bytes go to a temporary file in `directory` (for the local folder: beside the object's final
-    place, so finishing is a rename); `publish` makes that file the object at `key`. Over `max_bytes`,
-    `write` raises TooLarge. Nothing is visible at `key` before `finish`; `discard` removes what was
-    written. The methods block (disk): call them in a thread, one at a time.
+    `create` makes the file the bytes go to and answers its descriptor and path (called on the first
+    write); `publish` makes that file the object at `key` once every byte is in. Over `max_bytes`,
+    `write` raises TooLarge. `discard` removes what was written. The methods block (disk): call them
+    in a thread, one at a time.
     """
 
-    def __init__(self, key: str, *, max_bytes: int, directory: Path | None, publish: Callable[[Path], None]):
+    def __init__(
+        self,
+        key: str,
+        *,
+        max_bytes: int,
+        create: Callable[[], tuple[int, Path]],
+        publish: Callable[[Path], None] = lambda path: None,
+    ):
         self.key = key
         self.max_bytes = max_bytes
         self.size_bytes = 0
-        self._directory = directory
-        self._publish = publish
+        self._create, self._publish = create, publish
         self._digest = hashlib.sha256()
-        self._file: BinaryIO | None = None
+        self._file: io.FileIO | None = None
         self._path: Path | None = None
 
     def write(self, chunks: Iterable[bytes | memoryview]) -> None:
         with _writing(self.key):
             if self._file is None:
-                if self._directory is not None:
-                    self._directory.mkdir(parents=True, exist_ok=True)
-                fd, name = tempfile.mkstemp(dir=self._directory, prefix=".upload-")
-                self._path = Path(name)
-                self._file = os.fdopen(fd, "w+b")
+                fd, self._path = self._create()
+                self._file = io.FileIO(fd, "r+")  # unbuffered: the chunks are large already
             for chunk in chunks:
                 self.size_bytes += len(chunk)
                 if self.size_bytes > self.max_bytes:
                     raise TooLarge(self.key)
                 self._digest.update(chunk)
-                self._file.write(chunk)
+                view = memoryview(chunk)
+                while view:
+                    view = view[self._file.write(view) or 0 :]
 
     def written(self) -> BinaryIO:
-        """What was written so far, as a readable file at offset 0 (to check a photo's header)."""
+        """What was written so far, readable from its start (to check a photo's header); close it after."""
         self.write(())
         assert self._file is not None
-        self._file.flush()
         self._file.seek(0)
-        return self._file
+        return io.BufferedReader(io.FileIO(self._file.fileno(), "r", closefd=False))
 
     def finish(self) -> StoredObject:
         self.write(())  # an empty object is still an object
@@ -136,23 +141,34 @@ class PartialSave:
 
 
 class LocalStorage:
-    """Files under one folder; writes go to a temporary name first so readers never see half a photo."""
+    """Files under one folder; copies go to a temporary name first so readers never see half a photo."""
 
     def __init__(self, root: Path):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self._resolved_root = self.root.resolve()
 
     def local_path(self, key: str) -> Path:
-        path = (self.root / key).resolve()
-        if not path.is_relative_to(self.root.resolve()):
+        path = (self._resolved_root / key).resolve()
+        if not path.is_relative_to(self._resolved_root):
             raise ValueError("storage key escapes the media folder")
         return path
 
     def begin_save(self, key: str, *, max_bytes: int, content_type: str | None = None) -> PartialSave:
-        path = self.local_path(key)
-        return PartialSave(
-            key, max_bytes=max_bytes, directory=path.parent, publish=lambda written: os.replace(written, path)
-        )
+        """Written at the key's own path (a new file, never over another): an upload's original is not
+        read by anyone before its report commits, so it needs no temporary name; a failed or refused
+        upload is deleted by its request."""
+
+        def create() -> tuple[int, Path]:
+            path = self.local_path(key)
+            flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+            try:
+                return os.open(path, flags, 0o600), path
+            except FileNotFoundError:  # the month's folder, the first time
+                path.parent.mkdir(parents=True, exist_ok=True)
+                return os.open(path, flags, 0o600), path
+
+        return PartialSave(key, max_bytes=max_bytes, create=create)
 
     def save_file(self, key: str, source_path: Path, *, content_type: str | None = None) -> None:
         path = self.local_path(key)

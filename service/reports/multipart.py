@@ -31,7 +31,7 @@ from service.reports.service import StagedPhoto
 from service.settings import Settings
 
 # A photo's bytes go to disk in batches of about this size: few thread hand-offs, little held in memory.
-WRITE_BATCH_BYTES = 256 * 1024
+WRITE_BATCH_BYTES = 512 * 1024
 MAX_FIELD_BYTES = 64 * 1024
 
 
@@ -128,7 +128,8 @@ class _IncomingPhoto:
         try:
             self.write_pending()
             try:  # a small file may declare gigapixels; the GPS hint comes from the same reading
-                gps = check_header(self.save.written(), self.settings.max_photo_pixels)
+                with self.save.written() as written:
+                    gps = check_header(written, self.settings.max_photo_pixels)
             except PhotoRejected as exc:
                 self.save.discard()
                 return PayloadTooLarge("photo_dimensions_too_large", f"{self.filename}: {exc.message}")
