@@ -149,7 +149,8 @@ class LocalStorage:
         self._resolved_root = self.root.resolve()
 
     def local_path(self, key: str) -> Path:
-        path = (self._resolved_root / key).resolve()
+        # Lexically (no filesystem calls): keys are ours, the check is against a `..` in one.
+        path = Path(os.path.normpath(self._resolved_root / key))
         if not path.is_relative_to(self._resolved_root):
             raise ValueError("storage key escapes the media folder")
         return path
