@@ -56,7 +56,8 @@ class StoredObject:
 
 class PhotoStorage(Protocol):
     def begin_save(self, key: str, *, max_bytes: int, content_type: str | None = None) -> "PartialSave":
-        """An object to be written chunk by chunk as it arrives, visible at `key` only once finished."""
+        """An upload to be written chunk by chunk as it arrives; complete at `key` once finished. Nothing
+        may read `key` before then (an upload's original is referred to only once its report commits)."""
 
     def save_file(self, key: str, source_path: Path, *, content_type: str | None = None) -> None: ...
 

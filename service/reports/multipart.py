@@ -2,8 +2,8 @@
 
 There is no spooled copy. Each photo part is recognised by its first bytes, hashed and capped while its
 chunks come in, and written into its staging place in storage (`PhotoStorage.begin_save`: for the local
-folder a temporary name beside its final one) in batches, in a thread. Once the part ends, its header
-is read from what was written (pixel count, GPS hint) before it is published at its key.
+folder its own path; for an object store a local file, uploaded once complete) in batches, in a thread.
+Once the part ends, its header is read from what was written (pixel count, GPS hint) before it is kept.
 
 A photo over the size limit stops the reading at once (413). A photo refused for what it is (not an
 image we take: 415; too many pixels: 413) does not: the rest of the body is read so that the caller can
