@@ -1,10 +1,16 @@
 """Intake against the bare stack: POST /v1/reports (JSON; one 300 KB photo) beside bench/bare_app.py.
 
     .venv/bin/python bench/intake_vs_bare.py [--seconds 15] [--connections 64] [--workers 1 2]
+        [--bodies json photo] [--no-plain] [--intake-tree PATH]
 
 Same uvicorn settings (uvloop, httptools, WARNING logs, no access log), same database, pool and media
 folder; load from wrk at `--connections` connections for `--seconds` per figure, after a short warm-up.
 The worker is not running: this measures the API's side (validate, store, commit, enqueue).
+
+The photo's yardstick is the bare streamed upload (python-multipart's streaming parser writing the file
+to disk, then one INSERT); the bare app's older UploadFile endpoint (a spooled copy, then a copy in a
+thread) is measured too, as a second comparison row. `--intake-tree` runs intake from another checkout
+(with this venv) against this bare app: before and after a change in one run.
 
 The main intake row is sent as a real app sends it: a fresh `Idempotency-Key` on every request and the
 rate limiter on (its limits set out of reach, so every check is paid and none refuses). A second row,
@@ -39,7 +45,7 @@ REALISTIC_ENV = {
 @dataclass
 class Figure:
     workers: int
-    body: str  # "json" or "photo"
+    body: str  # "json", "photo" (against the bare streamed upload) or "photo_spooled" (the bare UploadFile)
     intake: stack.WrkResult
     bare: stack.WrkResult
     realistic: bool = True  # a fresh Idempotency-Key on every request, the limiter on
@@ -55,16 +61,20 @@ def load_env(path: str, api_key: str, photo: Path, *, fresh_keys: bool) -> dict:
             "BENCH_IDEMPOTENCY_RUN": uuid.uuid4().hex[:12] if fresh_keys else ""}
 
 
+BARE_PATHS = {"json": "/bare/reports", "photo": "/bare/upload", "photo_spooled": "/bare/upload-spooled"}
+SCRIPTS = {"json": "json.lua", "photo": "photo.lua", "photo_spooled": "photo.lua"}
+
+
 def measure(kind: str, workers: int, api_key: str, photo: Path, seconds: float, connections: int,
-            realistic: bool = True, bodies: tuple[str, ...] = ("json", "photo")) -> dict:
+            realistic: bool = True, bodies: tuple[str, ...] = ("json", "photo"), tree: Path | None = None) -> dict:
     stack.reset_reports()
-    paths = {"intake": ("/v1/reports", "/v1/reports"), "bare": ("/bare/reports", "/bare/upload")}[kind]
+    if kind == "bare" and "photo" in bodies:
+        bodies = (*bodies, "photo_spooled")
     results = {}
     server_env = REALISTIC_ENV if kind == "intake" and realistic else {}
-    with stack.server(kind, workers, **server_env) as running:
-        for body, path, script in (("json", paths[0], "json.lua"), ("photo", paths[1], "photo.lua")):
-            if body not in bodies:
-                continue
+    with stack.server(kind, workers, tree=tree if kind == "intake" else None, **server_env) as running:
+        for body in bodies:
+            path, script = BARE_PATHS[body] if kind == "bare" else "/v1/reports", SCRIPTS[body]
             stack.wrk(running.url, script, connections=connections, seconds=WARM_UP_SECONDS,
                       env=load_env(path, api_key, photo, fresh_keys=realistic))
             env = load_env(path, api_key, photo, fresh_keys=realistic)
@@ -73,25 +83,33 @@ def measure(kind: str, workers: int, api_key: str, photo: Path, seconds: float, 
             result.server_cpu_ms = 1000 * (running.cpu_seconds() - cpu_before) / max(1, result.requests)
             label = kind if kind == "bare" else ("intake" if realistic else "plain")
             stack.log(f"{label:6} {workers}w {body:5}: {result.rps:7.1f} req/s  p50 {result.p50_ms:6.1f} ms  "
-                      f"p99 {result.p99_ms:6.1f} ms  server CPU {result.server_cpu_ms:.2f} ms/request  errors {result.errors}")
+                      f"p99 {result.p99_ms:6.1f} ms  server CPU {result.server_cpu_ms:.2f} ms/request  errors {result.errors}"
+                      f"  statuses {result.statuses}")
             results[body] = result
     return results
 
 
+def _figures(count: int, intake: dict, bare: dict, realistic: bool) -> list[Figure]:
+    figures = [Figure(count, body, intake[body], bare[body], realistic) for body in intake]
+    if "photo" in intake:
+        figures.append(Figure(count, "photo_spooled", intake["photo"], bare["photo_spooled"], realistic))
+    return figures
+
+
 def run(seconds: float = 15, connections: int = 64, workers: tuple[int, ...] = (1, 2),
-        plain: bool = True, bodies: tuple[str, ...] = ("json", "photo")) -> list[Figure]:
+        plain: bool = True, bodies: tuple[str, ...] = ("json", "photo"), tree: Path | None = None) -> list[Figure]:
     """Per process count: realistic intake, the bare app (same requests), and (`plain`) intake without key or limiter."""
     stack.ensure_wrk()
     photo = stack.jpeg_of_size(stack.WORK / "photo-300k.jpg", PHOTO_BYTES)
     api_key = stack.create_api_key()
     figures = []
     for count in workers:
-        intake = measure("intake", count, api_key, photo, seconds, connections, realistic=True, bodies=bodies)
-        bare = measure("bare", count, api_key, photo, seconds, connections, realistic=True, bodies=bodies)
-        figures += [Figure(count, body, intake[body], bare[body]) for body in bodies]
+        intake = measure("intake", count, api_key, photo, seconds, connections, True, bodies, tree)
+        bare = measure("bare", count, api_key, photo, seconds, connections, True, bodies)
+        figures += _figures(count, intake, bare, realistic=True)
         if plain:
-            unkeyed = measure("intake", count, api_key, photo, seconds, connections, realistic=False, bodies=bodies)
-            figures += [Figure(count, body, unkeyed[body], bare[body], realistic=False) for body in bodies]
+            unkeyed = measure("intake", count, api_key, photo, seconds, connections, False, bodies, tree)
+            figures += _figures(count, unkeyed, bare, realistic=False)
     stack.reset_reports()
     return figures
 
@@ -103,7 +121,8 @@ def goal_met(figure: Figure) -> bool:
 def render(figures: list[Figure], seconds: float, connections: int, photo_bytes: int) -> str:
     lines = [
         f"`POST /v1/reports` against `bench/bare_app.py` (FastAPI + asyncpg, one INSERT; the upload endpoint "
-        f"also streams the photo to disk), {connections} connections for {seconds:.0f} s each after a "
+        f"also parses the multipart body as it arrives and streams the photo to disk; the *spooled* one goes "
+        f"through FastAPI's UploadFile, a spooled copy then a copy in a thread), {connections} connections for {seconds:.0f} s each after a "
         f"{WARM_UP_SECONDS} s warm-up, wrk on the same machine, worker stopped.",
         "",
         "Main rows (**key + limiter**): every intake request carries a fresh `Idempotency-Key` and the rate "
@@ -114,14 +133,15 @@ def render(figures: list[Figure], seconds: float, connections: int, photo_bytes:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for figure in figures:
-        body = "JSON" if figure.body == "json" else f"multipart, 1 photo ({photo_bytes // 1024} KB)"
+        body = {"json": "JSON", "photo": f"multipart, 1 photo ({photo_bytes // 1024} KB)",
+                "photo_spooled": f"multipart, 1 photo ({photo_bytes // 1024} KB), against the bare *spooled* upload"}[figure.body]
         mode = "**key + limiter**" if figure.realistic else "*plain*"
         lines.append(
             f"| {figure.workers} | {body} | {mode} | {figure.intake.rps:,.0f} | {figure.bare.rps:,.0f} | **{figure.ratio:.2f}** | "
             f"{figure.intake.p50_ms:.1f} / {figure.intake.p99_ms:.1f} | {figure.bare.p50_ms:.1f} / {figure.bare.p99_ms:.1f} | "
             f"{figure.intake.server_cpu_ms:.2f} / {figure.bare.server_cpu_ms:.2f} | {figure.intake.failed or 0} |"
         )
-    main = [f for f in figures if f.realistic]
+    main = [f for f in figures if f.realistic and f.body != "photo_spooled"]
     met = [f for f in main if goal_met(f)]
     lines += [
         "",
@@ -140,13 +160,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--fresh", action="store_true", help="recreate the bench database first")
     parser.add_argument("--no-plain", action="store_true", help="skip the comparison rows without key and limiter")
-    parser.add_argument("--bodies", nargs="+", choices=("json", "photo"), default=["json", "photo"],
-                        help="which request bodies to measure")
+    parser.add_argument("--bodies", nargs="+", choices=["json", "photo"], default=["json", "photo"])
+    parser.add_argument("--intake-tree", type=Path, help="run intake from this checkout (before/after in one run)")
     args = parser.parse_args()
     if args.fresh or not stack.sql_database_exists():
         stack.fresh_database()
     figures = run(args.seconds, args.connections, tuple(args.workers), plain=not args.no_plain,
-                  bodies=tuple(args.bodies))
+                  bodies=tuple(args.bodies), tree=args.intake_tree)
     print(render(figures, args.seconds, args.connections, PHOTO_BYTES))
 
 

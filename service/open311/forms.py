@@ -6,20 +6,20 @@ reporter_name, …) and our validation errors are told back in the spec's names.
 """
 
 import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlsplit
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import Field, ValidationError
-from starlette.datastructures import UploadFile
-from starlette.formparsers import MultiPartException
 
 from service.catalogue.attributes import Answer
-from service.errors import PayloadTooLarge, Unprocessable, UnsupportedMediaType
+from service.errors import AppError, PayloadTooLarge, Unprocessable, UnsupportedMediaType
+from service.photos.storage import PhotoStorage
+from service.reports import multipart
+from service.reports.multipart import FormRules
 from service.reports.schemas import ReportCreate
+from service.reports.service import StagedPhoto
 from service.settings import Settings
 
 MAX_FORM_BYTES = 64 * 1024
@@ -48,7 +48,11 @@ class ServiceRequestCreate(ReportCreate):
 class Form:
     fields: dict[str, str] = field(default_factory=dict)
     attributes: dict[str, Answer] = field(default_factory=dict)
-    uploads: list[UploadFile] = field(default_factory=list)
+    refused_photo: AppError | None = None  # a photo refused for its content: answered after the fields' errors
+
+    def raise_refused_photo(self) -> None:
+        if self.refused_photo is not None:
+            raise self.refused_photo
 
     def get(self, name: str) -> str | None:
         """A blank value is no value ("Optional means empty = absent" in the spec)."""
@@ -77,9 +81,10 @@ def _add(form: Form, name: str, value: str) -> None:
         form.attributes[code] = (previous if isinstance(previous, list) else [str(previous)]) + [value]
 
 
-@asynccontextmanager
-async def open_form(request: Request, settings: Settings) -> AsyncIterator[Form]:
-    """The fields, attribute answers and uploaded files of the body; uploads are closed on exit."""
+async def read_form(request: Request, storage: PhotoStorage, settings: Settings, staged: list[StagedPhoto]) -> Form:
+    """The fields and attribute answers of the body; a photo in `media` goes straight into storage, appended
+    to `staged` (the caller deletes them if the request fails). A refused photo is the form's
+    `refused_photo`, raised by the caller once the fields are checked."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     form = Form()
     if content_type == "application/x-www-form-urlencoded":
@@ -94,33 +99,29 @@ async def open_form(request: Request, settings: Settings) -> AsyncIterator[Form]
             raise _invalid("body", "The form body is not valid UTF-8 form data.") from exc
         for name, value in pairs:
             _add(form, name, value)
-        yield form
-        return
+        return form
     if content_type == "multipart/form-data":
         declared = request.headers.get("content-length")
         limit = settings.max_photos_per_report * settings.max_photo_bytes + 1024 * 1024
         if declared and declared.isdigit() and int(declared) > limit:
             raise PayloadTooLarge(detail=f"The request may be at most {limit} bytes.")
+        rules = FormRules(
+            file_field=MEDIA_FIELD,
+            max_files=settings.max_photos_per_report,
+            max_fields=MAX_FIELDS,
+            stray_file=lambda name: _invalid(name, f"Files go in the '{MEDIA_FIELD}' field."),
+            max_field_bytes=MAX_FORM_BYTES,
+        )
         try:
-            parsed = await request.form(
-                max_files=settings.max_photos_per_report, max_fields=MAX_FIELDS, max_part_size=MAX_FORM_BYTES
-            )
-        except MultiPartException as exc:
-            if "Too many files" in exc.message:
+            parsed = await multipart.read_form(request, storage, settings, rules, staged)
+        except multipart.FormInvalid as exc:
+            if isinstance(exc, multipart.TooManyFiles):
                 raise Unprocessable("too_many_photos", MEDIA_FIELD, exc.message) from exc
             raise _invalid("body", exc.message) from exc
-        try:
-            for name, part in parsed.multi_items():
-                if isinstance(part, UploadFile):
-                    if name != MEDIA_FIELD:
-                        raise _invalid(name, f"Files go in the '{MEDIA_FIELD}' field.")
-                    form.uploads.append(part)
-                else:
-                    _add(form, name, part)
-            yield form
-        finally:
-            await parsed.close()
-        return
+        for name, value in parsed.fields:
+            _add(form, name, value)
+        form.refused_photo = parsed.refused_photo
+        return form
     raise UnsupportedMediaType(
         "unsupported_content_type",
         "Send application/x-www-form-urlencoded, or multipart/form-data with the photo in 'media'.",

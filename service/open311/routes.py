@@ -7,7 +7,6 @@ photos, commit-then-enqueue); reads show only public reports and never any repor
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-import anyio
 from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BeforeValidator, Field
@@ -26,7 +25,6 @@ from service.errors import (
 from service.open311 import forms, schemas, service
 from service.open311.errors import Open311Route, Session
 from service.open311.formats import render, render_errors, w3c_datetime
-from service.reports.intake import stage_photo
 from service.reports.service import StagedPhoto
 from service.reports.submission import commit_report, discard_staged
 
@@ -179,16 +177,15 @@ async def post_service_request(
     """
     state = request.app.state
     staged: list[StagedPhoto] = []
-    async with forms.open_form(request, state.settings) as form:
+    try:
+        form = await forms.read_form(request, state.storage, state.settings, staged)
         client = await _submitter(request, session, form.get("api_key") or request.headers.get("x-api-key"))
         service.check_jurisdiction(form.get("jurisdiction_id") or request.query_params.get("jurisdiction_id"))
         submitted = forms.service_request_form(form)
-        try:
-            for upload in form.uploads:
-                staged.append(await anyio.to_thread.run_sync(stage_photo, upload, state.storage, state.settings))
-        except BaseException:
-            await discard_staged(state.storage, staged)
-            raise
+        form.raise_refused_photo()
+    except BaseException:
+        await discard_staged(state.storage, staged)
+        raise
     submission = await commit_report(
         request,
         session,

@@ -10,7 +10,6 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
 
 import boto3
 from boto3.exceptions import S3UploadFailedError
@@ -18,7 +17,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from service.photos.storage import CHUNK, StorageUnavailable, StoredObject, spool_capped
+from service.photos.storage import CHUNK, PartialSave, StorageUnavailable
 from service.settings import Settings
 
 # Objects under public/ and thumbnails/ are the metadata-free copies; their answers may be cached.
@@ -101,18 +100,24 @@ class S3Storage:
             extra["CacheControl"] = PUBLIC_CACHE_CONTROL
         return extra
 
-    def save(self, key: str, source: BinaryIO, *, max_bytes: int, content_type: str | None = None) -> StoredObject:
-        """Spool to a local temporary file (capped, hashed) first: an oversized upload never reaches the bucket."""
-        with tempfile.TemporaryFile() as spool:
-            stored = spool_capped(source, spool, key=key, max_bytes=max_bytes)
-            spool.seek(0)
+    def begin_save(self, key: str, *, max_bytes: int, content_type: str | None = None) -> PartialSave:
+        """Written to a local temporary file (capped, hashed) first: an oversized upload never reaches the bucket."""
+
+        def upload(written: Path) -> None:
             try:
-                self.client.upload_fileobj(
-                    spool, self.bucket, key, ExtraArgs=self._extra(key, content_type), Config=_TRANSFER
+                self.client.upload_file(
+                    str(written), self.bucket, key, ExtraArgs=self._extra(key, content_type), Config=_TRANSFER
                 )
             except Exception as error:
                 raise _translated(error, key) from error
-        return stored
+            finally:
+                written.unlink(missing_ok=True)
+
+        def create() -> tuple[int, Path]:
+            fd, name = tempfile.mkstemp(prefix="upload-")
+            return fd, Path(name)
+
+        return PartialSave(key, max_bytes=max_bytes, create=create, publish=upload)
 
     def save_file(self, key: str, source_path: Path, *, content_type: str | None = None) -> None:
         try:

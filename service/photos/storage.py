@@ -8,10 +8,11 @@ through `anyio.to_thread.run_sync` / `asyncio.to_thread`.
 
 import errno
 import hashlib
+import io
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,8 +55,9 @@ class StoredObject:
 
 
 class PhotoStorage(Protocol):
-    def save(self, key: str, source: BinaryIO, *, max_bytes: int, content_type: str | None = None) -> StoredObject:
-        """Stream `source` to `key`, hashing as it goes; over `max_bytes` raise TooLarge and keep nothing."""
+    def begin_save(self, key: str, *, max_bytes: int, content_type: str | None = None) -> "PartialSave":
+        """An upload to be written chunk by chunk as it arrives; complete at `key` once finished. Nothing
+        may read `key` before then (an upload's original is referred to only once its report commits)."""
 
     def save_file(self, key: str, source_path: Path, *, content_type: str | None = None) -> None: ...
 
@@ -74,44 +76,101 @@ class PhotoStorage(Protocol):
         """A short-lived URL a browser can GET directly, or None when the backend cannot make one."""
 
 
-def spool_capped(source: BinaryIO, out: BinaryIO, *, key: str, max_bytes: int) -> StoredObject:
-    """Copy chunk by chunk with a running sha256; raise TooLarge as soon as `max_bytes` is passed."""
-    digest, size = hashlib.sha256(), 0
-    while chunk := source.read(CHUNK):
-        size += len(chunk)
-        if size > max_bytes:
-            raise TooLarge(key)
-        digest.update(chunk)
-        out.write(chunk)
-    return StoredObject(key=key, size_bytes=size, sha256=digest.hexdigest())
+class PartialSave:
+    """An object being written chunk by chunk (an upload as it arrives), hashed and capped as it goes.
+
+    `create` makes the file the bytes go to and answers its descriptor and path (called on the first
+    write); `publish` makes that file the object at `key` once every byte is in. Over `max_bytes`,
+    `write` raises TooLarge. `discard` removes what was written. The methods block (disk): call them
+    in a thread, one at a time.
+    """
+
+    def __init__(
+        self,
+        key: str,
+        *,
+        max_bytes: int,
+        create: Callable[[], tuple[int, Path]],
+        publish: Callable[[Path], None] = lambda path: None,
+    ):
+        self.key = key
+        self.max_bytes = max_bytes
+        self.size_bytes = 0
+        self._create, self._publish = create, publish
+        self._digest = hashlib.sha256()
+        self._file: io.FileIO | None = None
+        self._path: Path | None = None
+
+    def write(self, chunks: Iterable[bytes | memoryview]) -> None:
+        with _writing(self.key):
+            if self._file is None:
+                fd, self._path = self._create()
+                self._file = io.FileIO(fd, "r+")  # unbuffered: the chunks are large already
+            for chunk in chunks:
+                self.size_bytes += len(chunk)
+                if self.size_bytes > self.max_bytes:
+                    raise TooLarge(self.key)
+                self._digest.update(chunk)
+                view = memoryview(chunk)
+                while view:
+                    view = view[self._file.write(view) or 0 :]
+
+    def written(self) -> BinaryIO:
+        """What was written so far, readable from its start (to check a photo's header); close it after."""
+        self.write(())
+        assert self._file is not None
+        self._file.seek(0)
+        return io.BufferedReader(io.FileIO(self._file.fileno(), "r", closefd=False))
+
+    def finish(self) -> StoredObject:
+        self.write(())  # an empty object is still an object
+        assert self._file is not None and self._path is not None
+        try:
+            with _writing(self.key):
+                self._file.close()
+                self._publish(self._path)
+        except BaseException:
+            self.discard()
+            raise
+        return StoredObject(key=self.key, size_bytes=self.size_bytes, sha256=self._digest.hexdigest())
+
+    def discard(self) -> None:
+        if self._file is not None:
+            self._file.close()
+        if self._path is not None:
+            self._path.unlink(missing_ok=True)
 
 
 class LocalStorage:
-    """Files under one folder; writes go to a temporary name first so readers never see half a photo."""
+    """Files under one folder; copies go to a temporary name first so readers never see half a photo."""
 
     def __init__(self, root: Path):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self._resolved_root = self.root.resolve()
 
     def local_path(self, key: str) -> Path:
-        path = (self.root / key).resolve()
-        if not path.is_relative_to(self.root.resolve()):
+        # Lexically (no filesystem calls): keys are ours, the check is against a `..` in one.
+        path = Path(os.path.normpath(self._resolved_root / key))
+        if not path.is_relative_to(self._resolved_root):
             raise ValueError("storage key escapes the media folder")
         return path
 
-    def save(self, key: str, source: BinaryIO, *, max_bytes: int, content_type: str | None = None) -> StoredObject:
-        path = self.local_path(key)
-        with _writing(key):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
+    def begin_save(self, key: str, *, max_bytes: int, content_type: str | None = None) -> PartialSave:
+        """Written at the key's own path (a new file, never over another): an upload's original is not
+        read by anyone before its report commits, so it needs no temporary name; a failed or refused
+        upload is deleted by its request."""
+
+        def create() -> tuple[int, Path]:
+            path = self.local_path(key)
+            flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
             try:
-                with os.fdopen(fd, "wb") as out:
-                    stored = spool_capped(source, out, key=key, max_bytes=max_bytes)
-                os.replace(tmp_name, path)
-            except BaseException:
-                Path(tmp_name).unlink(missing_ok=True)
-                raise
-        return stored
+                return os.open(path, flags, 0o600), path
+            except FileNotFoundError:  # the month's folder, the first time
+                path.parent.mkdir(parents=True, exist_ok=True)
+                return os.open(path, flags, 0o600), path
+
+        return PartialSave(key, max_bytes=max_bytes, create=create)
 
     def save_file(self, key: str, source_path: Path, *, content_type: str | None = None) -> None:
         path = self.local_path(key)

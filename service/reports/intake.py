@@ -1,20 +1,14 @@
 """Turning an HTTP request (JSON or multipart with photos) into a ReportCreate and staged photos."""
 
 import json
-from datetime import UTC, datetime
-from uuid import uuid4
 
-import anyio
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
-from starlette.datastructures import UploadFile
-from starlette.formparsers import MultiPartException
 
 from service.errors import PayloadTooLarge, Unprocessable, UnsupportedMediaType
-from service.photos.content import SNIFF_BYTES, extension_for, sniff_image_type
-from service.photos.processing import PhotoRejected, check_header
-from service.photos.storage import PhotoStorage, TooLarge
+from service.photos.storage import PhotoStorage
+from service.reports.multipart import FormInvalid, FormRules, TooManyFiles, read_form
 from service.reports.schemas import ReportCreate
 from service.reports.service import StagedPhoto
 from service.settings import Settings
@@ -49,64 +43,36 @@ async def read_json(request: Request) -> ReportCreate:
     return _validate(raw)
 
 
-def stage_photo(upload: UploadFile, storage: PhotoStorage, settings: Settings) -> StagedPhoto:
-    """Check a photo by its bytes (not its declared type) and stream it to storage. Runs in a thread."""
-    if upload.size is not None and upload.size > settings.max_photo_bytes:
-        raise PayloadTooLarge(detail=f"{upload.filename}: a photo may be at most {settings.max_photo_bytes} bytes.")
-    upload.file.seek(0)
-    content_type = sniff_image_type(upload.file.read(SNIFF_BYTES))
-    if content_type is None:
-        raise UnsupportedMediaType(detail=f"{upload.filename or 'photo'} is not a JPEG, PNG, WebP or HEIC image.")
-    upload.file.seek(0)
-    try:  # from the header, before anything is stored: a small file may declare gigapixels
-        gps = check_header(upload.file, settings.max_photo_pixels)  # and the GPS hint, from the same reading
-    except PhotoRejected as exc:
-        raise PayloadTooLarge("photo_dimensions_too_large", f"{upload.filename or 'photo'}: {exc.message}") from exc
-    photo_id = uuid4()
-    key = f"originals/{datetime.now(UTC):%Y/%m}/{photo_id}{extension_for(content_type)}"
-    try:
-        stored = storage.save(key, upload.file, max_bytes=settings.max_photo_bytes, content_type=content_type)
-    except TooLarge as exc:
-        raise PayloadTooLarge(detail=f"A photo may be at most {settings.max_photo_bytes} bytes.") from exc
-    return StagedPhoto(
-        id=photo_id, key=key, content_type=content_type, size_bytes=stored.size_bytes, sha256=stored.sha256, gps=gps
-    )
+def _refusal(exc: FormInvalid, field: str) -> Exception:
+    if isinstance(exc, TooManyFiles):
+        return Unprocessable("too_many_photos", field, exc.message)
+    return RequestValidationError([{"type": "multipart_invalid", "loc": ("body",), "msg": exc.message, "input": None}])
+
+
+def _stray_file(name: str) -> Exception:
+    return Unprocessable("validation_error", name, f"Files go in the '{PHOTO_FIELD}' field.")
 
 
 async def read_multipart(
     request: Request, storage: PhotoStorage, settings: Settings, staged: list[StagedPhoto]
 ) -> ReportCreate:
-    """Parse the form; photos are appended to `staged` as they are stored, so the caller can clean up."""
+    """Parse the form, photos straight into storage; they are appended to `staged` as they are stored, so the
+    caller can clean up."""
+    rules = FormRules(
+        file_field=PHOTO_FIELD, max_files=settings.max_photos_per_report, max_fields=40, stray_file=_stray_file
+    )
     try:
-        form = await request.form(max_files=settings.max_photos_per_report + 1, max_fields=40, max_part_size=64 * 1024)
-    except MultiPartException as exc:
-        if "Too many files" in exc.message:
-            raise Unprocessable("too_many_photos", PHOTO_FIELD, exc.message) from exc
-        raise RequestValidationError(
-            [{"type": "multipart_invalid", "loc": ("body",), "msg": exc.message, "input": None}]
-        ) from exc
-    try:
-        fields: dict[str, str] = {}
-        uploads: list[UploadFile] = []
-        for name, value in form.multi_items():
-            if isinstance(value, UploadFile):
-                if name != PHOTO_FIELD:
-                    raise Unprocessable("validation_error", name, f"Files go in the '{PHOTO_FIELD}' field.")
-                uploads.append(value)
-            elif name == PHOTO_FIELD:
-                raise Unprocessable("validation_error", name, "The photos field takes files.")
-            else:
-                fields[name] = value
-        if len(uploads) > settings.max_photos_per_report:
-            raise Unprocessable(
-                "too_many_photos", PHOTO_FIELD, f"At most {settings.max_photos_per_report} photos per report."
-            )
-        data = _validate(fields)
-        for upload in uploads:
-            staged.append(await anyio.to_thread.run_sync(stage_photo, upload, storage, settings))
-        return data
-    finally:
-        await form.close()
+        form = await read_form(request, storage, settings, rules, staged)
+    except FormInvalid as exc:
+        raise _refusal(exc, PHOTO_FIELD) from exc
+    fields: dict[str, str] = {}
+    for name, value in form.fields:
+        if name == PHOTO_FIELD:
+            raise Unprocessable("validation_error", name, "The photos field takes files.")
+        fields[name] = value
+    data = _validate(fields)
+    form.raise_refused_photo()
+    return data
 
 
 async def read_message_with_photos(
@@ -121,25 +87,16 @@ async def read_message_with_photos(
             raise RequestValidationError(
                 [{"type": "json_invalid", "loc": ("body",), "msg": "Invalid JSON.", "input": None}]
             ) from exc
-        fields, uploads = (raw if isinstance(raw, dict) else {}), []
+        fields = raw if isinstance(raw, dict) else {}
     elif content_type == "multipart/form-data":
+        rules = FormRules(file_field=PHOTO_FIELD, max_files=settings.max_photos_per_report, max_fields=10)
         try:
-            form = await request.form(
-                max_files=settings.max_photos_per_report + 1, max_fields=10, max_part_size=64 * 1024
-            )
-        except MultiPartException as exc:
-            raise Unprocessable(
-                "too_many_photos" if "Too many files" in exc.message else "validation_error", PHOTO_FIELD, exc.message
-            ) from exc
-        try:
-            fields = {k: v for k, v in form.multi_items() if not isinstance(v, UploadFile)}
-            uploads = [v for k, v in form.multi_items() if isinstance(v, UploadFile) and k == PHOTO_FIELD]
-            if len(uploads) > settings.max_photos_per_report:
-                raise Unprocessable("too_many_photos", PHOTO_FIELD)
-            for upload in uploads:
-                staged.append(await anyio.to_thread.run_sync(stage_photo, upload, storage, settings))
-        finally:
-            await form.close()
+            form = await read_form(request, storage, settings, rules, staged)
+        except FormInvalid as exc:
+            code = "too_many_photos" if isinstance(exc, TooManyFiles) else "validation_error"
+            raise Unprocessable(code, PHOTO_FIELD, exc.message) from exc
+        form.raise_refused_photo()
+        fields = dict(form.fields)
     else:
         raise UnsupportedMediaType("unsupported_content_type")
     unknown = set(fields) - {"message"}

@@ -106,7 +106,7 @@ class NewReport:
     """A report checked and built, not yet written: the intake writer inserts and commits it."""
 
     values: dict  # every column of its `reports` row
-    photos: list[Photo]
+    photos: list[dict]  # its `photos` rows
     received: dict  # the "received" event's message and data
 
     @property
@@ -122,6 +122,7 @@ class NewReport:
 # A column whose default is computed from the row (the folded search text) is left out (prepare gives it).
 REPORTS: Table = Report.__table__  # type: ignore[attr-defined]  # SQLModel sets __table__ on table models, untyped
 REPORT_EVENTS: Table = ReportEvent.__table__  # type: ignore[attr-defined]
+PHOTOS: Table = Photo.__table__  # type: ignore[attr-defined]
 # A column that starts empty (NULL, no default of its own) and that prepare never fills is left out
 # of the INSERT: the database writes the same NULL, without the driver encoding it for every row.
 # The point's columns stay, so every row of a batch has the same keys with or without a point.
@@ -201,17 +202,18 @@ async def prepare(
     if point:
         values["lat"], values["lon"], values["location_source"] = point
         values["h3_cell"] = h3.latlng_to_cell(values["lat"], values["lon"], H3_RESOLUTION)
-    rows = [
-        Photo(
-            id=staged.id,
-            report_id=values["id"],
-            position=position,
-            original_key=staged.key,
-            content_type=staged.content_type,
-            size_bytes=staged.size_bytes,
-            sha256=staged.sha256,
-            created_at=now,
-        )
+    rows = [  # plain rows, as the report's: a table model per photo costs more than its insert
+        {
+            "id": staged.id,
+            "report_id": values["id"],
+            "position": position,
+            "kind": "report",
+            "original_key": staged.key,
+            "content_type": staged.content_type,
+            "size_bytes": staged.size_bytes,
+            "sha256": staged.sha256,
+            "created_at": now,
+        }
         for position, staged in enumerate(photos)
     ]
     received = {
@@ -255,7 +257,7 @@ async def add_new(session: AsyncSession, reports: list[NewReport]) -> None:
     """Insert new reports, their photos and their "received" events, the events' webhook rows, and
     note their processing jobs for the hand-off after the commit.
 
-    Reports and events go in as plain rows, one statement each for the whole batch: built as table
+    Reports, their photos and events go in as plain rows, one statement each for the whole batch: built as table
     models they cost a fifth of an intake request's CPU (bench/RESULTS.md)."""
     # Core inserts of the tables: the ORM's bulk path would only map the same dictionaries again.
     await session.execute(insert(REPORTS), [new.values for new in reports])  # photos and events point at them
@@ -264,8 +266,10 @@ async def add_new(session: AsyncSession, reports: list[NewReport]) -> None:
         for new in reports
     ]
     await session.execute(insert(REPORT_EVENTS), [vars(event) for event in events])
+    photos = [row for new in reports for row in new.photos]
+    if photos:
+        await session.execute(insert(PHOTOS), photos)
     for new in reports:
-        session.add_all(new.photos)
         jobs.report_job(session, new.values["id"])
     await lifecycle.received(session, [(new.values, event) for new, event in zip(reports, events, strict=True)])
     await session.flush()
