@@ -21,9 +21,10 @@ tests/unit/test_classifier_inference.py holds it to the pipeline's own predict_p
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import repeat
 
 import numpy as np
-from scipy.sparse import csr_matrix
+from scipy.sparse import coo_matrix, csr_matrix
 from scipy.special import expit
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -50,17 +51,22 @@ class _Block:
 
     def _tf_idf(self, views: list[str]) -> csr_matrix:
         """The vectorizer's output for these views: counts, sublinear tf, idf, l2 norm per row."""
-        vocabulary = self.vocabulary
-        indices: list[int] = []
-        row_starts = [0]
+        # map() with a default keeps the vocabulary look-ups in C; unknown features come back as -1.
+        lookup = self.vocabulary.get
+        columns: list[int] = []
+        lengths = []
         for view in views:
-            indices.extend(index for feature in self.analyze(view) if (index := vocabulary.get(feature)) is not None)
-            row_starts.append(len(indices))
-        matrix = csr_matrix(
-            (np.ones(len(indices)), np.array(indices, dtype=np.int64), np.array(row_starts, dtype=np.int64)),
-            shape=(len(views), len(vocabulary)),
-        )
-        matrix.sum_duplicates()  # one entry per feature, holding its count
+            before = len(columns)
+            columns.extend(map(lookup, self.analyze(view), repeat(-1)))
+            lengths.append(len(columns) - before)
+        column_array = np.array(columns, dtype=np.int64)
+        known = column_array >= 0
+        row_array = np.repeat(np.arange(len(views)), lengths)[known]
+        # Repeated (row, column) pairs add up on conversion: each entry ends up holding its feature's count.
+        matrix = coo_matrix(
+            (np.ones(len(row_array)), (row_array, column_array[known])), shape=(len(views), len(self.vocabulary))
+        ).tocsr()
+        matrix.sum_duplicates()
         if self.sublinear_tf:
             matrix.data = np.log(matrix.data) + 1.0
         matrix.data *= self.idf[matrix.indices]
