@@ -110,12 +110,30 @@ class LinearInference:
     def view_for(self, vectorizer: TfidfVectorizer, views: list[list[str]]) -> list[str]:
         return views[self._preprocessors.index(vectorizer.preprocessor)]
 
-    def predict_proba(self, texts: list[str], views: list[list[str]] | None = None) -> np.ndarray:
-        """What pipeline.predict_proba(texts) returns (to rounding in the last bits)."""
+    def decision_function(self, texts: list[str], views: list[list[str]] | None = None) -> np.ndarray:
+        """The linear model's margins, one column per (fold, class): its decision_function, folds side by side."""
         views = views if views is not None else self.views(texts)
         margins = np.tile(self._intercept, (len(texts), 1))
         for view, block in self._blocks:
             margins += block.margins(views[view])
+        return margins
+
+    def lead(self, margins: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+        """How far the chosen class's margin is ahead of the best other class's (negative when behind)."""
+        if self._folds != 1:
+            raise TypeError("a lead needs one linear model (CalibratedClassifierCV with ensemble=False)")
+        per_class = np.empty_like(margins)
+        per_class[:, self._slots[1]] = margins
+        rows = np.arange(len(margins))
+        own = per_class[rows, chosen]
+        per_class[rows, chosen] = -np.inf
+        return own - per_class.max(axis=1)
+
+    def predict_proba(
+        self, texts: list[str], views: list[list[str]] | None = None, margins: np.ndarray | None = None
+    ) -> np.ndarray:
+        """What pipeline.predict_proba(texts) returns (to rounding in the last bits)."""
+        margins = margins if margins is not None else self.decision_function(texts, views)
         calibrated = expit(-(self._slope * margins + self._offset))
         folds, classes = self._folds, len(self.classes)
         probabilities = np.zeros((len(texts), folds, classes))
