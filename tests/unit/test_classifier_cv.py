@@ -44,9 +44,9 @@ def test_the_corpus_twins_written_without_diacritics_are_grouped_with_their_orig
 
 
 # What the grouped cross-validation measured when the corpus last changed (bench/RESULTS.md): 0.915 accuracy,
-# 0.956 on what is routed, 14.6 % triaged. The floors sit just under them, so a change that loses
+# 0.964 on what is routed, 14.9 % triaged. The floors sit just under them, so a change that loses
 # ground fails here, not later at a dispatcher's desk.
-ACCURACY_FLOOR, ROUTED_ACCURACY_FLOOR, TRIAGE_CEILING = 0.91, 0.95, 0.15
+ACCURACY_FLOOR, ROUTED_ACCURACY_FLOOR, TRIAGE_CEILING = 0.91, 0.96, 0.15
 
 # The targets, not reached yet: the errors left are reports between two fields.
 TARGET_ACCURACY, TARGET_ROUTED_ACCURACY, TARGET_TRIAGE = 0.92, 0.97, 0.15
