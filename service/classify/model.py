@@ -112,8 +112,8 @@ class CalibratedWithLead(CalibratedClassifierCV):
 
     The calibrated probabilities pick the field; the lead decides how sure we are. Each class's sigmoid
     looks at one margin alone, so a report that two fields both claim strongly can still get a high top
-    probability; the gap between the two is what tells those apart. Out-of-fold margins (the same folds
-    as the calibration's) and a one-feature logistic regression turn the lead into a probability.
+    probability; the gap between the two is what tells those apart. Out-of-fold margins and a one-feature
+    logistic regression turn the lead into a probability.
     """
 
     def fit(self, X, y, sample_weight=None, groups=None, **fit_params):
