@@ -95,8 +95,9 @@ class Settings(BaseSettings):
 
     # The pipeline (see service/pipeline/).
     model_cache_dir: Path = Path("var/models")
-    # Below this confidence a report goes to a human dispatcher (needs_triage) instead of being routed.
-    classifier_threshold: float = Field(default=0.60, ge=0, le=1)
+    # Below this confidence (the classifier's estimated chance that its field is right) a report goes
+    # to a human dispatcher (needs_triage) instead of being routed.
+    classifier_threshold: float = Field(default=0.80, ge=0, le=1)
     duplicate_radius_m: float = Field(default=50, gt=0, le=170)
     duplicate_window_days: float = Field(default=7, gt=0)
     jurisdiction_tolerance_m: float = Field(default=150, ge=0)

@@ -7,7 +7,8 @@ The arithmetic is tiny, so `LinearInference` extracts it once at load time:
 
 - each text view (as written, folded) is computed once and fed to the vectorizers' own analyzers,
   which keeps the n-grams exactly scikit-learn's;
-- tf-idf weighting (sublinear tf, idf, l2 norm) is applied in numpy as TfidfTransformer does;
+- a batch's counts become one sparse matrix per vectorizer, weighted (sublinear tf, idf, l2 norm) in
+  numpy as TfidfTransformer does;
 - the folds' coefficients (a single one without ensembling), scaled by the FeatureUnion weights, are
   stacked into one matrix, so every fold and class margin comes from one sparse-dense product per
   vectorizer;
@@ -18,11 +19,12 @@ tests/unit/test_classifier_inference.py holds it to the pipeline's own predict_p
 """
 
 import copy
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import repeat
 
 import numpy as np
+from scipy.sparse import coo_matrix, csr_matrix
 from scipy.special import expit
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -44,26 +46,35 @@ class _Block:
     coefficients: np.ndarray  # (vocabulary size, folds × classes), FeatureUnion weight included
 
     def margins(self, views: list[str]) -> np.ndarray:
-        return np.vstack([self._margins_of(view) for view in views])
+        # The whole batch as one sparse matrix and one product: per-text numpy calls cost more than the arithmetic.
+        return np.asarray(self._tf_idf(views) @ self.coefficients)
 
-    def _margins_of(self, view: str) -> np.ndarray:
-        # One text's few hundred non-zero features: gathering their rows beats building a sparse matrix.
-        indices, weights = self._tf_idf(view)
-        return weights @ self.coefficients[indices]
-
-    def _tf_idf(self, view: str) -> tuple[np.ndarray, np.ndarray]:
-        """The text's row of the vectorizer's output, as (column indices, values)."""
-        counts = Counter(self.analyze(view))
-        known = [
-            (index, count) for feature, count in counts.items() if (index := self.vocabulary.get(feature)) is not None
-        ]
-        indices = np.array([index for index, _ in known], dtype=np.int64)
-        values = np.array([count for _, count in known], dtype=np.float64)
+    def _tf_idf(self, views: list[str]) -> csr_matrix:
+        """The vectorizer's output for these views: counts, sublinear tf, idf, l2 norm per row."""
+        # map() with a default keeps the vocabulary look-ups in C; unknown features come back as -1.
+        lookup = self.vocabulary.get
+        columns: list[int] = []
+        lengths = []
+        for view in views:
+            before = len(columns)
+            columns.extend(map(lookup, self.analyze(view), repeat(-1)))
+            lengths.append(len(columns) - before)
+        column_array = np.array(columns, dtype=np.int64)
+        known = column_array >= 0
+        row_array = np.repeat(np.arange(len(views)), lengths)[known]
+        # Repeated (row, column) pairs add up on conversion: each entry ends up holding its feature's count.
+        matrix = coo_matrix(
+            (np.ones(len(row_array)), (row_array, column_array[known])), shape=(len(views), len(self.vocabulary))
+        ).tocsr()
+        matrix.sum_duplicates()
         if self.sublinear_tf:
-            values = np.log(values) + 1.0
-        values *= self.idf[indices]
-        norm = np.sqrt(np.dot(values, values))
-        return indices, values / norm if norm > 0 else values
+            matrix.data = np.log(matrix.data) + 1.0
+        matrix.data *= self.idf[matrix.indices]
+        rows = np.repeat(np.arange(len(views)), np.diff(matrix.indptr))
+        norms = np.sqrt(np.bincount(rows, weights=matrix.data**2, minlength=len(views)))
+        norms[norms == 0] = 1.0  # a text with no known feature stays a row of zeros, as in scikit-learn
+        matrix.data /= norms[rows]
+        return matrix
 
 
 class LinearInference:
@@ -99,12 +110,30 @@ class LinearInference:
     def view_for(self, vectorizer: TfidfVectorizer, views: list[list[str]]) -> list[str]:
         return views[self._preprocessors.index(vectorizer.preprocessor)]
 
-    def predict_proba(self, texts: list[str], views: list[list[str]] | None = None) -> np.ndarray:
-        """What pipeline.predict_proba(texts) returns (to rounding in the last bits)."""
+    def decision_function(self, texts: list[str], views: list[list[str]] | None = None) -> np.ndarray:
+        """The linear model's margins, one column per (fold, class): its decision_function, folds side by side."""
         views = views if views is not None else self.views(texts)
         margins = np.tile(self._intercept, (len(texts), 1))
         for view, block in self._blocks:
             margins += block.margins(views[view])
+        return margins
+
+    def lead(self, margins: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+        """How far the chosen class's margin is ahead of the best other class's (negative when behind)."""
+        if self._folds != 1:
+            raise TypeError("a lead needs one linear model (CalibratedClassifierCV with ensemble=False)")
+        per_class = np.empty_like(margins)
+        per_class[:, self._slots[1]] = margins
+        rows = np.arange(len(margins))
+        own = per_class[rows, chosen]
+        per_class[rows, chosen] = -np.inf
+        return own - per_class.max(axis=1)
+
+    def predict_proba(
+        self, texts: list[str], views: list[list[str]] | None = None, margins: np.ndarray | None = None
+    ) -> np.ndarray:
+        """What pipeline.predict_proba(texts) returns (to rounding in the last bits)."""
+        margins = margins if margins is not None else self.decision_function(texts, views)
         calibrated = expit(-(self._slope * margins + self._offset))
         folds, classes = self._folds, len(self.classes)
         probabilities = np.zeros((len(texts), folds, classes))

@@ -5,8 +5,9 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from service.classify.model import load_corpus
+from service.classify.model import DEFAULT_TRIAGE_THRESHOLD, load_corpus
 
 _SPEC = importlib.util.spec_from_file_location(
     "classifier_cv", Path(__file__).resolve().parents[2] / "bench" / "classifier_cv.py"
@@ -40,3 +41,40 @@ def test_the_corpus_twins_written_without_diacritics_are_grouped_with_their_orig
     ]:
         assert groups[original] == groups[twin]
     assert groups["lấn chiếm vỉa hè"] != groups["xây sai phép"]
+
+
+# What the grouped cross-validation measured when the corpus last changed (bench/RESULTS.md): 0.915 accuracy,
+# 0.964 on what is routed, 14.9 % triaged. The floors sit just under them, so a change that loses
+# ground fails here, not later at a dispatcher's desk.
+ACCURACY_FLOOR, ROUTED_ACCURACY_FLOOR, TRIAGE_CEILING = 0.91, 0.96, 0.15
+
+# The issue's targets, not reached yet: the errors left are reports between two fields.
+TARGET_ACCURACY, TARGET_ROUTED_ACCURACY, TARGET_TRIAGE = 0.92, 0.97, 0.15
+
+
+@pytest.fixture(scope="module")
+def cross_validated():
+    """accuracy, routed accuracy, triage rate: the bench's own 5-fold grouped cross-validation."""
+    examples = load_corpus()
+    texts = np.array([text for text, _ in examples], dtype=object)
+    labels = np.array([label for _, label in examples])
+    predicted, confidence = classifier_cv.cross_validated_predictions(texts, labels, folds=5)
+    return classifier_cv.summary(predicted == labels, confidence, DEFAULT_TRIAGE_THRESHOLD)
+
+
+# Five trainings on the whole corpus: about a minute on a quiet machine, more beside other work.
+@pytest.mark.timeout(900)
+def test_classifier_keeps_its_cross_validated_accuracy_routed_accuracy_and_triage_rate(cross_validated):
+    accuracy, routed_accuracy, triage_rate = cross_validated
+    assert accuracy >= ACCURACY_FLOOR
+    assert routed_accuracy >= ROUTED_ACCURACY_FLOOR
+    assert triage_rate <= TRIAGE_CEILING
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.xfail(strict=True, reason="the targets are not met yet (see bench/RESULTS.md); remove this mark when they are")
+def test_classifier_meets_the_targets_under_grouped_cross_validation(cross_validated):
+    accuracy, routed_accuracy, triage_rate = cross_validated
+    assert accuracy >= TARGET_ACCURACY
+    assert routed_accuracy >= TARGET_ROUTED_ACCURACY
+    assert triage_rate <= TARGET_TRIAGE

@@ -35,16 +35,24 @@ def classifier() -> Classifier:
 
 
 def reference_predictions(classifier: Classifier, texts: list[str]) -> list[Prediction]:
-    """What predict_many returned before the fast path: scikit-learn's predict_proba times the evidence share."""
-    probabilities = classifier.pipeline.predict_proba(texts)
-    words = dict(classifier.pipeline.named_steps["features"].transformer_list)["words_folded"]
+    """From scikit-learn's own calls: the pipeline's predict_proba picks the field; the linear model's
+    decision_function gives its lead over the runner-up, which the model turns into a confidence, times
+    the share of known words."""
+    pipeline = classifier.pipeline
+    probabilities = pipeline.predict_proba(texts)
+    model = pipeline.named_steps["model"]
+    (calibrated,) = model.calibrated_classifiers_
+    margins = calibrated.estimator.decision_function(pipeline.named_steps["features"].transform(texts))
+    words = dict(pipeline.named_steps["features"].transformer_list)["words_folded"]
     preprocess, tokenize = words.build_preprocessor(), words.build_tokenizer()
     predictions = []
-    for text, row in zip(texts, probabilities):
+    for text, row, margin in zip(texts, probabilities, margins):
+        best = row.argmax()
+        lead = margin[best] - np.delete(margin, best).max()
         tokens = tokenize(preprocess(text))
         share = sum(token in words.vocabulary_ for token in tokens) / len(tokens) if tokens else 0.0
-        confidence = row.max() * min(1.0, share / 0.5)
-        predictions.append(Prediction(str(classifier.pipeline.classes_[row.argmax()]), confidence, False))
+        confidence = model.confidence_from_lead(np.array([lead]))[0] * min(1.0, share / 0.5)
+        predictions.append(Prediction(str(pipeline.classes_[best]), confidence, False))
     return predictions
 
 
