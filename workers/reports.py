@@ -1,9 +1,10 @@
 """Report jobs: each a few lines around a service call, each safe to run more than once."""
 
+import asyncio
 import contextlib
 import logging
 from collections import Counter, OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import timedelta
 from uuid import UUID
 
@@ -27,13 +28,15 @@ SWEEP_BATCH = 500
 
 
 class ProcessedHere:
-    """The last reports this process committed as processed. Nothing moves a report back to `received`,
-    so a job whose reports are all here (another batch of this process took them) has nothing to do,
-    and it need not ask the database."""
+    """The reports this process's batches hold now, and the last ones they committed as processed.
+    Nothing moves a report back to `received`, so a job whose reports another batch of this process
+    took has nothing to do once that batch committed, and it need not ask the database. Built once
+    per process (arq gives each job a fresh copy of the worker's context)."""
 
     def __init__(self, size: int = 100_000):
         self._ids: OrderedDict[UUID, None] = OrderedDict()
         self._size = size
+        self._taking: dict[UUID, asyncio.Event] = {}
 
     def add(self, report_ids: Iterable[UUID]) -> None:
         for report_id in report_ids:
@@ -44,6 +47,28 @@ class ProcessedHere:
     def has_all(self, report_ids: list[UUID]) -> bool:
         return bool(report_ids) and all(report_id in self._ids for report_id in report_ids)
 
+    @contextlib.contextmanager
+    def taking(self, report_ids: list[UUID]) -> Iterator[None]:
+        """A batch of this process holds these reports until it ends (committed or not)."""
+        ended = asyncio.Event()
+        for report_id in report_ids:
+            self._taking[report_id] = ended
+        try:
+            yield
+        finally:
+            for report_id in report_ids:
+                if self._taking.get(report_id) is ended:
+                    del self._taking[report_id]
+            ended.set()
+
+    async def settled(self, report_ids: list[UUID]) -> None:
+        """When every one of these reports is processed here or held by a batch of this process, wait
+        until those batches end: their outcome decides whether anything is left to do."""
+        if not report_ids or not all(report_id in self._ids or report_id in self._taking for report_id in report_ids):
+            return
+        for ended in {self._taking[report_id] for report_id in report_ids if report_id in self._taking}:
+            await ended.wait()
+
 
 async def process_report(ctx: dict, *report_ids: str) -> str:
     """These reports, topped up with others waiting to a batch of `WORKER_BATCH_MAX`, in one transaction.
@@ -51,6 +76,7 @@ async def process_report(ctx: dict, *report_ids: str) -> str:
     fails holds back none of the others."""
     ids = [UUID(report_id) for report_id in report_ids]
     processed_here: ProcessedHere = ctx.setdefault("processed_here", ProcessedHere())
+    await processed_here.settled(ids)
     if processed_here.has_all(ids):
         return "already-processed"
     # SQLite has no row locks: the batch and its fallback run under the process's one lock together.
@@ -78,13 +104,14 @@ async def _process(ctx: dict, ids: list[UUID]) -> dict[UUID, str]:
 
 
 async def _process_batch(ctx: dict, report_ids: list[UUID], claimed: list[UUID]) -> dict[UUID, str]:
+    processed_here: ProcessedHere = ctx["processed_here"]
     async with ctx["sessions"]() as session:
         reports = await pipeline.claim(session, report_ids, top_up_to=ctx["settings"].worker_batch_max)
         claimed.extend(report.id for report in reports)
-        outcomes = await pipeline.process_claimed(session, reports, ctx["pipeline"])
-        await ctx["handoff"].commit(session)
-    if "processed_here" in ctx:
-        ctx["processed_here"].add(outcomes)
+        with processed_here.taking(claimed):
+            outcomes = await pipeline.process_claimed(session, reports, ctx["pipeline"])
+            await ctx["handoff"].commit(session)
+            processed_here.add(outcomes)
     return outcomes
 
 
