@@ -76,11 +76,17 @@ class Finder:
     def __init__(self, candidates: Iterable[Original], *, radius_m: float, window_days: float):
         self.radius_m, self.window = radius_m, timedelta(days=window_days)
         self._by_cell: dict[str, list[Original]] = defaultdict(list)
+        self._disks: dict[str, list[str]] = {}  # a cell and its neighbours: a batch's reports share cells
         for candidate in candidates:
             self.add(candidate)
 
     def add(self, original: Original) -> None:
         self._by_cell[original.h3_cell].append(original)
+
+    def _disk(self, cell: str) -> list[str]:
+        if cell not in self._disks:
+            self._disks[cell] = h3.grid_disk(cell, 1)
+        return self._disks[cell]
 
     def find(self, report: ReportRow) -> DuplicateMatch | None:
         assert report.h3_cell and report.lat is not None and report.lon is not None
@@ -92,7 +98,7 @@ class Finder:
                 str(candidate.id),
                 candidate,
             )
-            for cell in h3.grid_disk(report.h3_cell, 1)
+            for cell in self._disk(report.h3_cell)
             for candidate in self._by_cell.get(cell, ())
             if candidate.service_code == report.service_code
             and candidate.created_at >= since

@@ -19,6 +19,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from service.catalogue.snapshot import CatalogueCache, CatalogueSnapshot
 from service.classify.model import Classifier, Prediction
 from service.classify.priority import assess_priority
+from service.jurisdictions.geo import Match
 from service.lifecycle import changes
 from service.lifecycle.events import EventCode
 from service.lifecycle.states import Status, Via
@@ -118,7 +119,7 @@ async def process_claimed(
         radius_m=settings.duplicate_radius_m,
         window_days=settings.duplicate_window_days,
     )
-    rules = _Rules(catalogue)
+    rules = _Rules(catalogue, reports, settings.jurisdiction_tolerance_m)
     outcomes: dict[UUID, str] = {}
     for report in reports:
         needs_triage, priority = triage[report.id], priorities[report.id]
@@ -163,8 +164,15 @@ class _Rules:
     """The catalogue's routing and SLA decisions for one batch, each worked out once: the reports of a
     batch share a few categories, wards and priorities."""
 
-    def __init__(self, catalogue: CatalogueSnapshot):
+    def __init__(self, catalogue: CatalogueSnapshot, reports: list[ReportRow], tolerance_m: float):
         self.catalogue = catalogue
+        # Where each report with a point is: one query of the boundaries' index for the batch.
+        placed = [report for report in reports if report.lat is not None and report.lon is not None]
+        positions = [(report.lon, report.lat) for report in placed]
+        matches = catalogue.jurisdictions.index.locate_many(positions, tolerance_m=tolerance_m)  # type: ignore[arg-type]
+        self.located: dict[UUID, Match | None] = {
+            report.id: match for report, match in zip(placed, matches, strict=True)
+        }
         self._routes: dict[tuple[str | None, tuple[str, ...]], routing.RoutingDecision | None] = {}
         self._policies: dict[tuple[str | None, str], tuple[SlaPolicy, dict]] = {}
 
@@ -190,7 +198,7 @@ async def _place(
     settings: Settings,
 ) -> str:
     """Not a duplicate: jurisdiction, department, SLA, and the move out of `received`."""
-    jurisdictions = _locate(batch, report, rules.catalogue, settings.jurisdiction_tolerance_m)
+    jurisdictions = _locate(batch, report, rules)
     # Triage goes to the dispatch unit (no category, no place).
     decision = rules.route(None, []) if needs_triage else rules.route(report.service_code, jurisdictions)
     if decision:
@@ -294,12 +302,12 @@ async def _mark_duplicate(
     return "duplicate"
 
 
-def _locate(batch: changes.Batch, report: ReportRow, catalogue: CatalogueSnapshot, tolerance_m: float) -> list[str]:
+def _locate(batch: changes.Batch, report: ReportRow, rules: _Rules) -> list[str]:
     """The report's jurisdiction and its parents (nearest first); empty without a point or a match."""
     if report.lat is None or report.lon is None:
         batch.note(report, EventCode.LOCATED, data={"jurisdiction": None, "reason": "no coordinates"}, touch=False)
         return []
-    match = catalogue.jurisdictions.index.locate(report.lon, report.lat, tolerance_m=tolerance_m)
+    match = rules.located[report.id]
     if match is None:
         batch.note(
             report,
@@ -315,7 +323,7 @@ def _locate(batch: changes.Batch, report: ReportRow, catalogue: CatalogueSnapsho
         touch=False,
         data={"jurisdiction": match.code, "method": match.method, "distance_m": match.distance_m},
     )
-    return catalogue.jurisdictions.ancestry(match.code)
+    return rules.catalogue.jurisdictions.ancestry(match.code)
 
 
 async def give_up(session: AsyncSession, report_id: UUID, error: str, resources: PipelineResources) -> str:
