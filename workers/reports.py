@@ -61,6 +61,9 @@ class ProcessedHere:
                     del self._taking[report_id]
             ended.set()
 
+    def holds_any(self, report_ids: list[UUID]) -> bool:
+        return any(report_id in self._taking for report_id in report_ids)
+
     async def settled(self, report_ids: list[UUID]) -> None:
         """When every one of these reports is processed here or held by a batch of this process, wait
         until those batches end: their outcome decides whether anything is left to do."""
@@ -76,12 +79,17 @@ async def process_report(ctx: dict, *report_ids: str) -> str:
     fails holds back none of the others."""
     ids = [UUID(report_id) for report_id in report_ids]
     processed_here: ProcessedHere = ctx.setdefault("processed_here", ProcessedHere())
-    await processed_here.settled(ids)
-    if processed_here.has_all(ids):
-        return "already-processed"
-    # SQLite has no row locks: the batch and its fallback run under the process's one lock together.
-    async with ctx["serial"] or contextlib.nullcontext():
-        outcomes = await _process(ctx, ids)
+    for _attempt in range(3):
+        await processed_here.settled(ids)
+        if processed_here.has_all(ids):
+            return "already-processed"
+        # SQLite has no row locks: the batch and its fallback run under the process's one lock together.
+        async with ctx["serial"] or contextlib.nullcontext():
+            outcomes = await _process(ctx, ids)
+        # Nothing was left to claim because a batch of this process took these reports meanwhile: its
+        # outcome decides (if it failed, this job tries them again, and counts their failures).
+        if outcomes or not processed_here.holds_any(ids):
+            break
     await metrics.observe_job_latency(ctx["redis"], ctx["settings"].queue_name, ctx.get("enqueue_time"))
     return " ".join(f"{outcome}={count}" for outcome, count in sorted(Counter(outcomes.values()).items()))
 
@@ -116,10 +124,14 @@ async def _process_batch(ctx: dict, report_ids: list[UUID], claimed: list[UUID])
 
 
 async def _process_alone(ctx: dict, report_id: UUID, *, count_failure: bool) -> str:
+    processed_here: ProcessedHere = ctx["processed_here"]
     try:
         async with ctx["sessions"]() as session:
-            outcome = await pipeline.process(session, report_id, ctx["pipeline"])
-            await ctx["handoff"].commit(session)
+            with processed_here.taking([report_id]):
+                outcome = await pipeline.process(session, report_id, ctx["pipeline"])
+                await ctx["handoff"].commit(session)
+                if outcome not in ("already-processed", "missing"):  # processed by this transaction
+                    processed_here.add([report_id])
         return outcome
     except Exception as exc:
         if is_outage(exc):
