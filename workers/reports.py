@@ -1,6 +1,5 @@
 """Report jobs: each a few lines around a service call, each safe to run more than once."""
 
-import asyncio
 import contextlib
 import logging
 from collections import Counter, OrderedDict
@@ -29,48 +28,55 @@ SWEEP_BATCH = 500
 
 class ProcessedHere:
     """The reports this process's batches hold now, and the last ones they committed as processed.
-    Nothing moves a report back to `received`, so a job whose reports another batch of this process
-    took has nothing to do once that batch committed, and it need not ask the database. Built once
-    per process (arq gives each job a fresh copy of the worker's context)."""
+    Nothing moves a report back to `received`, so a job whose reports a batch of this process took
+    has nothing to do, and it need not ask the database: it leaves them to that batch, which counts
+    their failures as its own if it fails. Built once per process (arq gives each job a fresh copy of
+    the worker's context); a job never waits for another, so arq's slots stay free for other work."""
 
     def __init__(self, size: int = 100_000):
         self._ids: OrderedDict[UUID, None] = OrderedDict()
         self._size = size
-        self._taking: dict[UUID, asyncio.Event] = {}
+        self._taking: Counter[UUID] = Counter()
+        self._left: set[UUID] = set()  # held by a batch here, whose own jobs left them to it
 
     def add(self, report_ids: Iterable[UUID]) -> None:
         for report_id in report_ids:
             self._ids[report_id] = None
+            self._left.discard(report_id)
         while len(self._ids) > self._size:
             self._ids.popitem(last=False)
 
     def has_all(self, report_ids: list[UUID]) -> bool:
         return bool(report_ids) and all(report_id in self._ids for report_id in report_ids)
 
-    @contextlib.contextmanager
-    def taking(self, report_ids: list[UUID]) -> Iterator[None]:
-        """A batch of this process holds these reports until it ends (committed or not)."""
-        ended = asyncio.Event()
-        for report_id in report_ids:
-            self._taking[report_id] = ended
-        try:
-            yield
-        finally:
-            for report_id in report_ids:
-                if self._taking.get(report_id) is ended:
-                    del self._taking[report_id]
-            ended.set()
-
     def holds_any(self, report_ids: list[UUID]) -> bool:
         return any(report_id in self._taking for report_id in report_ids)
 
-    async def settled(self, report_ids: list[UUID]) -> None:
-        """When every one of these reports is processed here or held by a batch of this process, wait
-        until those batches end: their outcome decides whether anything is left to do."""
+    @contextlib.contextmanager
+    def taking(self, report_ids: list[UUID]) -> Iterator[None]:
+        """A batch (or a single retry) of this process holds these reports until it ends."""
+        self._taking.update(report_ids)
+        try:
+            yield
+        finally:
+            self._taking.subtract(report_ids)
+            for report_id in report_ids:
+                if self._taking[report_id] <= 0:
+                    del self._taking[report_id]
+
+    def leave_to_batch(self, report_ids: list[UUID]) -> bool:
+        """When every one of these reports is processed here or held by a batch here, leave them to it."""
         if not report_ids or not all(report_id in self._ids or report_id in self._taking for report_id in report_ids):
-            return
-        for ended in {self._taking[report_id] for report_id in report_ids if report_id in self._taking}:
-            await ended.wait()
+            return False
+        self._left.update(report_id for report_id in report_ids if report_id in self._taking)
+        return True
+
+    def was_left(self, report_id: UUID) -> bool:
+        """Whether the report's own job left it to the batch that held it (once: the failure is counted once)."""
+        if report_id in self._left:
+            self._left.discard(report_id)
+            return True
+        return False
 
 
 async def process_report(ctx: dict, *report_ids: str) -> str:
@@ -79,15 +85,16 @@ async def process_report(ctx: dict, *report_ids: str) -> str:
     fails holds back none of the others."""
     ids = [UUID(report_id) for report_id in report_ids]
     processed_here: ProcessedHere = ctx.setdefault("processed_here", ProcessedHere())
-    for _attempt in range(3):
-        await processed_here.settled(ids)
+    outcomes: dict[UUID, str] = {}
+    for _attempt in range(2):
         if processed_here.has_all(ids):
             return "already-processed"
+        if processed_here.leave_to_batch(ids):
+            return "left-to-a-batch-here"
         # SQLite has no row locks: the batch and its fallback run under the process's one lock together.
         async with ctx["serial"] or contextlib.nullcontext():
             outcomes = await _process(ctx, ids)
-        # Nothing was left to claim because a batch of this process took these reports meanwhile: its
-        # outcome decides (if it failed, this job tries them again, and counts their failures).
+        # Nothing left to claim because a batch of this process took them meanwhile: leave them to it.
         if outcomes or not processed_here.holds_any(ids):
             break
     await metrics.observe_job_latency(ctx["redis"], ctx["settings"].queue_name, ctx.get("enqueue_time"))
@@ -137,7 +144,8 @@ async def _process_alone(ctx: dict, report_id: UUID, *, count_failure: bool) -> 
         if is_outage(exc):
             raise Retry(defer=5 * 2 ** (ctx.get("job_try", 1) - 1)) from exc
         log.exception("processing report %s failed", report_id)
-        if not count_failure:
+        # Counted here when it is this job's own report, or its own job left it to this process.
+        if not (count_failure or ctx["processed_here"].was_left(report_id)):
             return "left-to-its-own-job"
         async with ctx["sessions"]() as session:
             outcome = await pipeline.give_up(session, report_id, type(exc).__name__, ctx["pipeline"])
