@@ -3,7 +3,7 @@
 import contextlib
 import logging
 from collections import Counter, OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import timedelta
 from uuid import UUID
 
@@ -27,56 +27,23 @@ SWEEP_BATCH = 500
 
 
 class ProcessedHere:
-    """The reports this process's batches hold now, and the last ones they committed as processed.
-    Nothing moves a report back to `received`, so a job whose reports a batch of this process took
-    has nothing to do, and it need not ask the database: it leaves them to that batch, which counts
-    their failures as its own if it fails. Built once per process (arq gives each job a fresh copy of
-    the worker's context); a job never waits for another, so arq's slots stay free for other work."""
+    """The last reports this process committed as processed. Nothing moves a report back to `received`,
+    so a job whose reports are all here (another batch of this process took them) has nothing to do,
+    and it need not ask the database. Built once per process: arq gives each job a fresh copy of the
+    worker's context."""
 
     def __init__(self, size: int = 100_000):
         self._ids: OrderedDict[UUID, None] = OrderedDict()
         self._size = size
-        self._taking: Counter[UUID] = Counter()
-        self._left: set[UUID] = set()  # held by a batch here, whose own jobs left them to it
 
     def add(self, report_ids: Iterable[UUID]) -> None:
         for report_id in report_ids:
             self._ids[report_id] = None
-            self._left.discard(report_id)
         while len(self._ids) > self._size:
             self._ids.popitem(last=False)
 
     def has_all(self, report_ids: list[UUID]) -> bool:
         return bool(report_ids) and all(report_id in self._ids for report_id in report_ids)
-
-    def holds_any(self, report_ids: list[UUID]) -> bool:
-        return any(report_id in self._taking for report_id in report_ids)
-
-    @contextlib.contextmanager
-    def taking(self, report_ids: list[UUID]) -> Iterator[None]:
-        """A batch (or a single retry) of this process holds these reports until it ends."""
-        self._taking.update(report_ids)
-        try:
-            yield
-        finally:
-            self._taking.subtract(report_ids)
-            for report_id in report_ids:
-                if self._taking[report_id] <= 0:
-                    del self._taking[report_id]
-
-    def leave_to_batch(self, report_ids: list[UUID]) -> bool:
-        """When every one of these reports is processed here or held by a batch here, leave them to it."""
-        if not report_ids or not all(report_id in self._ids or report_id in self._taking for report_id in report_ids):
-            return False
-        self._left.update(report_id for report_id in report_ids if report_id in self._taking)
-        return True
-
-    def was_left(self, report_id: UUID) -> bool:
-        """Whether the report's own job left it to the batch that held it (once: the failure is counted once)."""
-        if report_id in self._left:
-            self._left.discard(report_id)
-            return True
-        return False
 
 
 async def process_report(ctx: dict, *report_ids: str) -> str:
@@ -85,18 +52,11 @@ async def process_report(ctx: dict, *report_ids: str) -> str:
     fails holds back none of the others."""
     ids = [UUID(report_id) for report_id in report_ids]
     processed_here: ProcessedHere = ctx.setdefault("processed_here", ProcessedHere())
-    outcomes: dict[UUID, str] = {}
-    for _attempt in range(2):
-        if processed_here.has_all(ids):
-            return "already-processed"
-        if processed_here.leave_to_batch(ids):
-            return "left-to-a-batch-here"
-        # SQLite has no row locks: the batch and its fallback run under the process's one lock together.
-        async with ctx["serial"] or contextlib.nullcontext():
-            outcomes = await _process(ctx, ids)
-        # Nothing left to claim because a batch of this process took them meanwhile: leave them to it.
-        if outcomes or not processed_here.holds_any(ids):
-            break
+    if processed_here.has_all(ids):
+        return "already-processed"
+    # SQLite has no row locks: the batch and its fallback run under the process's one lock together.
+    async with ctx["serial"] or contextlib.nullcontext():
+        outcomes = await _process(ctx, ids)
     await metrics.observe_job_latency(ctx["redis"], ctx["settings"].queue_name, ctx.get("enqueue_time"))
     return " ".join(f"{outcome}={count}" for outcome, count in sorted(Counter(outcomes.values()).items()))
 
@@ -123,10 +83,9 @@ async def _process_batch(ctx: dict, report_ids: list[UUID], claimed: list[UUID])
     async with ctx["sessions"]() as session:
         reports = await pipeline.claim(session, report_ids, top_up_to=ctx["settings"].worker_batch_max)
         claimed.extend(report.id for report in reports)
-        with processed_here.taking(claimed):
-            outcomes = await pipeline.process_claimed(session, reports, ctx["pipeline"])
-            await ctx["handoff"].commit(session)
-            processed_here.add(outcomes)
+        outcomes = await pipeline.process_claimed(session, reports, ctx["pipeline"])
+        await ctx["handoff"].commit(session)
+    processed_here.add(outcomes)
     return outcomes
 
 
@@ -134,18 +93,16 @@ async def _process_alone(ctx: dict, report_id: UUID, *, count_failure: bool) -> 
     processed_here: ProcessedHere = ctx["processed_here"]
     try:
         async with ctx["sessions"]() as session:
-            with processed_here.taking([report_id]):
-                outcome = await pipeline.process(session, report_id, ctx["pipeline"])
-                await ctx["handoff"].commit(session)
-                if outcome not in ("already-processed", "missing"):  # processed by this transaction
-                    processed_here.add([report_id])
+            outcome = await pipeline.process(session, report_id, ctx["pipeline"])
+            await ctx["handoff"].commit(session)
+        if outcome not in ("already-processed", "missing"):  # processed by this transaction
+            processed_here.add([report_id])
         return outcome
     except Exception as exc:
         if is_outage(exc):
             raise Retry(defer=5 * 2 ** (ctx.get("job_try", 1) - 1)) from exc
         log.exception("processing report %s failed", report_id)
-        # Counted here when it is this job's own report, or its own job left it to this process.
-        if not (count_failure or ctx["processed_here"].was_left(report_id)):
+        if not count_failure:
             return "left-to-its-own-job"
         async with ctx["sessions"]() as session:
             outcome = await pipeline.give_up(session, report_id, type(exc).__name__, ctx["pipeline"])
