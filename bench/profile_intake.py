@@ -21,8 +21,10 @@ from bench import stack  # noqa: E402
 FRAME = re.compile(r"^(?P<function>.+?) \((?P<file>[^:()]+)(?::\d+)?\)$")
 
 
-def summarise(raw: Path, top: int = 12) -> tuple[int, list[tuple[str, float]], list[tuple[str, float]]]:
-    """(samples, [(package, share)], [(service function, inclusive share)]) from py-spy's raw (collapsed) output."""
+def summarise(raw: Path, top: int = 12, prefixes: tuple[str, ...] = ("service/",)
+              ) -> tuple[int, list[tuple[str, float]], list[tuple[str, float]]]:
+    """(samples, [(package, share)], [(our function, inclusive share)]) from py-spy's raw (collapsed) output;
+    our functions are those in files under `prefixes`."""
     packages: collections.Counter = collections.Counter()
     ours: collections.Counter = collections.Counter()
     total = 0
@@ -39,7 +41,7 @@ def summarise(raw: Path, top: int = 12) -> tuple[int, list[tuple[str, float]], l
         innermost = frames[-1]["file"]
         packages[innermost.split("/")[0].removesuffix(".py")] += count
         for name in {f"{frame['function']} ({frame['file']})" for frame in frames
-                     if frame["file"].startswith("service/") and not frame["file"].startswith("service/cli.py")
+                     if frame["file"].startswith(prefixes) and not frame["file"].startswith("service/cli.py")
                      and frame["function"].split(".")[-1] not in ("__call__", "_limited")}:
             ours[name] += count
     share = lambda counter: [(name, count / total) for name, count in counter.most_common(top)]  # noqa: E731

@@ -3,7 +3,8 @@
     .venv/bin/python bench/run_all.py [--quick] [--only intake worker memory storm webhooks]
 
 1. intake against the bare stack (bench/intake_vs_bare.py), with 1 and 2 uvicorn processes
-2. worker throughput beside a bare arq job (bench/worker_throughput.py)
+2. worker throughput beside a bare arq job (bench/worker_throughput.py), and a profile of one worker
+   (bench/profile_worker.py)
 3. API memory under 20 × 10 MB of uploads (bench/memory.py)
 4. the storm: 20,000 reports in 60 s, drained by 2 workers (bench/storm.py)
 5. webhooks: a burst of report lifecycles against a slow receiver, repeats and order (bench/webhook_delivery.py)
@@ -23,7 +24,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import intake_vs_bare, memory, profile_intake, stack, storm, webhook_delivery, worker_throughput  # noqa: E402
+from bench import (  # noqa: E402
+    intake_vs_bare,
+    memory,
+    profile_intake,
+    profile_worker,
+    stack,
+    storm,
+    webhook_delivery,
+    worker_throughput,
+)
 
 BENCHMARKS = ["intake", "worker", "memory", "storm", "webhooks", "ioc"]
 RERUN = "Re-run: `make bench` (or `.venv/bin/python bench/{module}.py`)."
@@ -61,6 +71,10 @@ def main() -> None:
         before = stack.wait_for_quiet_machine(tries=1 if args.quick else 3)
         reports = 200 if args.quick else 2000
         body = worker_throughput.render(*worker_throughput.run(reports))  # before the header: it reads the load after
+        if not args.quick:  # where the remaining time goes, met or not
+            profile = profile_worker.run(3000)
+            if profile:
+                body += "\n\n### Where the time goes (`bench/profile_worker.py`)\n\n" + profile
         write("bench_worker", section(
             "Worker throughput (`bench/worker_throughput.py`)", stack.header(before), body, "worker_throughput"))
     if "memory" in args.only:

@@ -43,6 +43,22 @@ class Throughput:
     wall_seconds: float  # from the worker's start to the last one done, start-up included
     max_jobs: int = 0
     poll_seconds: float = 0.0
+    cpu_ms: float = 0.0  # the worker process's CPU per report or job, start-up left out: steadier on a busy machine
+
+
+def cpu_seconds(pid: int) -> float:
+    times = stack.psutil.Process(pid).cpu_times()
+    return times.user + times.system
+
+
+def drain(pid: int, table: str, count: int, timeout: float) -> tuple[bool, float]:
+    """Wait until `count` rows of `table` are processed: (done, the worker's CPU ms per row after its first)."""
+    query = f"SELECT count(*) FROM {table} WHERE processed_at IS NOT NULL"
+    stack.wait_until(lambda: stack.sql(query) > 0, timeout, 0.05)
+    first, cpu_before = stack.sql(query), cpu_seconds(pid)
+    done = stack.wait_until(lambda: stack.sql(query) >= count, timeout, 0.1)
+    cpu_after, last = cpu_seconds(pid), stack.sql(query)
+    return done, (cpu_after - cpu_before) * 1000 / max(last - first, 1)
 
 
 def processed_rate(table: str) -> tuple[int, float]:
@@ -60,8 +76,7 @@ def intake_worker(reports: int) -> Throughput:
     started = time.monotonic()
     workers = stack.start_workers(1)
     try:
-        done = stack.wait_until(
-            lambda: stack.sql("SELECT count(*) FROM reports WHERE processed_at IS NOT NULL") >= reports, 600)
+        done, cpu_ms = drain(workers[0].pid, "reports", reports, 600)
         wall = time.monotonic() - started
     finally:
         for process in workers:
@@ -69,8 +84,8 @@ def intake_worker(reports: int) -> Throughput:
     if not done:
         raise RuntimeError("the worker did not process every report in 10 minutes")
     count, rate = processed_rate("reports")
-    stack.log(f"intake worker: {count} reports, {rate:.1f}/s ({wall:.1f} s with start-up)")
-    return Throughput(count, rate, wall, *intake_worker_settings())
+    stack.log(f"intake worker: {count} reports, {rate:.1f}/s, {cpu_ms:.2f} ms CPU each ({wall:.1f} s with start-up)")
+    return Throughput(count, rate, wall, *intake_worker_settings(), cpu_ms)
 
 
 def bare_worker(jobs: int, max_jobs: int, poll_seconds: float) -> Throughput:
@@ -106,17 +121,16 @@ def bare_worker(jobs: int, max_jobs: int, poll_seconds: float) -> Throughput:
                                env=stack.bench_env(BARE_QUEUE_NAME=BARE_QUEUE, BARE_MAX_JOBS=str(max_jobs),
                                                    BARE_POLL_SECONDS=str(poll_seconds)), stdout=log, stderr=subprocess.STDOUT)
     try:
-        done = stack.wait_until(
-            lambda: stack.sql("SELECT count(*) FROM bench_bare_reports WHERE processed_at IS NOT NULL") >= jobs, 300, 0.2)
+        done, cpu_ms = drain(process.pid, "bench_bare_reports", jobs, 300)
         wall = time.monotonic() - started
     finally:
         stack.stop_process(process)
     if not done:
         raise RuntimeError("the bare worker did not finish in 5 minutes")
     count, rate = processed_rate("bench_bare_reports")
-    stack.log(f"bare worker (max_jobs {max_jobs}, poll {poll_seconds} s): {count} jobs, {rate:.1f}/s "
-              f"({wall:.1f} s with start-up)")
-    return Throughput(count, rate, wall, max_jobs, poll_seconds)
+    stack.log(f"bare worker (max_jobs {max_jobs}, poll {poll_seconds} s): {count} jobs, {rate:.1f}/s, "
+              f"{cpu_ms:.2f} ms CPU each ({wall:.1f} s with start-up)")
+    return Throughput(count, rate, wall, max_jobs, poll_seconds, cpu_ms)
 
 
 def run(reports: int = 2000) -> tuple[Throughput, Throughput, Throughput]:
@@ -129,15 +143,18 @@ def render(intake: Throughput, bare_same: Throughput, bare_tuned: Throughput) ->
     def row(name: str, figures: Throughput) -> str:
         return (f"| {name} | {figures.max_jobs} / {figures.poll_seconds:g} s | {figures.jobs:,} | "
                 f"{figures.per_second:,.1f} | {figures.per_second / bare_tuned.per_second:.2f} | "
-                f"{figures.wall_seconds:.1f} s |")
+                f"{figures.cpu_ms:.2f} ms | {figures.wall_seconds:.1f} s |")
 
     ratio = intake.per_second / bare_tuned.per_second
     return "\n".join([
         f"One worker process on a full queue of {intake.jobs:,} reports filed through the API; rate from the first "
-        "to the last `processed_at`. The bare arq job runs with the intake worker's settings and tuned.",
+        "to the last `processed_at`. The bare arq job runs with the intake worker's settings and tuned. Worker CPU "
+        "each: the worker process's user + system CPU per report or job after its first (PostgreSQL's and "
+        "Redis's not counted), the steadier figure on a busy machine.",
         "",
-        "| job | max_jobs / poll | reports or jobs | per second | ratio to the tuned bare job | wall time incl. start-up |",
-        "|---|---|---|---|---|---|",
+        "| job | max_jobs / poll | reports or jobs | per second | ratio to the tuned bare job | worker CPU each "
+        "| wall time incl. start-up |",
+        "|---|---|---|---|---|---|---|",
         row("`process_report` (classify, priority, duplicates, jurisdiction, route, SLA, events, outbox), batched",
             intake),
         row("bare arq job: one UPDATE, the intake worker's settings", bare_same),

@@ -8,11 +8,12 @@ import pytest
 from sqlmodel import col, select
 
 from service.models import Report, ReportEvent, WebhookEvent
-from tests.conftest import in_app, run_worker
+from tests.conftest import in_app, run_worker, worker_context
 from tests.factories import report_body
 from tests.test_lifecycle import key, receiver  # noqa: F401 - the fixture
 from tests.test_pipeline_e2e import processed_count, redis_server, stack, wait_until  # noqa: F401 - fixtures
 from tests.test_webhooks import subscribe
+from workers.reports import process_report
 
 LAMP = "Đèn đường trước chợ bị tắt ba đêm nay, tối om rất nguy hiểm"
 # Points in different wards, far apart: never duplicates of each other.
@@ -58,6 +59,30 @@ def test_reports_processed_in_one_batch_get_the_events_and_webhooks_of_a_report_
     run_worker(client)  # the first job takes every waiting report: one batch
     for created in together:
         assert trail(client, created["id"]) == expected
+
+
+def test_processing_leaves_what_the_citizen_filed_and_their_contact_details_as_they_were(client, api_key):
+    created = submit(client, api_key, description=LAMP, lat=SPOTS[0][0], lon=SPOTS[0][1], title="Đèn tắt",
+                     reporter_name="Trần Thị Bình", reporter_phone="0903123456", reporter_email="binh@example.vn",
+                     address="12 Lê Lợi")
+    run_worker(client)
+    report = in_app(client, lambda s: s.get(Report, UUID(created["id"])))
+    assert report.status == "assigned" and report.processed_at is not None and report.due_at is not None
+    assert (report.reporter_name, report.reporter_phone, report.reporter_email) == (
+        "Trần Thị Bình", "0903123456", "binh@example.vn")
+    assert (report.title, report.description, report.address) == ("Đèn tắt", LAMP, "12 Lê Lợi")
+    assert report.revision > 1  # each step a reader would notice moved the ETag on
+
+
+def test_jobs_of_reports_a_batch_already_took_find_nothing_left_to_do(client, api_key):
+    created = [submit(client, api_key, description=LAMP, lat=lat, lon=lon) for lat, lon in SPOTS]
+    ctx = worker_context(client)
+    first = client.portal.call(process_report, ctx, created[0]["id"])
+    assert first == f"assigned={len(SPOTS)}"  # topped up with every waiting report: one batch
+    for report in created:  # the other reports' own jobs, in the same process
+        assert client.portal.call(process_report, ctx, report["id"]) == "already-processed"
+    for report in created:
+        assert [code for code, _ in trail(client, report["id"])[0]].count("status_changed") == 1
 
 
 def test_near_identical_reports_in_one_batch_leave_one_original_with_every_supporter(client, api_key):

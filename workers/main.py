@@ -28,7 +28,7 @@ from service.webhooks import outbox
 from service.webhooks.delivery import build_http_client
 from workers.ioc import refresh_ioc_rollup
 from workers.lifecycle import announce_deadlines_near, close_resolved_tickets, erase_personal_data, sweep_sla
-from workers.reports import process_photos, process_report, sweep_stale_reports
+from workers.reports import ProcessedHere, process_photos, process_report, sweep_stale_reports
 from workers.webhooks import deliver_webhooks, job_timeout_seconds, sweep_webhooks
 
 log = logging.getLogger("service.worker")
@@ -56,6 +56,7 @@ def worker_options(settings: Settings) -> dict[str, Any]:
         )
         ctx["http"] = build_http_client(settings)  # webhook deliveries
         ctx["handoff"] = Handoff(ctx["redis"], settings.queue_name)  # what a job's commit hands on
+        ctx["processed_here"] = ProcessedHere()  # each job gets a copy of ctx: shared state is made here
         outbox.configure(
             ctx["engine"],
             settings.public_base_url,

@@ -29,7 +29,8 @@ SWEEP_BATCH = 500
 class ProcessedHere:
     """The last reports this process committed as processed. Nothing moves a report back to `received`,
     so a job whose reports are all here (another batch of this process took them) has nothing to do,
-    and it need not ask the database."""
+    and it need not ask the database. Built once per process: arq gives each job a fresh copy of the
+    worker's context."""
 
     def __init__(self, size: int = 100_000):
         self._ids: OrderedDict[UUID, None] = OrderedDict()
@@ -78,21 +79,24 @@ async def _process(ctx: dict, ids: list[UUID]) -> dict[UUID, str]:
 
 
 async def _process_batch(ctx: dict, report_ids: list[UUID], claimed: list[UUID]) -> dict[UUID, str]:
+    processed_here: ProcessedHere = ctx["processed_here"]
     async with ctx["sessions"]() as session:
         reports = await pipeline.claim(session, report_ids, top_up_to=ctx["settings"].worker_batch_max)
         claimed.extend(report.id for report in reports)
         outcomes = await pipeline.process_claimed(session, reports, ctx["pipeline"])
         await ctx["handoff"].commit(session)
-    if "processed_here" in ctx:
-        ctx["processed_here"].add(outcomes)
+    processed_here.add(outcomes)
     return outcomes
 
 
 async def _process_alone(ctx: dict, report_id: UUID, *, count_failure: bool) -> str:
+    processed_here: ProcessedHere = ctx["processed_here"]
     try:
         async with ctx["sessions"]() as session:
             outcome = await pipeline.process(session, report_id, ctx["pipeline"])
             await ctx["handoff"].commit(session)
+        if outcome not in ("already-processed", "missing"):  # processed by this transaction
+            processed_here.add([report_id])
         return outcome
     except Exception as exc:
         if is_outage(exc):

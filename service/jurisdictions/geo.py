@@ -7,7 +7,7 @@ asks a `JurisdictionIndex` where a report's location falls. Coordinates are lon/
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -174,19 +174,42 @@ class JurisdictionIndex:
         return len(self._shapes)
 
     def locate(self, lon: float, lat: float, tolerance_m: float = 150) -> Match | None:
-        if not (math.isfinite(lon) and math.isfinite(lat) and -180 <= lon <= 180 and -90 <= lat <= 90):
-            raise ValueError(f"not a lon/lat position: ({lon}, {lat})")
-        if tolerance_m < 0:
-            raise ValueError("tolerance_m must not be negative")
+        _check_position(lon, lat, tolerance_m)
         point = shapely.Point(lon, lat)
 
         # "intersects" counts the boundary as inside, so a point on a shared edge still finds a ward.
         containing = self._tree.query(point, predicate="intersects")
         if len(containing):
-            best = min(containing, key=lambda i: (self._areas_m2[i], self._shapes[i].code))
+            best = min(containing, key=self._specificity)
             return self._match(best, "inside", 0.0)
         if tolerance_m == 0:
             return None
+        return self._nearest(lon, lat, point, tolerance_m)
+
+    def locate_many(self, positions: Sequence[tuple[float, float]], tolerance_m: float = 150) -> list[Match | None]:
+        """`locate` for each (lon, lat), with one query of the tree for all of them: a batch of reports
+        mostly falls inside some ward, and only the others take the tolerance search one by one."""
+        for lon, lat in positions:
+            _check_position(lon, lat, tolerance_m)
+        if not positions:
+            return []
+        points = shapely.points(np.array(positions, dtype=float))
+        inside: dict[int, int] = {}
+        for position, shape in zip(*self._tree.query(points, predicate="intersects").tolist(), strict=True):
+            if position not in inside or self._specificity(shape) < self._specificity(inside[position]):
+                inside[position] = shape
+        return [
+            self._match(inside[number], "inside", 0.0)
+            if number in inside
+            else (None if tolerance_m == 0 else self._nearest(lon, lat, points[number], tolerance_m))
+            for number, (lon, lat) in enumerate(positions)
+        ]
+
+    def _specificity(self, index: int) -> tuple[float, str]:
+        # Overlaps go to the smallest shape; equal ones to the first code.
+        return self._areas_m2[index], self._shapes[index].code
+
+    def _nearest(self, lon: float, lat: float, point: BaseGeometry, tolerance_m: float) -> Match | None:
 
         # A degree of longitude is the shortest degree at this latitude, so this radius (plus a
         # margin) reaches every shape within tolerance_m; exact metre distances decide below.
@@ -219,6 +242,13 @@ class JurisdictionIndex:
     def _match(self, index: int, method: Literal["inside", "nearest"], distance_m: float) -> Match:
         shape = self._shapes[index]
         return Match(code=shape.code, name=shape.name, method=method, distance_m=distance_m)
+
+
+def _check_position(lon: float, lat: float, tolerance_m: float) -> None:
+    if not (math.isfinite(lon) and math.isfinite(lat) and -180 <= lon <= 180 and -90 <= lat <= 90):
+        raise ValueError(f"not a lon/lat position: ({lon}, {lat})")
+    if tolerance_m < 0:
+        raise ValueError("tolerance_m must not be negative")
 
 
 def _to_local_metres(geometry: BaseGeometry, lon: float, lat: float) -> BaseGeometry:

@@ -20,7 +20,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service.lifecycle.events import NOTE_WEBHOOKS, STATUS_WEBHOOKS, EventCode, WebhookType
 from service.lifecycle.states import MOVES, IllegalMove, Status, Via, check
-from service.models import Report, ReportEvent
+from service.models import Report, ReportEvent, ReportRow
 from service.models.types import utcnow
 from service.webhooks import outbox
 
@@ -97,7 +97,7 @@ async def change(
 
 
 def _move(
-    report: Report,
+    report: Report | ReportRow,
     *,
     make: Callable[..., E],
     via: Via | frozenset[Via],
@@ -162,7 +162,7 @@ async def note(
 
 
 def _noted(
-    report: Report,
+    report: Report | ReportRow,
     code: EventCode,
     make: Callable[..., E],
     actor: str,
@@ -224,7 +224,14 @@ class TimelineRow:
 
 
 def _row(
-    report: Report, code: EventCode, *, actor: str, message: str | None, data: dict, public: bool, at: datetime
+    report: Report | ReportRow,
+    code: EventCode,
+    *,
+    actor: str,
+    message: str | None,
+    data: dict,
+    public: bool,
+    at: datetime,
 ) -> TimelineRow:
     return TimelineRow(report.id, str(code), actor, message, data, public, at)
 
@@ -238,11 +245,15 @@ def _event(
     )
 
 
-def _outgoing(type_: WebhookType, event: Any, report: Report | dict, extra: dict | None = None) -> outbox.Outgoing:
+def _outgoing(
+    type_: WebhookType, event: Any, report: Report | ReportRow | dict, extra: dict | None = None
+) -> outbox.Outgoing:
     return outbox.Outgoing(str(type_), event, outbox.snapshot_of(report), extra or {})
 
 
-def _webhooks(report: Report, event: ReportEvent | TimelineRow, code: EventCode, moved: dict) -> list[outbox.Outgoing]:
+def _webhooks(
+    report: Report | ReportRow, event: ReportEvent | TimelineRow, code: EventCode, moved: dict
+) -> list[outbox.Outgoing]:
     """The webhook events of one change, decided by what moved, whatever path moved it."""
     items = []
     if "status" in moved:
@@ -262,7 +273,7 @@ def _webhooks(report: Report, event: ReportEvent | TimelineRow, code: EventCode,
 
 
 async def _tell_duplicates(
-    session: AsyncSession, original: Report, previous: str, at: datetime, *, make: Callable[..., E]
+    session: AsyncSession, original: Report | ReportRow, previous: str, at: datetime, *, make: Callable[..., E]
 ) -> list[tuple[E, list[outbox.Outgoing]]]:
     """The reporters of duplicates follow the original: an event on each duplicate, and its webhook."""
     duplicates = (await session.exec(select(Report).where(col(Report.duplicate_of_id) == original.id))).all()
@@ -292,19 +303,20 @@ async def _tell_duplicates(
 class Batch:
     """The same door for many reports at once (the pipeline's batches): each change and note is checked
     and decided exactly as by `change` and `note`, with the same events and webhook events, but the
-    writes are gathered, and `write` makes them in a few statements: the reports' UPDATEs in one
-    flush, every timeline event in one INSERT, the supporters' counters in one executemany, and the
-    outbox rows in one pass."""
+    writes are gathered, and `write` makes them in a few statements: the reports (plain `ReportRow`s,
+    locked by the caller's claim) in one UPDATE executemany, every timeline event in one INSERT, the
+    supporters' counters in one executemany, and the outbox rows in one pass."""
 
     def __init__(self, session: AsyncSession):
         self.session = session
+        self._reports: dict[UUID, ReportRow] = {}
         self._events: list[TimelineRow] = []
         self._webhooks: list[outbox.Outgoing] = []
         self._supporters: dict[UUID, int] = {}
 
     def note(
         self,
-        report: Report,
+        report: ReportRow,
         code: EventCode,
         *,
         actor: str = SYSTEM,
@@ -320,7 +332,7 @@ class Batch:
         self._webhooks += items
         self._keep(report)
 
-    async def change(self, report: Report, **move: Any) -> dict[str, tuple[Any, Any]]:
+    async def change(self, report: ReportRow, **move: Any) -> dict[str, tuple[Any, Any]]:
         """As `change` (the same keywords); returns what moved."""
         moved, previous, event, items = _move(report, make=_row, **move)
         self._keep(report)
@@ -332,11 +344,10 @@ class Batch:
                 self._webhooks += told_items
         return moved
 
-    def _keep(self, report: Report) -> None:
-        if report not in self.session:  # a report the batch loaded is there already: adding it again costs
-            self.session.add(report)
+    def _keep(self, report: ReportRow) -> None:
+        self._reports[report.id] = report
 
-    def add_supporter(self, original_id: UUID, duplicate: Report, *, actor: str, data: dict) -> None:
+    def add_supporter(self, original_id: UUID, duplicate: ReportRow, *, actor: str, data: dict) -> None:
         """As `add_supporter`, for an original this batch may itself have just processed (its counter
         is added with a relative UPDATE after the batch's own writes, so concurrent duplicates each count)."""
         self._supporters[original_id] = self._supporters.get(original_id, 0) + 1
@@ -354,11 +365,17 @@ class Batch:
 
     async def write(self) -> None:
         session = self.session
-        await session.flush()  # the reports themselves: the counters below land on top of their writes
+        reports = Report.__table__  # type: ignore[attr-defined]
+        await session.flush()  # what else the batch changed as table models (its photos)
+        if self._reports:  # the counters below land on top of these writes
+            await session.execute(
+                update(reports).where(reports.c.id == bindparam("report_id")),
+                # In id order, as the counters: two transactions never wait for each other crosswise.
+                [{"report_id": report_id, **report.written()} for report_id, report in sorted(self._reports.items())],
+            )
         if self._events:
-            await session.execute(insert(ReportEvent), [vars(event) for event in self._events])
+            await session.execute(insert(ReportEvent.__table__), [vars(event) for event in self._events])  # type: ignore[attr-defined]
         if self._supporters:
-            reports = Report.__table__  # type: ignore[attr-defined]
             await session.execute(
                 update(reports)
                 .where(reports.c.id == bindparam("original"))
@@ -370,7 +387,7 @@ class Batch:
                 [{"original": original, "added": added} for original, added in sorted(self._supporters.items())],
             )
         await outbox.publish(session, self._webhooks)
-        self._events, self._webhooks, self._supporters = [], [], {}
+        self._reports, self._events, self._webhooks, self._supporters = {}, [], [], {}
 
 
 __all__ = [

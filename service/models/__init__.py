@@ -10,7 +10,7 @@ from service.models.catalogue import (
 )
 from service.models.identity import ApiClient, RefreshToken, StaffUser
 from service.models.ioc import IocDailyRollup, IocRollupState
-from service.models.report import Photo, Report, ReportEvent
+from service.models.report import Photo, Report, ReportEvent, ReportRow
 from service.models.webhook import WebhookDeliveryAttempt, WebhookEvent, WebhookStream, WebhookSubscription
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "RefreshToken",
     "Report",
     "ReportEvent",
+    "ReportRow",
     "RoutingRule",
     "ServiceCategory",
     "SlaPolicyRow",

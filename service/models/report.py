@@ -1,6 +1,8 @@
 """A citizen's report, its photos and its timeline of events."""
 
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any, ClassVar
 from uuid import UUID, uuid4
 
 from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint, and_
@@ -158,3 +160,96 @@ class ReportEvent(SQLModel, table=True):
     message: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     data: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False, default=dict))
     created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column(nullable=False))
+
+
+class ReportRow:
+    """A report as a batch of the pipeline reads it: the columns it reads and writes as a plain object,
+    none of the personal ones (their decryption is most of what loading a whole report costs). It reads
+    like a `Report` to the lifecycle and the outbox; `lifecycle.changes.Batch` writes the `WRITTEN`
+    columns back with one statement for the batch, no unit of work involved."""
+
+    id: UUID
+    tracking_code: str
+    title: str | None
+    description: str
+    requested_service_code: str | None
+    service_code: str | None
+    classification_confidence: float | None
+    category_source: str | None
+    priority: str
+    status: str
+    lat: float | None
+    lon: float | None
+    location_source: str | None
+    h3_cell: str | None
+    jurisdiction_code: str | None
+    department_code: str | None
+    assignee_id: UUID | None
+    api_client_id: UUID | None
+    duplicate_of_id: UUID | None
+    supporter_count: int
+    processing_failures: int
+    revision: int
+    created_at: datetime
+    updated_at: datetime
+    processed_at: datetime | None
+    sla_started_at: datetime | None
+    sla_clock: str | None
+    sla_state: str | None
+    acknowledge_due_at: datetime | None
+    due_at: datetime | None
+    at_risk_at: datetime | None
+    acknowledge_overdue_at: datetime | None
+    on_hold_since: datetime | None
+
+    # Read and never written back: what the citizen sent, and the counters others change.
+    READ_ONLY: ClassVar[tuple[str, ...]] = (
+        "id",
+        "tracking_code",
+        "title",
+        "description",
+        "requested_service_code",
+        "api_client_id",
+        "supporter_count",
+        "processing_failures",
+        "created_at",
+    )
+    WRITTEN: ClassVar[tuple[str, ...]] = (
+        "service_code",
+        "classification_confidence",
+        "category_source",
+        "priority",
+        "status",
+        "lat",
+        "lon",
+        "location_source",
+        "h3_cell",
+        "jurisdiction_code",
+        "department_code",
+        "assignee_id",
+        "duplicate_of_id",
+        "revision",
+        "updated_at",
+        "processed_at",
+        "sla_started_at",
+        "sla_clock",
+        "sla_state",
+        "acknowledge_due_at",
+        "due_at",
+        "at_risk_at",
+        "acknowledge_overdue_at",
+        "on_hold_since",
+    )
+    COLUMNS: ClassVar[tuple[str, ...]] = READ_ONLY + WRITTEN
+    __slots__ = COLUMNS
+
+    def __init__(self, values: Mapping[Any, Any]):
+        for name in self.COLUMNS:
+            setattr(self, name, values[name])
+
+    @classmethod
+    def columns(cls) -> list[Any]:
+        return [_reports.c[name] for name in cls.COLUMNS]
+
+    def written(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.WRITTEN}

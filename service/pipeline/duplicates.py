@@ -19,7 +19,7 @@ from sqlalchemy import select, text
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from service.models import Report
+from service.models import Report, ReportRow
 from service.pipeline.geo import haversine_m
 
 # Statuses an original may have: processed and still being worked.
@@ -47,7 +47,7 @@ class DuplicateMatch:
     distance_m: float
 
 
-def searchable(report: Report) -> bool:
+def searchable(report: ReportRow) -> bool:
     return None not in (report.h3_cell, report.service_code, report.lat, report.lon)
 
 
@@ -76,13 +76,19 @@ class Finder:
     def __init__(self, candidates: Iterable[Original], *, radius_m: float, window_days: float):
         self.radius_m, self.window = radius_m, timedelta(days=window_days)
         self._by_cell: dict[str, list[Original]] = defaultdict(list)
+        self._disks: dict[str, list[str]] = {}  # a cell and its neighbours: a batch's reports share cells
         for candidate in candidates:
             self.add(candidate)
 
     def add(self, original: Original) -> None:
         self._by_cell[original.h3_cell].append(original)
 
-    def find(self, report: Report) -> DuplicateMatch | None:
+    def _disk(self, cell: str) -> list[str]:
+        if cell not in self._disks:
+            self._disks[cell] = h3.grid_disk(cell, 1)
+        return self._disks[cell]
+
+    def find(self, report: ReportRow) -> DuplicateMatch | None:
         assert report.h3_cell and report.lat is not None and report.lon is not None
         since = report.created_at - self.window
         scored = [
@@ -92,7 +98,7 @@ class Finder:
                 str(candidate.id),
                 candidate,
             )
-            for cell in h3.grid_disk(report.h3_cell, 1)
+            for cell in self._disk(report.h3_cell)
             for candidate in self._by_cell.get(cell, ())
             if candidate.service_code == report.service_code
             and candidate.created_at >= since
@@ -105,7 +111,9 @@ class Finder:
         return DuplicateMatch(original=original, distance_m=round(distance, 1))
 
 
-async def load_finder(session: AsyncSession, reports: list[Report], *, radius_m: float, window_days: float) -> Finder:
+async def load_finder(
+    session: AsyncSession, reports: list[ReportRow], *, radius_m: float, window_days: float
+) -> Finder:
     """Lock the reports' neighbourhoods, then read the open originals around them (one query)."""
     cells = {report.h3_cell for report in reports if report.h3_cell}
     if not cells:

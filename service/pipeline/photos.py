@@ -2,13 +2,14 @@
 
 import asyncio
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from uuid import UUID
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from service.models import Photo, Report
+from service.models import Photo, Report, ReportRow
 from service.models.types import utcnow
 from service.photos.processing import PhotoRejected, ProcessedPhoto, process_photo
 from service.photos.storage import PhotoStorage
@@ -32,7 +33,7 @@ async def process_photos(session: AsyncSession, storage: PhotoStorage, report: R
 
 
 async def process_photos_of(
-    session: AsyncSession, storage: PhotoStorage, reports: list[Report]
+    session: AsyncSession, storage: PhotoStorage, reports: Sequence[Report | ReportRow]
 ) -> dict[UUID, list[dict]]:
     """The unprocessed photos of these reports (one query); a summary per photo, by report, for the event log."""
     by_id = {report.id: report for report in reports}

@@ -12,16 +12,18 @@ from typing import Any
 from uuid import UUID
 
 import h3
-from sqlmodel import col, select
+from sqlalchemy import select
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service.catalogue.snapshot import CatalogueCache, CatalogueSnapshot
 from service.classify.model import Classifier, Prediction
 from service.classify.priority import assess_priority
+from service.jurisdictions.geo import Match
 from service.lifecycle import changes
 from service.lifecycle.events import EventCode
 from service.lifecycle.states import Status, Via
-from service.models import Report
+from service.models import Report, ReportRow
 from service.models.types import utcnow
 from service.photos.storage import PhotoStorage
 from service.pipeline import duplicates, routing
@@ -29,6 +31,7 @@ from service.pipeline.photos import process_photos_of
 from service.reports.service import H3_RESOLUTION
 from service.settings import Settings
 from service.sla import service as sla
+from service.sla.rules import SlaPolicy
 
 
 @dataclass
@@ -41,21 +44,29 @@ class PipelineResources:
     storage: PhotoStorage
 
 
-async def claim(session: AsyncSession, report_ids: list[UUID], *, top_up_to: int = 0) -> list[Report]:
+async def claim(session: AsyncSession, report_ids: list[UUID], *, top_up_to: int = 0) -> list[ReportRow]:
     """These reports if still waiting, topped up to `top_up_to` with the oldest others waiting, locked
-    for this transaction, oldest first. Rows another transaction holds are skipped (SKIP LOCKED; SQLite
-    has one writer). Reports that already failed are taken only by their own jobs: a report that
-    keeps failing cannot make other batches fail with it. When none of these reports is left (another
-    batch took them), nothing else is taken either: every waiting report has a job of its own coming."""
-    statement = select(Report).where(Report.status == Status.RECEIVED).with_for_update(skip_locked=True)
-    claimed = list((await session.exec(statement.where(col(Report.id).in_(report_ids)))).all()) if report_ids else []
+    for this transaction, oldest first, read as plain rows of the columns the pipeline uses. Rows
+    another transaction holds are skipped (SKIP LOCKED; SQLite has one writer). Reports that already
+    failed are taken only by their own jobs: a report that keeps failing cannot make other batches
+    fail with it. When none of these reports is left (another batch took them), nothing else is taken
+    either: every waiting report has a job of its own coming."""
+    statement = (
+        select(*ReportRow.columns()).where(col(Report.status) == Status.RECEIVED).with_for_update(skip_locked=True)
+    )
+    claimed = (
+        [ReportRow(row) for row in (await session.execute(statement.where(col(Report.id).in_(report_ids)))).mappings()]
+        if report_ids
+        else []
+    )
     if report_ids and not claimed:
         return []
     if len(claimed) < top_up_to and not any(report.processing_failures for report in claimed):
-        others = statement.where(Report.processing_failures == 0).order_by(col(Report.created_at))
+        others = statement.where(col(Report.processing_failures) == 0).order_by(col(Report.created_at))
         if report_ids:
             others = others.where(col(Report.id).not_in(report_ids))
-        claimed += (await session.exec(others.limit(top_up_to - len(claimed)))).all()
+        rows = (await session.execute(others.limit(top_up_to - len(claimed)))).mappings()
+        claimed += [ReportRow(row) for row in rows]
     return sorted(claimed, key=lambda report: (report.created_at, str(report.id)))
 
 
@@ -76,7 +87,7 @@ async def process_batch(
 
 
 async def process_claimed(
-    session: AsyncSession, reports: list[Report], resources: PipelineResources
+    session: AsyncSession, reports: list[ReportRow], resources: PipelineResources
 ) -> dict[UUID, str]:
     """Process reports this transaction claimed; each one's outcome."""
     if not reports:
@@ -108,6 +119,7 @@ async def process_claimed(
         radius_m=settings.duplicate_radius_m,
         window_days=settings.duplicate_window_days,
     )
+    rules = _Rules(catalogue, reports, settings.jurisdiction_tolerance_m)
     outcomes: dict[UUID, str] = {}
     for report in reports:
         needs_triage, priority = triage[report.id], priorities[report.id]
@@ -115,14 +127,14 @@ async def process_claimed(
         if match:
             outcomes[report.id] = await _mark_duplicate(batch, report, match, priority)
             continue
-        outcomes[report.id] = await _place(batch, report, catalogue, needs_triage, priority, settings)
+        outcomes[report.id] = await _place(batch, report, rules, needs_triage, priority, settings)
         if report.id in searching:
             finder.add(_as_original(report))
     await batch.write()
     return outcomes
 
 
-def _predict(reports: list[Report], resources: PipelineResources) -> dict[UUID, Prediction]:
+def _predict(reports: list[ReportRow], resources: PipelineResources) -> dict[UUID, Prediction]:
     """One classifier call for every report without a category of its own."""
     unsure = [report for report in reports if not _has_own_category(report)]
     texts = [" ".join(part for part in (report.title, report.description) if part) for report in unsure]
@@ -130,11 +142,11 @@ def _predict(reports: list[Report], resources: PipelineResources) -> dict[UUID, 
     return {report.id: prediction for report, prediction in zip(unsure, predictions, strict=True)}
 
 
-def _has_own_category(report: Report) -> bool:
+def _has_own_category(report: ReportRow) -> bool:
     return bool(report.requested_service_code) and report.requested_service_code != "other"
 
 
-def _as_original(report: Report) -> duplicates.Original:
+def _as_original(report: ReportRow) -> duplicates.Original:
     assert report.service_code and report.h3_cell and report.lat is not None and report.lon is not None
     return duplicates.Original(
         report.id,
@@ -148,21 +160,47 @@ def _as_original(report: Report) -> duplicates.Original:
     )
 
 
+class _Rules:
+    """The catalogue's routing and SLA decisions for one batch, each worked out once: the reports of a
+    batch share a few categories, wards and priorities."""
+
+    def __init__(self, catalogue: CatalogueSnapshot, reports: list[ReportRow], tolerance_m: float):
+        self.catalogue = catalogue
+        # Where each report with a point is: one query of the boundaries' index for the batch.
+        placed = [report for report in reports if report.lat is not None and report.lon is not None]
+        positions = [(report.lon, report.lat) for report in placed]
+        matches = catalogue.jurisdictions.index.locate_many(positions, tolerance_m=tolerance_m)  # type: ignore[arg-type]
+        self.located: dict[UUID, Match | None] = {
+            report.id: match for report, match in zip(placed, matches, strict=True)
+        }
+        self._routes: dict[tuple[str | None, tuple[str, ...]], routing.RoutingDecision | None] = {}
+        self._policies: dict[tuple[str | None, str], tuple[SlaPolicy, dict]] = {}
+
+    def route(self, service_code: str | None, jurisdictions: list[str]) -> routing.RoutingDecision | None:
+        key = (service_code, tuple(jurisdictions))
+        if key not in self._routes:
+            self._routes[key] = routing.decide(self.catalogue.routing_rules, service_code, jurisdictions)
+        return self._routes[key]
+
+    def policy(self, service_code: str | None, priority: str) -> tuple[SlaPolicy, dict]:
+        key = (service_code, priority)
+        if key not in self._policies:
+            self._policies[key] = sla.choose_policy(self.catalogue.sla_policies, service_code, priority)
+        return self._policies[key]
+
+
 async def _place(
     batch: changes.Batch,
-    report: Report,
-    catalogue: CatalogueSnapshot,
+    report: ReportRow,
+    rules: _Rules,
     needs_triage: bool,
     priority: str,
     settings: Settings,
 ) -> str:
     """Not a duplicate: jurisdiction, department, SLA, and the move out of `received`."""
-    jurisdictions = _locate(batch, report, catalogue, settings.jurisdiction_tolerance_m)
-    decision = (
-        routing.decide(catalogue.routing_rules, None, [])  # the dispatch unit
-        if needs_triage
-        else routing.decide(catalogue.routing_rules, report.service_code, jurisdictions)
-    )
+    jurisdictions = _locate(batch, report, rules)
+    # Triage goes to the dispatch unit (no category, no place).
+    decision = rules.route(None, []) if needs_triage else rules.route(report.service_code, jurisdictions)
     if decision:
         batch.note(
             report,
@@ -175,7 +213,7 @@ async def _place(
             },
         )
 
-    policy, policy_info = sla.choose_policy(catalogue.sla_policies, report.service_code, priority)
+    policy, policy_info = rules.policy(report.service_code, priority)
     sla.start_clock(report, policy, sla.calendar_from(settings), report.created_at, settings.sla_at_risk_ratio)
     assert report.acknowledge_due_at is not None and report.due_at is not None  # set by start_clock
     batch.note(
@@ -203,7 +241,7 @@ async def _place(
 
 
 def _classify(
-    batch: changes.Batch, report: Report, prediction: Prediction | None, resources: PipelineResources
+    batch: changes.Batch, report: ReportRow, prediction: Prediction | None, resources: PipelineResources
 ) -> bool:
     """Keep the citizen's own category unless it is missing or `other`; returns whether a human must triage."""
     if prediction is None:
@@ -233,7 +271,7 @@ def _classify(
     return False
 
 
-def _prioritise(batch: changes.Batch, report: Report, category_default: str) -> str:
+def _prioritise(batch: changes.Batch, report: ReportRow, category_default: str) -> str:
     """The priority the report will get (set with its status by the lifecycle), and why."""
     text = " ".join(part for part in (report.title, report.description) if part)
     priority, signal = assess_priority(text, category_default)
@@ -246,7 +284,9 @@ def _prioritise(batch: changes.Batch, report: Report, category_default: str) -> 
     return priority
 
 
-async def _mark_duplicate(batch: changes.Batch, report: Report, match: duplicates.DuplicateMatch, priority: str) -> str:
+async def _mark_duplicate(
+    batch: changes.Batch, report: ReportRow, match: duplicates.DuplicateMatch, priority: str
+) -> str:
     original = match.original
     report.duplicate_of_id = original.id
     report.processed_at = utcnow()
@@ -262,12 +302,12 @@ async def _mark_duplicate(batch: changes.Batch, report: Report, match: duplicate
     return "duplicate"
 
 
-def _locate(batch: changes.Batch, report: Report, catalogue: CatalogueSnapshot, tolerance_m: float) -> list[str]:
+def _locate(batch: changes.Batch, report: ReportRow, rules: _Rules) -> list[str]:
     """The report's jurisdiction and its parents (nearest first); empty without a point or a match."""
     if report.lat is None or report.lon is None:
         batch.note(report, EventCode.LOCATED, data={"jurisdiction": None, "reason": "no coordinates"}, touch=False)
         return []
-    match = catalogue.jurisdictions.index.locate(report.lon, report.lat, tolerance_m=tolerance_m)
+    match = rules.located[report.id]
     if match is None:
         batch.note(
             report,
@@ -283,7 +323,7 @@ def _locate(batch: changes.Batch, report: Report, catalogue: CatalogueSnapshot, 
         touch=False,
         data={"jurisdiction": match.code, "method": match.method, "distance_m": match.distance_m},
     )
-    return catalogue.jurisdictions.ancestry(match.code)
+    return rules.catalogue.jurisdictions.ancestry(match.code)
 
 
 async def give_up(session: AsyncSession, report_id: UUID, error: str, resources: PipelineResources) -> str:

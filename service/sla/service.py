@@ -8,7 +8,7 @@ from typing import cast
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from service.models import Report, SlaPolicyRow
+from service.models import Report, ReportRow, SlaPolicyRow
 from service.settings import Settings
 from service.sla.calendar import WorkingCalendar
 from service.sla.rules import DEFAULT_POLICIES, Clock, SlaPolicy, extend_for_pause
@@ -67,7 +67,7 @@ def _at(policy: SlaPolicy, calendar: WorkingCalendar, start: datetime, hours: fl
 
 
 def start_clock(
-    report: Report, policy: SlaPolicy, calendar: WorkingCalendar, start: datetime, at_risk_ratio: float
+    report: Report | ReportRow, policy: SlaPolicy, calendar: WorkingCalendar, start: datetime, at_risk_ratio: float
 ) -> None:
     """Set acknowledge, at-risk and resolve deadlines; the at-risk point lets the sweep use one index."""
     report.sla_started_at = start

@@ -32,6 +32,7 @@ from service.models import (
     Department,
     Jurisdiction,
     Report,
+    ReportRow,
     ServiceCategory,
     StaffUser,
     WebhookEvent,
@@ -97,7 +98,7 @@ class SubscriptionView:
     filter_jurisdiction_code: str | None
 
 
-def snapshot_of(report: Report | dict) -> dict[str, Any]:
+def snapshot_of(report: Report | ReportRow | dict) -> dict[str, Any]:
     """The fields a payload shows, as they are now (nothing personal: no reporter, no description)."""
     if isinstance(report, dict):  # a row as intake inserts it: a column it leaves out is still NULL
         return {name: report.get(name) for name in _SNAPSHOT_FIELDS}

@@ -287,3 +287,21 @@ def test_covers_says_what_locate_says_inside_on_edges_in_holes_near_and_far():
     for tolerance_m in (0, 150):
         for lon, lat in points:
             assert index.covers(lon, lat, tolerance_m) == (index.locate(lon, lat, tolerance_m) is not None), (lon, lat)
+
+
+def test_locating_many_points_at_once_answers_as_locating_each():
+    index = index_of(
+        square("BIG", LON, LAT, size=0.03),
+        square("SMALL", LON + 0.008, LAT + 0.008, size=0.004),
+        square("EAST", LON + 0.031, LAT),
+    )
+    # Inside, overlapped, on an edge, in a gap within tolerance, and far from everything.
+    positions = [(LON + step * 0.0023, LAT + (step % 7) * 0.0041) for step in range(-3, 22)]
+    positions += [(LON + 0.01, LAT + 0.005), (LON + 0.0305, LAT + 0.01), (LON + 0.2, LAT)]
+    for tolerance_m in (0, 150):
+        assert index.locate_many(positions, tolerance_m) == [
+            index.locate(lon, lat, tolerance_m) for lon, lat in positions
+        ]
+    assert index.locate_many([]) == []
+    with pytest.raises(ValueError):
+        index.locate_many([(LON, 95.0)])
