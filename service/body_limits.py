@@ -19,6 +19,15 @@ MAX_FORM_FIELDS_BYTES = 256 * 1024
 MAX_JSON_DEPTH = 16
 
 
+def _first_header(scope: Scope, name: bytes) -> bytes:
+    """The first value of a header, as Starlette's `request.headers.get` (and so the routes) read it: a
+    request that repeats Content-Type must be limited as the type the route will parse."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return value
+    return b""
+
+
 class BodyTooLarge(Exception):
     def __init__(self, limit: int):
         self.limit = limit
@@ -93,7 +102,7 @@ class BodyLimits:
         self.multipart_limit = settings.max_photos_per_report * settings.max_photo_bytes + MAX_FORM_FIELDS_BYTES
 
     def _limit_for(self, scope: Scope) -> tuple[int, bool]:
-        content_type = dict(scope["headers"]).get(b"content-type", b"").split(b";")[0].strip().lower()
+        content_type = _first_header(scope, b"content-type").split(b";")[0].strip().lower()
         if content_type == b"multipart/form-data":
             return self.multipart_limit, False
         return MAX_JSON_BYTES, content_type.endswith(b"json")
@@ -139,7 +148,7 @@ class BodyLimits:
 
     async def _limited(self, scope: Scope, receive: Receive, send: Send) -> None:
         limit, is_json = self._limit_for(scope)
-        declared = dict(scope["headers"]).get(b"content-length")
+        declared = _first_header(scope, b"content-length") or None
         if declared and declared.isdigit() and int(declared) > limit:
             raise BodyTooLarge(limit)
         if is_json:

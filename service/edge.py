@@ -20,9 +20,10 @@ import time
 from uuid import UUID
 
 from asgi_correlation_id import correlation_id
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service import http_security
+from service import errors, http_security
 from service.metrics import HttpMetrics
 
 log = logging.getLogger(__name__)
@@ -90,11 +91,13 @@ class Edge:
         private = http_security.private(scope)
         hsts = self.hsts
 
+        answered = False
+
         async def edge_send(message: Message) -> None:
-            nonlocal status
+            nonlocal status, answered
             kind = message["type"]
             if kind == "http.response.start":
-                status = message["status"]
+                status, answered = message["status"], True
                 headers = http_security.with_security_headers(
                     list(message.get("headers", [])), private=private, hsts=hsts
                 )
@@ -111,6 +114,13 @@ class Edge:
         inner = {**scope, "method": "GET"} if head else scope
         try:
             await self.app(inner, receive, edge_send)
+        except Exception as exc:
+            if answered:
+                raise
+            # Answered here rather than by Starlette's ServerErrorMiddleware, which sits outside this
+            # layer: the 500 then carries the security headers and the request id like any answer.
+            response = await errors.answer_unexpected(Request(inner), exc)
+            await response(inner, receive, edge_send)
         finally:
             if head:  # what routing found (the route, for the metrics) goes back to the original
                 for key, value in inner.items():

@@ -14,6 +14,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.convertors import PathConvertor
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
 log = logging.getLogger(__name__)
@@ -581,27 +582,36 @@ def install_error_handlers(app: FastAPI) -> None:
             headers["Allow"] = ", ".join(allowed_methods(request))
         return problem_response(request, exc.status_code, code, headers=headers)
 
-    async def _dependency_error(request: Request, exc: Exception) -> Response:
-        if is_unstorable_text(exc):
-            return problem_response(request, 422, "text_not_storable")
-        if is_outage(exc):
-            # Expected in an outage and answered: one line, no traceback, no statement.
-            log.warning(
-                "dependency unavailable, answered 503: %s", type(exc).__name__, extra={"path": request.url.path}
-            )
-            return problem_response(request, 503, "service_unavailable", headers={"Retry-After": "2"})
-        log.error("unhandled error", exc_info=exc, extra={"path": request.url.path})
-        return problem_response(request, 500, "internal_error")
+    _dependency_error = answer_unexpected
+
+    @app.exception_handler(ClientDisconnect)
+    async def _client_gone(request: Request, exc: ClientDisconnect) -> Response:
+        # A hang-up mid-body is the client's doing, not a fault: one quiet line, counted as a 4xx.
+        log.info("client disconnected before its request was read", extra={"path": request.url.path})
+        return problem_response(request, 400, "bad_request", "The client closed the connection mid-request.")
 
     # Registered by class, these are answered by Starlette's ExceptionMiddleware, which keeps the
-    # connection open. The catch-all `Exception` handler runs in ServerErrorMiddleware, which re-raises
-    # after answering: the server then logs a second traceback and closes the client's connection.
+    # connection open. Anything else that escapes is answered by service.edge.Edge (answer_unexpected),
+    # inside the layer that adds the security headers and the request id.
     for kind in (DBAPIError, PoolTimeout, ConnectionError, TimeoutError):
         app.add_exception_handler(kind, _dependency_error)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
         return await _dependency_error(request, exc)
+
+
+async def answer_unexpected(request: Request, exc: Exception) -> Response:
+    """The answer to an exception no handler took: 422 for text the database cannot store, 503 in an
+    outage (one line, no traceback), else 500 with the traceback logged once."""
+    if is_unstorable_text(exc):
+        return problem_response(request, 422, "text_not_storable")
+    if is_outage(exc):
+        # Expected in an outage and answered: one line, no traceback, no statement.
+        log.warning("dependency unavailable, answered 503: %s", type(exc).__name__, extra={"path": request.url.path})
+        return problem_response(request, 503, "service_unavailable", headers={"Retry-After": "2"})
+    log.error("unhandled error", exc_info=exc, extra={"path": request.url.path})
+    return problem_response(request, 500, "internal_error")
 
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")

@@ -167,7 +167,8 @@ async def post_service_request(
     response_format: ResponseFormat,
     session: Session,
     idempotency_key: Annotated[
-        str | None, Header(max_length=200, description="Retries with the same key and body return the same request")
+        str | None,
+        Header(min_length=1, max_length=200, description="Retries with the same key and body return the same request"),
     ] = None,
 ) -> Response:
     """Files a report through the same intake as `POST /v1/reports` (channel `open311`).

@@ -70,7 +70,7 @@ class Form:
 def _decode(raw: bytes | bytearray, charset: str) -> str:
     try:
         return raw.decode(charset)
-    except (UnicodeDecodeError, LookupError):
+    except (ValueError, LookupError):  # any codec's refusal (punycode raises a bare UnicodeError)
         return raw.decode("latin-1")
 
 

@@ -80,19 +80,20 @@ _IDEMPOTENCY_KEY_PARAMETER = {
     "in": "header",
     "required": False,
     "schema": {
-        "anyOf": [{"type": "string", "maxLength": IDEMPOTENCY_KEY_MAX_LENGTH}, {"type": "null"}],
+        "anyOf": [{"type": "string", "minLength": 1, "maxLength": IDEMPOTENCY_KEY_MAX_LENGTH}, {"type": "null"}],
         "description": "Retries with the same key and body return the same report",
         "title": "Idempotency-Key",
     },
     "description": "Retries with the same key and body return the same report",
 }
-_IDEMPOTENCY_KEY = TypeAdapter(Annotated[str, StringConstraints(max_length=IDEMPOTENCY_KEY_MAX_LENGTH)])
+# An empty key is refused, not taken for "no key": it would be stored, and every later empty key clash with it.
+_IDEMPOTENCY_KEY = TypeAdapter(Annotated[str, StringConstraints(min_length=1, max_length=IDEMPOTENCY_KEY_MAX_LENGTH)])
 
 
 def idempotency_key_of(request: Request) -> str | None:
-    """The `Idempotency-Key` header, refused (422, as a declared header parameter is) when too long."""
+    """The `Idempotency-Key` header, refused (422, as a declared header parameter is) when empty or too long."""
     value = request.headers.get("idempotency-key")
-    if value is not None and len(value) > IDEMPOTENCY_KEY_MAX_LENGTH:
+    if value is not None and not 0 < len(value) <= IDEMPOTENCY_KEY_MAX_LENGTH:
         try:
             _IDEMPOTENCY_KEY.validate_python(value)
         except ValidationError as exc:

@@ -104,7 +104,7 @@ class ReportCreate(BaseModel):
             return value
         try:  # a multipart form field: only an object's JSON text is an answer
             parsed = json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser's stack
             parsed = None
         if not isinstance(parsed, dict):
             raise ValueError("attributes must be a JSON object")
