@@ -582,23 +582,17 @@ def install_error_handlers(app: FastAPI) -> None:
             headers["Allow"] = ", ".join(allowed_methods(request))
         return problem_response(request, exc.status_code, code, headers=headers)
 
-    _dependency_error = answer_unexpected
-
     @app.exception_handler(ClientDisconnect)
     async def _client_gone(request: Request, exc: ClientDisconnect) -> Response:
         # A hang-up mid-body is the client's doing, not a fault: one quiet line, counted as a 4xx.
         log.info("client disconnected before its request was read", extra={"path": request.url.path})
         return problem_response(request, 400, "bad_request", "The client closed the connection mid-request.")
 
-    # Registered by class, these are answered by Starlette's ExceptionMiddleware, which keeps the
-    # connection open. Anything else that escapes is answered by service.edge.Edge (answer_unexpected),
-    # inside the layer that adds the security headers and the request id.
-    for kind in (DBAPIError, PoolTimeout, ConnectionError, TimeoutError):
-        app.add_exception_handler(kind, _dependency_error)
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> Response:
-        return await _dependency_error(request, exc)
+    # The outage classes are answered by Starlette's ExceptionMiddleware, which keeps the connection
+    # open. Anything else is answered by service.edge.Edge (with the security headers and request id);
+    # `Exception` here only covers what reaches Starlette's ServerErrorMiddleware without passing Edge.
+    for kind in (DBAPIError, PoolTimeout, ConnectionError, TimeoutError, Exception):
+        app.add_exception_handler(kind, answer_unexpected)
 
 
 async def answer_unexpected(request: Request, exc: Exception) -> Response:

@@ -32,8 +32,6 @@ async def read_json(request: Request) -> ReportCreate:
             raise PayloadTooLarge(detail=f"A JSON report body may be at most {MAX_JSON_BYTES} bytes.")
     try:
         raw = json.loads(body)
-    except RecursionError as exc:  # deeper than the parser's stack; BodyLimits refuses most before this
-        raise _too_deep() from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise RequestValidationError(
             [{"type": "json_invalid", "loc": ("body",), "msg": "The body is not valid JSON.", "input": None}]
@@ -43,12 +41,6 @@ async def read_json(request: Request) -> ReportCreate:
             [{"type": "model_type", "loc": ("body",), "msg": "The body must be a JSON object.", "input": None}]
         )
     return _validate(raw)
-
-
-def _too_deep() -> Exception:
-    return RequestValidationError(
-        [{"type": "json_too_deep", "loc": ("body",), "msg": "The JSON nests too deeply.", "input": None}]
-    )
 
 
 def _refusal(exc: FormInvalid, field: str) -> Exception:
@@ -91,8 +83,6 @@ async def read_message_with_photos(
     if content_type == "application/json":
         try:
             raw = json.loads(await request.body() or b"{}")
-        except RecursionError as exc:
-            raise _too_deep() from exc
         except ValueError as exc:
             raise RequestValidationError(
                 [{"type": "json_invalid", "loc": ("body",), "msg": "Invalid JSON.", "input": None}]
