@@ -1,10 +1,13 @@
 """The worker processes waiting reports in batches: what a batch does must be what one report alone does,
 one original per spot however the reports fall into batches and workers, and one bad report fails alone."""
 
+import threading
 from collections import Counter, defaultdict
+from contextlib import contextmanager
 from uuid import UUID
 
 import pytest
+from arq import Retry
 from sqlmodel import col, select
 
 from service.models import Report, ReportEvent, WebhookEvent
@@ -83,6 +86,62 @@ def test_jobs_of_reports_a_batch_already_took_find_nothing_left_to_do(client, ap
         assert client.portal.call(process_report, ctx, report["id"]) == "already-processed"
     for report in created:
         assert [code for code, _ in trail(client, report["id"])[0]].count("status_changed") == 1
+
+
+@contextmanager
+def row_lock_held(client, report_id: str, lock: str):
+    """Another transaction holds the report's row (`FOR UPDATE`, as a change to it would, or `FOR KEY
+    SHARE`, as a row referring to it takes) until the block ends."""
+    import asyncio
+
+    from sqlalchemy import text
+
+    locked, release = threading.Event(), asyncio.Event()
+
+    async def hold():
+        async with client.app.state.sessions() as session:
+            await session.execute(text(f"SELECT id FROM reports WHERE id = :id {lock}"), {"id": UUID(report_id)})
+            locked.set()
+            await release.wait()
+            await session.commit()
+
+    done = client.portal.start_task_soon(hold)
+    assert locked.wait(10)
+    try:
+        yield
+    finally:
+        client.portal.call(release.set)
+        done.result(10)
+
+
+def status_of(client, report_id: str) -> str:
+    return in_app(client, lambda s: s.get(Report, UUID(report_id))).status
+
+
+def test_a_report_another_transaction_refers_to_is_processed_at_once(client, api_key, settings):
+    if settings.is_sqlite:
+        pytest.skip("row locks are PostgreSQL's; SQLite has one writer")
+    created = submit(client, api_key, description=LAMP, lat=SPOTS[0][0], lon=SPOTS[0][1])
+    with row_lock_held(client, created["id"], "FOR KEY SHARE"):  # an event or a webhook lease being written
+        run_worker(client)
+        assert status_of(client, created["id"]) == "assigned"
+
+
+def test_a_report_held_by_another_transaction_when_its_job_runs_is_processed_once_it_is_let_go(
+    client, api_key, settings
+):
+    if settings.is_sqlite:
+        pytest.skip("row locks are PostgreSQL's; SQLite has one writer")
+    created = submit(client, api_key, description=LAMP, lat=SPOTS[0][0], lon=SPOTS[0][1])
+    client.portal.call(client.app.state.handoff.drain)  # its job is queued
+    with row_lock_held(client, created["id"], "FOR NO KEY UPDATE"):
+        ctx = worker_context(client)
+        with pytest.raises(Retry):  # the job does not end while its report waits, unprocessed
+            client.portal.call(process_report, ctx, created["id"])
+        assert status_of(client, created["id"]) == "received"
+    run_worker(client)  # the job again, after its holder let go
+    assert status_of(client, created["id"]) == "assigned"
+    assert [code for code, _ in trail(client, created["id"])[0]].count("status_changed") == 1
 
 
 def test_near_identical_reports_in_one_batch_leave_one_original_with_every_supporter(client, api_key):

@@ -9,14 +9,12 @@ import random
 import time
 from collections import Counter, defaultdict
 from contextlib import contextmanager
-from datetime import timedelta
 from uuid import UUID
 
 import pytest
 from sqlmodel import col, select
 
 from service.models import WebhookEvent
-from service.models.types import utcnow
 from service.webhooks import lease, outbox
 from tests.conftest import in_app, run_worker
 from tests.factories import report_body
@@ -54,11 +52,11 @@ def slow_receiver():
     server.close()
 
 
-def wait_until(predicate, timeout: float, what: str) -> None:
+def wait_until(predicate, timeout: float, what: str, state=lambda: "") -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"waited {timeout} s for {what}")
+            raise AssertionError(f"waited {timeout} s for {what}; {state()}")
         time.sleep(0.2)
 
 
@@ -128,13 +126,13 @@ def test_busy_streams_deliver_every_event_once_and_in_order(client, api_key, slo
             assert response.status_code == 201, response.text
             reports.append(response.json())
 
-        def all_assigned() -> bool:
-            return all(
-                client.get(f"/v1/tickets/{report['id']}", headers=staff).json()["status"] == "assigned"
-                for report in reports
-            )
+        statuses: list[str] = []
 
-        wait_until(all_assigned, 120, "the workers to route every report")
+        def all_assigned() -> bool:
+            statuses[:] = [client.get(f"/v1/tickets/{report['id']}", headers=staff).json()["status"] for report in reports]
+            return statuses == ["assigned"] * REPORTS
+
+        wait_until(all_assigned, 120, "the workers to route every report", lambda: f"statuses {statuses}")
         # Each round changes every report once while the earlier events of its stream are still on their way.
         for path, body in (
             ("transitions", {"to": "in_progress"}),

@@ -35,6 +35,20 @@ class ProcessedHere:
     def __init__(self, size: int = 100_000):
         self._ids: OrderedDict[UUID, None] = OrderedDict()
         self._size = size
+        self._in_flight: set[UUID] = set()  # claimed by a batch of this process that has not ended yet
+
+    @contextlib.contextmanager
+    def in_flight(self, report_ids: list[UUID]):
+        self._in_flight.update(report_ids)
+        try:
+            yield
+        finally:
+            self._in_flight.difference_update(report_ids)
+
+    def held_elsewhere(self, report_ids: list[UUID]) -> list[UUID]:
+        """Of these reports (waiting, but locked by another transaction), those no batch of this process
+        holds: their holder may roll back, so their jobs must look again rather than end."""
+        return [report_id for report_id in report_ids if report_id not in self._in_flight]
 
     def add(self, report_ids: Iterable[UUID]) -> None:
         for report_id in report_ids:
@@ -54,17 +68,24 @@ async def process_report(ctx: dict, *report_ids: str) -> str:
     processed_here: ProcessedHere = ctx.setdefault("processed_here", ProcessedHere())
     if processed_here.has_all(ids):
         return "already-processed"
+    held: list[UUID] = []
     # SQLite has no row locks: the batch and its fallback run under the process's one lock together.
     async with ctx["serial"] or contextlib.nullcontext():
-        outcomes = await _process(ctx, ids)
+        outcomes = await _process(ctx, ids, held)
+    if held:
+        # Another transaction (another process's batch, or a change to the report) held some of them:
+        # look again soon; by then they are processed, or free to take.
+        job_try = ctx.get("job_try", 1)
+        log.info("%d of the job's reports were held by another transaction: trying again", len(held))
+        raise Retry(defer=min(0.5 * job_try, 5.0))
     await metrics.observe_job_latency(ctx["redis"], ctx["settings"].queue_name, ctx.get("enqueue_time"))
     return " ".join(f"{outcome}={count}" for outcome, count in sorted(Counter(outcomes.values()).items()))
 
 
-async def _process(ctx: dict, ids: list[UUID]) -> dict[UUID, str]:
+async def _process(ctx: dict, ids: list[UUID], held: list[UUID]) -> dict[UUID, str]:
     claimed: list[UUID] = []
     try:
-        return await _process_batch(ctx, ids, claimed)
+        return await _process_batch(ctx, ids, claimed, held)
     except Exception as exc:
         if is_outage(exc):
             # Exponential backoff: 5 s, 10 s, 20 s … while the database is away.
@@ -78,13 +99,16 @@ async def _process(ctx: dict, ids: list[UUID]) -> dict[UUID, str]:
         }
 
 
-async def _process_batch(ctx: dict, report_ids: list[UUID], claimed: list[UUID]) -> dict[UUID, str]:
+async def _process_batch(ctx: dict, report_ids: list[UUID], claimed: list[UUID], held: list[UUID]) -> dict[UUID, str]:
     processed_here: ProcessedHere = ctx["processed_here"]
     async with ctx["sessions"]() as session:
         reports = await pipeline.claim(session, report_ids, top_up_to=ctx["settings"].worker_batch_max)
         claimed.extend(report.id for report in reports)
-        outcomes = await pipeline.process_claimed(session, reports, ctx["pipeline"])
-        await ctx["handoff"].commit(session)
+        with processed_here.in_flight(claimed):
+            if missing := [report_id for report_id in report_ids if report_id not in set(claimed)]:
+                held.extend(processed_here.held_elsewhere(await pipeline.still_waiting(session, missing)))
+            outcomes = await pipeline.process_claimed(session, reports, ctx["pipeline"])
+            await ctx["handoff"].commit(session)
     processed_here.add(outcomes)
     return outcomes
 

@@ -51,8 +51,12 @@ async def claim(session: AsyncSession, report_ids: list[UUID], *, top_up_to: int
     failed are taken only by their own jobs: a report that keeps failing cannot make other batches
     fail with it. When none of these reports is left (another batch took them), nothing else is taken
     either: every waiting report has a job of its own coming."""
+    # FOR NO KEY UPDATE: a row inserted elsewhere that refers to the report (an event, a webhook lease)
+    # takes a key-share lock on it, which FOR UPDATE would count as held and skip.
     statement = (
-        select(*ReportRow.columns()).where(col(Report.status) == Status.RECEIVED).with_for_update(skip_locked=True)
+        select(*ReportRow.columns())
+        .where(col(Report.status) == Status.RECEIVED)
+        .with_for_update(skip_locked=True, key_share=True)
     )
     claimed = (
         [ReportRow(row) for row in (await session.execute(statement.where(col(Report.id).in_(report_ids)))).mappings()]
@@ -68,6 +72,14 @@ async def claim(session: AsyncSession, report_ids: list[UUID], *, top_up_to: int
         rows = (await session.execute(others.limit(top_up_to - len(claimed)))).mappings()
         claimed += [ReportRow(row) for row in rows]
     return sorted(claimed, key=lambda report: (report.created_at, str(report.id)))
+
+
+async def still_waiting(session: AsyncSession, report_ids: list[UUID]) -> list[UUID]:
+    """Which of these reports are `received` as last committed, whoever holds them now."""
+    if not report_ids:
+        return []
+    statement = select(col(Report.id)).where(col(Report.id).in_(report_ids), col(Report.status) == Status.RECEIVED)
+    return list((await session.execute(statement)).scalars())
 
 
 async def process(session: AsyncSession, report_id: UUID, resources: PipelineResources) -> str:
