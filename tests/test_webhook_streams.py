@@ -129,7 +129,9 @@ def test_busy_streams_deliver_every_event_once_and_in_order(client, api_key, slo
         statuses: list[str] = []
 
         def all_assigned() -> bool:
-            statuses[:] = [client.get(f"/v1/tickets/{report['id']}", headers=staff).json()["status"] for report in reports]
+            statuses[:] = [
+                client.get(f"/v1/tickets/{report['id']}", headers=staff).json()["status"] for report in reports
+            ]
             return statuses == ["assigned"] * REPORTS
 
         wait_until(all_assigned, 120, "the workers to route every report", lambda: f"statuses {statuses}")
