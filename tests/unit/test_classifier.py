@@ -8,6 +8,9 @@ import pytest
 from service.classify import model
 from service.classify.model import Classifier, Prediction, corpus_dir, load_corpus
 from service.classify.text import canonical, expand_teen_code, fold, translate_english_terms
+from tests.conftest import ROOT
+
+MODEL_CACHE = ROOT / ".cache" / "models"
 
 SERVICE_CODES = {
     "road_traffic",
@@ -33,9 +36,9 @@ SERVICE_CODES = {
 
 
 @pytest.fixture(scope="module")
-def classifier(tmp_path_factory) -> Classifier:
-    # Train once for the module; the cache directory is reused by the cache test.
-    return Classifier.load_or_train(tmp_path_factory.getbasetemp() / "classifier-cache")
+def classifier() -> Classifier:
+    # The cache every test shares (tests/conftest.py): the model is trained once per corpus in a run.
+    return Classifier.load_or_train(MODEL_CACHE)
 
 
 def test_corpus_covers_every_service_code():
@@ -127,12 +130,12 @@ def test_predict_many_matches_predict(classifier):
     assert isinstance(classifier.predict("đèn đường hư"), Prediction)
 
 
-def test_second_load_reuses_the_cache(classifier, tmp_path_factory, monkeypatch):
+def test_second_load_reuses_the_cache(classifier, monkeypatch):
     def no_training(examples):
         raise AssertionError("trained again although the cache was valid")
 
     monkeypatch.setattr(model, "train", no_training)
-    again = Classifier.load_or_train(tmp_path_factory.getbasetemp() / "classifier-cache")
+    again = Classifier.load_or_train(MODEL_CACHE)
     assert again.version == classifier.version
     assert again.predict("đèn đường hư") == classifier.predict("đèn đường hư")
 
