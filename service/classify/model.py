@@ -9,6 +9,7 @@ loads the cache. Editing the corpus therefore retrains on the next start.
 
 import contextlib
 import hashlib
+import inspect
 import json
 import logging
 import os
@@ -24,7 +25,7 @@ import sklearn
 from scipy.sparse.csgraph import connected_components
 from scipy.special import expit
 from sklearn.base import clone
-from sklearn.calibration import CalibratedClassifierCV
+from sklearn.calibration import CalibratedClassifierCV, _fit_calibrator
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
@@ -117,18 +118,29 @@ class CalibratedWithLead(CalibratedClassifierCV):
     """
 
     def fit(self, X, y, sample_weight=None, groups=None, **fit_params):
-        """`groups` (rewording_groups of the texts) keeps one complaint's rewordings in one fold of the
-        lead's calibration: a model that has seen a sentence in another spelling is surer than it should be."""
-        super().fit(X, y, sample_weight=sample_weight, **fit_params)
+        """`groups` (rewording_groups of the texts) keeps one complaint's rewordings in one fold: a model
+        that has seen a sentence in another spelling is surer than it should be.
+
+        One set of out-of-fold margins serves both the per-class sigmoids and the lead's logistic
+        regression, as CalibratedClassifierCV(ensemble=False) does for its sigmoids alone: six fits of
+        the linear model (five folds and the whole corpus), not eleven."""
+        if sample_weight is not None or fit_params:
+            raise TypeError("CalibratedWithLead takes no sample weights or fit parameters")
+        y = np.asarray(y)
         folds = self.cv
         if groups is not None and _groups_per_class(y, groups) >= 5:
             folds = StratifiedGroupKFold(n_splits=5, shuffle=True, random_state=0)
         else:
             groups = None  # a corpus too small to hold every field in five folds of distinct sentences
-        margins = cross_val_predict(clone(self.estimator), X, y, groups=groups, cv=folds, method="decision_function")
+        estimator = clone(self.estimator)
+        margins = cross_val_predict(estimator, X, y, groups=groups, cv=folds, method="decision_function")
+        estimator.fit(X, y)
+        self.classes_ = estimator.classes_
+        self.calibrated_classifiers_ = [_sigmoids(estimator, margins, y)]
+        self.n_features_in_ = estimator.n_features_in_
         ordered = np.sort(margins, axis=1)
         lead = ordered[:, -1] - ordered[:, -2]
-        right = self.classes_[margins.argmax(axis=1)] == np.asarray(y)
+        right = self.classes_[margins.argmax(axis=1)] == y
         # A tie seen once right and once wrong: a coin flip at a lead of zero, and two outcomes to fit
         # even when a small corpus gets every out-of-fold report right.
         lead, right = np.append(lead, [0.0, 0.0]), np.append(right, [True, False])
@@ -139,6 +151,13 @@ class CalibratedWithLead(CalibratedClassifierCV):
 
     def confidence_from_lead(self, lead: np.ndarray) -> np.ndarray:
         return expit(self.lead_slope_ * lead + self.lead_intercept_)
+
+
+def _sigmoids(estimator, margins: np.ndarray, labels: np.ndarray):
+    """One sigmoid per class over its out-of-fold margins: the step CalibratedClassifierCV(ensemble=False)
+    takes after its own cross_val_predict, called on ours (newer releases take the array namespace too)."""
+    array_namespace = {"xp": np} if "xp" in inspect.signature(_fit_calibrator).parameters else {}
+    return _fit_calibrator(estimator, margins, labels, estimator.classes_, "sigmoid", **array_namespace)
 
 
 def _groups_per_class(labels, groups) -> int:
@@ -174,7 +193,10 @@ def build_pipeline() -> Pipeline:
     # fold models each missed a fifth of them; cross-validation scores it a
     # little more accurate, and the worker computes one set of margins, not five.
     # C chosen by cross-validation again when the corpus grew to 19 fields: a softer margin triaged more.
-    model = CalibratedWithLead(LinearSVC(C=1.0), method="sigmoid", cv=5, ensemble=False)
+    # A looser stopping tolerance than liblinear's default 1e-4 halves each fit; the margins move by
+    # about a thousandth and no report changes field. A fixed random_state fixes liblinear's order of
+    # visiting the reports, so one corpus gives one model in any process.
+    model = CalibratedWithLead(LinearSVC(C=1.0, tol=1e-2, random_state=0), method="sigmoid", cv=5, ensemble=False)
     return Pipeline([("features", features), ("model", model)])
 
 
