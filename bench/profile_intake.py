@@ -21,6 +21,11 @@ from bench import stack  # noqa: E402
 FRAME = re.compile(r"^(?P<function>.+?) \((?P<file>[^:()]+)(?::\d+)?\)$")
 
 
+def _idle(innermost: re.Match) -> bool:
+    """A thread-pool thread waiting for work (py-spy counts it as busy): under the photo load, most samples."""
+    return innermost["file"] == "threading.py" and innermost["function"].split(".")[-1] == "wait"
+
+
 def summarise(raw: Path, top: int = 12, prefixes: tuple[str, ...] = ("service/",)
               ) -> tuple[int, list[tuple[str, float]], list[tuple[str, float]]]:
     """(samples, [(package, share)], [(our function, inclusive share)]) from py-spy's raw (collapsed) output;
@@ -33,9 +38,11 @@ def summarise(raw: Path, top: int = 12, prefixes: tuple[str, ...] = ("service/",
         if not frames_text or not count_text.isdigit():
             continue
         count = int(count_text)
-        total += count
         frames = [FRAME.match(frame) for frame in frames_text.split(";")]
         frames = [frame for frame in frames if frame]
+        if frames and _idle(frames[-1]):
+            continue
+        total += count
         if not frames:
             continue
         innermost = frames[-1]["file"]

@@ -12,10 +12,12 @@ from collections.abc import Iterator
 from PIL import Image
 from sqlmodel import func, select
 
+import pytest
+
 from service.models import Photo, Report
-from service.reports.multipart import WRITE_BATCH_BYTES
+from service.reports.multipart import HEADER_BYTES, WRITE_BATCH_BYTES
 from tests.conftest import in_app
-from tests.factories import jpeg_bytes, report_body
+from tests.factories import jpeg_bytes, jpeg_with_gps, report_body
 
 BOUNDARY = "photo-stream-test-7MA4YWxkTrZu0gW"
 CHUNK = 64 * 1024
@@ -155,6 +157,42 @@ def test_a_photo_in_tiny_chunks_is_stored_whole_with_its_type_and_hash_from_its_
     assert (photo.size_bytes, photo.sha256) == (len(png), hashlib.sha256(png).hexdigest())
     [stored] = stored_files(client)
     assert stored.read_bytes() == png
+
+
+def behind_metadata(jpeg: bytes, size: int) -> bytes:
+    """The same JPEG with `size` bytes of application segments before its own: its EXIF and frame header
+    come that much later (as behind a large maker note, XMP or ICC profile)."""
+    segments = b"".join(b"\xff\xef" + (65533 + 2).to_bytes(2, "big") + b"\0" * 65533 for _ in range(size // 65537 + 1))
+    return jpeg[:2] + segments + jpeg[2:]
+
+
+def declaring(jpeg: bytes, width: int, height: int) -> bytes:
+    """The JPEG with its frame header (SOF0) declaring other dimensions than its pixels."""
+    at = jpeg.index(b"\xff\xc0") + 5
+    return jpeg[:at] + height.to_bytes(2, "big") + width.to_bytes(2, "big") + jpeg[at + 4 :]
+
+
+@pytest.mark.parametrize("metadata", [0, 2 * HEADER_BYTES], ids=["header-first", "header-past-the-copied-bytes"])
+def test_a_jpeg_header_is_read_where_it_is_found(client, api_key, metadata):
+    # The GPS hint locates the report and too many pixels are refused, whether the header is read from
+    # the first bytes kept in memory or, past them, from the stored file.
+    located = behind_metadata(jpeg_with_gps(10.7769, 106.7009), metadata)
+    body = fields(lat=None, lon=None) + part("photos", located, "street.jpg") + CLOSING
+    status, _ = post_raw(client, "/v1/reports", in_chunks(body), headers={"x-api-key": api_key})
+    assert status == 201
+    report = in_app(client, lambda s: s.exec(select(Report))).one()
+    assert (report.location_source, round(report.lat, 3), round(report.lon, 3)) == ("photo_exif", 10.777, 106.701)
+
+    bomb = behind_metadata(declaring(jpeg_bytes(), 30_000, 30_000), metadata)
+    response = client.post(
+        "/v1/reports",
+        data=report_body(),
+        files=[("photos", ("bomb.jpg", bomb, "image/jpeg"))],
+        headers={"X-API-Key": api_key},
+    )
+    assert (response.status_code, response.json()["code"]) == (413, "photo_dimensions_too_large")
+    assert count(client, Report) == 1
+    assert len(stored_files(client)) == 1
 
 
 def test_field_errors_come_before_a_refused_photo_and_nothing_is_kept(client, api_key):

@@ -107,18 +107,47 @@ def check_header(src: BinaryIO, max_pixels: int) -> tuple[float, float] | None:
     the GPS hint from the same reading. Raises PhotoRejected("decompression_bomb", ...); None when the
     header or its EXIF cannot be read (the worker decides about such a photo). Leaves `src` at offset 0."""
     try:
-        with _pillow_failures_rejected(), Image.open(src, formats=_ALLOWED_FORMATS) as image:
-            _refuse_bombs(image.size, max_pixels)
-            try:
-                return _gps_from_exif(image.getexif())
-            except Exception:  # noqa: BLE001 - a photo without readable EXIF is still a photo
-                return None
+        return _read_header(src, max_pixels, _ALLOWED_FORMATS)
     except PhotoRejected as rejected:
         if rejected.reason_code == "decompression_bomb":
             raise
         return None
     finally:
         src.seek(0)
+
+
+class HeaderIncomplete(Exception):
+    """The first bytes of a photo end before its header does: check the whole file instead."""
+
+
+def check_jpeg_start(start: bytes | bytearray, max_pixels: int, *, whole: bool) -> tuple[float, float] | None:
+    """`check_header` for a JPEG from its first bytes, held in memory while the rest is written: no reading
+    back from storage. Pillow reads a JPEG's header, EXIF included, up to its first scan and no further,
+    so when `start` holds that much the answer is the whole file's. Raises PhotoRejected as check_header;
+    HeaderIncomplete when `start` is not enough to say (unless it is the `whole` photo)."""
+    try:
+        return _read_header(io.BytesIO(start), max_pixels, ("JPEG",))
+    except PhotoRejected as rejected:
+        if rejected.reason_code == "decompression_bomb":
+            raise
+        if whole:
+            return None
+        raise HeaderIncomplete from rejected
+    except Exception as exc:  # whatever cut-off bytes do to the reader, the whole file decides
+        raise HeaderIncomplete from exc
+
+
+def _read_header(src: BinaryIO, max_pixels: int, formats: tuple[str, ...]) -> tuple[float, float] | None:
+    """The GPS hint, or None without readable EXIF; PhotoRejected "decompression_bomb" or "unreadable"."""
+    with _pillow_failures_rejected(), Image.open(src, formats=formats) as image:
+        _refuse_bombs(image.size, max_pixels)
+        if image.format == "PNG" and "exif" not in image.info:
+            # Pillow would decode every pixel looking for EXIF after them: not on the request path.
+            return None
+        try:
+            return _gps_from_exif(image.getexif())
+        except Exception:  # noqa: BLE001 - a photo without readable EXIF is still a photo
+            return None
 
 
 @contextmanager

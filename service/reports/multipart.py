@@ -3,7 +3,10 @@
 There is no spooled copy. Each photo part is recognised by its first bytes, hashed and capped while its
 chunks come in, and written into its staging place in storage (`PhotoStorage.begin_save`: for the local
 folder its own path; for an object store a local file, uploaded once complete) in batches, in a thread.
-Once the part ends, its header is read from what was written (pixel count, GPS hint) before it is kept.
+Once the part ends, its header (pixel count, GPS hint) is read before it is kept: a JPEG's from a copy of
+its first bytes, on the event loop; any other photo's, or a JPEG's that runs past those bytes, from what
+was written, in the thread that finishes the file. The thread's work is kept to the bytes (hashing,
+writing): Python code there holds the GIL the event loop waits for.
 
 A photo over the size limit stops the reading at once (413). A photo refused for what it is (not an
 image we take: 415; too many pixels: 413) does not: the rest of the body is read so that the caller can
@@ -16,7 +19,7 @@ import codecs
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import anyio
 from fastapi import Request
@@ -25,13 +28,17 @@ from python_multipart.multipart import MultipartParser, MultipartState, parse_op
 
 from service.errors import AppError, PayloadTooLarge, UnsupportedMediaType
 from service.photos.content import SNIFF_BYTES, extension_for, sniff_image_type
-from service.photos.processing import PhotoRejected, check_header
+from service.photos.processing import HeaderIncomplete, PhotoRejected, check_header, check_jpeg_start
 from service.photos.storage import PartialSave, PhotoStorage, TooLarge
+from service.random_ids import uuid4
 from service.reports.service import StagedPhoto
 from service.settings import Settings
 
 # A photo's bytes go to disk in batches of about this size: few thread hand-offs, little held in memory.
 WRITE_BATCH_BYTES = 512 * 1024
+# A JPEG's first bytes copied for its header: a phone's EXIF block (at most 64 KB) and the tables before
+# the first scan fit, so the header is read without reading the file back.
+HEADER_BYTES = 128 * 1024
 MAX_FIELD_BYTES = 64 * 1024
 
 
@@ -74,20 +81,29 @@ def _decode(raw: bytes | bytearray, charset: str) -> str:
         return raw.decode("latin-1")
 
 
+@dataclass(frozen=True)
+class _Header:
+    gps: tuple[float, float] | None
+
+
 class _IncomingPhoto:
-    """One photo part: its first bytes held until its type is known, then batches for storage."""
+    """One photo part: its chunks held until its first bytes tell its type, then batches for storage."""
 
     def __init__(self, filename: str, storage: PhotoStorage, settings: Settings):
         self.filename = filename or "photo"
         self.storage, self.settings = storage, settings
         self.size = 0
-        self.head = bytearray()
+        # A copy of its first bytes: for its type, and for a JPEG's header (None once of no more use).
+        self.head: bytearray | None = bytearray()
         self.pending: list[bytes | memoryview] = []
         self.pending_bytes = 0
         self.id: UUID | None = None
         self.content_type = ""
         self.save: PartialSave | None = None
+        self.queued = False  # in the reader's list of photos with bytes to store
         self.ended = False
+        # Read from `head` at the part's end: the GPS hint or the refusal; None when the file must say.
+        self.header: _Header | PhotoRejected | None = None
 
     def too_large(self) -> PayloadTooLarge:
         return PayloadTooLarge(detail=f"{self.filename}: a photo may be at most {self.settings.max_photo_bytes} bytes.")
@@ -99,22 +115,43 @@ class _IncomingPhoto:
 
     def take(self, data: bytes | memoryview) -> UnsupportedMediaType | None:
         """Keep a chunk; returns the refusal once the first bytes show the part is no image we take."""
-        if self.save is not None:
-            self.pending.append(data)
-            self.pending_bytes += len(data)
+        self.pending.append(data)
+        self.pending_bytes += len(data)
+        head = self.head
+        if head is None or len(head) >= HEADER_BYTES:
             return None
-        self.head += data
-        return self.recognise() if len(self.head) >= SNIFF_BYTES else None
+        head += memoryview(data)[: HEADER_BYTES - len(head)]
+        return self.recognise() if self.save is None and len(head) >= SNIFF_BYTES else None
 
     def recognise(self) -> UnsupportedMediaType | None:
+        assert self.head is not None
         content_type = sniff_image_type(bytes(self.head[:SNIFF_BYTES]))
         if content_type is None:
             return UnsupportedMediaType(detail=f"{self.filename} is not a JPEG, PNG, WebP or HEIC image.")
         self.id, self.content_type = uuid4(), content_type
         key = f"originals/{datetime.now(UTC):%Y/%m}/{self.id}{extension_for(content_type)}"
         self.save = self.storage.begin_save(key, max_bytes=self.settings.max_photo_bytes, content_type=content_type)
-        self.pending, self.pending_bytes, self.head = [bytes(self.head)], len(self.head), bytearray()
+        if content_type != "image/jpeg":
+            self.head = None
         return None
+
+    def read_header(self) -> None:
+        """At the part's end, on the event loop: a JPEG's header from the copy of its first bytes (or all of
+        them); when they do not say, `header` stays None and the header is read from the file."""
+        head, self.head = self.head, None
+        if head is None:
+            return
+        try:
+            gps = check_jpeg_start(head, self.settings.max_photo_pixels, whole=len(head) == self.size)
+        except PhotoRejected as exc:
+            self.header = exc
+        except HeaderIncomplete:
+            return
+        else:
+            self.header = _Header(gps)
+
+    def too_many_pixels(self, rejected: PhotoRejected) -> PayloadTooLarge:
+        return PayloadTooLarge("photo_dimensions_too_large", f"{self.filename}: {rejected.message}")
 
     def write_pending(self) -> None:
         """Runs in a thread."""
@@ -123,16 +160,24 @@ class _IncomingPhoto:
         self.save.write(batch)
 
     def finish(self) -> StagedPhoto | AppError:
-        """Runs in a thread: the last bytes, the header check (before anything is published), the publishing."""
+        """Runs in a thread: the last bytes, the header check unless read already (before anything is
+        published), the publishing."""
         assert self.save is not None and self.id is not None
         try:
-            self.write_pending()
-            try:  # a small file may declare gigapixels; the GPS hint comes from the same reading
-                with self.save.written() as written:
-                    gps = check_header(written, self.settings.max_photo_pixels)
-            except PhotoRejected as exc:
+            if isinstance(self.header, PhotoRejected):
+                self.pending, self.pending_bytes = [], 0
                 self.save.discard()
-                return PayloadTooLarge("photo_dimensions_too_large", f"{self.filename}: {exc.message}")
+                return self.too_many_pixels(self.header)
+            self.write_pending()
+            if self.header is not None:
+                gps = self.header.gps
+            else:
+                try:  # a small file may declare gigapixels; the GPS hint comes from the same reading
+                    with self.save.written() as written:
+                        gps = check_header(written, self.settings.max_photo_pixels)
+                except PhotoRejected as exc:
+                    self.save.discard()
+                    return self.too_many_pixels(exc)
             stored = self.save.finish()
         except TooLarge as exc:
             raise self.too_large() from exc
@@ -221,7 +266,8 @@ class _FormReader:
             refused = self.photo.take(chunk)
             if refused is not None:
                 self.refuse(refused)
-            elif self.photo.save is not None and self.photo not in self.photos:
+            elif self.photo.save is not None and not self.photo.queued:
+                self.photo.queued = True
                 self.photos.append(self.photo)
         elif self.skipped >= 0:
             self.skipped += end - start
@@ -237,7 +283,9 @@ class _FormReader:
                 if refused is not None:
                     self.refuse(refused)
                     return
+                self.photo.queued = True
                 self.photos.append(self.photo)
+            self.photo.read_header()
             self.photo.ended = True
         self.text, self.photo = None, None
 

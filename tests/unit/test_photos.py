@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pillow_heif
 import pytest
-from PIL import ExifTags, Image, ImageCms
+from PIL import ExifTags, Image, ImageCms, PngImagePlugin
 from PIL.ExifTags import GPS, Base
 
 from service.photos.content import SNIFF_BYTES, extension_for, sniff_image_type
-from service.photos.processing import PhotoRejected, process_photo, read_gps
+from service.photos.processing import PhotoRejected, check_header, process_photo, read_gps
 
 # Nguyễn Huệ walking street: 10°46'33.6"N 106°42'3.6"E
 HO_CHI_MINH_CITY_DMS = ((10, 46, 33.6), "N", (106, 42, 3.6), "E")
@@ -313,6 +313,16 @@ def test_pillows_bomb_warning_is_refused_too(tmp_path, monkeypatch):
     with pytest.raises(PhotoRejected) as rejected:
         process(tmp_path, source, max_pixels=1_000_000)
     assert rejected.value.reason_code == "decompression_bomb"
+
+
+def test_the_intake_check_of_a_png_reads_its_header_and_never_its_pixels(tmp_path, monkeypatch):
+    # Pillow looks for a PNG's EXIF after its pixels by decoding them all: at intake a 36-megapixel
+    # screenshot would cost a hundred megabytes and a tenth of a second before the answer.
+    decoded = []
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", lambda image: decoded.append(image))
+    with open(blank_png_declaring(tmp_path / "big.png", 6_000, 6_000), "rb") as png:
+        assert check_header(png, 40_000_000) is None
+    assert decoded == []
 
 
 def test_truncated_jpeg_is_unreadable(tmp_path):
