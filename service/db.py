@@ -124,3 +124,33 @@ async def lock_rows(session: AsyncSession, column: Any, where: Any) -> None:
     bind = session.bind
     if bind is not None and bind.dialect.name == "sqlite":
         await session.execute(update(column.table).where(where).values({column: column}))
+
+
+class SessionOnDemand:
+    """A session opened the first time it is asked for (`get`): for a unit of work that usually reads
+    nothing (intake, whose writes go through the intake writer's own session), so that the usual case
+    pays nothing for a session it would not use. `of` wraps a session that is open already."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession] | None = None) -> None:
+        self._sessions = sessions
+        self.opened: AsyncSession | None = None
+
+    @classmethod
+    def of(cls, session: AsyncSession) -> "SessionOnDemand":
+        on_demand = cls()
+        on_demand.opened = session
+        return on_demand
+
+    def get(self) -> AsyncSession:
+        if self.opened is None:
+            assert self._sessions is not None
+            self.opened = self._sessions()
+        return self.opened
+
+    async def __aenter__(self) -> "SessionOnDemand":
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """Closes what this opened (a session given to `of` stays its owner's to close)."""
+        if self.opened is not None and self._sessions is not None:
+            await self.opened.__aexit__(*exc_info)  # closes it as `async with session` does

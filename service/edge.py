@@ -41,16 +41,18 @@ def _valid_request_id(value: str) -> bool:
 
 class _RequestIds:
     """New request ids: 32 hex digits, a random half drawn once per process and a count, so that ids
-    are unique across processes without a system call for randomness on every request."""
+    are unique across processes without a system call for randomness (or for the process id) on every
+    request. A forked child draws its own half."""
 
     def __init__(self) -> None:
-        self._pid = -1
-        self._prefix = ""
+        self._draw()
+        os.register_at_fork(after_in_child=self._draw)
+
+    def _draw(self) -> None:
+        self._prefix = secrets.token_hex(8)
         self._numbers = itertools.count()
 
     def new(self) -> str:
-        if self._pid != os.getpid():  # drawn again in a forked child
-            self._pid, self._prefix = os.getpid(), secrets.token_hex(8)
         return f"{self._prefix}{next(self._numbers) & 0xFFFFFFFFFFFFFFFF:016x}"
 
 

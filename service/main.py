@@ -11,6 +11,7 @@ from service.auth import routes as auth_routes
 from service.body_limits import BodyLimits
 from service.catalogue import routes as catalogue_routes
 from service.db import create_engine, session_factory
+from service.direct_routes import DirectRoutes
 from service.edge import Edge
 from service.errors import answer_errors_as, install_error_handlers
 from service.gc_tuning import tune_after_start_up
@@ -107,6 +108,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     privacy.configure(settings.pii_encryption_keys, settings.secret_key)
     app.state.storage = build_storage(settings)
+    # Innermost: intake's route straight to its endpoint, past the router (service/direct_routes.py).
+    app.add_middleware(DirectRoutes, api=app, routes=report_routes.direct_routes())
     app.add_middleware(BodyLimits, settings=settings)
     http_security.install(app, settings)  # CORS, when configured
     # Added last, so outermost: the time its metrics measure includes every other middleware's.

@@ -126,6 +126,14 @@ def _parsed(rate: str) -> RateLimitItem:
     return parse(rate)
 
 
+@lru_cache(maxsize=4096)
+def _window(prefix: str, rate: str, scope: str, identity: str) -> tuple[str, int, int]:
+    """(Redis key, amount, expiry in seconds) of a limit for one identity: the same app key and address
+    ask on every request, and the key's text is made once."""
+    item = _parsed(rate)
+    return f"{prefix}:{item.key_for(scope, identity)}", item.amount, item.get_expiry()
+
+
 @dataclass
 class RateLimiter:
     limiter: MovingWindowRateLimiter
@@ -162,7 +170,7 @@ class RateLimiter:
 
     def key_of(self, limit: Limit) -> str:
         """The Redis list of a limit: the same key as the `limits` library's moving window."""
-        return f"{self.prefix}:{_parsed(limit.rate).key_for(limit.scope, limit.identity)}"
+        return _window(self.prefix, limit.rate, limit.scope, limit.identity)[0]
 
     async def gate(self, limits: list[Limit], claim: str | None = None) -> bool | None:
         """Pass every limit (raise 429 with Retry-After on the first one spent, counting none) and claim
@@ -174,11 +182,12 @@ class RateLimiter:
         are paid once per group, not once per request."""
         if self._gate is None or not (limits or claim):
             return None
-        keys = [self.key_of(limit) for limit in limits]
+        keys = []
         args: list[float | int | str] = [len(limits), 1 if claim else 0]
         for limit in limits:
-            item = _parsed(limit.rate)
-            args += [item.amount, item.get_expiry(), limit.cost]
+            key, amount, expiry = _window(self.prefix, limit.rate, limit.scope, limit.identity)
+            keys.append(key)
+            args += [amount, expiry, limit.cost]
         if claim:
             keys.append(f"{self.prefix}:claim:{claim}")
         question = _Question(keys, args, asyncio.get_running_loop().create_future())

@@ -163,6 +163,8 @@ def run_worker(client: TestClient) -> None:
     from workers.main import worker_options
 
     async def burst() -> None:
+        # The API hands work to Redis in the background after its answers: what is on its way first.
+        await client.app.state.handoff.drain()
         options = worker_options(client.app.state.settings)
         options.pop("cron_jobs")
         worker = Worker(**options, burst=True, poll_delay=0.05, handle_signals=False)

@@ -103,3 +103,29 @@ def test_an_unexpected_error_is_a_problem_answer_with_the_security_headers_and_r
     assert response.headers["x-content-type-options"] == "nosniff"
     assert "content-security-policy" in response.headers
     assert len([record for record in caplog.records if record.levelno >= logging.ERROR]) == 1  # logged once
+
+
+def test_a_database_outage_while_filing_is_a_503_problem_with_the_security_headers_and_request_id(
+    client, api_key, monkeypatch
+):
+    from sqlalchemy.exc import OperationalError
+
+    from service.webhooks import outbox
+
+    def refused(*args, **kwargs):
+        raise OperationalError("INSERT INTO webhook_events", None, ConnectionRefusedError("connection refused"))
+
+    monkeypatch.setattr(outbox, "publish", refused)  # inside the writer's transaction, before its commit
+    monkeypatch.setattr(client._transport, "raise_server_exceptions", False)  # answer as production would
+    response = client.post(
+        "/v1/reports",
+        json=report_body(),
+        headers={"X-API-Key": api_key, "X-Request-ID": "6f9619ff8b86d011b42d00c04fc964ff"},
+    )
+    assert response.status_code == 503
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.json()["code"] == "service_unavailable"
+    assert response.headers["retry-after"] == "2"
+    assert response.headers["x-request-id"] == "6f9619ff8b86d011b42d00c04fc964ff"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert reports_stored(client) == 0

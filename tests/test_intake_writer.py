@@ -59,6 +59,8 @@ def test_reports_sent_at_once_are_each_stored_once_and_queued(client, api_key):
     )
     assert received.one() == BURST
     # Every report was handed to the workers (after its commit): reports committed together share a job.
+    # The hand-off runs in the background, after the answers: wait for what is on its way to Redis.
+    client.portal.call(client.app.state.handoff.drain)
     arq, queue_name = client.app.state.arq, client.app.state.settings.queue_name
     queued = client.portal.call(lambda: arq.queued_jobs(queue_name=queue_name))
     jobs = [job for job in queued if job.function == PROCESS_REPORT]

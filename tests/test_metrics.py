@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.main import create_app
+from tests.factories import report_body
 
 
 def scrape(client) -> dict[str, list]:
@@ -53,6 +54,25 @@ def test_requests_are_counted_per_route_template_method_and_status_class(client)
     # The tracking codes themselves are in no label.
     assert not any(code in route for code in codes for route in routes(after))
 
+
+
+def test_reports_filed_are_counted_under_the_intake_route_like_any_other(client, api_key):
+    before = scrape(client)
+    headers = {"X-API-Key": api_key}
+    assert client.post("/v1/reports", json=report_body(), headers=headers).status_code == 201
+    assert client.post("/v1/reports", json=report_body(description="short"), headers=headers).status_code == 422
+    assert client.post("/v1/reports", json=report_body()).status_code == 401
+
+    after = scrape(client)
+
+    intake = {"route": "/v1/reports", "method": "POST"}
+    for status, count in (("2xx", 1), ("4xx", 2)):
+        grown = total(after, "http_requests_total", **intake, status=status) - total(
+            before, "http_requests_total", **intake, status=status
+        )
+        assert grown == count, status
+    count = "http_request_duration_seconds_count"
+    assert total(after, count, **intake) - total(before, count, **intake) == 3
 
 def test_latency_histogram_per_route_and_method(client):
     before = scrape(client)

@@ -8,6 +8,7 @@ AREA_RECHECK_SECONDS whether an import changed them (at once after an import in 
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlmodel import select
@@ -32,7 +33,7 @@ class _Cached:
 _cache: dict[str, _Cached] = {}
 
 
-async def _area(session: AsyncSession, database_url: str) -> JurisdictionIndex | None:
+async def _area(session_of: Callable[[], AsyncSession], database_url: str) -> JurisdictionIndex | None:
     cached = _cache.get(database_url)
     now = time.monotonic()
     looking: _Cached | None = None  # the boundaries known, which the others use while this request looks
@@ -41,6 +42,7 @@ async def _area(session: AsyncSession, database_url: str) -> JurisdictionIndex |
             return cached.area
         # One request looks; under load every request arriving meanwhile was sending the same query.
         looking, previous, cached.checked_at = cached, cached.checked_at, now
+    session = session_of()  # only now: a request whose boundaries are known opens no session for them
     try:
         version = tuple((await session.exec(select(*service.version_columns()))).one())
     except BaseException:
@@ -54,11 +56,12 @@ async def _area(session: AsyncSession, database_url: str) -> JurisdictionIndex |
     return cached.area
 
 
-async def contains(session: AsyncSession, settings: Settings, lat: float, lon: float) -> bool:
+async def contains(session_of: Callable[[], AsyncSession], settings: Settings, lat: float, lon: float) -> bool:
+    """`session_of` gives the session to read the boundaries with, when they must be read."""
     # A photo's EXIF may carry anything; no such point is anywhere in the city.
     if not (math.isfinite(lat) and math.isfinite(lon) and -90 <= lat <= 90 and -180 <= lon <= 180):
         return False
-    area = await _area(session, settings.database_url)
+    area = await _area(session_of, settings.database_url)
     if area is None:
         min_lat, min_lon, max_lat, max_lon = settings.service_area
         return min_lat <= lat <= max_lat and min_lon <= lon <= max_lon

@@ -15,6 +15,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from service import city_time
 from service.auth import api_keys
 from service.city_time import CityTime
+from service.db import SessionOnDemand
 from service.errors import (
     Forbidden,
     Unprocessable,
@@ -189,7 +190,7 @@ async def post_service_request(
         raise
     submission = await commit_report(
         request,
-        session,
+        SessionOnDemand.of(session),
         client=client,
         data=submitted.data,
         staged=staged,

@@ -16,7 +16,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service import jobs
 from service.catalogue.attributes import Answer, check_answers, definitions_of
-from service.db import lock_rows
+from service.db import SessionOnDemand, lock_rows
 from service.errors import Conflict, NotFound, Unprocessable
 from service.jurisdictions import area as service_area
 from service.lifecycle import changes as lifecycle
@@ -141,7 +141,7 @@ _REPORT_DEFAULTS = {
 
 
 async def prepare(
-    session: AsyncSession,
+    session: SessionOnDemand,
     *,
     client: ApiClient,
     data: ReportCreate,
@@ -158,18 +158,19 @@ async def prepare(
     no earlier report is looked up; the insert still meets the unique index when there was one.
     Answers to the category's attributes come in `data.attributes` (unknown codes refused) or, from an
     Open311 form, in `attributes` (unknown codes ignored, as the spec has it). Either way they are
-    checked by the one rule of service.catalogue.attributes, required ones whenever a category is given."""
+    checked by the one rule of service.catalogue.attributes, required ones whenever a category is given.
+    `session` is opened only for what must be read (an earlier try, the category, changed boundaries)."""
     # Only a retry can be compared with an earlier try: without a key there is nothing to fingerprint.
     print_ = fingerprint(data, photos, _extras(attributes, media_url)) if idempotency_key else None
-    if look_up_earlier and (replay := await find_replay(session, client, idempotency_key, print_)):
+    if look_up_earlier and (replay := await find_replay(session.get(), client, idempotency_key, print_)):
         return Submission(report=replay, replayed=True)
 
-    category = await session.get(ServiceCategory, data.service_code) if data.service_code else None
+    category = await session.get().get(ServiceCategory, data.service_code) if data.service_code else None
     if data.service_code and category is None:
         raise Unprocessable("unknown_service_code", "service_code")
     answers = _answers(category, data, attributes, ZoneInfo(settings.sla_timezone))
     point = check_location(data, photos)
-    if point and not await service_area.contains(session, settings, point[0], point[1]):
+    if point and not await service_area.contains(session.get, settings, point[0], point[1]):
         raise Unprocessable("outside_service_area", "lat" if point[2] == "device" else "photos")
 
     now = utcnow()

@@ -10,10 +10,10 @@ from typing import Any
 import anyio
 from fastapi import Request
 from sqlalchemy.exc import IntegrityError
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service import metrics, privacy
 from service.catalogue.attributes import Answer
+from service.db import SessionOnDemand
 from service.models import ApiClient
 from service.photos.storage import PhotoStorage
 from service.ratelimit import Limit, client_address
@@ -73,7 +73,7 @@ async def pass_intake_gate(
 
 async def commit_report(
     request: Request,
-    session: AsyncSession,
+    session: SessionOnDemand,
     *,
     client: ApiClient,
     data: ReportCreate,
@@ -86,6 +86,7 @@ async def commit_report(
 
     The staged photos are deleted when this fails, and when the request was a retry (the first
     attempt's copies are the ones kept). A lost race between two retries answers with the winner.
+    `session` is for reads only, and opened only when something must be read.
     """
     state = request.app.state
     extras: dict[str, Any] = {"attributes": attributes, "media_url": media_url}
@@ -115,21 +116,22 @@ async def commit_report(
                     break
                 # Only reads so far: give the connection back to the pool rather than hold it while
                 # the writer commits (64 waiting requests would otherwise starve the writer).
-                if session.in_transaction():
-                    await session.rollback()
+                if session.opened is not None and session.opened.in_transaction():
+                    await session.opened.rollback()
                 # Committed (with other reports that arrived meanwhile) and handed to the workers
                 # by the intake writer; no await may follow inside this try (see IntakeWriter.write).
                 await state.intake_writer.write(prepared)
                 submission = Submission(report=prepared.report, replayed=False)
                 break
             except IntegrityError as exc:
-                await session.rollback()
+                if session.opened is not None:
+                    await session.opened.rollback()
                 if service.is_tracking_code_clash(exc) and attempt < TRACKING_CODE_ATTEMPTS:
                     continue
                 if not idempotency_key:
                     raise
                 replay = await service.replay_after_race(
-                    session, client=client, idempotency_key=idempotency_key, data=data, photos=staged, **extras
+                    session.get(), client=client, idempotency_key=idempotency_key, data=data, photos=staged, **extras
                 )
                 if replay is None:
                     raise

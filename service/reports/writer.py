@@ -15,7 +15,6 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
-import anyio
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from service.errors import is_outage
@@ -57,10 +56,20 @@ class IntakeWriter:
             raise RuntimeError("the intake writer is not running")
         waiting = _Waiting(new)
         self._waiting.put_nowait(waiting)
-        # Shielded: a client hanging up must not make its request clean up photos of a report that
-        # is being committed anyway.
-        with anyio.CancelScope(shield=True):
-            await asyncio.wait([waiting.done])
+        # Waited for through a cancellation: a client hanging up must not make its request clean up
+        # photos of a report that is being committed anyway. The cancellation is asked for again once
+        # the commit is known, for the request's next wait (as a shielded anyio scope would, for less).
+        cancelled = False
+        try:
+            while not waiting.done.done():
+                try:
+                    await asyncio.shield(waiting.done)
+                except asyncio.CancelledError:
+                    cancelled = True
+        finally:
+            if cancelled and (task := asyncio.current_task()) is not None:
+                task.uncancel()
+                task.cancel()
         waiting.done.result()
 
     async def _run(self) -> None:
