@@ -319,3 +319,23 @@ def test_token_endpoint_refuses_nul_in_a_field_with_422_text_not_storable_on_eve
         assert [error["code"] for error in answer.json()["errors"]] == ["text_not_storable"]
     # Not counted as a failed sign-in: the right password still works at once.
     assert sign_in(client).status_code == 200
+
+
+def test_a_burst_of_wrong_sign_ins_from_one_address_is_still_limited(settings, client, caplog):
+    # Password checks are slow on purpose: while they run, the limiter's own checks must stay answered.
+    with limited_client(settings, "10/15 minutes") as limited:
+        codes = [
+            answer.status_code
+            for _ in range(5)
+            for answer in concurrently(
+                limited,
+                10,
+                "POST",
+                "/v1/auth/token",
+                address="198.51.100.7",
+                data={"username": "ghost", "password": "wrong-password-123"},
+            )
+        ]
+    assert set(codes) == {401, 429}
+    assert codes.count(401) <= 20  # the limit, and at most one burst that asked before any failure counted
+    assert "rate limiter: Redis unavailable" not in caplog.text

@@ -9,7 +9,7 @@ from sqlalchemy import update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from service.auth.passwords import hash_password, needs_rehash, verify_password
+from service.auth.passwords import hash_password, needs_rehash, off_the_loop, verify_password
 from service.auth.subject import STAFF_ROLES
 from service.auth.tokens import REFRESH_TOKEN_DAYS, hash_refresh_token, issue_access_token, new_refresh_token
 from service.models import Department, RefreshToken, StaffUser
@@ -76,10 +76,11 @@ async def _issue(session: AsyncSession, user: StaffUser, secret_key: str, family
 
 async def sign_in(session: AsyncSession, *, username: str, password: str, secret_key: str) -> TokenPair | None:
     user = (await session.exec(select(StaffUser).where(StaffUser.username == username))).first()
-    if not verify_password(user.password_hash if user else None, password) or user is None or not user.active:
+    verified = await off_the_loop(verify_password, user.password_hash if user else None, password)
+    if not verified or user is None or not user.active:
         return None
     if needs_rehash(user.password_hash):
-        user.password_hash = hash_password(password)
+        user.password_hash = await off_the_loop(hash_password, password)
     user.last_login_at = utcnow()
     session.add(user)
     return await _issue(session, user, secret_key, family_id=uuid4())
