@@ -5,8 +5,11 @@ bodies are capped at what the photo limits allow. Counting happens on the wire, 
 without Content-Length is cut off as soon as it passes the cap, not after it has filled the disk.
 
 No text of a request may carry a NUL character (PostgreSQL cannot store one, and no citizen types
-one): a path, a query or a JSON body with one is refused with 422 before any route sees it.
+one): a path, a query or a JSON body with one is refused with 422 before any route sees it. A JSON
+string with half of a UTF-16 surrogate pair (`\\ud800`) is refused the same way: no UTF-8 encodes it.
 """
+
+import re
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -37,29 +40,55 @@ class JsonTooDeep(Exception):
     pass
 
 
+NUL_MESSAGE = "NUL (\\u0000) is not allowed in text"
+SURROGATE_MESSAGE = "a lone UTF-16 surrogate (\\ud800 to \\udfff without its pair) is not allowed in text"
+_HIGH, _LOW = range(0xD800, 0xDC00), range(0xDC00, 0xE000)
+
+
 class NulInText(Exception):
-    def __init__(self, where: str):
-        self.where = where
+    """Text no database can store (NUL, a lone surrogate): a 422 naming where it was."""
+
+    def __init__(self, where: str, message: str = NUL_MESSAGE):
+        self.where, self.message = where, message
 
 
-def json_has_nul(body: bytes) -> bool:
-    """True when a JSON string holds the escape \\u0000 (a raw NUL byte is invalid JSON already)."""
-    if b"\\u0000" not in body:
-        return False
-    in_string, escaped = False, False
-    for index, byte in enumerate(body):
+def unstorable_json_text(body: bytes) -> str | None:
+    """Why a JSON string in the body cannot be stored as text, or None: the escape \\u0000 (a raw NUL
+    byte is invalid JSON already), or a surrogate escape without its pair (no UTF-8 encodes it; every
+    database driver and encoder downstream fails on it). Linear; a body without such escapes is not walked."""
+    if b"\\u0000" not in body and not re.search(rb"\\u[dD][89a-fA-F]", body):
+        return None
+    in_string, escaped, index, pending_high = False, False, 0, False
+    while index < len(body):
+        byte = body[index]
+        if in_string and escaped:
+            escaped = False
+            code = _hex(body[index + 1 : index + 5]) if byte == 0x75 else None  # \uXXXX
+            if code == 0:
+                return NUL_MESSAGE
+            if pending_high != (code in _LOW):
+                return SURROGATE_MESSAGE
+            pending_high = code in _HIGH
+            index += 5 if code is not None else 1
+            continue
+        if pending_high and byte != 0x5C:  # a high surrogate not followed at once by an escape
+            return SURROGATE_MESSAGE
         if in_string:
-            if escaped:
-                escaped = False
-                if byte == 0x75 and body[index + 1 : index + 5] == b"0000":  # u0000
-                    return True
-            elif byte == 0x5C:
+            if byte == 0x5C:
                 escaped = True
             elif byte == 0x22:
                 in_string = False
         elif byte == 0x22:
             in_string = True
-    return False
+        index += 1
+    return None
+
+
+def _hex(digits: bytes) -> int | None:
+    try:
+        return int(digits, 16)
+    except ValueError:  # invalid JSON: its parser says so
+        return None
 
 
 # Open311 answers every error in its own format, from its own routes (service/open311/errors.py).
@@ -131,7 +160,7 @@ class BodyLimits:
                 raise
             request = Request(scope)
             if isinstance(exc, NulInText):
-                response = _nul_response(scope, exc.where)
+                response = _nul_response(scope, exc.where, exc.message)
             elif isinstance(exc, BodyTooLarge):
                 response = problem_response(
                     request, 413, "payload_too_large", f"The body may be at most {exc.limit} bytes."
@@ -184,8 +213,8 @@ class BodyLimits:
         body = b"".join(chunks)
         if json_depth_exceeds(body, MAX_JSON_DEPTH):
             raise JsonTooDeep()
-        if json_has_nul(body) and not scope["path"].startswith(OWN_ERROR_FORMAT_PREFIXES):
-            raise NulInText("body")
+        if (problem := unstorable_json_text(body)) and not scope["path"].startswith(OWN_ERROR_FORMAT_PREFIXES):
+            raise NulInText("body", problem)
         sent = False
 
         async def replay() -> Message:
@@ -198,10 +227,10 @@ class BodyLimits:
         return replay
 
 
-def _nul_response(scope: Scope, where: str):
+def _nul_response(scope: Scope, where: str, message: str = NUL_MESSAGE):
     return problem_response(
         Request(scope),
         422,
         "text_not_storable",
-        errors=[FieldError(field=where, code="text_not_storable", message="NUL (\\u0000) is not allowed in text")],
+        errors=[FieldError(field=where, code="text_not_storable", message=message)],
     )

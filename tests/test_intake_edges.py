@@ -2,11 +2,13 @@
 wrong (never a 500), nothing stored, and every answer (a 500 included) with the security headers and
 its request id."""
 
+import json
 import logging
 
 from fastapi import FastAPI
 from sqlmodel import func, select
 
+from service.auth import api_keys
 from service.models import Photo, Report
 from tests.conftest import in_app
 from tests.factories import report_body
@@ -129,3 +131,41 @@ def test_a_database_outage_while_filing_is_a_503_problem_with_the_security_heade
     assert response.headers["x-request-id"] == "6f9619ff8b86d011b42d00c04fc964ff"
     assert response.headers["x-content-type-options"] == "nosniff"
     assert reports_stored(client) == 0
+
+
+def test_half_a_surrogate_pair_in_any_json_text_is_a_422_and_files_nothing(client, api_key):
+    # No UTF-8 encodes "\ud800" alone: the fingerprint, the error message and the database all failed on it.
+    lone = "\ud800"
+    body = report_body(service_code="road_traffic", attributes={"hazard_size": lone})
+    for headers in ({"X-API-Key": api_key}, {"X-API-Key": api_key, "Idempotency-Key": "surrogate-1"}):
+        headers["Content-Type"] = "application/json"
+        response = client.post("/v1/reports", content=json.dumps(body), headers=headers)
+        assert response.status_code == 422, response.text
+        assert response.json()["code"] == "text_not_storable"
+    attributes = part("attributes", json.dumps({"hazard_size": lone}).encode())
+    form = fields(service_code="road_traffic") + attributes + CLOSING
+    response = client.post(
+        "/v1/reports",
+        content=form,
+        headers={"X-API-Key": api_key, "Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
+    )
+    assert response.status_code == 422, response.text
+    assert "surrogate" in response.text
+    assert reports_stored(client) == 0
+    # The same on every JSON route (a staff comment here); a whole pair (an emoji) is text like any other.
+    created = client.post("/v1/reports", json=report_body(), headers={"X-API-Key": api_key}).json()
+    admin = in_app(client, lambda s: api_keys.create(s, name="admin", role="admin")).key
+    comment = {"body": f"Đã nhận {lone}", "visibility": "internal"}
+    response = client.post(
+        f"/v1/tickets/{created['id']}/comments",
+        content=json.dumps(comment),
+        headers={"X-API-Key": admin, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 422 and response.json()["code"] == "text_not_storable", response.text
+    comment["body"] = "Đã nhận 👍"
+    response = client.post(
+        f"/v1/tickets/{created['id']}/comments",
+        content=json.dumps(comment),
+        headers={"X-API-Key": admin, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 201, response.text

@@ -16,6 +16,7 @@ from pydantic import (
     model_validator,
 )
 
+from service.body_limits import unstorable_json_text
 from service.models.report import CHANNELS
 
 Channel = Literal["app", "web", "hotline", "zalo", "email", "open311"]
@@ -108,6 +109,8 @@ class ReportCreate(BaseModel):
             parsed = None
         if not isinstance(parsed, dict):
             raise ValueError("attributes must be a JSON object")
+        if problem := unstorable_json_text(value.encode()):  # JSON bodies are checked on the way in
+            raise ValueError(problem)
         return parsed
 
     @field_validator("*", mode="after")
