@@ -60,6 +60,8 @@ class ErrorCode(StrEnum):
     UNKNOWN_DEPARTMENT = "unknown_department"
     UNKNOWN_CATEGORY = "unknown_category"
     SAME_DEPARTMENT = "same_department"
+    DUPLICATE_OF_ITSELF = "duplicate_of_itself"
+    ORIGINAL_IS_DUPLICATE = "original_is_duplicate"
     INVALID_CITIZEN_TOKEN = "invalid_citizen_token"
     NOT_ON_HOLD = "not_on_hold"
     NOT_RESOLVED = "not_resolved"
@@ -177,6 +179,14 @@ MESSAGES: dict[ErrorCode, tuple[str, str]] = {
     ErrorCode.UNKNOWN_DEPARTMENT: ("Unknown department.", "Đơn vị không tồn tại."),
     ErrorCode.UNKNOWN_CATEGORY: ("Unknown category (service_code).", "Lĩnh vực không tồn tại."),
     ErrorCode.SAME_DEPARTMENT: ("The ticket is already with this department.", "Phiếu đã thuộc đơn vị này."),
+    ErrorCode.DUPLICATE_OF_ITSELF: (
+        "A ticket cannot be a duplicate of itself.",
+        "Phiếu không thể trùng với chính nó.",
+    ),
+    ErrorCode.ORIGINAL_IS_DUPLICATE: (
+        "The named original is itself a duplicate: name the report it repeats.",
+        "Phản ánh được chọn làm gốc cũng là phản ánh trùng: hãy chọn phản ánh gốc của nó.",
+    ),
     ErrorCode.INVALID_CITIZEN_TOKEN: (
         "The tracking code and token do not match.",
         "Mã theo dõi và mã bí mật không khớp.",

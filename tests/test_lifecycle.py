@@ -260,6 +260,22 @@ def test_officer_cannot_link_a_duplicate_to_a_report_it_cannot_see(client, api_k
     assert client.get(f"/v1/reports/{other['tracking_code']}").json()["duplicate_of"] == mine["tracking_code"]
 
 
+def test_two_tickets_cannot_be_closed_as_each_others_duplicate(client, api_key):
+    officer = make_user(client, "officer.lighting", "officer", "chieu-sang")
+    first = file_report(client, api_key)
+    second = file_report(client, api_key, lat=10.7740)
+    itself = move(client, officer, first["id"], to="duplicate", duplicate_of=first["tracking_code"])
+    assert itself.status_code == 422 and itself.json()["code"] == "duplicate_of_itself"
+    assert move(client, officer, second["id"], to="duplicate", duplicate_of=first["tracking_code"]).status_code == 200
+    # The original named back as a duplicate of its own copy: then nobody would work the problem.
+    cycle = move(client, officer, first["id"], to="duplicate", duplicate_of=second["tracking_code"])
+    assert cycle.status_code == 422, cycle.text
+    assert cycle.json()["code"] == "original_is_duplicate"
+    assert cycle.json()["errors"][0]["field"] == "duplicate_of"
+    page = client.get(f"/v1/reports/{first['tracking_code']}").json()
+    assert page["status"] != "duplicate" and page["duplicate_of"] is None
+
+
 def test_a_report_that_keeps_failing_goes_to_a_dispatcher_and_the_sweep_moves_on(
     client, api_key, settings, monkeypatch
 ):

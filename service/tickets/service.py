@@ -329,8 +329,12 @@ async def _visible_original(
     if code:
         condition = await readable_condition(session, subject)
         original = (await session.exec(select(Report).where(Report.tracking_code == code, condition))).first()
-    if original is None or original.id == report.id:
+    if original is None:
         raise Unprocessable("report_not_found", "duplicate_of")
+    if original.id == report.id:
+        raise Unprocessable("duplicate_of_itself", "duplicate_of")
+    if original.status == Status.DUPLICATE:  # two tickets closed as each other's copy: nobody would work it
+        raise Unprocessable("original_is_duplicate", "duplicate_of")
     return original
 
 
