@@ -169,3 +169,14 @@ def test_half_a_surrogate_pair_in_any_json_text_is_a_422_and_files_nothing(clien
         headers={"X-API-Key": admin, "Content-Type": "application/json"},
     )
     assert response.status_code == 201, response.text
+
+
+def test_a_form_in_an_unknown_charset_is_read_as_utf8(client, api_key):
+    description = "Ổ gà lớn giữa đường Lê Lợi, xe máy té liên tục"
+    response = client.post(
+        "/v1/reports",
+        content=fields(description=description) + CLOSING,
+        headers={"X-API-Key": api_key, "Content-Type": f"multipart/form-data; boundary={BOUNDARY}; charset=bogus-xx"},
+    )
+    assert response.status_code == 201, response.text
+    assert client.get(f"/v1/reports/{response.json()['tracking_code']}").json()["description"] == description

@@ -334,8 +334,8 @@ def _parser(request: Request, reader_for: Callable[[str], _FormReader]) -> tuple
     charset = params.get(b"charset", b"utf-8").decode("latin-1")
     try:
         charset = codecs.lookup(charset).name
-    except LookupError:
-        charset = "latin-1"
+    except LookupError:  # RFC 7578 names no charset parameter: an unknown one means the usual UTF-8
+        charset = "utf-8"
     boundary = params.get(b"boundary")
     if not boundary:
         raise FormInvalid("Missing boundary in multipart.")
