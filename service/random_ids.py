@@ -14,15 +14,18 @@ _IDS_PER_DRAW = 256
 
 class _RandomIds:
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._pid = -1
-        self._pool = b""
-        self._next = 0
+        self._forget()
+        # A forked child draws its own (as service.edge's request ids do), without a getpid per id.
+        os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:
+        # A new lock too: a fork while another thread held the old one would leave it held for good.
+        self._lock, self._pool, self._next = threading.Lock(), b"", 0
 
     def uuid4(self) -> UUID:
         with self._lock:
-            if self._pid != os.getpid() or self._next >= len(self._pool):  # a forked child draws its own
-                self._pid, self._pool, self._next = os.getpid(), os.urandom(16 * _IDS_PER_DRAW), 0
+            if self._next >= len(self._pool):
+                self._pool, self._next = os.urandom(16 * _IDS_PER_DRAW), 0
             start = self._next
             self._next += 16
             return UUID(bytes=self._pool[start : start + 16], version=4)
