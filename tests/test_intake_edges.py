@@ -180,3 +180,23 @@ def test_a_form_in_an_unknown_charset_is_read_as_utf8(client, api_key):
     )
     assert response.status_code == 201, response.text
     assert client.get(f"/v1/reports/{response.json()['tracking_code']}").json()["description"] == description
+
+
+def test_a_description_without_letters_or_a_coordinate_of_true_is_a_422_and_files_nothing(client, api_key):
+    headers = {"X-API-Key": api_key}
+    for description in ("\u200b" * 12, "." * 12, "\u200b \u200c \u2060 \ufeff ....."):
+        response = client.post("/v1/reports", json=report_body(description=description), headers=headers)
+        assert response.status_code == 422, response.text
+        assert response.json()["errors"][0]["field"] == "description", response.text
+    response = client.post("/v1/reports", json={**report_body(), "lat": True, "lon": 106.7}, headers=headers)
+    assert response.status_code == 422 and response.json()["errors"][0]["field"] == "lat", response.text
+    # Sent as a form, the same checks hold.
+    response = client.post(
+        "/v1/reports",
+        content=fields(description="\u200b" * 12) + CLOSING,
+        headers={**headers, "Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
+    )
+    assert response.status_code == 422, response.text
+    assert reports_stored(client) == 0
+    # A short description in words, numbers or emoji with one digit is still a report.
+    assert client.post("/v1/reports", json=report_body(description="Ổ gà 50cm!!!"), headers=headers).status_code == 201

@@ -93,6 +93,22 @@ class ReportCreate(BaseModel):
             raise ValueError("not an email address")
         return value or None
 
+    @field_validator("lat", "lon", mode="before")
+    @classmethod
+    def _not_true_or_false(cls, value: object) -> object:
+        # pydantic would take true as 1.0: a report filed at a made-up place.
+        if isinstance(value, bool):
+            raise ValueError("a coordinate is a number, not true or false")
+        return value
+
+    @field_validator("description")
+    @classmethod
+    def _has_words(cls, value: str) -> str:
+        # Ten zero-width spaces or dots pass the length check and tell the city nothing.
+        if not any(character.isalnum() for character in value):
+            raise ValueError("the description has no letters or digits")
+        return value
+
     @field_validator("title", "address", "reporter_name", "service_code", mode="before")
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
