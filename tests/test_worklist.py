@@ -594,3 +594,14 @@ def test_two_changes_sent_at_once_with_one_etag_leave_one_change_and_one_412(cli
         timeline = client.get(f"/v1/tickets/{ticket['id']}", headers=lan).json()["timeline"]
         moves = [event for event in timeline if event["code"] == "status_changed"]
         assert [event["actor"].startswith("staff:") for event in moves].count(True) == 1, moves
+
+
+def test_assigning_with_an_empty_body_is_422_and_the_officer_keeps_the_ticket(client, api_key, lan, dispatcher):
+    ticket = file_reports(client, api_key, {})[0]
+    url = f"/v1/tickets/{ticket['id']}/assignee"
+    assert client.post(url, json={"assignee_username": "lan"}, headers=dispatcher).status_code == 200
+    forgotten = client.post(url, json={}, headers=dispatcher)
+    assert forgotten.status_code == 422 and forgotten.json()["errors"][0]["field"] == "assignee_username"
+    assert client.get(f"/v1/tickets/{ticket['id']}", headers=lan).json()["assignee"]["username"] == "lan"
+    # Null, said out loud, still gives the ticket back to the department.
+    assert client.post(url, json={"assignee_username": None}, headers=dispatcher).json()["assignee"] is None

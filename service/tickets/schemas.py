@@ -45,7 +45,8 @@ class CommentIn(_In):
 
 
 class AssignIn(_In):
-    assignee_username: str | None = Field(default=None, max_length=100, description="None to unassign")
+    # Required (null to unassign): an empty body from a buggy client must not take the ticket from its officer.
+    assignee_username: str | None = Field(max_length=100, description="Required; null to unassign")
 
 
 class TimelineEvent(BaseModel):
@@ -146,8 +147,6 @@ class OfficerOut(BaseModel):
 
 class BulkAssign(AssignIn):
     type: Literal["assign"]
-    # Required here (null to unassign): a forgotten field must not unassign a hundred tickets.
-    assignee_username: str | None = Field(max_length=100, description="Required; null to unassign")
 
 
 class BulkTransfer(TransferIn):
