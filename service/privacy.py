@@ -12,6 +12,7 @@ import hmac
 import logging
 from typing import Any
 
+import phonenumbers
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from sqlalchemy import Text, TypeDecorator
 
@@ -54,6 +55,14 @@ def decrypt(token: str) -> str:
         # A value written before encryption was switched on, or with a key no longer configured.
         log.warning("personal data field could not be decrypted")
         return "[unreadable]"
+
+
+def phone_identity(phone: str, region: str) -> str:
+    """One phone however it is written ("0912 345 678", "+84912345678", "84 912.345.678"): its E.164 form."""
+    try:
+        return phonenumbers.format_number(phonenumbers.parse(phone, region), phonenumbers.PhoneNumberFormat.E164)
+    except phonenumbers.NumberParseException:
+        return "".join(character for character in phone if character.isdigit())
 
 
 def lookup_hash(value: str) -> str:

@@ -167,6 +167,9 @@ class Settings(BaseSettings):
     rate_limit_intake_per_key: str = "50000/minute"
     rate_limit_intake_per_address: str = "120/minute"
     rate_limit_intake_per_reporter: str = "20/hour"
+    # Where a phone number written without a country code is (ISO 3166 code): the per-reporter limit
+    # counts "0912 345 678" and "+84 912 345 678" as one reporter.
+    phone_region: str = Field(default="VN", pattern="^[A-Z]{2}$")
     rate_limit_sign_in: str = "10/15 minutes"
     # Looking a report up by tracking code, per client address; a code that does not exist counts
     # TRACKING_LOOKUP_MISS_COST times, since guessing codes is mostly misses.

@@ -38,6 +38,18 @@ def test_intake_per_reporter_limit_answers_429_with_retry_after(settings, client
         )
 
 
+def test_one_phone_written_in_many_ways_counts_as_one_reporter(settings, client, api_key):
+    with strict_client(settings, rate_limit_intake_per_reporter="3/hour") as limited:
+        headers = {"X-API-Key": api_key}
+
+        def file(phone: str) -> int:
+            return limited.post("/v1/reports", json=report_body(reporter_phone=phone), headers=headers).status_code
+
+        assert [file(phone) for phone in ("0903 123 457", "+84903123457", "84 903.123.457")] == [201] * 3
+        assert [file(phone) for phone in ("+84 903 123 457", "0903-123-457", "0084903123457")] == [429] * 3
+        assert file("0903 123 458") == 201  # the next number is another reporter
+
+
 def test_intake_per_address_limit(settings, client, api_key):
     with strict_client(settings, rate_limit_intake_per_address="3/minute") as limited:
         codes = [

@@ -53,7 +53,8 @@ def intake_limits(request: Request, client: ApiClient, data: ReportCreate) -> li
         Limit(client.rate_limit or settings.rate_limit_intake_per_key, "intake:key", str(client.id)),
         Limit(settings.rate_limit_intake_per_address, "intake:address", client_address(request)),
     ]
-    for contact in (data.reporter_phone, data.reporter_email):
+    phone = data.reporter_phone and privacy.phone_identity(data.reporter_phone, settings.phone_region)
+    for contact in (phone, data.reporter_email):
         if contact:
             limits.append(
                 Limit(settings.rate_limit_intake_per_reporter, "intake:reporter", privacy.lookup_hash(contact))
