@@ -200,3 +200,23 @@ def test_a_description_without_letters_or_a_coordinate_of_true_is_a_422_and_file
     assert reports_stored(client) == 0
     # A short description in words, numbers or emoji with one digit is still a report.
     assert client.post("/v1/reports", json=report_body(description="Ổ gà 50cm!!!"), headers=headers).status_code == 201
+
+
+def test_form_text_that_is_not_valid_utf8_is_refused_not_stored_garbled(client, api_key):
+    not_utf8 = part("description", b"\xff\xfe Den duong hong roi may hom nay")
+    body = fields(description=None) + not_utf8 + CLOSING
+    response = client.post(
+        "/v1/reports",
+        content=body,
+        headers={"X-API-Key": api_key, "Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
+    )
+    assert response.status_code == 422 and response.json()["errors"], response.text
+    # Open311's url-encoded form: a %-escape that is not UTF-8.
+    form = {"api_key": api_key, **open311_fields()}
+    form.pop("description")
+    encoded = "&".join(f"{name}={value}" for name, value in form.items()) + "&description=%ff%fe%20Den%20duong%20hong"
+    response = client.post(
+        f"{BASE}/requests.json", content=encoded, headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    assert response.status_code == 400, response.text
+    assert reports_stored(client) == 0

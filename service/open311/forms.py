@@ -94,7 +94,8 @@ async def read_form(request: Request, storage: PhotoStorage, settings: Settings,
             if len(body) > MAX_FORM_BYTES:
                 raise PayloadTooLarge(detail=f"A form body may be at most {MAX_FORM_BYTES} bytes.")
         try:
-            pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=MAX_FIELDS)
+            # errors="strict": a %-escape that is not UTF-8 would be stored as U+FFFD.
+            pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=MAX_FIELDS, errors="strict")
         except (UnicodeDecodeError, ValueError) as exc:
             raise _invalid("body", "The form body is not valid UTF-8 form data.") from exc
         for name, value in pairs:

@@ -74,11 +74,15 @@ class Form:
             raise self.refused_photo
 
 
-def _decode(raw: bytes | bytearray, charset: str) -> str:
+def _decode(raw: bytes | bytearray, charset: str, *, lenient: bool = False) -> str:
+    """A field's text; bytes the form's charset refuses are a refused form (stored, they would be
+    garbled text), except in a file name, which is only a label."""
     try:
         return raw.decode(charset)
-    except (ValueError, LookupError):  # any codec's refusal (punycode raises a bare UnicodeError)
-        return raw.decode("latin-1")
+    except (ValueError, LookupError) as exc:  # any codec's refusal (punycode raises a bare UnicodeError)
+        if lenient:
+            return raw.decode(charset, errors="replace") if isinstance(exc, UnicodeDecodeError) else "photo"
+        raise FormInvalid(f"A form field is not valid {charset} text.") from exc
 
 
 @dataclass(frozen=True)
@@ -251,7 +255,7 @@ class _FormReader:
             if self.files > self.rules.max_files:
                 raise TooManyFiles(f"At most {self.rules.max_files} photos per report.")
             if self.form.refused_photo is None:
-                self.photo = _IncomingPhoto(_decode(options[b"filename"], self.charset), self.storage, self.settings)
+                self.photo = _IncomingPhoto(_decode(options[b"filename"], self.charset, lenient=True), self.storage, self.settings)
             else:  # the request is refused already: nothing more is stored
                 self.skipped = 0
 
