@@ -255,7 +255,9 @@ class _FormReader:
             if self.files > self.rules.max_files:
                 raise TooManyFiles(f"At most {self.rules.max_files} photos per report.")
             if self.form.refused_photo is None:
-                self.photo = _IncomingPhoto(_decode(options[b"filename"], self.charset, lenient=True), self.storage, self.settings)
+                self.photo = _IncomingPhoto(
+                    _decode(options[b"filename"], self.charset, lenient=True), self.storage, self.settings
+                )
             else:  # the request is refused already: nothing more is stored
                 self.skipped = 0
 
