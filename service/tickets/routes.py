@@ -98,6 +98,9 @@ async def _filters(  # async: a plain `def` dependency would cost a worker-threa
         statuses = worklist.statuses(status)
     except worklist.UnknownStatus as exc:
         raise Unprocessable("unknown_status", "status", f"unknown status {exc}") from exc
+    start, end = city_time.start_of(created_from, zone), city_time.end_of(created_to, zone)
+    if start is not None and end is not None and start >= end:  # as the IOC says: an empty window is a mistake
+        raise Unprocessable("invalid_window", "created_from", "`created_from` must be before `created_to`.")
     return service.TicketFilters(
         statuses,
         category,
@@ -105,8 +108,8 @@ async def _filters(  # async: a plain `def` dependency would cost a worker-threa
         priority,
         sla_state,
         jurisdiction,
-        city_time.start_of(created_from, zone),
-        city_time.end_of(created_to, zone),
+        start,
+        end,
         q,
         assignee,
     )
