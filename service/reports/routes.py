@@ -272,7 +272,7 @@ def _entry(event, vietnamese: bool, details: bool) -> TimelineEntry:
 
 class RatingIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    rating: int = Field(ge=1, le=5)
+    rating: int = Field(ge=1, le=5, strict=True)  # a JSON number: true would be read as 1 star
     comment: str | None = Field(default=None, max_length=2000)
 
 
