@@ -45,7 +45,7 @@ SURROGATE_MESSAGE = "a lone UTF-16 surrogate (\\ud800 to \\udfff without its pai
 _HIGH, _LOW = range(0xD800, 0xDC00), range(0xDC00, 0xE000)
 
 
-class NulInText(Exception):
+class UnstorableText(Exception):
     """Text no database can store (NUL, a lone surrogate): a 422 naming where it was."""
 
     def __init__(self, where: str, message: str = NUL_MESSAGE):
@@ -155,11 +155,11 @@ class BodyLimits:
 
         try:
             await self._limited(scope, receive, tracking_send)
-        except (BodyTooLarge, JsonTooDeep, NulInText) as exc:
+        except (BodyTooLarge, JsonTooDeep, UnstorableText) as exc:
             if started:
                 raise
             request = Request(scope)
-            if isinstance(exc, NulInText):
+            if isinstance(exc, UnstorableText):
                 response = _nul_response(scope, exc.where, exc.message)
             elif isinstance(exc, BodyTooLarge):
                 response = problem_response(
@@ -214,7 +214,7 @@ class BodyLimits:
         if json_depth_exceeds(body, MAX_JSON_DEPTH):
             raise JsonTooDeep()
         if (problem := unstorable_json_text(body)) and not scope["path"].startswith(OWN_ERROR_FORMAT_PREFIXES):
-            raise NulInText("body", problem)
+            raise UnstorableText("body", problem)
         sent = False
 
         async def replay() -> Message:

@@ -140,8 +140,8 @@ MESSAGES: dict[ErrorCode, tuple[str, str]] = {
     ),
     ErrorCode.INTERNAL_ERROR: ("Something went wrong on our side.", "Đã có lỗi xảy ra phía hệ thống."),
     ErrorCode.TEXT_NOT_STORABLE: (
-        "Text fields may not contain NUL (\\u0000) characters.",
-        "Các trường văn bản không được chứa ký tự NUL (\\u0000).",
+        "Text fields may not contain NUL (\\u0000) or half a surrogate pair (\\ud800–\\udfff alone).",
+        "Các trường văn bản không được chứa ký tự NUL (\\u0000) hay nửa cặp surrogate (\\ud800–\\udfff đứng một mình).",
     ),
     ErrorCode.INVALID_WINDOW: (
         "The time window is empty: `from` must be before `to`.",

@@ -212,6 +212,7 @@ def test_citizen_rates_and_reopens_once(client, api_key, lighting_officer):
     move(client, lighting_officer, created["id"], to="resolved", public_reply="Đã sửa xong")
     assert client.post(f"/v1/reports/{code}/rating", json={"rating": 6}, headers=token).status_code == 422
     assert client.post(f"/v1/reports/{code}/rating", json={"rating": True}, headers=token).status_code == 422
+    assert client.post(f"/v1/reports/{code}/rating", json={"rating": 2.0}, headers=token).status_code == 200
     rated = client.post(f"/v1/reports/{code}/rating", json={"rating": 2, "comment": "Chậm quá"}, headers=token)
     assert rated.json()["citizen_rating"] == 2
     reopened = client.post(f"/v1/reports/{code}/reopen", json={"reason": "Đèn lại tắt rồi"}, headers=token)

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError, field_validator
 
 from service.auth.api_keys import api_client_of, check_submitter
 from service.db import SessionDep, SessionOnDemand
@@ -272,8 +272,15 @@ def _entry(event, vietnamese: bool, details: bool) -> TimelineEntry:
 
 class RatingIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    rating: int = Field(ge=1, le=5, strict=True)  # a JSON number: true would be read as 1 star
+    rating: int = Field(ge=1, le=5)
     comment: str | None = Field(default=None, max_length=2000)
+
+    @field_validator("rating", mode="before")
+    @classmethod
+    def _not_true_or_false(cls, value: object) -> object:
+        if isinstance(value, bool):  # pydantic would read true as one star
+            raise ValueError("a rating is a number from 1 to 5, not true or false")
+        return value
 
 
 class ReopenIn(BaseModel):
