@@ -29,8 +29,8 @@ async def readable_photo(
     secret_key: str,
     caller: Callable[[], Awaitable[AuthSubject | None]],
 ) -> Photo:
-    """The photo, or NotFound. `caller` is asked only for a photo that is not
-    public and no valid citizen token came with it."""
+    """The photo, or NotFound. `caller` (who sent the request, None for nobody known) is asked only
+    for a photo that is not public and came without its citizen token: a public photo costs no sign-in."""
     row = (
         await session.exec(
             select(Photo, Report.is_public)
@@ -43,7 +43,7 @@ async def readable_photo(
     photo, is_public = row
     if photo.rejected_reason or photo.kind == "private":
         raise NotFound("photo_not_found")
-    citizen = bool(citizen_token) and verify_citizen_token(secret_key, photo.report_id, citizen_token or "")
+    citizen = citizen_token is not None and verify_citizen_token(secret_key, photo.report_id, citizen_token)
     if shows_details(is_public=is_public, citizen=citizen):
         return photo
     subject = await caller()
