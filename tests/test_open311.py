@@ -597,6 +597,83 @@ def test_private_report_is_never_listed(client, api_key):
     assert private not in client.get(f"{BASE}/requests.xml").text
 
 
+SECRET_TEXT = "Nhà số 14 Nguyễn Trãi đổ rác thải sang sân nhà tôi mỗi đêm, xin đừng cho họ biết ai báo"
+SECRET_ADDRESS = "16 Nguyễn Trãi, phường Bến Thành, Quận 1"
+SECRET_REPLY = "Đã làm việc với hộ số 14 Nguyễn Trãi"
+
+
+def test_private_report_read_by_its_code_shows_only_what_v1_shows_without_the_citizen_token(client, api_key):
+    answer = client.post(
+        "/v1/reports",
+        data=report_body(
+            description=SECRET_TEXT,
+            address=SECRET_ADDRESS,
+            is_public="false",
+            service_code="waste_sanitation",
+            attributes=json.dumps({"waste_type": ["household", "bulky"]}),
+            reporter_name="Trần Thị Bình",
+            reporter_phone="0909876543",
+        ),
+        files=[("photos", ("yard.jpg", jpeg_bytes(), "image/jpeg"))],
+        headers={"X-API-Key": api_key},
+    ).json()
+    run_worker(client)
+
+    async def reply(session):
+        report = await session.get(Report, UUID(answer["id"]))
+        await lifecycle.note(session, report, EventCode.PUBLIC_REPLY, message=SECRET_REPLY, public=True)
+
+    in_app(client, reply)
+    code = answer["tracking_code"]
+    v1 = client.get(f"/v1/reports/{code}", headers={"Accept-Language": "vi"}).json()
+    assert v1["details_withheld"] is True and v1["department"] is not None
+
+    [request] = client.get(f"{BASE}/requests/{code}.json?extensions=true").json()
+    assert request["service_request_id"] == code and request["status"] == "open"
+    # Its progress shows, as on /v1: the service, the agency, the dates.
+    assert request["service_code"] == "waste_sanitation" and request["agency_responsible"] == v1["department"]["name"]
+    assert request["requested_datetime"] and request["updated_datetime"]
+    # What the citizen wrote and where does not, nor its photos and answers, nor what a person replied.
+    assert [request[name] for name in ("description", "address", "lat", "long", "media_url")] == [None] * 5
+    assert request["status_notes"] != SECRET_REPLY
+    extended = request["extended_attributes"]
+    assert extended["details_withheld"] is True and extended["photos"] == [] and extended["attributes"] == []
+    for url in (
+        f"{BASE}/requests/{code}.json",
+        f"{BASE}/requests/{code}.json?extensions=true",
+        f"{BASE}/requests/{code}.xml",
+        f"{BASE}/requests/{code}.xml?extensions=true",
+    ):
+        response = client.get(url, headers={"Accept-Language": "en"})
+        assert response.status_code == 200 and code in response.text
+        for secret in ("Nguyễn Trãi", "nhà tôi", "/v1/photos/", "household", "Trần Thị Bình", "0909876543", "10.77"):
+            assert secret not in response.text, (url, secret)
+    root = xml(client.get(f"{BASE}/requests/{code}.xml?extensions=true"))
+    assert root.findtext("request/description") == "" and root.findtext("request/lat") == ""  # empty elements
+    assert root.findtext("request/extended_attributes/details_withheld") == "true"
+
+
+def test_public_report_read_by_its_code_shows_its_details_photos_and_answers(client, api_key):
+    answer = client.post(
+        "/v1/reports",
+        data=report_body(
+            description=SECRET_TEXT,
+            address=SECRET_ADDRESS,
+            service_code="waste_sanitation",
+            attributes=json.dumps({"waste_type": ["household"]}),
+        ),
+        files=[("photos", ("yard.jpg", jpeg_bytes(), "image/jpeg"))],
+        headers={"X-API-Key": api_key},
+    ).json()
+    run_worker(client)
+    [request] = client.get(f"{BASE}/requests/{answer['tracking_code']}.json?extensions=true").json()
+    assert request["description"] == SECRET_TEXT and request["address"] == SECRET_ADDRESS
+    assert request["lat"] == BEN_THANH_MARKET[0] and request["media_url"].startswith("http://testserver/v1/photos/")
+    extended = request["extended_attributes"]
+    assert extended["details_withheld"] is False and len(extended["photos"]) == 1
+    assert extended["attributes"] == [{"code": "waste_type", "value": ["household"]}]
+
+
 def test_default_window_is_90_days_and_at_most_1000(client):
     now = utcnow()
     insert_reports(client, *({"created_at": now - timedelta(minutes=i)} for i in range(1003)))

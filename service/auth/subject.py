@@ -12,6 +12,7 @@ from uuid import UUID
 import jwt
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, OAuth2PasswordBearer
+from fastapi.security.utils import get_authorization_scheme_param
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -57,28 +58,51 @@ async def current_subject(
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)],
     _signed_in: Annotated[str | None, Security(password_flow)],  # read through `bearer`; here for the spec
 ) -> AuthSubject:
-    challenge = {"WWW-Authenticate": "Bearer, ApiKey"}
+    return await authenticate(request, session, key=key, bearer_token=bearer.credentials if bearer else None)
+
+
+CHALLENGE = {"WWW-Authenticate": "Bearer, ApiKey"}
+
+
+async def authenticate(
+    request: Request, session: AsyncSession, *, key: str | None, bearer_token: str | None
+) -> AuthSubject:
+    """The caller of a staff access token or an API key; Unauthenticated for none, a wrong one, or both."""
     if "authorization" in request.headers and "x-api-key" in request.headers:
         # Which one would count is a guess the client should not have to make, and an unknown (or
         # empty) credential sent beside a valid one must not pass unnoticed.
-        raise Unauthenticated("ambiguous_credentials", headers=challenge)
-    if bearer is not None:
+        raise Unauthenticated("ambiguous_credentials", headers=CHALLENGE)
+    if bearer_token is not None:
         try:
-            claims = decode_access_token(bearer.credentials, request.app.state.settings.secret_key)
+            claims = decode_access_token(bearer_token, request.app.state.settings.secret_key)
             user_id = UUID(str(claims["sub"]))
             family_id = UUID(str(claims["fam"])) if claims.get("fam") else None
         except (jwt.PyJWTError, ValueError) as exc:  # ValueError: a signed token whose ids are not ids
-            raise Unauthenticated("invalid_token", headers=challenge) from exc
+            raise Unauthenticated("invalid_token", headers=CHALLENGE) from exc
         user = await _signed_in_user(session, user_id, family_id)
         if user is None or not user.active:
-            raise Unauthenticated("invalid_token", headers=challenge)
+            raise Unauthenticated("invalid_token", headers=CHALLENGE)
         return AuthSubject("staff", user.id, user.role, user.department_code, user.username)
     if key:
         client = await api_keys.authenticate(session, key, cache_seconds=api_keys.cache_seconds(request))
         if client is None:
-            raise Unauthenticated(detail="The API key is unknown or revoked.", headers=challenge)
+            raise Unauthenticated(detail="The API key is unknown or revoked.", headers=CHALLENGE)
         return AuthSubject("api_client", client.id, client.role, client.department_code, client.key_prefix)
-    raise Unauthenticated(headers=challenge)
+    raise Unauthenticated(headers=CHALLENGE)
+
+
+async def subject_if_any(request: Request, session: AsyncSession) -> AuthSubject | None:
+    """The caller, for a resource that anyone may read and some callers more: None without
+    credentials and with ones that do not hold (the resource then answers as to anyone)."""
+    scheme, token = get_authorization_scheme_param(request.headers.get("authorization"))
+    bearer_token = token if scheme.lower() == "bearer" and token else None
+    key = request.headers.get("x-api-key")
+    if bearer_token is None and not key:
+        return None
+    try:
+        return await authenticate(request, session, key=key, bearer_token=bearer_token)
+    except Unauthenticated:
+        return None
 
 
 async def _signed_in_user(session: AsyncSession, user_id: UUID, family_id: UUID | None) -> StaffUser | None:

@@ -1,7 +1,9 @@
 """Open311 GeoReport v2 under /open311/v2: the spec's paths, formats (.xml, .json) and error lists.
 
 A service request posted here enters the same intake as /v1/reports (validation, idempotency,
-photos, commit-then-enqueue); reads show only public reports and never any reporter data.
+photos, commit-then-enqueue). Lists show only public reports; one request read by its tracking code
+shows what /v1/reports shows without the citizen token (a report kept private: its progress only),
+counted in the same per-address lookup budget. Reporter data is never shown.
 """
 
 from datetime import UTC, datetime, timedelta
@@ -26,6 +28,7 @@ from service.errors import (
 from service.open311 import forms, schemas, service
 from service.open311.errors import Open311Route, Session
 from service.open311.formats import render, render_errors, w3c_datetime
+from service.reports import lookup
 from service.reports.service import StagedPhoto
 from service.reports.submission import commit_report, discard_staged
 
@@ -320,7 +323,7 @@ def _requests_response(request: Request, response_format: str, contexts: list, e
     response_model=list[schemas.Open311ServiceRequest],
     responses={
         200: _xml("service_requests", "A list of one request"),
-        **_errors(404),
+        **_errors(404, 429),
     },
 )
 async def service_request(
@@ -331,9 +334,12 @@ async def service_request(
     jurisdiction_id: JurisdictionId = None,
     extensions: Annotated[bool | None, Blank, Query(description="Extension: add extended_attributes")] = None,
 ) -> Response:
-    """The id is the tracking code; case and the dash don't matter."""
+    """The id is the tracking code; case and the dash don't matter. A request its citizen did not make
+    public shows its progress only (no description, location, address, photos or answers). Lookups
+    share one budget per address with `/v1/reports/{tracking_code}` (an unknown code counts more): 429
+    with Retry-After when it is spent."""
     service.check_jurisdiction(jurisdiction_id)
-    report = await service.get_request(session, service_request_id)
+    report = await lookup.counted(request, lambda: service.get_request(session, service_request_id))
     return _requests_response(
         request,
         response_format,

@@ -64,6 +64,10 @@ class Open311ExtendedAttributes(BaseModel):
 
     tracking_code: str
     channel: str
+    details_withheld: bool = Field(
+        description="The citizen did not make the report public: its text, location, address, photos and "
+        "answers are left out (its progress still shows), as at /v1/reports without the citizen token"
+    )
     photos: list[Open311Photo]
     attributes: list[Open311AttributeAnswer]
 
@@ -239,6 +243,7 @@ def _name_without(service_code: str, vietnamese: bool) -> str:
 
 def request_of(context: RequestContext, *, base_url: str, vietnamese: bool, extensions: bool) -> Open311ServiceRequest:
     report = context.report
+    shown = not context.details_withheld  # the context holds no photos of a withheld report either
     photo_links = [
         Open311Photo(
             media_url=f"{base_url}/v1/photos/{photo.id}", thumbnail_url=f"{base_url}/v1/photos/{photo.id}/thumbnail"
@@ -254,7 +259,7 @@ def request_of(context: RequestContext, *, base_url: str, vietnamese: bool, exte
         if category
         else _name_without(code, vietnamese),
         service_code=code,
-        description=report.description or None,
+        description=(report.description or None) if shown else None,
         agency_responsible=_pick(vietnamese, context.department.name_vi, context.department.name_en)
         if context.department
         else None,
@@ -262,21 +267,24 @@ def request_of(context: RequestContext, *, base_url: str, vietnamese: bool, exte
         requested_datetime=w3c_datetime(report.created_at),
         updated_datetime=w3c_datetime(report.updated_at),
         expected_datetime=w3c_datetime(report.due_at),
-        address=report.address,
+        address=report.address if shown else None,
         address_id=None,
         zipcode=None,
-        lat=report.lat,
-        long=report.lon,
+        lat=report.lat if shown else None,
+        long=report.lon if shown else None,
         media_url=photo_links[0].media_url if photo_links else None,
     )
     if extensions:
         request.extended_attributes = Open311ExtendedAttributes(
             tracking_code=report.tracking_code,
             channel=report.channel,
+            details_withheld=context.details_withheld,
             photos=photo_links,
             attributes=[
                 Open311AttributeAnswer(code=code, value=value) for code, value in (report.attributes or {}).items()
-            ],
+            ]
+            if shown
+            else [],
         )
     return request
 

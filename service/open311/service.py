@@ -1,7 +1,8 @@
 """Open311 reads over the reports and the catalogue: queries only, the shapes are in schemas.py.
 
 What may be listed is the reports' own rule: only public reports (is_public) appear in GET requests;
-a single report is readable by its tracking code, as at /v1/reports/{tracking_code}.
+a single report is readable by its tracking code, as at /v1/reports/{tracking_code} without the
+citizen token: a report its citizen kept private shows its progress only (reports.shows_details).
 """
 
 from dataclasses import dataclass, field
@@ -144,6 +145,8 @@ class RequestContext:
     status_notes: str | None = None
     photos: list[Photo] = field(default_factory=list)
     original_tracking_code: str | None = None
+    # What the citizen wrote and where (text, location, address, photos, answers) is left out.
+    details_withheld: bool = False
 
 
 async def contexts(session: AsyncSession, reports_: list[Report], *, vietnamese: bool = True) -> list[RequestContext]:
@@ -151,6 +154,11 @@ async def contexts(session: AsyncSession, reports_: list[Report], *, vietnamese:
     if not reports_:
         return []
     ids = [report.id for report in reports_]
+    # Open311 has no citizen token: what a report kept private withholds, it withholds from everyone here.
+    withheld = {
+        report.id for report in reports_ if not reports.shows_details(is_public=report.is_public, citizen=False)
+    }
+    shown = [id_ for id_ in ids if id_ not in withheld]
     categories = {row.code: row for row in (await session.exec(select(ServiceCategory))).all()}
     departments = {row.code: row for row in (await session.exec(select(Department))).all()}
     photos: dict[UUID, list[Photo]] = {}
@@ -158,7 +166,7 @@ async def contexts(session: AsyncSession, reports_: list[Report], *, vietnamese:
         await session.exec(
             select(Photo)
             .where(
-                col(Photo.report_id).in_(ids),
+                col(Photo.report_id).in_(shown),
                 col(Photo.rejected_reason).is_(None),
                 col(Photo.public_key).is_not(None),
                 Photo.kind != "private",
@@ -167,7 +175,7 @@ async def contexts(session: AsyncSession, reports_: list[Report], *, vietnamese:
         )
     ).all():
         photos.setdefault(photo.report_id, []).append(photo)
-    notes = await _status_notes(session, ids, vietnamese)
+    notes = await _status_notes(session, ids, vietnamese, withheld)
     original_ids = {report.duplicate_of_id for report in reports_ if report.duplicate_of_id}
     originals = (
         dict(
@@ -184,13 +192,17 @@ async def contexts(session: AsyncSession, reports_: list[Report], *, vietnamese:
             status_notes=notes.get(report.id),
             photos=photos.get(report.id, []),
             original_tracking_code=originals.get(report.duplicate_of_id) if report.duplicate_of_id else None,
+            details_withheld=report.id in withheld,
         )
         for report in reports_
     ]
 
 
-async def _status_notes(session: AsyncSession, ids: list[UUID], vietnamese: bool) -> dict[UUID, str]:
-    """The latest public reply to the citizen, else the latest public event's message, in the reader's language."""
+async def _status_notes(
+    session: AsyncSession, ids: list[UUID], vietnamese: bool, withheld: set[UUID]
+) -> dict[UUID, str]:
+    """The latest public reply to the citizen, else the latest public event's message, in the reader's
+    language; of a report in `withheld`, only the city's own words (nothing a person wrote)."""
     latest_reply: dict[UUID, str] = {}
     latest_any: dict[UUID, str] = {}
     events = await session.exec(
@@ -199,7 +211,7 @@ async def _status_notes(session: AsyncSession, ids: list[UUID], vietnamese: bool
         .order_by(col(ReportEvent.id))
     )
     for report_id, code, written, data in events.all():
-        message = render(code, data or {}, written, vietnamese=vietnamese)
+        message = render(code, data or {}, None if report_id in withheld else written, vietnamese=vietnamese)
         if not message:
             continue
         latest_any[report_id] = message

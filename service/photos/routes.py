@@ -1,34 +1,52 @@
-"""Serving photos: only the re-encoded copies (no EXIF, no GPS), never the originals.
+"""Serving photos: only the re-encoded copies (no EXIF, no GPS), never the originals, and those of a
+report kept private only to its citizen and to whoever may read its ticket (access.py).
 
 With PHOTO_DELIVERY=redirect and an object store, the answer is a 307 to a presigned URL that
 expires after S3_PRESIGN_SECONDS (the bucket itself stays private); otherwise the bytes stream
 through the API.
 """
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import anyio
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Header, Request
 from fastapi.responses import RedirectResponse, StreamingResponse
 
+from service.auth.subject import subject_if_any
 from service.db import SessionDep
 from service.errors import AppError, NotFound, problem_responses
-from service.models import Photo
+from service.photos.access import readable_photo
 
 router = APIRouter(prefix="/v1/photos", tags=["photos"])
 
+# A photo of a report kept private is served only on a credential, and the edge makes every answer to a
+# credential `no-store` (service/http_security.py): no shared cache keeps it for the next caller.
 CACHE_CONTROL = "public, max-age=86400, immutable"
+CitizenToken = Annotated[
+    str | None,
+    Header(
+        alias="X-Citizen-Token",
+        description="The citizen_token of the photo's report: needed (or a staff token or API key that may "
+        "read the ticket) when the report is not public",
+    ),
+]
 
 
 class PhotoNotReady(AppError):
     status, code = 409, "photo_not_ready"
 
 
-async def _serve(request: Request, session, photo_id: UUID, variant: Literal["public", "thumbnail"]):
-    photo = await session.get(Photo, photo_id)
-    if photo is None or photo.rejected_reason or photo.kind == "private":
-        raise NotFound("photo_not_found")
+async def _serve(
+    request: Request, session, photo_id: UUID, variant: Literal["public", "thumbnail"], citizen_token: str | None
+):
+    photo = await readable_photo(
+        session,
+        photo_id,
+        citizen_token=citizen_token,
+        secret_key=request.app.state.settings.secret_key,
+        caller=lambda: subject_if_any(request, session),
+    )
     # Only these two keys are ever served: they exist only once the metadata-free copies were written.
     key = photo.public_key if variant == "public" else photo.thumbnail_key
     if key is None:
@@ -58,11 +76,18 @@ _ANSWERS: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.get("/{photo_id}", response_class=StreamingResponse, responses=_ANSWERS)
-async def get_photo(photo_id: UUID, request: Request, session: SessionDep):
-    return await _serve(request, session, photo_id, "public")
+_ACCESS = (
+    "A public report's photos are public. Those of a report its citizen did not make public are served "
+    "with the report's `X-Citizen-Token`, or to a staff token or API key that may read its ticket; "
+    "otherwise 404, as for a photo that does not exist."
+)
 
 
-@router.get("/{photo_id}/thumbnail", response_class=StreamingResponse, responses=_ANSWERS)
-async def get_thumbnail(photo_id: UUID, request: Request, session: SessionDep):
-    return await _serve(request, session, photo_id, "thumbnail")
+@router.get("/{photo_id}", response_class=StreamingResponse, responses=_ANSWERS, description=_ACCESS)
+async def get_photo(photo_id: UUID, request: Request, session: SessionDep, citizen_token: CitizenToken = None):
+    return await _serve(request, session, photo_id, "public", citizen_token)
+
+
+@router.get("/{photo_id}/thumbnail", response_class=StreamingResponse, responses=_ANSWERS, description=_ACCESS)
+async def get_thumbnail(photo_id: UUID, request: Request, session: SessionDep, citizen_token: CitizenToken = None):
+    return await _serve(request, session, photo_id, "thumbnail", citizen_token)

@@ -44,4 +44,5 @@ def citizen_token(secret_key: str, report_id: UUID) -> str:
 
 
 def verify_citizen_token(secret_key: str, report_id: UUID, token: str) -> bool:
-    return hmac.compare_digest(citizen_token(secret_key, report_id), token)
+    # As bytes: compare_digest refuses str with non-ASCII characters, which a header may well carry.
+    return hmac.compare_digest(citizen_token(secret_key, report_id).encode(), token.encode())

@@ -10,12 +10,11 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapte
 
 from service.auth.api_keys import api_client_of, check_submitter
 from service.db import SessionDep, SessionOnDemand
-from service.errors import NotFound, problem_responses, timeline_in_vietnamese, wants_vietnamese
+from service.errors import problem_responses, timeline_in_vietnamese, wants_vietnamese
 from service.jobs import photos_job
 from service.lifecycle.events import render
 from service.models import Report
-from service.ratelimit import client_address
-from service.reports import citizen, service
+from service.reports import citizen, lookup, service
 from service.reports.codes import citizen_token
 from service.reports.intake import PHOTO_FIELD, parse_report_request, read_message_with_photos
 from service.reports.schemas import (
@@ -171,24 +170,10 @@ def _named(row, vietnamese: bool) -> NamedRef | None:
 
 
 async def find_report(request: Request, session: SessionDep, tracking_code: str, *, for_update: bool = False) -> Report:
-    """The report, counted against the caller's address: tracking codes are short enough to guess, and
-    guessing is mostly misses, so a code that does not exist costs `tracking_lookup_miss_cost` lookups."""
-    settings, limiter = request.app.state.settings, request.app.state.rate_limiter
-    limited = settings.rate_limits_enabled
-    address = client_address(request)
-    if limited:
-        await limiter.hit(settings.rate_limit_tracking_lookup, "lookup:address", address)
-    try:
-        return await service.get_by_tracking_code(session, tracking_code, for_update=for_update)
-    except NotFound:
-        if limited and settings.tracking_lookup_miss_cost > 1:
-            await limiter.hit(
-                settings.rate_limit_tracking_lookup,
-                "lookup:address",
-                address,
-                cost=settings.tracking_lookup_miss_cost - 1,
-            )
-        raise
+    """The report, counted against the caller's address in the tracking-lookup budget (lookup.py)."""
+    return await lookup.counted(
+        request, lambda: service.get_by_tracking_code(session, tracking_code, for_update=for_update)
+    )
 
 
 @router.get(
@@ -206,7 +191,7 @@ async def get_report(
     settings = request.app.state.settings
     if token is not None:
         citizen.authorise(settings, report, token)  # a wrong token says so, rather than hiding details silently
-    details = report.is_public or token is not None
+    details = service.shows_details(is_public=report.is_public, citizen=token is not None)
     view = await service.public_view(session, report)
     base = settings.public_base_url
     vietnamese = wants_vietnamese(request)

@@ -314,6 +314,16 @@ async def get_by_tracking_code(session: AsyncSession, tracking_code: str, *, for
     return report
 
 
+def shows_details(*, is_public: bool, citizen: bool) -> bool:
+    """Whether a reader who holds only the tracking code sees what the citizen wrote and where.
+
+    A report its citizen did not make public (`is_public` false) shows its progress only (status,
+    category, department, dates, the city's own timeline words) unless the reader proved to be that
+    citizen (`citizen`: the citizen token checked). Withheld: title, description, location, address,
+    photos, attribute answers and every message a person wrote. /v1/reports and Open311 both follow it."""
+    return is_public or citizen
+
+
 async def public_view(session: AsyncSession, report: Report) -> dict:
     """Everything the citizen may see of a report, as plain data for ReportPublic."""
     category = await session.get(ServiceCategory, report.service_code) if report.service_code else None

@@ -1,5 +1,7 @@
 """Every row-visibility rule for tickets, in one place."""
 
+from uuid import UUID
+
 from sqlalchemy import false, or_, true
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col, select
@@ -51,9 +53,12 @@ async def readable_condition(session: AsyncSession, subject: AuthSubject) -> Col
     return false()
 
 
-async def can_act_on(session: AsyncSession, subject: AuthSubject, report: Report) -> bool:
+async def can_read(session: AsyncSession, subject: AuthSubject, report_id: UUID) -> bool:
+    """Whether this subject may read the ticket of this report (its photos included)."""
+    if subject.role not in TICKET_ROLES:
+        return False
     condition = await readable_condition(session, subject)
-    found = await session.exec(select(Report.id).where(Report.id == report.id, condition))
+    found = await session.exec(select(Report.id).where(Report.id == report_id, condition))
     return found.first() is not None
 
 
