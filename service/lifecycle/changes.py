@@ -217,7 +217,8 @@ async def add_supporter(session: AsyncSession, original: Report, duplicate: Repo
 
 
 async def _original_left(session: AsyncSession, report: Report, status: Status | str | None) -> Report | None:
-    """The original a duplicate stops repeating when this change takes it out of `duplicate`."""
+    """The original a duplicate stops repeating when this change takes it out of `duplicate` (only a
+    supervisor's reopening does; the pipeline's Batch only moves `received` reports)."""
     if status is None or report.duplicate_of_id is None or report.status != Status.DUPLICATE:
         return None
     if Status(status) == Status.DUPLICATE:
