@@ -53,6 +53,7 @@ class ErrorCode(StrEnum):
     AMBIGUOUS_CREDENTIALS = "ambiguous_credentials"
     TICKET_NOT_FOUND = "ticket_not_found"
     ILLEGAL_TRANSITION = "illegal_transition"
+    NOT_YET_PROCESSED = "not_yet_processed"
     PRECONDITION_FAILED = "precondition_failed"
     PUBLIC_REPLY_REQUIRED = "public_reply_required"
     REASON_REQUIRED = "reason_required"
@@ -163,6 +164,12 @@ MESSAGES: dict[ErrorCode, tuple[str, str]] = {
     ),
     ErrorCode.TICKET_NOT_FOUND: ("No ticket with this id is visible to you.", "Không tìm thấy phiếu xử lý này."),
     ErrorCode.ILLEGAL_TRANSITION: ("This status change is not allowed.", "Không được chuyển sang trạng thái này."),
+    ErrorCode.NOT_YET_PROCESSED: (
+        "The report is still being processed (located, prioritised, checked for duplicates, routed); "
+        "try again in a moment. Until then it can only be rejected.",
+        "Phản ánh đang được hệ thống xử lý (xác định vị trí, mức độ ưu tiên, kiểm tra trùng, phân công); "
+        "vui lòng thử lại sau giây lát. Trong lúc này chỉ có thể từ chối phản ánh.",
+    ),
     ErrorCode.PRECONDITION_FAILED: (
         "The ticket changed since you read it (If-Match does not match its ETag); read it again.",
         "Phiếu đã thay đổi kể từ khi bạn xem (If-Match không khớp ETag); vui lòng tải lại.",

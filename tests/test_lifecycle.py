@@ -313,6 +313,12 @@ def test_a_report_that_keeps_failing_goes_to_a_dispatcher_and_the_sweep_moves_on
     event = timeline(client, dispatcher, poison["id"])[-1]
     assert event["data"]["attempts"] == settings.processing_max_failures and event["data"]["error"] == "ValueError"
     assert client.portal.call(sweep_stale_reports, ctx) == 0  # nothing left for the sweep
+    # The dispatcher decides what the pipeline could not.
+    triaged = client.post(
+        f"/v1/tickets/{poison['id']}/triage", json={"service_code": "street_lighting"}, headers=dispatcher
+    )
+    assert triaged.status_code == 200, triaged.text
+    assert (triaged.json()["status"], triaged.json()["department_code"]) == ("assigned", "chieu-sang")
 
 
 def test_an_app_key_reads_a_ticket_as_the_citizen_does(client, api_key):
@@ -346,3 +352,131 @@ def test_an_app_key_reads_a_ticket_as_the_citizen_does(client, api_key):
     assert {event["actor"] for event in body["timeline"]} <= {"city", "citizen"}
     staff = client.get(f"/v1/tickets/{created['id']}", headers=officer).json()
     assert "Phúc Lộc" in str(staff["timeline"]) and staff["assignee_id"]
+
+
+URGENT_ROAD = "Cây xanh bật gốc đổ đè lên người đi xe máy trên đường Lê Lợi, cần cứu gấp"
+
+
+def test_staff_cannot_act_on_a_report_the_pipeline_has_not_processed_yet(client, api_key):
+    dispatcher = make_user(client, "dispatch", "dispatcher")
+    supervisor = make_user(client, "sup", "admin")
+    created = client.post(
+        "/v1/reports", json=report_body(description=URGENT_ROAD), headers={"X-API-Key": api_key}
+    ).json()
+    ticket = f"/v1/tickets/{created['id']}"
+    before = client.get(ticket, headers=dispatcher)
+    assert before.json()["status"] == "received"
+    # Only rejecting (spam) is offered while the worker has not processed it.
+    assert before.json()["allowed_transitions"] == ["rejected"]
+    assert client.get(ticket, headers=supervisor).json()["allowed_transitions"] == ["rejected"]
+
+    refused = [
+        client.post(ticket + "/triage", json={"service_code": "road_traffic"}, headers=dispatcher),
+        client.post(ticket + "/transitions", json={"to": "assigned"}, headers=dispatcher),
+        client.post(ticket + "/transitions", json={"to": "duplicate", "duplicate_of": "ZZZZ-ZZZZ"}, headers=dispatcher),
+        client.post(ticket + "/transfer", json={"department_code": "sawaco", "reason": "Cấp nước"}, headers=dispatcher),
+        client.post(ticket + "/assignee", json={"assignee_username": None}, headers=dispatcher),
+        client.post(ticket + "/transitions", json={"to": "in_progress"}, headers=supervisor),
+    ]
+    for response in refused:
+        assert response.status_code == 409, response.text
+        assert response.json()["code"] == "not_yet_processed"
+        assert "try again" in response.json()["title"]
+    bulk = client.post(
+        "/v1/tickets/bulk",
+        json={"tickets": [created["tracking_code"]], "action": {"type": "transition", "to": "assigned"}},
+        headers=dispatcher,
+    ).json()
+    assert (bulk["failed"], bulk["results"][0]["status"]) == (1, 409)
+    assert bulk["results"][0]["problem"]["code"] == "not_yet_processed"
+    unchanged = client.get(ticket, headers=dispatcher)
+    assert unchanged.headers["ETag"] == before.headers["ETag"]
+    assert [event["code"] for event in unchanged.json()["timeline"]] == ["received"]
+
+    # The worker then does all of its work: located, prioritised, checked for duplicates, routed.
+    run_worker(client)
+    processed = client.get(ticket, headers=dispatcher).json()
+    codes = [event["code"] for event in processed["timeline"]]
+    assert {"located", "prioritised", "routed", "sla_set"} <= set(codes), codes
+    assert processed["status"] in ("assigned", "needs_triage")
+    assert processed["jurisdiction_code"] is not None and processed["priority"] == "urgent"
+    assert processed["due_at"] is not None
+    # And now the dispatcher's decision goes through.
+    triaged = client.post(ticket + "/triage", json={"service_code": "road_traffic"}, headers=dispatcher)
+    assert triaged.status_code == 200, triaged.text
+    assert (triaged.json()["status"], triaged.json()["service_code"]) == ("assigned", "road_traffic")
+    assert triaged.json()["priority"] == "urgent"
+
+
+def test_a_report_not_yet_processed_can_still_be_rejected_as_spam(client, api_key):
+    dispatcher = make_user(client, "dispatch", "dispatcher")
+    created = client.post("/v1/reports", json=report_body(), headers={"X-API-Key": api_key}).json()
+    rejected = move(client, dispatcher, created["id"], to="rejected", reason="Quảng cáo")
+    assert rejected.status_code == 200, rejected.text
+    assert rejected.json()["status"] == "rejected"
+    run_worker(client)  # the worker leaves a report staff already decided alone
+    page = client.get(f"/v1/reports/{created['tracking_code']}").json()
+    assert page["status"] == "rejected"
+
+
+def test_a_reopened_duplicate_leaves_its_original_and_stops_following_it(client, api_key, receiver):
+    officer = make_user(client, "officer.lighting", "officer", "chieu-sang")
+    supervisor = make_user(client, "sup.xd", "supervisor", "so-xay-dung")
+    second_app = key(client, "citizen_app")
+    subscribe(client, second_app, receiver.url)  # the app the duplicate came from
+    original = file_report(client, api_key)
+    duplicate = client.post(
+        "/v1/reports",
+        json=report_body(description="Đèn đường chợ Bến Thành tắt mấy đêm rồi", service_code="street_lighting"),
+        headers={"X-API-Key": second_app},
+    ).json()
+    run_worker(client)  # the pipeline finds the original
+    assert client.get(f"/v1/reports/{original['tracking_code']}").json()["supporter_count"] == 1
+
+    reopened = move(client, supervisor, duplicate["id"], to="reopened")
+    assert reopened.status_code == 200, reopened.text
+    assert (reopened.json()["status"], reopened.json()["duplicate_of_id"]) == ("reopened", None)
+    event = reopened.json()["timeline"][-1]
+    assert event["data"]["status"] == {"from": "duplicate", "to": "reopened"}
+    assert event["data"]["former_original"] == original["tracking_code"]
+    page = client.get(f"/v1/reports/{duplicate['tracking_code']}").json()
+    assert (page["status"], page["duplicate_of"], page["original"]) == ("reopened", None, None)
+    assert client.get(f"/v1/reports/{original['tracking_code']}").json()["supporter_count"] == 0
+    [request] = client.get(f"/open311/v2/requests/{duplicate['tracking_code']}.json").json()
+    assert original["tracking_code"] not in (request.get("service_notice") or "")
+
+    # The original moving on is no longer the reopened report's news.
+    assert move(client, officer, original["id"], to="in_progress").status_code == 200
+    deliver(client)
+    heard = [
+        r.payload["type"] for r in receiver.requests if r.payload["data"]["tracking_code"] == duplicate["tracking_code"]
+    ]
+    assert "report.original_status_changed" not in heard
+    assert heard[-2:] == ["report.status_changed", "report.reopened"]
+    codes = [entry["code"] for entry in client.get(f"/v1/reports/{duplicate['tracking_code']}").json()["timeline"]]
+    assert codes[-1] == "status_changed" and "original_status_changed" not in codes
+
+
+def test_a_duplicate_marked_by_staff_and_reopened_gives_back_its_supporter(client, api_key):
+    officer = make_user(client, "officer.lighting", "officer", "chieu-sang")
+    supervisor = make_user(client, "sup.xd", "supervisor", "so-xay-dung")
+    first = file_report(client, api_key)
+    second = file_report(client, api_key, lat=10.7740)
+    linked = move(client, officer, second["id"], to="duplicate", duplicate_of=first["tracking_code"])
+    assert linked.status_code == 200, linked.text
+    original = client.get(f"/v1/tickets/{first['id']}", headers=officer).json()
+    assert original["supporter_count"] == 1
+    [request] = client.get(f"/open311/v2/requests/{second['tracking_code']}.json").json()
+    assert first["tracking_code"] in request["service_notice"]  # what the citizen read while it was a duplicate
+
+    assert move(client, supervisor, second["id"], to="reopened").status_code == 200
+    after = client.get(f"/v1/tickets/{first['id']}", headers=officer)
+    assert after.json()["supporter_count"] == 0
+    assert after.headers["ETag"] != original["etag"]
+    assert after.json()["timeline"][-1]["code"] == "supporter_removed"
+    assert after.json()["timeline"][-1]["data"] == {"duplicate": second["tracking_code"]}
+    [request] = client.get(f"/open311/v2/requests/{second['tracking_code']}.json").json()
+    assert first["tracking_code"] not in (request.get("service_notice") or "")
+    # A report of its own again: it can be worked, or linked anew.
+    assert move(client, officer, second["id"], to="in_progress").status_code == 200
+    assert client.get(f"/v1/reports/{second['tracking_code']}").json()["duplicate_of"] is None

@@ -598,7 +598,7 @@ def test_event_is_written_with_its_change_and_rolled_back_with_it(client, api_ke
 
     async def change_that_fails(session):
         report = (await session.exec(select(Report).where(Report.tracking_code == created["tracking_code"]))).one()
-        await lifecycle.change(session, report, via=Via.STAFF, status="assigned")
+        await lifecycle.change(session, report, via=Via.PIPELINE, status="assigned")
         await session.flush()
         raise RuntimeError("the change failed")
 

@@ -605,3 +605,69 @@ def test_assigning_with_an_empty_body_is_422_and_the_officer_keeps_the_ticket(cl
     assert client.get(f"/v1/tickets/{ticket['id']}", headers=lan).json()["assignee"]["username"] == "lan"
     # Null, said out loud, still gives the ticket back to the department.
     assert client.post(url, json={"assignee_username": None}, headers=dispatcher).json()["assignee"] is None
+
+
+def assignee_events(client, headers, ticket) -> int:
+    timeline = client.get(f"/v1/tickets/{ticket['id']}", headers=headers).json()["timeline"]
+    return sum(1 for event in timeline if event["code"] == "assignee_changed")
+
+
+def test_assigning_whoever_already_holds_the_ticket_changes_nothing(client, api_key, lan, dispatcher):
+    held, free = file_reports(client, api_key, {}, {})
+    url = f"/v1/tickets/{held['id']}/assignee"
+    # Nobody holds it, and nobody is asked for: the same ticket, the same ETag, no event.
+    etag = client.get(f"/v1/tickets/{held['id']}", headers=dispatcher).headers["ETag"]
+    nobody = client.post(url, json={"assignee_username": None}, headers={**dispatcher, "If-Match": etag})
+    assert nobody.status_code == 200, nobody.text
+    assert nobody.headers["ETag"] == etag and nobody.json()["assignee"] is None
+    assert assignee_events(client, dispatcher, held) == 0
+
+    given = client.post(url, json={"assignee_username": "lan"}, headers=dispatcher)
+    assert given.headers["ETag"] != etag
+    etag = given.headers["ETag"]
+    again = client.post(url, json={"assignee_username": "lan"}, headers={**dispatcher, "If-Match": etag})
+    assert again.status_code == 200, again.text
+    assert again.headers["ETag"] == etag and again.json()["assignee"]["username"] == "lan"
+    assert assignee_events(client, dispatcher, held) == 1
+    # The same in bulk: only the ticket that changed hands gets a new ETag and an event.
+    bulk = client.post(
+        "/v1/tickets/bulk",
+        json={"tickets": [held["id"], free["id"]], "action": {"type": "assign", "assignee_username": "lan"}},
+        headers=dispatcher,
+    ).json()
+    assert [item["status"] for item in bulk["results"]] == [200, 200]
+    assert bulk["results"][0]["etag"] == etag
+    assert (assignee_events(client, dispatcher, held), assignee_events(client, dispatcher, free)) == (1, 1)
+    # So the officer who read the ticket before those no-op assignments still writes without a 412.
+    note = client.post(
+        f"/v1/tickets/{held['id']}/comments",
+        json={"body": "Đã kiểm tra", "visibility": "internal"},
+        headers={**lan, "If-Match": etag},
+    )
+    assert note.status_code == 201, note.text
+
+
+def test_bulk_refuses_one_ticket_named_by_its_code_and_by_its_id(client, api_key, lan, water_officer):
+    (ticket,) = file_reports(client, api_key, {})
+    response = client.post(
+        "/v1/tickets/bulk",
+        json={
+            "tickets": [ticket["tracking_code"], ticket["id"]],
+            "action": {"type": "comment", "body": "Đã tiếp nhận", "visibility": "internal"},
+        },
+        headers=lan,
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["field"] == "tickets"
+    timeline = client.get(f"/v1/tickets/{ticket['id']}", headers=lan).json()["timeline"]
+    assert not [event for event in timeline if event["code"] == "internal_note"]
+    # Someone who cannot see the ticket learns nothing from naming it twice: two 404s, as for any unknown ticket.
+    hidden = client.post(
+        "/v1/tickets/bulk",
+        json={
+            "tickets": [ticket["tracking_code"], ticket["id"]],
+            "action": {"type": "comment", "body": "x", "visibility": "internal"},
+        },
+        headers=water_officer,
+    )
+    assert hidden.status_code == 200 and [item["status"] for item in hidden.json()["results"]] == [404, 404]

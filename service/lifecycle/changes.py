@@ -71,7 +71,11 @@ async def change(
     data: dict | None = None,
     public: bool = True,
 ) -> Changed:
-    """Move the report; raise states.IllegalMove (and change nothing) when the workflow forbids it."""
+    """Move the report; raise states.IllegalMove (and change nothing) when the workflow forbids it.
+    A duplicate moved out of `duplicate` leaves its original (see `_release`)."""
+    original = await _original_left(session, report, status)
+    if original is not None:
+        data = {**(data or {}), "former_original": original.tracking_code}
     moved, previous, event, items = _move(
         report,
         make=_event,
@@ -86,6 +90,8 @@ async def change(
         data=data,
         public=public,
     )
+    if original is not None:
+        await _release(session, original, report, actor=actor)
     session.add(report)
     session.add(event)
     await outbox.publish(session, items)
@@ -204,6 +210,38 @@ async def add_supporter(session: AsyncSession, original: Report, duplicate: Repo
             actor=actor,
             message=None,
             data={"duplicate": duplicate.tracking_code, **data},
+            public=False,
+            at=utcnow(),
+        )
+    )
+
+
+async def _original_left(session: AsyncSession, report: Report, status: Status | str | None) -> Report | None:
+    """The original a duplicate stops repeating when this change takes it out of `duplicate` (only a
+    supervisor's reopening does; the pipeline's Batch only moves `received` reports)."""
+    if status is None or report.duplicate_of_id is None or report.status != Status.DUPLICATE:
+        return None
+    if Status(status) == Status.DUPLICATE:
+        return None
+    return await session.get(Report, report.duplicate_of_id)
+
+
+async def _release(session: AsyncSession, original: Report, duplicate: Report, *, actor: str) -> None:
+    """A duplicate reopened is a report of its own again: unlinked (its page, Open311 and its webhooks
+    no longer follow the original), and the original counts one supporter fewer."""
+    duplicate.duplicate_of_id = None
+    await session.exec(
+        update(Report)
+        .where(col(Report.id) == original.id, col(Report.supporter_count) > 0)
+        .values(supporter_count=Report.supporter_count - 1, revision=Report.revision + 1)
+    )
+    session.add(
+        _event(
+            original,
+            EventCode.SUPPORTER_REMOVED,
+            actor=actor,
+            message=None,
+            data={"duplicate": duplicate.tracking_code},
             public=False,
             at=utcnow(),
         )

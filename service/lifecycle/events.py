@@ -29,6 +29,7 @@ class EventCode(StrEnum):
     RATED = "rated"
     AFTER_PHOTOS = "after_photos"
     SUPPORTER_ADDED = "supporter_added"
+    SUPPORTER_REMOVED = "supporter_removed"
     ORIGINAL_STATUS_CHANGED = "original_status_changed"
     SLA_AT_RISK = "sla_at_risk"
     SLA_BREACHED = "sla_breached"

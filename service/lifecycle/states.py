@@ -54,10 +54,12 @@ _SUPERVISOR = frozenset({V.SUPERVISOR})
 
 # (from, to) -> the ways that may make this move. Nothing else moves a report.
 MOVES: dict[tuple[Status, Status], frozenset[Via]] = {
-    (S.RECEIVED, S.ASSIGNED): frozenset({V.PIPELINE, V.STAFF, V.TRIAGE}),
-    (S.RECEIVED, S.NEEDS_TRIAGE): frozenset({V.PIPELINE, V.STAFF, V.POISON}),
+    # A received report is the pipeline's until it is processed (it locates, prioritises, checks for
+    # duplicates and routes only `received` reports): staff may only reject it (spam) meanwhile.
+    (S.RECEIVED, S.ASSIGNED): frozenset({V.PIPELINE}),
+    (S.RECEIVED, S.NEEDS_TRIAGE): frozenset({V.PIPELINE, V.POISON}),
     (S.RECEIVED, S.REJECTED): _STAFF,
-    (S.RECEIVED, S.DUPLICATE): frozenset({V.PIPELINE, V.STAFF}),
+    (S.RECEIVED, S.DUPLICATE): frozenset({V.PIPELINE}),
     (S.NEEDS_TRIAGE, S.ASSIGNED): frozenset({V.STAFF, V.TRIAGE, V.TRANSFER}),
     (S.NEEDS_TRIAGE, S.REJECTED): _STAFF,
     (S.NEEDS_TRIAGE, S.DUPLICATE): _STAFF,
@@ -94,6 +96,11 @@ class IllegalMove(Exception):
         super().__init__(f"{current} → {requested}")
 
 
+class NotYetProcessed(IllegalMove):
+    """The move is refused because the pipeline has not processed the report yet: it may be allowed
+    once the report leaves `received`."""
+
+
 class MissingRequirement(Exception):
     def __init__(self, field: str, code: str):
         self.field, self.code = field, code
@@ -110,9 +117,16 @@ def allowed(current: str, ways: frozenset[Via]) -> list[Status]:
 
 
 def check(current: str, to: str, ways: frozenset[Via]) -> None:
-    """Raise IllegalMove unless one of these ways may move a `current` report to `to`."""
+    """Raise IllegalMove unless one of these ways may move a `current` report to `to` (NotYetProcessed
+    when the report is still waiting for the pipeline, which alone may take it out of `received`)."""
     if not MOVES.get((Status(current), Status(to)), frozenset()) & ways:
-        raise IllegalMove(Status(current), Status(to), allowed(current, ways))
+        refused = NotYetProcessed if awaits_pipeline(current, ways) else IllegalMove
+        raise refused(Status(current), Status(to), allowed(current, ways))
+
+
+def awaits_pipeline(current: str, ways: frozenset[Via]) -> bool:
+    """A report these ways cannot act on (beyond rejecting it) until the pipeline has processed it."""
+    return current == S.RECEIVED and not ways & {V.PIPELINE, V.POISON}
 
 
 @dataclass(frozen=True)

@@ -2,11 +2,15 @@
 
 Each ticket is its own transaction, committed (and its webhooks handed on) before the next one starts,
 so one ticket that cannot move (not visible, a workflow the action breaks, a database hiccup) fails
-alone and the others keep what was done to them. The caller gets one outcome per ticket.
+alone and the others keep what was done to them. The caller gets one outcome per ticket. Before any
+of that, the references are resolved to tickets at once: one ticket named twice (by its tracking code
+and by its id) would get the action twice, so the whole request is refused as the schema refuses the
+same reference twice.
 """
 
 import logging
 from dataclasses import dataclass
+from uuid import UUID
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -44,6 +48,9 @@ async def run(
     tickets: list[str],
     action: BulkAction,
 ) -> list[Outcome]:
+    async with sessions() as session:
+        ids = await service.visible_ids(session, subject, tickets)
+    _each_ticket_once(tickets, ids)
     return [await _one(sessions, handoff, settings, subject, ticket, action) for ticket in tickets]
 
 
@@ -89,6 +96,19 @@ async def _apply(
         await service.transition(session, subject, report, move, settings, duplicate_of=action.duplicate_of)
     else:
         await service.comment(session, subject, report, body=action.body, visibility=action.visibility)
+
+
+def _each_ticket_once(tickets: list[str], ids: dict[str, UUID]) -> None:
+    first_named: dict[UUID, str] = {}
+    for ticket in tickets:
+        if (report_id := ids.get(ticket)) is None:
+            continue  # not visible: its own 404, whatever else is listed
+        if report_id in first_named:
+            message = f"ticket {ticket!r} is the ticket {first_named[report_id]!r} already listed"
+            raise Unprocessable(
+                "validation_error", "tickets", message, fields=[("tickets", "validation_error", message)]
+            )
+        first_named[report_id] = ticket
 
 
 def _as_app_error(exc: Exception) -> AppError:

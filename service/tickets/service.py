@@ -46,16 +46,33 @@ class IllegalTransitionError(AppError):
     status, code = 409, "illegal_transition"
 
 
+class NotYetProcessedError(AppError):
+    """Staff acted on a report the pipeline has not processed yet (only rejecting it is allowed)."""
+
+    status, code = 409, "not_yet_processed"
+
+    def __init__(self) -> None:
+        super().__init__(
+            detail="The report is still being processed (located, prioritised, checked for duplicates, routed); "
+            "try again in a moment. Until then it can only be rejected."
+        )
+
+
+def _parse_ref(ref: str) -> UUID | str | None:
+    """A ticket reference as an id, else as a normalised tracking code; None when it is neither."""
+    try:
+        return UUID(ref)
+    except ValueError:
+        return normalise_tracking_code(ref)
+
+
 async def get_visible(session: AsyncSession, subject: AuthSubject, ref: str, *, for_update: bool = False) -> Report:
     """A ticket by id or tracking code, or 404 — also when it exists but belongs to someone else."""
     condition = await readable_condition(session, subject)
-    try:
-        match = Report.id == UUID(ref)
-    except ValueError:
-        code = normalise_tracking_code(ref)
-        if code is None:
-            raise NotFound("ticket_not_found") from None
-        match = Report.tracking_code == code
+    parsed = _parse_ref(ref)
+    if parsed is None:
+        raise NotFound("ticket_not_found")
+    match = Report.id == parsed if isinstance(parsed, UUID) else Report.tracking_code == parsed
     statement = select(Report).where(match, condition)
     if for_update:
         await lock_rows(session, col(Report.revision), match)
@@ -64,6 +81,29 @@ async def get_visible(session: AsyncSession, subject: AuthSubject, ref: str, *, 
     if report is None:
         raise NotFound("ticket_not_found")
     return report
+
+
+async def visible_ids(session: AsyncSession, subject: AuthSubject, refs: list[str]) -> dict[str, UUID]:
+    """The id behind each reference (id or tracking code) to a ticket this subject may see, in one query;
+    a reference to no visible ticket is left out."""
+    parsed = {ref: _parse_ref(ref) for ref in refs}
+    ids = {value for value in parsed.values() if isinstance(value, UUID)}
+    codes = {value for value in parsed.values() if isinstance(value, str)}
+    if not ids and not codes:
+        return {}
+    rows = await session.exec(
+        select(Report.id, Report.tracking_code).where(
+            or_(col(Report.id).in_(ids), col(Report.tracking_code).in_(codes)),
+            await readable_condition(session, subject),
+        )
+    )
+    by_code = {}
+    found = set()
+    for report_id, tracking_code in rows.all():
+        by_code[tracking_code] = report_id
+        found.add(report_id)
+    resolved = {ref: by_code.get(value) if isinstance(value, str) else value for ref, value in parsed.items()}
+    return {ref: report_id for ref, report_id in resolved.items() if report_id in found}
 
 
 # --- listing -----------------------------------------------------------------------------------
@@ -235,7 +275,9 @@ async def timeline(session: AsyncSession, report: Report) -> list[ReportEvent]:
 # --- workflow: every change goes through the lifecycle's door ---------------------------------------
 
 
-def _illegal(exc: IllegalMove, role: str) -> IllegalTransitionError:
+def _illegal(exc: IllegalMove, role: str) -> AppError:
+    if isinstance(exc, states.NotYetProcessed):
+        return NotYetProcessedError()
     allowed = ", ".join(states.allowed(exc.current, states.ways_for(role))) or "none"
     return IllegalTransitionError(detail=f"{exc.current} → {exc.requested} is not allowed; allowed: {allowed}")
 
@@ -350,10 +392,14 @@ async def triage(
     settings: Settings,
 ) -> Report:
     """A dispatcher decides what the machine could not: the field, and so the department and deadline."""
-    if report.status not in (Status.NEEDS_TRIAGE, Status.RECEIVED, Status.ASSIGNED):
+    try:
+        states.check(report.status, Status.ASSIGNED, frozenset({Via.TRIAGE}))
+    except states.NotYetProcessed as exc:
+        raise NotYetProcessedError() from exc
+    except IllegalMove as exc:
         raise IllegalTransitionError(
             detail=f"only untriaged or freshly assigned tickets can be triaged, not {report.status}"
-        )
+        ) from exc
     if await session.get(ServiceCategory, service_code) is None:
         raise Unprocessable("unknown_service_code", "service_code")
     if department_code and await session.get(Department, department_code) is None:
@@ -407,6 +453,8 @@ async def transfer(
         raise Conflict("same_department")
     try:
         states.check(report.status, Status.ASSIGNED, frozenset({Via.TRANSFER}))
+    except states.NotYetProcessed as exc:
+        raise NotYetProcessedError() from exc
     except IllegalMove as exc:
         raise IllegalTransitionError(detail=f"a {report.status} ticket cannot be transferred") from exc
     now = utcnow()
@@ -448,7 +496,16 @@ async def comment(
     return event
 
 
+def _processed(report: Report) -> None:
+    """Staff take or give out a ticket only once the pipeline has processed it (routed it)."""
+    if states.awaits_pipeline(report.status, frozenset({Via.STAFF})):
+        raise NotYetProcessedError()
+
+
 async def assign(session: AsyncSession, subject: AuthSubject, report: Report, *, username: str | None) -> Report:
+    """Give the ticket to an officer of its department (None: to nobody). Naming who already holds it
+    changes nothing: no event, the same ETag, so other clients' If-Match still holds."""
+    _processed(report)
     user = None
     if username:
         user = (await session.exec(select(StaffUser).where(StaffUser.username == username))).first()
@@ -456,6 +513,8 @@ async def assign(session: AsyncSession, subject: AuthSubject, report: Report, *,
             raise Unprocessable(
                 "validation_error", "assignee_username", "No officer of this ticket's department has that username."
             )
+    if (user.id if user else None) == report.assignee_id:
+        return report
     await lifecycle.change(
         session,
         report,
@@ -473,6 +532,7 @@ async def assign(session: AsyncSession, subject: AuthSubject, report: Report, *,
 async def claim(session: AsyncSession, subject: AuthSubject, report: Report, settings: Settings) -> Report:
     """An officer takes a ticket of their own department: it becomes theirs, and in progress where the
     workflow allows (a ticket waiting for the citizen's answer stays on hold)."""
+    _processed(report)
     if subject.kind != "staff" or subject.department_code != report.department_code:
         raise Forbidden(detail="Only an officer of the ticket's department can take it.")
     if report.status not in states.OPEN_STATUSES:

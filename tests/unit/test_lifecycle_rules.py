@@ -12,6 +12,7 @@ from service.lifecycle.states import (
     OPEN_STATUSES,
     IllegalMove,
     MissingRequirement,
+    NotYetProcessed,
     StaffMove,
     Status,
     Via,
@@ -65,6 +66,24 @@ def test_only_a_transfer_takes_a_worked_ticket_back_to_assigned():
         check(worked, "assigned", frozenset({Via.TRANSFER}))
     with pytest.raises(IllegalMove):
         check("resolved", "assigned", frozenset({Via.TRANSFER}))
+
+
+def test_only_the_pipeline_takes_a_report_out_of_received_and_staff_may_only_reject_it_meanwhile():
+    assert {to for (start, to), ways in MOVES.items() if start == Status.RECEIVED and Via.PIPELINE in ways} == {
+        Status.ASSIGNED,
+        Status.NEEDS_TRIAGE,
+        Status.DUPLICATE,
+    }
+    check("received", "needs_triage", frozenset({Via.POISON}))  # processing kept failing: a dispatcher takes it
+    for role in ("officer", "dispatcher", "supervisor", "admin"):
+        assert allowed("received", ways_for(role)) == [Status.REJECTED]
+    for ways in (ways_for("admin"), frozenset({Via.TRIAGE}), frozenset({Via.TRANSFER})):
+        for to in ("assigned", "needs_triage", "duplicate", "in_progress"):
+            with pytest.raises(NotYetProcessed):  # refused for now, not for good: it says so
+                check("received", to, ways)
+    with pytest.raises(IllegalMove) as refused:  # once processed, a refusal is an ordinary one
+        check("needs_triage", "in_progress", ways_for("officer"))
+    assert not isinstance(refused.value, NotYetProcessed)
 
 
 def test_the_citizen_may_only_answer_and_reopen():
