@@ -55,7 +55,7 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
         connect_args={
             "timeout": settings.db_connect_timeout_seconds,
             "command_timeout": 30,
-            **PGBOUNCER_SAFE_STATEMENTS,
+            **statement_options(settings),
         },
     )
 
@@ -64,13 +64,20 @@ def _unnamed() -> str:
     return ""
 
 
-# Only unnamed prepared statements, so PgBouncer in transaction mode works.
+# Behind PgBouncer (DB_PGBOUNCER): only unnamed prepared statements, so its transaction mode works.
 # Behind PgBouncer a later transaction may run on another server connection, where a named
 # statement from an earlier one does not exist (or its name is taken by another client). With
 # asyncpg's statement cache off and SQLAlchemy's statements unnamed, asyncpg sends each statement's
 # Parse together with its Bind (one round trip; SQLAlchemy still caches the result description),
 # so nothing outlives a transaction. tests/test_scale_out.py runs intake and the worker through PgBouncer.
 PGBOUNCER_SAFE_STATEMENTS = {"statement_cache_size": 0, "prepared_statement_name_func": _unnamed}
+
+
+def statement_options(settings: Settings) -> dict[str, Any]:
+    """asyncpg's statement options: PgBouncer-safe when DB_PGBOUNCER says PgBouncer is in front; otherwise
+    the drivers' defaults, where a connection keeps what it prepared (a statement run again costs no Parse
+    nor Describe, and a many-row INSERT no prepare round trip before its rows)."""
+    return dict(PGBOUNCER_SAFE_STATEMENTS) if settings.db_pgbouncer else {}
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -69,6 +69,11 @@ class Settings(BaseSettings):
     # at the price of one more round trip on every request. Turn on where idle connections get cut
     # (a firewall, a proxy with an idle timeout).
     db_pool_pre_ping: bool = False
+    # DATABASE_URL (and DATABASE_READ_URL) points at PgBouncer in transaction mode: no prepared statement
+    # may outlive its transaction there, so each statement is prepared anew in every transaction. Off (a
+    # plain PostgreSQL): each connection keeps its prepared statements, and a statement run again is
+    # neither parsed nor described again (service/db.py).
+    db_pgbouncer: bool = False
     # Optional read replica (streaming replication): the IOC's aggregate queries go there; unset: the primary.
     database_read_url: str | None = None
     # Connections each process may open to Redis (queue, rate limits, IOC cache).

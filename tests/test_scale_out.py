@@ -441,6 +441,7 @@ def test_intake_and_worker_run_through_pgbouncer_in_transaction_mode(settings, c
             update={
                 "database_url": f"postgresql+asyncpg://postgres@127.0.0.1:{bouncer.port}/{database}",
                 "queue_name": f"{settings.queue_name}:pgbouncer",
+                "db_pgbouncer": True,  # as an operator behind PgBouncer sets DB_PGBOUNCER
             }
         )
         with TestClient(create_app(bounced)) as app:
