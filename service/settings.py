@@ -118,7 +118,7 @@ class Settings(BaseSettings):
     worker_max_jobs: int = Field(default=10, ge=1)
     worker_poll_seconds: float = Field(default=0.1, gt=0, le=5)
     # Reports one job processes in one transaction: its own, topped up with others waiting.
-    worker_batch_max: int = Field(default=100, ge=1, le=500)
+    worker_batch_max: int = Field(default=200, ge=1, le=500)
 
     # The SLA calendar: office hours in the city's zone; Vietnamese public holidays come from `holidays`.
     sla_timezone: str = "Asia/Ho_Chi_Minh"

@@ -156,13 +156,14 @@ def api_key(client: TestClient) -> str:
     return in_app(client, create)
 
 
-def run_worker(client: TestClient) -> None:
-    """Run a real arq worker in burst mode (in this process) until the queue is empty."""
+def run_worker(client: TestClient) -> Any:
+    """Run a real arq worker in burst mode (in this process) until the queue is empty; the worker, for its
+    counts of jobs (`jobs_complete`, `jobs_failed`, `jobs_retried`)."""
     from arq.worker import Worker
 
     from workers.main import worker_options
 
-    async def burst() -> None:
+    async def burst() -> Worker:
         # The API hands work to Redis in the background after its answers: what is on its way first.
         await client.app.state.handoff.drain()
         options = worker_options(client.app.state.settings)
@@ -172,8 +173,9 @@ def run_worker(client: TestClient) -> None:
             await worker.main()
         finally:
             await worker.close()
+        return worker
 
-    client.portal.call(burst)
+    return client.portal.call(burst)
 
 
 def worker_context(client: TestClient) -> dict:

@@ -1,6 +1,7 @@
 """The worker processes waiting reports in batches: what a batch does must be what one report alone does,
 one original per spot however the reports fall into batches and workers, and one bad report fails alone."""
 
+import asyncio
 import threading
 from collections import Counter, defaultdict
 from contextlib import contextmanager
@@ -10,6 +11,7 @@ import pytest
 from arq import Retry
 from sqlmodel import col, select
 
+from service.jobs import enqueue_process_reports, process_report_job_id, withdraw_report_jobs
 from service.models import Report, ReportEvent, WebhookEvent
 from tests.conftest import in_app, run_worker, worker_context
 from tests.factories import report_body
@@ -225,3 +227,81 @@ def test_bursts_at_many_spots_across_two_workers_and_many_batches_leave_one_orig
         return Counter(rows.all())
 
     assert set(in_app(client, finals).values()) == {1} and len(in_app(client, finals)) == total
+
+
+def queued_jobs(client) -> set[str]:
+    queue_name = client.app.state.settings.queue_name
+    return {job.job_id for job in client.portal.call(lambda: client.app.state.arq.queued_jobs(queue_name=queue_name))}
+
+
+def status_changes(client, report_id: str) -> int:
+    return [code for code, _ in trail(client, report_id)[0]].count("status_changed")
+
+
+def test_queued_jobs_whose_reports_a_batch_processed_leave_the_queue_and_never_run(client, api_key):
+    created = [submit(client, api_key, description=LAMP, lat=lat, lon=lon) for lat, lon in SPOTS]
+    client.portal.call(client.app.state.handoff.drain)
+    assert queued_jobs(client) == {process_report_job_id(report["id"]) for report in created}  # a job each
+
+    ctx = worker_context(client)
+    assert client.portal.call(process_report, ctx, created[0]["id"]) == f"assigned={len(SPOTS)}"  # one batch
+    # The first job ran here, outside arq, so it is still queued; the batch took the others' reports.
+    assert queued_jobs(client) == {process_report_job_id(created[0]["id"])}
+
+    worker = run_worker(client)
+    assert (worker.jobs_complete, worker.jobs_failed, worker.jobs_retried) == (1, 0, 0)
+    assert all(status_changes(client, report["id"]) == 1 for report in created)
+
+
+def test_a_job_keeps_its_place_in_the_queue_while_any_of_its_reports_waits(client, api_key):
+    settings = client.app.state.settings
+    first, second, third = (submit(client, api_key, description=LAMP, lat=lat, lon=lon) for lat, lon in SPOTS[:3])
+    client.portal.call(client.app.state.handoff.drain)
+    arq, everything = client.app.state.arq, lambda report_ids: True
+    # The first two reports in one job (as a transaction of two reports, or the sweep, hands them on).
+    client.portal.call(
+        lambda: withdraw_report_jobs(arq, settings.queue_name, [UUID(first["id"]), UUID(second["id"])], done=everything)
+    )
+    client.portal.call(enqueue_process_reports, arq, settings.queue_name, [UUID(first["id"]), UUID(second["id"])])
+
+    async def failed_once(session):  # a batch leaves a report that failed before to its own job
+        report = await session.get(Report, UUID(second["id"]))
+        report.processing_failures = 1
+        session.add(report)
+
+    in_app(client, failed_once)
+    ctx = worker_context(client)
+    assert client.portal.call(process_report, ctx, third["id"]) == "assigned=2"  # the third and the first
+    assert queued_jobs(client) == {process_report_job_id(first["id"]), process_report_job_id(third["id"])}
+
+    worker = run_worker(client)
+    assert (worker.jobs_complete, worker.jobs_failed) == (2, 0)
+    assert all(status_changes(client, report["id"]) == 1 for report in (first, second, third))
+
+
+def test_a_job_arq_already_started_is_left_to_run_and_processes_its_report_once(client, api_key):
+    from arq.worker import Worker
+
+    from workers.main import worker_options
+
+    settings = client.app.state.settings
+    created = submit(client, api_key, description=LAMP, lat=SPOTS[0][0], lon=SPOTS[0][1])
+    client.portal.call(client.app.state.handoff.drain)
+    ctx = worker_context(client)
+
+    async def started_then_withdrawn() -> tuple[int, Worker]:
+        options = worker_options(settings)
+        options.pop("cron_jobs")
+        worker = Worker(**options, redis_pool=ctx["redis"], ctx=ctx, burst=True, handle_signals=False)
+        await worker.start_jobs([process_report_job_id(created["id"]).encode()])  # arq starts the job...
+        # ...when a batch elsewhere would take its report out of the queue: a started job stays arq's.
+        withdrawn = await withdraw_report_jobs(
+            ctx["redis"], settings.queue_name, [UUID(created["id"])], done=lambda report_ids: True
+        )
+        await asyncio.gather(*worker.tasks.values())
+        return withdrawn, worker
+
+    withdrawn, worker = client.portal.call(started_then_withdrawn)
+    assert withdrawn == 0
+    assert (worker.jobs_complete, worker.jobs_failed, worker.jobs_retried) == (1, 0, 0)
+    assert status_changes(client, created["id"]) == 1 and queued_jobs(client) == set()

@@ -1,5 +1,6 @@
 """Report jobs: each a few lines around a service call, each safe to run more than once."""
 
+import asyncio
 import contextlib
 import logging
 from collections import Counter, OrderedDict
@@ -12,7 +13,7 @@ from sqlmodel import col, select
 
 from service import metrics
 from service.errors import is_outage
-from service.jobs import enqueue_process_photos, enqueue_process_reports
+from service.jobs import enqueue_process_photos, enqueue_process_reports, withdraw_report_jobs
 from service.lifecycle import changes
 from service.lifecycle.events import EventCode
 from service.lifecycle.states import Status
@@ -35,20 +36,35 @@ class ProcessedHere:
     def __init__(self, size: int = 100_000):
         self._ids: OrderedDict[UUID, None] = OrderedDict()
         self._size = size
-        self._in_flight: set[UUID] = set()  # claimed by a batch of this process that has not ended yet
+        # claimed by a batch of this process that has not ended yet -> set when that batch ends
+        self._in_flight: dict[UUID, asyncio.Event] = {}
 
     @contextlib.contextmanager
     def in_flight(self, report_ids: list[UUID]):
-        self._in_flight.update(report_ids)
+        ended = asyncio.Event()
+        self._in_flight.update(dict.fromkeys(report_ids, ended))
         try:
             yield
         finally:
-            self._in_flight.difference_update(report_ids)
+            for report_id in report_ids:
+                self._in_flight.pop(report_id, None)
+            ended.set()
 
     def held_elsewhere(self, report_ids: list[UUID]) -> list[UUID]:
         """Of these reports (waiting, but locked by another transaction), those no batch of this process
         holds: their holder may roll back, so their jobs must look again rather than end."""
         return [report_id for report_id in report_ids if report_id not in self._in_flight]
+
+    async def settled(self, report_ids: list[UUID]) -> None:
+        """When every one of these reports is processed here or held by a batch of this process, wait
+        until those batches end. A job that would find nothing to take keeps its place among the
+        worker's jobs meanwhile, rather than let the worker start more such jobs, and the batches'
+        commits withdraw the jobs still queued."""
+        if not all(report_id in self._ids or report_id in self._in_flight for report_id in report_ids):
+            return
+        batches = {self._in_flight[report_id] for report_id in report_ids if report_id in self._in_flight}
+        for ended in batches:
+            await ended.wait()
 
     def add(self, report_ids: Iterable[UUID]) -> None:
         for report_id in report_ids:
@@ -66,12 +82,17 @@ async def process_report(ctx: dict, *report_ids: str) -> str:
     fails holds back none of the others."""
     ids = [UUID(report_id) for report_id in report_ids]
     processed_here: ProcessedHere = ctx.setdefault("processed_here", ProcessedHere())
+    await processed_here.settled(ids)
     if processed_here.has_all(ids):
         return "already-processed"
     held: list[UUID] = []
     # SQLite has no row locks: the batch and its fallback run under the process's one lock together.
     async with ctx["serial"] or contextlib.nullcontext():
         outcomes = await _process(ctx, ids, held)
+    # The queued jobs of the reports taken from other jobs' shares have nothing left to do.
+    own = set(ids)
+    taken = [report_id for report_id in outcomes if report_id not in own]
+    await withdraw_report_jobs(ctx["redis"], ctx["settings"].queue_name, taken, done=processed_here.has_all)
     if held:
         # Another transaction (another process's batch, or a change to the report) held some of them:
         # look again soon; by then they are processed, or free to take.
@@ -109,7 +130,7 @@ async def _process_batch(ctx: dict, report_ids: list[UUID], claimed: list[UUID],
                 held.extend(processed_here.held_elsewhere(await pipeline.still_waiting(session, missing)))
             outcomes = await pipeline.process_claimed(session, reports, ctx["pipeline"])
             await ctx["handoff"].commit(session)
-    processed_here.add(outcomes)
+            processed_here.add(outcomes)  # before the batch counts as ended (see `settled`)
     return outcomes
 
 

@@ -6,7 +6,8 @@ or one per fold when it ensembles) and a sigmoid calibrator per class, every cal
 The arithmetic is tiny, so `LinearInference` extracts it once at load time:
 
 - each text view (as written, folded) is computed once and fed to the vectorizers' own analyzers,
-  which keeps the n-grams exactly scikit-learn's;
+  which keeps the n-grams exactly scikit-learn's; a character n-gram analyzer that stays inside words
+  (char_wb) gives a text the n-grams of its words, so those are looked up once per word, not per text;
 - a batch's counts become one sparse matrix per vectorizer, weighted (sublinear tf, idf, l2 norm) in
   numpy as TfidfTransformer does;
 - the folds' coefficients (a single one without ensembling), scaled by the FeatureUnion weights, are
@@ -20,8 +21,8 @@ tests/unit/test_classifier_inference.py holds it to the pipeline's own predict_p
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass
-from itertools import repeat
+from dataclasses import dataclass, field
+from itertools import chain, repeat
 
 import numpy as np
 from scipy.sparse import coo_matrix, csr_matrix
@@ -35,6 +36,22 @@ def _already_preprocessed(text: str) -> str:
     return text
 
 
+class _WordColumns(dict[str, list[int]]):
+    """word -> the vocabulary columns of its n-grams (known ones only), worked out on first sight; the
+    words of a city's reports are few, and a text of new words cannot grow it past `size`."""
+
+    def __init__(self, analyze: Callable[[str], list[str]], vocabulary: dict[str, int], size: int = 200_000):
+        super().__init__()
+        self._analyze, self._vocabulary, self._size = analyze, vocabulary, size
+
+    def __missing__(self, word: str) -> list[int]:
+        lookup = self._vocabulary.get
+        columns = [column for column in map(lookup, self._analyze(word)) if column is not None]
+        if len(self) < self._size:
+            self[word] = columns
+        return columns
+
+
 @dataclass(frozen=True)
 class _Block:
     """One vectorizer of the FeatureUnion, with its slice of the stacked coefficients."""
@@ -44,6 +61,8 @@ class _Block:
     idf: np.ndarray
     sublinear_tf: bool
     coefficients: np.ndarray  # (vocabulary size, folds × classes), FeatureUnion weight included
+    # char_wb: a text's n-grams are those of its words (scikit-learn splits it as str.split() does)
+    word_columns: _WordColumns | None = field(default=None, compare=False, repr=False)
 
     def margins(self, views: list[str]) -> np.ndarray:
         # The whole batch as one sparse matrix and one product: per-text numpy calls cost more than the arithmetic.
@@ -57,7 +76,10 @@ class _Block:
         lengths = []
         for view in views:
             before = len(columns)
-            columns.extend(map(lookup, self.analyze(view), repeat(-1)))
+            if self.word_columns is not None:
+                columns.extend(chain.from_iterable(map(self.word_columns.__getitem__, view.split())))
+            else:
+                columns.extend(map(lookup, self.analyze(view), repeat(-1)))
             lengths.append(len(columns) - before)
         column_array = np.array(columns, dtype=np.int64)
         known = column_array >= 0
@@ -161,12 +183,14 @@ def _block(vectorizer: TfidfVectorizer, coefficients: np.ndarray) -> _Block:
     # The analyzer of a copy whose preprocessor is the identity: the view is computed once outside.
     analyzer = copy.copy(vectorizer)
     analyzer.preprocessor = _already_preprocessed
+    analyze = analyzer.build_analyzer()
     return _Block(
-        analyze=analyzer.build_analyzer(),
+        analyze=analyze,
         vocabulary=vectorizer.vocabulary_,
         idf=vectorizer.idf_,
         sublinear_tf=vectorizer.sublinear_tf,
         coefficients=np.ascontiguousarray(coefficients),
+        word_columns=_WordColumns(analyze, vectorizer.vocabulary_) if vectorizer.analyzer == "char_wb" else None,
     )
 
 

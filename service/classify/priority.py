@@ -52,6 +52,24 @@ class _Signal:
     cues: tuple[_Cue, ...]  # any one of these...
     with_any: tuple[_Cue, ...] = ()  # ...and, when given, one of these too
 
+    @functools.cached_property
+    def may_hit(self) -> re.Pattern[str]:
+        """Matches somewhere exactly when one of the cues' patterns does: most texts show no danger,
+        and one search tells so where a search per cue would cost several times more."""
+        return _any_of(self.cues)
+
+    @functools.cached_property
+    def may_hit_with(self) -> re.Pattern[str]:
+        return _any_of(self.with_any)
+
+
+_NAMED_GROUP = re.compile(r"\(\?P<\w+>")
+
+
+def _any_of(cues: tuple[_Cue, ...]) -> re.Pattern[str]:
+    # Group names repeat across cues: in the alternation the groups are plain ones.
+    return re.compile("|".join("(?:" + _NAMED_GROUP.sub("(", cue.pattern.pattern) + ")" for cue in cues))
+
 
 def _cue(pattern: str, *, strict: bool = False, not_before: str = "", not_after: str = "", **accents: str) -> _Cue:
     """A compiled cue; keyword `group="spelling|spelling"` names the accents of a group."""
@@ -312,8 +330,13 @@ def assess_priority(text: str, category_default: str) -> tuple[str, str | None]:
 def _spot(original: str) -> str | None:
     folded = fold_accents(original)
     for signal in _SIGNALS:
+        if signal.may_hit.search(folded) is None:
+            continue
         hit = _any_hit(signal.cues, folded, original)
-        if hit is None or (signal.with_any and _any_hit(signal.with_any, folded, original) is None):
+        if hit is None or (
+            signal.with_any
+            and (signal.may_hit_with.search(folded) is None or _any_hit(signal.with_any, folded, original) is None)
+        ):
             continue
         return f'{signal.description}: "{hit}"'
     return None

@@ -85,7 +85,10 @@ TEEN_CODE = {
     "gvcn": "giáo viên chủ nhiệm",
 }
 
-_TOKEN = re.compile(r"\w+")
+# A whole \w+ token that is a key of TEEN_CODE: only those call back into Python.
+_TEEN_TOKEN = re.compile(
+    r"(?<!\w)(?:" + "|".join(map(re.escape, sorted(TEEN_CODE, key=len, reverse=True))) + r")(?!\w)"
+)
 # "q1", "q.3", "p12": district and ward shorthand, expanded so they share
 # features with "quận 1" / "phường 12".
 _DISTRICT = re.compile(r"\b([qp])\.?(\d{1,2})\b")
@@ -102,13 +105,26 @@ def expand_teen_code(text: str) -> str:
     text = _DISTRICT.sub(lambda m: ("quận " if m.group(1) == "q" else "phường ") + m.group(2), text)
     # "quáaaa", "ngậppppp": shouting stretches letters; two are enough to keep.
     text = _REPEATED_LETTER.sub(r"\1\1", text)
-    return _TOKEN.sub(lambda m: TEEN_CODE.get(m.group(0), m.group(0)), text)
+    return _TEEN_TOKEN.sub(lambda m: TEEN_CODE[m.group(0)], text)
+
+
+class _WithoutMarks(dict[int, int | None]):
+    """str.translate's table: a combining mark (category Mn) is dropped, any other character kept;
+    each character's category is looked up once."""
+
+    def __missing__(self, code: int) -> int | None:
+        kept = None if unicodedata.category(chr(code)) == "Mn" else code
+        if len(self) < 20_000:  # the characters of real text are few; odd input cannot grow it without end
+            self[code] = kept
+        return kept
+
+
+_WITHOUT_MARKS = _WithoutMarks()
 
 
 def fold(text: str) -> str:
     """Strip Vietnamese diacritics: "đường ngập" -> "duong ngap"."""
-    decomposed = unicodedata.normalize("NFD", text.replace("đ", "d").replace("Đ", "D"))
-    return "".join(ch for ch in decomposed if unicodedata.category(ch) != "Mn")
+    return unicodedata.normalize("NFD", text.replace("đ", "d").replace("Đ", "D")).translate(_WITHOUT_MARKS)
 
 
 def canonical(text: str) -> str:
@@ -414,10 +430,30 @@ ENGLISH_TERMS = {
     "thank": "cảm ơn",
     "thanks": "cảm ơn",
 }
-# Longest first so "traffic light" wins over "light"; an optional plural ending.
-_ENGLISH = re.compile(
-    r"\b(" + "|".join(re.escape(term) for term in sorted(ENGLISH_TERMS, key=len, reverse=True)) + r")(?:es|s)?\b"
-)
+
+
+def _prefix_tree(terms: list[str]) -> str:
+    """A regex matching any of these terms, longest first (so "traffic light" wins over "light"), written
+    as a tree of shared prefixes: a plain alternation would try every term at every word boundary."""
+    tree: dict = {}
+    for term in terms:
+        node = tree
+        for char in term:
+            node = node.setdefault(char, {})
+        node[""] = {}  # a term ends here
+
+    def pattern(node: dict) -> str:
+        branches = [re.escape(char) + pattern(child) for char, child in sorted(node.items()) if char]
+        if not branches:
+            return ""
+        longer = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+        return f"(?:{longer})?" if "" in node else longer  # greedy: a longer term first
+
+    return pattern(tree)
+
+
+# A term, then an optional plural ending.
+_ENGLISH = re.compile(r"\b(" + _prefix_tree(list(ENGLISH_TERMS)) + r")(?:es|s)?\b")
 
 
 def translate_english_terms(text: str) -> str:

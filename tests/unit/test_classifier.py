@@ -60,6 +60,19 @@ def test_english_terms_leave_unaccented_vietnamese_alone():
     assert translate_english_terms(text) == text
 
 
+def test_teen_code_expands_whole_words_only():
+    assert expand_teen_code("k có nc, 50k, q1 p.12, ngập quáaaa, ng ta") == (
+        "không có nước, 50k, quận 1 phường 12, ngập quáaa, người ta"
+    )
+
+
+def test_the_longest_english_term_wins_with_its_plural():
+    assert translate_english_terms("bus stations, buses and the bus driver") == (
+        "bến xe buýt, xe buýt and the tài xế xe buýt"
+    )
+    assert translate_english_terms("a busker on the waterbus") == "a busker on the buýt đường sông"
+
+
 def test_english_street_light_meets_vietnamese_den_duong():
     assert canonical("Street lights broken") == canonical("đèn đường broken")
 

@@ -127,3 +127,19 @@ def test_fold_accents_keeps_positions():
     assert len(fold_accents(text)) == len(text)
     # Decomposed input (some keyboards) folds the same as composed input.
     assert fold_accents("Cha\u0301y") == "chay"
+
+
+def test_each_signals_quick_check_finds_exactly_what_its_cues_find():
+    """The one search that lets a text skip a signal matches exactly when one of the signal's cues does."""
+    from service.classify.model import load_corpus
+    from service.classify.priority import _SIGNALS
+    from tests.unit.test_danger_sentences import SENTENCES, labelled
+
+    texts = [text for text, _ in load_corpus()] + [text for _, text in labelled(SENTENCES.read_text())]
+    texts += [text for text, _ in URGENT_REPORTS]
+    for folded in map(fold_accents, texts):
+        for signal in _SIGNALS:
+            for quick, cues in ((signal.may_hit, signal.cues), (signal.may_hit_with, signal.with_any)):
+                if not cues:
+                    continue
+                assert (quick.search(folded) is not None) == any(cue.pattern.search(folded) for cue in cues), folded
