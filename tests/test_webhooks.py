@@ -724,3 +724,95 @@ def test_retry_schedule_backs_off_with_jitter_and_respects_retry_after(settings)
     assert delivery.retry_delay(1, delivery.Outcome(status_code=429, retry_after=120), settings) >= 120
     assert delivery.retry_delay(1, delivery.Outcome(status_code=404), settings) is None
     assert delivery.retry_delay(1, delivery.Outcome(error="timeout"), settings) is not None
+
+
+# --- URLs that can never be reached, and failures nobody foresaw ---------------------------------------
+
+UNUSABLE_URLS = (
+    "http://1.1.1.1:99999/",  # no such port
+    "http://127.0.0.1:0/",
+    "http://127.0.0.1:-1/",
+    "http://[::1]:70000/",
+    "http://127.0.0.1:8742/a b",  # a space
+    "http://127.0.0.1:8742/?q=a\u00a0b",  # a no-break space
+    "http://127.0.0.1:8742/a\tb",
+    "http://127.0.0.1:8742/\u200bhook",  # an invisible zero-width space
+    "http://exa mple.org/hook",
+    "http://a%20b.example/hook",
+)
+
+
+def test_url_with_an_impossible_port_or_a_space_is_refused_at_registration_and_on_patch(client, receiver):
+    admin = new_key(client, "admin")
+    headers = {"X-API-Key": admin}
+    subscription = subscribe(client, admin, receiver.url)
+    for url in UNUSABLE_URLS:
+        created = client.post("/v1/webhooks/subscriptions", json={"url": url}, headers=headers)
+        assert (created.status_code, created.json()["code"]) == (422, "webhook_url_invalid"), url
+        changed = client.patch(f"/v1/webhooks/subscriptions/{subscription['id']}", json={"url": url}, headers=headers)
+        assert (changed.status_code, changed.json()["code"]) == (422, "webhook_url_invalid"), url
+    assert [item["url"] for item in client.get("/v1/webhooks/subscriptions", headers=headers).json()["items"]] == [
+        receiver.url
+    ]
+    # The edges of what is fine: the highest port, an encoded space, a name with a non-ASCII letter.
+    for url in ("http://127.0.0.1:65535/hook", "http://127.0.0.1:1/a%20b", "https://bücher.example/hook"):
+        changed = client.patch(f"/v1/webhooks/subscriptions/{subscription['id']}", json={"url": url}, headers=headers)
+        assert changed.status_code in (200, 422), url
+        assert changed.json().get("code") in (None, "webhook_url_unresolvable"), (url, changed.text)
+
+
+def _add_subscription_as_before(client, url: str) -> tuple[UUID, str]:
+    """An admin's subscription stored before its URL was checked as it is now (straight into the table)."""
+
+    async def add(session):
+        admin = await api_keys.create(session, name="admin", role="admin")
+        subscription = WebhookSubscription(
+            url=url,
+            event_types=list(outbox.EVENT_TYPES),
+            owner_kind="api_client",
+            owner_id=admin.client.id,
+            scope="all",
+            secret="whsec_" + "A" * 43,
+        )
+        session.add(subscription)
+        outbox.subscriptions_changed(session)
+        await session.flush()
+        return subscription.id, admin.key
+
+    return in_app(client, add)
+
+
+@pytest.mark.parametrize("url", ["http://1.1.1.1:99999/", "http://127.0.0.1:0/", "http://127.0.0.1:8742/a b"])
+def test_stored_unusable_url_fails_each_event_in_the_log_and_is_disabled_in_the_end(
+    client, api_key, settings, monkeypatch, url
+):
+    monkeypatch.setattr(settings, "webhook_disable_after_failures", 3)
+    subscription_id, admin = _add_subscription_as_before(client, url)
+    submit(client, api_key, description=STREET_LIGHT)
+    deliver(client)  # returns: no job is left re-polling the stream
+
+    base = f"/v1/webhooks/subscriptions/{subscription_id}"
+    log = client.get(f"{base}/deliveries", headers={"X-API-Key": admin}).json()["items"]
+    assert len(log) == 3 and all(not item["succeeded"] and item["error"] for item in log)
+    shown = client.get(base, headers={"X-API-Key": admin}).json()
+    assert (shown["active"], shown["consecutive_failures"]) == (False, 3)
+    assert shown["disabled_reason"].startswith("3 deliveries in a row failed")
+    # Nothing waits forever: what was tried is given up, the rest waits for the owner to fix the URL.
+    statuses = [event.status for event in webhook_events(client, str(subscription_id))]
+    assert statuses[:3] == ["failed"] * 3 and "pending" not in statuses[:3]
+    assert client.portal.call(client.app.state.arq.zcard, settings.queue_name) == 0
+
+
+def test_unreadable_retry_after_is_a_retried_failure_not_a_crashed_job(client, api_key, receiver):
+    admin = new_key(client, "admin")
+    subscription = subscribe(client, admin, receiver.url, event_types=["report.created"])
+    receiver.answer(503, headers={"Retry-After": "Mon, 01 Jan 99999999999 00:00:00 GMT"})
+    submit(client, api_key, description=STREET_LIGHT)
+    deliver(client)
+
+    log = client.get(f"/v1/webhooks/subscriptions/{subscription['id']}/deliveries", headers={"X-API-Key": admin})
+    assert [(item["status_code"], item["succeeded"]) for item in reversed(log.json()["items"])] == [
+        (503, False),
+        (200, True),
+    ]
+    assert [event.status for event in webhook_events(client, subscription["id"])] == ["delivered"]
