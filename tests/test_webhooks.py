@@ -3,6 +3,7 @@
 A real HTTP receiver runs in a thread on 127.0.0.1; it records what it gets and answers as told.
 """
 
+import asyncio
 import json
 import threading
 import time
@@ -12,6 +13,7 @@ from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from uuid import UUID
 
+import httpx
 import pytest
 from sqlmodel import select
 from standardwebhooks import Webhook
@@ -816,3 +818,72 @@ def test_unreadable_retry_after_is_a_retried_failure_not_a_crashed_job(client, a
         (200, True),
     ]
     assert [event.status for event in webhook_events(client, subscription["id"])] == ["delivered"]
+
+
+# --- changes racing a delete ----------------------------------------------------------------------------
+
+
+def at_once(client, *requests: tuple[str, str, dict]) -> list:
+    """The requests sent together on the app's own event loop, each with its own database connection."""
+
+    async def burst():
+        transport = httpx.ASGITransport(app=client.app, client=("127.0.0.1", 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            return await asyncio.gather(*(http.request(method, path, **kwargs) for method, path, kwargs in requests))
+
+    return client.portal.call(burst)
+
+
+@pytest.mark.parametrize(
+    ("method", "suffix", "body"),
+    [
+        ("PATCH", "", {"event_types": ["report.resolved"], "active": False}),
+        ("POST", "/rotate-secret", {"overlap_seconds": 60}),
+        ("DELETE", "", None),
+    ],
+    ids=["patch", "rotate-secret", "delete"],
+)
+def test_change_racing_a_delete_of_the_subscription_is_done_first_or_finds_nothing(
+    client, receiver, method, suffix, body
+):
+    admin = new_key(client, "admin")
+    headers = {"X-API-Key": admin}
+    for _ in range(30):
+        path = f"/v1/webhooks/subscriptions/{subscribe(client, admin, receiver.url)['id']}"
+        change, deleted = at_once(
+            client,
+            (method, path + suffix, {"headers": headers, **({"json": body} if body else {})}),
+            ("DELETE", path, {"headers": headers}),
+        )
+        if change.status_code == 404:
+            assert change.json()["code"] == "webhook_subscription_not_found"
+            # …then the delete went first, or (two deletes) this one was second.
+            assert deleted.status_code == 204 if method != "DELETE" else deleted.status_code in (204, 404)
+        else:
+            assert change.status_code in (200, 204), change.text
+            assert deleted.status_code == (204 if method != "DELETE" else 404), deleted.text
+        assert client.get(path, headers=headers).status_code == 404
+    assert client.get("/v1/webhooks/subscriptions", headers=headers).json()["items"] == []
+
+
+def test_redelivery_racing_a_delete_of_the_subscription_is_done_first_or_finds_nothing(client, api_key, receiver):
+    admin = new_key(client, "admin")
+    headers = {"X-API-Key": admin}
+    created = submit(client, api_key, description=STREET_LIGHT)
+    for _ in range(20):
+        subscription = subscribe(client, admin, receiver.url, event_types=["report.commented"])
+        staff_does(client, created["tracking_code"], ("public_reply", {"message": "Đội chiếu sáng sẽ đến."}))
+        [event] = webhook_events(client, subscription["id"])
+        path = f"/v1/webhooks/subscriptions/{subscription['id']}"
+        redelivered, everything, deleted = at_once(
+            client,
+            ("POST", f"{path}/events/{event.event_id}/redeliver", {"headers": headers}),
+            ("POST", f"{path}/redeliver", {"headers": headers, "params": {"since": "2020-01-01T00:00:00Z"}}),
+            ("DELETE", path, {"headers": headers}),
+        )
+        assert deleted.status_code == 204
+        for answer in (redelivered, everything):
+            assert answer.status_code in (202, 404), answer.text
+            if answer.status_code == 404:
+                assert answer.json()["code"] == "webhook_subscription_not_found"
+        assert webhook_events(client, subscription["id"]) == []
