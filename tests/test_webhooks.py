@@ -5,6 +5,7 @@ A real HTTP receiver runs in a thread on 127.0.0.1; it records what it gets and 
 
 import asyncio
 import json
+import random
 import threading
 import time
 from collections import deque
@@ -886,4 +887,41 @@ def test_redelivery_racing_a_delete_of_the_subscription_is_done_first_or_finds_n
             assert answer.status_code in (202, 404), answer.text
             if answer.status_code == 404:
                 assert answer.json()["code"] == "webhook_subscription_not_found"
+        assert webhook_events(client, subscription["id"]) == []
+
+
+def test_delivery_racing_a_delete_of_its_subscription_ends_quietly(client, api_key, receiver, settings):
+    """Whenever the DELETE lands (before the lease, during the attempt, while it is recorded), the
+    stream's run ends without an error and the subscription is gone with everything it had."""
+    admin = new_key(client, "admin")
+    headers = {"X-API-Key": admin}
+    created = submit(client, api_key, description=STREET_LIGHT)
+    draw = random.Random(7)
+
+    async def race(subscription_id: str, pause: float):
+        async def delete_later():
+            await asyncio.sleep(pause)
+            transport = httpx.ASGITransport(app=client.app, client=("127.0.0.1", 40000))
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+                return await http.delete(f"/v1/webhooks/subscriptions/{subscription_id}", headers=headers)
+
+        async with delivery.build_http_client(settings) as http:
+            run = delivery.run_stream(
+                client.app.state.sessions,
+                http,
+                settings,
+                UUID(subscription_id),
+                UUID(created["id"]),
+                holder="test",
+                budget_seconds=5,
+            )
+            return await asyncio.gather(run, delete_later(), return_exceptions=True)
+
+    for round_ in range(40):
+        subscription = subscribe(client, admin, receiver.url, event_types=["report.commented"])
+        staff_does(client, created["tracking_code"], ("public_reply", {"message": f"Lần {round_}"}))
+        run, deleted = client.portal.call(race, subscription["id"], draw.uniform(0, 0.03))
+        assert not isinstance(run, BaseException), repr(run)
+        assert run.outcome in ("drained", "inactive"), run
+        assert deleted.status_code == 204
         assert webhook_events(client, subscription["id"]) == []

@@ -25,7 +25,7 @@ from service.models import WebhookDeliveryAttempt, WebhookEvent, WebhookSubscrip
 from service.models.types import utcnow
 from service.settings import Settings
 from service.webhooks import lease, safety, signing
-from service.webhooks.service import disable
+from service.webhooks.service import disable, kept
 
 log = logging.getLogger(__name__)
 
@@ -192,11 +192,18 @@ def disable_reason(
 
 
 async def record_outcome(
-    session: AsyncSession, *, event_pk: int, started_at: datetime, outcome: Outcome, settings: Settings
+    session: AsyncSession,
+    *,
+    subscription_id: UUID,
+    event_pk: int,
+    started_at: datetime,
+    outcome: Outcome,
+    settings: Settings,
 ) -> float | None:
     """Log the attempt and move the event on; returns the seconds until its retry, None when it is settled."""
-    event = await session.get(WebhookEvent, event_pk)
-    subscription = await session.get(WebhookSubscription, event.subscription_id) if event is not None else None
+    # The subscription first, kept from a delete until the commit: then its event cannot vanish either.
+    subscription = await kept(session, subscription_id)
+    event = await session.get(WebhookEvent, event_pk) if subscription is not None else None
     if event is None or subscription is None:
         return None  # the subscription was deleted meanwhile
     now = utcnow()
@@ -315,7 +322,7 @@ async def run_stream(
     sent = 0
     while True:
         async with sessions() as session:
-            subscription = await session.get(WebhookSubscription, subscription_id)
+            subscription = await kept(session, subscription_id)  # a delete waits for the lease to be taken
             if subscription is None or not subscription.active:
                 return StreamRun("inactive", sent)
             busy_for = await lease.claim(
@@ -332,7 +339,12 @@ async def run_stream(
         outcome = await attempt(http, send.url, send.body, send.headers, settings)
         async with sessions() as session:
             retry_in = await record_outcome(
-                session, event_pk=send.event_pk, started_at=send.at, outcome=outcome, settings=settings
+                session,
+                subscription_id=subscription_id,
+                event_pk=send.event_pk,
+                started_at=send.at,
+                outcome=outcome,
+                settings=settings,
             )
             stops = not outcome.succeeded and retry_in is not None
             if stops:
