@@ -925,3 +925,27 @@ def test_delivery_racing_a_delete_of_its_subscription_ends_quietly(client, api_k
         assert run.outcome in ("drained", "inactive"), run
         assert deleted.status_code == 204
         assert webhook_events(client, subscription["id"]) == []
+
+
+def test_staff_comment_at_the_moment_a_subscription_is_deleted_is_saved(client, api_key, receiver):
+    from tests.test_tickets import make_user
+
+    admin = new_key(client, "admin")
+    staff = make_user(client, "admin.staff", "admin")
+    created = submit(client, api_key, description=STREET_LIGHT)
+    kept = subscribe(client, admin, receiver.url, event_types=["report.commented"])
+    for round_ in range(30):
+        subscription = subscribe(client, admin, receiver.url, event_types=["report.commented"])
+        comment, deleted = at_once(
+            client,
+            (
+                "POST",
+                f"/v1/tickets/{created['id']}/comments",
+                {"headers": staff, "json": {"body": f"Đội chiếu sáng trả lời lần {round_}", "visibility": "public"}},
+            ),
+            ("DELETE", f"/v1/webhooks/subscriptions/{subscription['id']}", {"headers": {"X-API-Key": admin}}),
+        )
+        assert (comment.status_code, deleted.status_code) == (201, 204), (comment.text, deleted.text)
+        assert webhook_events(client, subscription["id"]) == []
+    # The other subscription heard every comment.
+    assert len(webhook_events(client, kept["id"])) == 30
