@@ -253,9 +253,10 @@ async def _jurisdiction_and_parents(session: AsyncSession, code: str | None) -> 
 
 
 async def _still_there(session: AsyncSession, subscription_ids: set[UUID]) -> set[UUID]:
-    """Which of these subscriptions still exist, kept from a delete until the commit (FOR KEY SHARE, as
-    the events' foreign key would take; SQLite's one writer needs no lock). The list they came from
-    may be older than a delete: this transaction's, or a process's cached copy."""
+    """Which of these subscriptions still exist, kept from a delete until the commit (FOR KEY SHARE, the
+    lock the events' foreign key takes anyway; on SQLite the change's own writes, flushed before this
+    read, hold the one write lock). The list they came from may be older than a delete: read earlier in
+    this transaction, or a process's cached copy."""
     rows = await session.execute(
         select(col(WebhookSubscription.id))
         .where(col(WebhookSubscription.id).in_(subscription_ids))

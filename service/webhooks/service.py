@@ -133,7 +133,7 @@ class Lock(Enum):
 
     CHANGE = "change"  # FOR NO KEY UPDATE: deliveries and new events, which only refer to it, go on
     DELETE = "delete"  # FOR UPDATE: whatever refers to it waits, or finds it gone
-    KEEP = "keep"  # FOR KEY SHARE: a delivery recording its attempt; only a delete waits
+    KEEP = "keep"  # FOR KEY SHARE: a delivery taking its lease or recording an attempt; only a delete waits
 
 
 async def _load(
