@@ -824,13 +824,20 @@ def test_unreadable_retry_after_is_a_retried_failure_not_a_crashed_job(client, a
 # --- changes racing a delete ----------------------------------------------------------------------------
 
 
-def at_once(client, *requests: tuple[str, str, dict]) -> list:
-    """The requests sent together on the app's own event loop, each with its own database connection."""
+def at_once(client, *requests: tuple[str, str, dict], stagger: float = 0.0) -> list:
+    """The requests sent together on the app's own event loop, each with its own database connection;
+    the last one `stagger` seconds after the others."""
 
     async def burst():
         transport = httpx.ASGITransport(app=client.app, client=("127.0.0.1", 40000))
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            return await asyncio.gather(*(http.request(method, path, **kwargs) for method, path, kwargs in requests))
+
+            async def send(method: str, path: str, kwargs: dict, pause: float):
+                await asyncio.sleep(pause)
+                return await http.request(method, path, **kwargs)
+
+            pauses = [0.0] * (len(requests) - 1) + [stagger]
+            return await asyncio.gather(*(send(*request, pause) for request, pause in zip(requests, pauses)))
 
     return client.portal.call(burst)
 
@@ -849,12 +856,14 @@ def test_change_racing_a_delete_of_the_subscription_is_done_first_or_finds_nothi
 ):
     admin = new_key(client, "admin")
     headers = {"X-API-Key": admin}
-    for _ in range(30):
+    draw = random.Random(11)
+    for _ in range(60):
         path = f"/v1/webhooks/subscriptions/{subscribe(client, admin, receiver.url)['id']}"
-        change, deleted = at_once(
+        deleted, change = at_once(
             client,
-            (method, path + suffix, {"headers": headers, **({"json": body} if body else {})}),
             ("DELETE", path, {"headers": headers}),
+            (method, path + suffix, {"headers": headers, **({"json": body} if body else {})}),
+            stagger=draw.uniform(0, 0.004),  # the DELETE commits at different moments of the change
         )
         if change.status_code == 404:
             assert change.json()["code"] == "webhook_subscription_not_found"
