@@ -837,7 +837,9 @@ def at_once(client, *requests: tuple[str, str, dict], stagger: float = 0.0) -> l
                 return await http.request(method, path, **kwargs)
 
             pauses = [0.0] * (len(requests) - 1) + [stagger]
-            return await asyncio.gather(*(send(*request, pause) for request, pause in zip(requests, pauses)))
+            return await asyncio.gather(
+                *(send(*request, pause) for request, pause in zip(requests, pauses, strict=True))
+            )
 
     return client.portal.call(burst)
 
