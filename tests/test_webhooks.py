@@ -3,7 +3,9 @@
 A real HTTP receiver runs in a thread on 127.0.0.1; it records what it gets and answers as told.
 """
 
+import asyncio
 import json
+import random
 import threading
 import time
 from collections import deque
@@ -12,6 +14,7 @@ from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from uuid import UUID
 
+import httpx
 import pytest
 from sqlmodel import select
 from standardwebhooks import Webhook
@@ -724,3 +727,236 @@ def test_retry_schedule_backs_off_with_jitter_and_respects_retry_after(settings)
     assert delivery.retry_delay(1, delivery.Outcome(status_code=429, retry_after=120), settings) >= 120
     assert delivery.retry_delay(1, delivery.Outcome(status_code=404), settings) is None
     assert delivery.retry_delay(1, delivery.Outcome(error="timeout"), settings) is not None
+
+
+# --- URLs that can never be reached, and failures nobody foresaw ---------------------------------------
+
+UNUSABLE_URLS = (
+    "http://1.1.1.1:99999/",  # no such port
+    "http://127.0.0.1:0/",
+    "http://127.0.0.1:-1/",
+    "http://[::1]:70000/",
+    "http://127.0.0.1:8742/a b",  # a space
+    "http://127.0.0.1:8742/?q=a\u00a0b",  # a no-break space
+    "http://127.0.0.1:8742/a\tb",
+    "http://127.0.0.1:8742/\u200bhook",  # an invisible zero-width space
+    "http://exa mple.org/hook",
+    "http://a%20b.example/hook",
+)
+
+
+def test_url_with_an_impossible_port_or_a_space_is_refused_at_registration_and_on_patch(client, receiver):
+    admin = new_key(client, "admin")
+    headers = {"X-API-Key": admin}
+    subscription = subscribe(client, admin, receiver.url)
+    for url in UNUSABLE_URLS:
+        created = client.post("/v1/webhooks/subscriptions", json={"url": url}, headers=headers)
+        assert (created.status_code, created.json()["code"]) == (422, "webhook_url_invalid"), url
+        changed = client.patch(f"/v1/webhooks/subscriptions/{subscription['id']}", json={"url": url}, headers=headers)
+        assert (changed.status_code, changed.json()["code"]) == (422, "webhook_url_invalid"), url
+    assert [item["url"] for item in client.get("/v1/webhooks/subscriptions", headers=headers).json()["items"]] == [
+        receiver.url
+    ]
+    # The edges of what is fine: the highest port, an encoded space, a name with a non-ASCII letter.
+    for url in ("http://127.0.0.1:65535/hook", "http://127.0.0.1:1/a%20b", "https://bücher.example/hook"):
+        changed = client.patch(f"/v1/webhooks/subscriptions/{subscription['id']}", json={"url": url}, headers=headers)
+        assert changed.status_code in (200, 422), url
+        assert changed.json().get("code") in (None, "webhook_url_unresolvable"), (url, changed.text)
+
+
+def _add_subscription_as_before(client, url: str) -> tuple[UUID, str]:
+    """An admin's subscription stored before its URL was checked as it is now (straight into the table)."""
+
+    async def add(session):
+        admin = await api_keys.create(session, name="admin", role="admin")
+        subscription = WebhookSubscription(
+            url=url,
+            event_types=list(outbox.EVENT_TYPES),
+            owner_kind="api_client",
+            owner_id=admin.client.id,
+            scope="all",
+            secret="whsec_" + "A" * 43,
+        )
+        session.add(subscription)
+        outbox.subscriptions_changed(session)
+        await session.flush()
+        return subscription.id, admin.key
+
+    return in_app(client, add)
+
+
+@pytest.mark.parametrize("url", ["http://1.1.1.1:99999/", "http://127.0.0.1:0/", "http://127.0.0.1:8742/a b"])
+def test_stored_unusable_url_fails_each_event_in_the_log_and_is_disabled_in_the_end(
+    client, api_key, settings, monkeypatch, url
+):
+    monkeypatch.setattr(settings, "webhook_disable_after_failures", 3)
+    subscription_id, admin = _add_subscription_as_before(client, url)
+    submit(client, api_key, description=STREET_LIGHT)
+    deliver(client)  # returns: no job is left re-polling the stream
+
+    base = f"/v1/webhooks/subscriptions/{subscription_id}"
+    log = client.get(f"{base}/deliveries", headers={"X-API-Key": admin}).json()["items"]
+    assert len(log) == 3 and all(not item["succeeded"] and item["error"] for item in log)
+    shown = client.get(base, headers={"X-API-Key": admin}).json()
+    assert (shown["active"], shown["consecutive_failures"]) == (False, 3)
+    assert shown["disabled_reason"].startswith("3 deliveries in a row failed")
+    # Nothing waits forever: what was tried is given up, the rest waits for the owner to fix the URL.
+    statuses = [event.status for event in webhook_events(client, str(subscription_id))]
+    assert statuses[:3] == ["failed"] * 3 and "pending" not in statuses[:3]
+    assert client.portal.call(client.app.state.arq.zcard, settings.queue_name) == 0
+
+
+def test_unreadable_retry_after_is_a_retried_failure_not_a_crashed_job(client, api_key, receiver):
+    admin = new_key(client, "admin")
+    subscription = subscribe(client, admin, receiver.url, event_types=["report.created"])
+    receiver.answer(503, headers={"Retry-After": "Mon, 01 Jan 99999999999 00:00:00 GMT"})
+    submit(client, api_key, description=STREET_LIGHT)
+    deliver(client)
+
+    log = client.get(f"/v1/webhooks/subscriptions/{subscription['id']}/deliveries", headers={"X-API-Key": admin})
+    assert [(item["status_code"], item["succeeded"]) for item in reversed(log.json()["items"])] == [
+        (503, False),
+        (200, True),
+    ]
+    assert [event.status for event in webhook_events(client, subscription["id"])] == ["delivered"]
+
+
+# --- changes racing a delete ----------------------------------------------------------------------------
+
+
+def at_once(client, *requests: tuple[str, str, dict], stagger: float = 0.0) -> list:
+    """The requests sent together on the app's own event loop, each with its own database connection;
+    the last one `stagger` seconds after the others."""
+
+    async def burst():
+        transport = httpx.ASGITransport(app=client.app, client=("127.0.0.1", 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+
+            async def send(method: str, path: str, kwargs: dict, pause: float):
+                await asyncio.sleep(pause)
+                return await http.request(method, path, **kwargs)
+
+            pauses = [0.0] * (len(requests) - 1) + [stagger]
+            return await asyncio.gather(
+                *(send(*request, pause) for request, pause in zip(requests, pauses, strict=True))
+            )
+
+    return client.portal.call(burst)
+
+
+@pytest.mark.parametrize(
+    ("method", "suffix", "body"),
+    [
+        ("PATCH", "", {"event_types": ["report.resolved"], "active": False}),
+        ("POST", "/rotate-secret", {"overlap_seconds": 60}),
+        ("DELETE", "", None),
+    ],
+    ids=["patch", "rotate-secret", "delete"],
+)
+def test_change_racing_a_delete_of_the_subscription_is_done_first_or_finds_nothing(
+    client, receiver, method, suffix, body
+):
+    admin = new_key(client, "admin")
+    headers = {"X-API-Key": admin}
+    draw = random.Random(11)
+    for _ in range(60):
+        path = f"/v1/webhooks/subscriptions/{subscribe(client, admin, receiver.url)['id']}"
+        deleted, change = at_once(
+            client,
+            ("DELETE", path, {"headers": headers}),
+            (method, path + suffix, {"headers": headers, **({"json": body} if body else {})}),
+            stagger=draw.uniform(0, 0.004),  # the DELETE commits at different moments of the change
+        )
+        if change.status_code == 404:
+            assert change.json()["code"] == "webhook_subscription_not_found"
+            # …then the delete went first, or (two deletes) this one was second.
+            assert deleted.status_code == 204 if method != "DELETE" else deleted.status_code in (204, 404)
+        else:
+            assert change.status_code in (200, 204), change.text
+            assert deleted.status_code == (204 if method != "DELETE" else 404), deleted.text
+        assert client.get(path, headers=headers).status_code == 404
+    assert client.get("/v1/webhooks/subscriptions", headers=headers).json()["items"] == []
+
+
+def test_redelivery_racing_a_delete_of_the_subscription_is_done_first_or_finds_nothing(client, api_key, receiver):
+    admin = new_key(client, "admin")
+    headers = {"X-API-Key": admin}
+    created = submit(client, api_key, description=STREET_LIGHT)
+    for _ in range(20):
+        subscription = subscribe(client, admin, receiver.url, event_types=["report.commented"])
+        staff_does(client, created["tracking_code"], ("public_reply", {"message": "Đội chiếu sáng sẽ đến."}))
+        [event] = webhook_events(client, subscription["id"])
+        path = f"/v1/webhooks/subscriptions/{subscription['id']}"
+        redelivered, everything, deleted = at_once(
+            client,
+            ("POST", f"{path}/events/{event.event_id}/redeliver", {"headers": headers}),
+            ("POST", f"{path}/redeliver", {"headers": headers, "params": {"since": "2020-01-01T00:00:00Z"}}),
+            ("DELETE", path, {"headers": headers}),
+        )
+        assert deleted.status_code == 204
+        for answer in (redelivered, everything):
+            assert answer.status_code in (202, 404), answer.text
+            if answer.status_code == 404:
+                assert answer.json()["code"] == "webhook_subscription_not_found"
+        assert webhook_events(client, subscription["id"]) == []
+
+
+def test_delivery_racing_a_delete_of_its_subscription_ends_quietly(client, api_key, receiver, settings):
+    """Whenever the DELETE lands (before the lease, during the attempt, while it is recorded), the
+    stream's run ends without an error and the subscription is gone with everything it had."""
+    admin = new_key(client, "admin")
+    headers = {"X-API-Key": admin}
+    created = submit(client, api_key, description=STREET_LIGHT)
+    draw = random.Random(7)
+
+    async def race(subscription_id: str, pause: float):
+        async def delete_later():
+            await asyncio.sleep(pause)
+            transport = httpx.ASGITransport(app=client.app, client=("127.0.0.1", 40000))
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+                return await http.delete(f"/v1/webhooks/subscriptions/{subscription_id}", headers=headers)
+
+        async with delivery.build_http_client(settings) as http:
+            run = delivery.run_stream(
+                client.app.state.sessions,
+                http,
+                settings,
+                UUID(subscription_id),
+                UUID(created["id"]),
+                holder="test",
+                budget_seconds=5,
+            )
+            return await asyncio.gather(run, delete_later(), return_exceptions=True)
+
+    for round_ in range(40):
+        subscription = subscribe(client, admin, receiver.url, event_types=["report.commented"])
+        staff_does(client, created["tracking_code"], ("public_reply", {"message": f"Lần {round_}"}))
+        run, deleted = client.portal.call(race, subscription["id"], draw.uniform(0, 0.03))
+        assert not isinstance(run, BaseException), repr(run)
+        assert run.outcome in ("drained", "inactive"), run
+        assert deleted.status_code == 204
+        assert webhook_events(client, subscription["id"]) == []
+
+
+def test_staff_comment_at_the_moment_a_subscription_is_deleted_is_saved(client, api_key, receiver):
+    from tests.test_tickets import make_user
+
+    admin = new_key(client, "admin")
+    staff = make_user(client, "admin.staff", "admin")
+    created = submit(client, api_key, description=STREET_LIGHT)
+    kept = subscribe(client, admin, receiver.url, event_types=["report.commented"])
+    for round_ in range(30):
+        subscription = subscribe(client, admin, receiver.url, event_types=["report.commented"])
+        comment, deleted = at_once(
+            client,
+            (
+                "POST",
+                f"/v1/tickets/{created['id']}/comments",
+                {"headers": staff, "json": {"body": f"Đội chiếu sáng trả lời lần {round_}", "visibility": "public"}},
+            ),
+            ("DELETE", f"/v1/webhooks/subscriptions/{subscription['id']}", {"headers": {"X-API-Key": admin}}),
+        )
+        assert (comment.status_code, deleted.status_code) == (201, 204), (comment.text, deleted.text)
+        assert webhook_events(client, subscription["id"]) == []
+    # The other subscription heard every comment.
+    assert len(webhook_events(client, kept["id"])) == 30

@@ -8,6 +8,7 @@ unless an attempt really failed (a timeout, a worker killed mid-attempt).
 
 import asyncio
 import json
+import logging
 import random
 import time
 from dataclasses import dataclass
@@ -24,7 +25,9 @@ from service.models import WebhookDeliveryAttempt, WebhookEvent, WebhookSubscrip
 from service.models.types import utcnow
 from service.settings import Settings
 from service.webhooks import lease, safety, signing
-from service.webhooks.service import disable
+from service.webhooks.service import disable, kept
+
+log = logging.getLogger(__name__)
 
 USER_AGENT = "citizen-intake-webhooks/1"
 
@@ -85,7 +88,7 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
         return float(value)
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):  # a year too large for a datetime overflows
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
@@ -117,10 +120,30 @@ async def _read_capped(response: httpx.Response, limit: int) -> str:
     return bytes(body[:limit]).decode("utf-8", errors="replace")
 
 
-async def attempt(http: httpx.AsyncClient, url: str, body: str, headers: dict[str, str], settings: Settings) -> Outcome:
-    """POST the body once; every failure becomes an Outcome, never an exception."""
-    started = time.perf_counter()
+def _describe(exc: BaseException) -> str:
+    """`Type: message`; for a group (anyio's connection attempts), its members' instead of "1 sub-exception"."""
+    if isinstance(exc, BaseExceptionGroup):
+        return "; ".join(_describe(member) for member in exc.exceptions)
+    return f"{type(exc).__name__}: {exc}"
 
+
+async def attempt(http: httpx.AsyncClient, url: str, body: str, headers: dict[str, str], settings: Settings) -> Outcome:
+    """POST the body once; every failure becomes an Outcome, never an exception.
+
+    One nobody foresaw (from a library, a check) is a failed attempt like a connection error: logged
+    with the event, retried and counted toward disabling the subscription. Raised, it would end the
+    job and leave the event pending with the stream's lease held."""
+    started = time.perf_counter()
+    try:
+        return await _send(http, url, body, headers, settings, started)
+    except Exception as exc:
+        log.exception("a webhook attempt failed unexpectedly")
+        return Outcome(error=_describe(exc)[:500], latency_ms=int((time.perf_counter() - started) * 1000))
+
+
+async def _send(
+    http: httpx.AsyncClient, url: str, body: str, headers: dict[str, str], settings: Settings, started: float
+) -> Outcome:
     def elapsed() -> int:
         return int((time.perf_counter() - started) * 1000)
 
@@ -146,10 +169,8 @@ async def attempt(http: httpx.AsyncClient, url: str, body: str, headers: dict[st
                 )
     except (TimeoutError, httpx.TimeoutException):
         return Outcome(error="timeout", latency_ms=elapsed())
-    except httpx.HTTPError as exc:
-        return Outcome(error=f"{type(exc).__name__}: {exc}"[:500], latency_ms=elapsed())
-    except OSError as exc:
-        return Outcome(error=f"{type(exc).__name__}: {exc}"[:500], latency_ms=elapsed())
+    except (httpx.HTTPError, OSError) as exc:
+        return Outcome(error=_describe(exc)[:500], latency_ms=elapsed())
 
 
 def disable_reason(
@@ -171,11 +192,18 @@ def disable_reason(
 
 
 async def record_outcome(
-    session: AsyncSession, *, event_pk: int, started_at: datetime, outcome: Outcome, settings: Settings
+    session: AsyncSession,
+    *,
+    subscription_id: UUID,
+    event_pk: int,
+    started_at: datetime,
+    outcome: Outcome,
+    settings: Settings,
 ) -> float | None:
     """Log the attempt and move the event on; returns the seconds until its retry, None when it is settled."""
-    event = await session.get(WebhookEvent, event_pk)
-    subscription = await session.get(WebhookSubscription, event.subscription_id) if event is not None else None
+    # The subscription first, kept from a delete until the commit: then its event cannot vanish either.
+    subscription = await kept(session, subscription_id)
+    event = await session.get(WebhookEvent, event_pk) if subscription is not None else None
     if event is None or subscription is None:
         return None  # the subscription was deleted meanwhile
     now = utcnow()
@@ -294,7 +322,7 @@ async def run_stream(
     sent = 0
     while True:
         async with sessions() as session:
-            subscription = await session.get(WebhookSubscription, subscription_id)
+            subscription = await kept(session, subscription_id)  # a delete waits for the lease to be taken
             if subscription is None or not subscription.active:
                 return StreamRun("inactive", sent)
             busy_for = await lease.claim(
@@ -311,7 +339,12 @@ async def run_stream(
         outcome = await attempt(http, send.url, send.body, send.headers, settings)
         async with sessions() as session:
             retry_in = await record_outcome(
-                session, event_pk=send.event_pk, started_at=send.at, outcome=outcome, settings=settings
+                session,
+                subscription_id=subscription_id,
+                event_pk=send.event_pk,
+                started_at=send.at,
+                outcome=outcome,
+                settings=settings,
             )
             stops = not outcome.succeeded and retry_in is not None
             if stops:

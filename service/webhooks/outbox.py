@@ -252,6 +252,19 @@ async def _jurisdiction_and_parents(session: AsyncSession, code: str | None) -> 
     return found
 
 
+async def _still_there(session: AsyncSession, subscription_ids: set[UUID]) -> set[UUID]:
+    """Which of these subscriptions still exist, kept from a delete until the commit (FOR KEY SHARE, the
+    lock the events' foreign key takes anyway; on SQLite the change's own writes, flushed before this
+    read, hold the one write lock). The list they came from may be older than a delete: read earlier in
+    this transaction, or a process's cached copy."""
+    rows = await session.execute(
+        select(col(WebhookSubscription.id))
+        .where(col(WebhookSubscription.id).in_(subscription_ids))
+        .with_for_update(read=True, key_share=True)
+    )
+    return set(rows.scalars().all())
+
+
 async def publish(session: AsyncSession, items: list[Outgoing]) -> None:
     """Write the webhook rows of these events, in the transaction of the change itself, and note their
     streams for the hand-off after the commit."""
@@ -261,16 +274,23 @@ async def publish(session: AsyncSession, items: list[Outgoing]) -> None:
     if not subscriptions:
         return
     public_base_url = _config(session).public_base_url
+    planned: list[tuple[Outgoing, list[SubscriptionView]]] = []
     for item in items:
-        snap = item.snapshot
         jurisdictions = (
-            await _jurisdiction_and_parents(session, snap.get("jurisdiction_code"))
+            await _jurisdiction_and_parents(session, item.snapshot.get("jurisdiction_code"))
             if any(sub.filter_jurisdiction_code for sub in subscriptions)
             else set()
         )
-        targets = [sub for sub in subscriptions if matches(sub, item, jurisdictions)]
+        if targets := [sub for sub in subscriptions if matches(sub, item, jurisdictions)]:
+            planned.append((item, targets))
+    if not planned:
+        return
+    remaining = await _still_there(session, {sub.id for _, targets in planned for sub in targets})
+    for item, targets in planned:
+        targets = [sub for sub in targets if sub.id in remaining]
         if not targets:
             continue
+        snap = item.snapshot
         category = await session.get(ServiceCategory, snap["service_code"]) if snap.get("service_code") else None
         department = await session.get(Department, snap["department_code"]) if snap.get("department_code") else None
         payload = build_payload(item, category=category, department=department, public_base_url=public_base_url)

@@ -46,7 +46,18 @@ async def _owned(session: SessionDep, subject: Subscriber, subscription_id: UUID
     return await service.get(session, subject=subject, subscription_id=subscription_id)
 
 
+async def _owned_to_change(session: SessionDep, subject: Subscriber, subscription_id: UUID) -> WebhookSubscription:
+    return await service.get(session, subject=subject, subscription_id=subscription_id, lock=service.Lock.CHANGE)
+
+
+async def _owned_to_delete(session: SessionDep, subject: Subscriber, subscription_id: UUID) -> WebhookSubscription:
+    return await service.get(session, subject=subject, subscription_id=subscription_id, lock=service.Lock.DELETE)
+
+
 Owned = Annotated[WebhookSubscription, Depends(_owned)]
+# Held until the commit: a change racing a delete goes first, or answers 404 after it.
+OwnedToChange = Annotated[WebhookSubscription, Depends(_owned_to_change)]
+OwnedToDelete = Annotated[WebhookSubscription, Depends(_owned_to_delete)]
 
 
 @router.get("/event-types", response_model=list[EventTypeInfo], summary="The event types one can subscribe to")
@@ -98,7 +109,7 @@ async def get_subscription(subscription: Owned) -> SubscriptionPublic:
     responses=problem_responses(401, 403, 404, 422),
 )
 async def update_subscription(
-    data: SubscriptionUpdate, subscription: Owned, request: Request, session: SessionDep, subject: Subscriber
+    data: SubscriptionUpdate, subscription: OwnedToChange, request: Request, session: SessionDep, subject: Subscriber
 ) -> SubscriptionPublic:
     updated = await service.update(
         session, subject=subject, subscription=subscription, data=data, settings=request.app.state.settings
@@ -112,7 +123,7 @@ async def update_subscription(
     summary="Stop and forget a subscription, its undelivered events and its log",
     responses=problem_responses(401, 403, 404),
 )
-async def delete_subscription(subscription: Owned, session: SessionDep) -> Response:
+async def delete_subscription(subscription: OwnedToDelete, session: SessionDep) -> Response:
     await service.delete_(session, subscription=subscription)
     return Response(status_code=204)
 
@@ -124,7 +135,7 @@ async def delete_subscription(subscription: Owned, session: SessionDep) -> Respo
     responses=problem_responses(401, 403, 404, 422),
 )
 async def rotate_secret(
-    subscription: Owned,
+    subscription: OwnedToChange,
     request: Request,
     session: SessionDep,
     data: Annotated[RotateSecret | None, Body()] = None,
@@ -186,7 +197,7 @@ async def list_events(
     summary="Send one event again (with the same webhook-id)",
     responses=problem_responses(401, 403, 404, 409),
 )
-async def redeliver_event(subscription: Owned, event_id: str, session: SessionDep) -> Redelivery:
+async def redeliver_event(subscription: OwnedToChange, event_id: str, session: SessionDep) -> Redelivery:
     await service.redeliver_event(session, subscription=subscription, event_id=event_id)
     return Redelivery(scheduled=1)
 
@@ -199,7 +210,7 @@ async def redeliver_event(subscription: Owned, event_id: str, session: SessionDe
     responses=problem_responses(401, 403, 404, 409, 422),
 )
 async def redeliver_failed(
-    subscription: Owned,
+    subscription: OwnedToChange,
     session: SessionDep,
     zone: CityZone,
     since: Annotated[CityTime, Query(description=f"Events given up at or after this. {city_time.LOWER_BOUND_HELP}")],

@@ -8,7 +8,9 @@ before a byte of the payload is sent.
 
 import asyncio
 import ipaddress
+import re
 import socket
+import unicodedata
 from dataclasses import dataclass
 
 import httpx
@@ -16,6 +18,10 @@ import httpx
 from service.settings import Settings
 
 MAX_URL_LENGTH = 2000
+# A host name as DNS knows it once IDNA-encoded (underscores occur in real names); IP literals aside.
+HOST_NAME = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?")
+# Spaces, line breaks, control and invisible formatting characters: never part of a URL as written.
+UNPRINTABLE_CATEGORIES = {"Cc", "Cf", "Zs", "Zl", "Zp"}
 
 
 class UnsafeUrl(Exception):
@@ -40,17 +46,32 @@ def parse(url: str, settings: Settings) -> httpx.URL:
     """Shape checks that need no network: absolute http(s), no credentials, https in production."""
     if len(url) > MAX_URL_LENGTH:
         raise UnsafeUrl("webhook_url_invalid", f"The URL is longer than {MAX_URL_LENGTH} characters.")
+    if any(unicodedata.category(character) in UNPRINTABLE_CATEGORIES for character in url):
+        raise UnsafeUrl("webhook_url_invalid", "The URL contains a space or a control character.")
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError, ValueError) as exc:
         raise UnsafeUrl("webhook_url_invalid", str(exc)) from exc
     if parsed.scheme not in ("http", "https") or not parsed.host:
         raise UnsafeUrl("webhook_url_invalid", "Give an absolute http:// or https:// URL.")
+    # httpx takes any number as a port; the socket layer then fails on every attempt.
+    if parsed.port is not None and not 1 <= parsed.port <= 65535:
+        raise UnsafeUrl("webhook_url_invalid", "The port must be between 1 and 65535.")
+    if not _is_ip_literal(parsed.host) and not HOST_NAME.fullmatch(parsed.raw_host.decode("ascii", "replace")):
+        raise UnsafeUrl("webhook_url_invalid", "The host is not a valid name or IP address.")
     if parsed.userinfo:
         raise UnsafeUrl("webhook_url_invalid", "Credentials in the URL are not accepted.")
     if settings.environment == "production" and parsed.scheme != "https":
         raise UnsafeUrl("webhook_url_https_required", "Only https URLs are accepted in production.")
     return parsed
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 # IPv6 ranges no webhook needs and that reach (or may reach) inside: deprecated or local-use forms

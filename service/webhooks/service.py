@@ -1,6 +1,7 @@
 """Subscriptions, their delivery log and redelivery. Functions here query and decide; they only flush."""
 
 from datetime import UTC, datetime, timedelta
+from enum import Enum
 from uuid import UUID
 
 from sqlalchemy import ColumnElement, delete, true
@@ -10,6 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service import handoff
 from service.auth.subject import AuthSubject
+from service.db import lock_rows
 from service.errors import Conflict, Forbidden, NotFound, Unprocessable
 from service.models import (
     Department,
@@ -124,15 +126,40 @@ async def list_(session: AsyncSession, *, subject: AuthSubject) -> list[WebhookS
     return list(rows.all())
 
 
-async def get(session: AsyncSession, *, subject: AuthSubject, subscription_id: UUID) -> WebhookSubscription:
-    found = (
-        await session.exec(
-            select(WebhookSubscription).where(WebhookSubscription.id == subscription_id, _readable(subject))
-        )
-    ).first()
+class Lock(Enum):
+    """How a subscription read for a change is held until the commit, so that a concurrent delete either
+    waits for the change or is waited for (and the change then finds nothing): never a change of a row
+    deleted meanwhile. PostgreSQL locks the row; SQLite takes its one write lock (service.db.lock_rows)."""
+
+    CHANGE = "change"  # FOR NO KEY UPDATE: deliveries and new events, which only refer to it, go on
+    DELETE = "delete"  # FOR UPDATE: whatever refers to it waits, or finds it gone
+    KEEP = "keep"  # FOR KEY SHARE: a delivery taking its lease or recording an attempt; only a delete waits
+
+
+async def _load(
+    session: AsyncSession, subscription_id: UUID, *, where: ColumnElement[bool] | None = None, lock: Lock | None = None
+) -> WebhookSubscription | None:
+    match = col(WebhookSubscription.id) == subscription_id
+    statement = select(WebhookSubscription).where(match, true() if where is None else where)
+    if lock is not None:
+        await lock_rows(session, col(WebhookSubscription.updated_at), match)
+        statement = statement.with_for_update(key_share=lock is not Lock.DELETE, read=lock is Lock.KEEP)
+        statement = statement.execution_options(populate_existing=True)
+    return (await session.exec(statement)).first()
+
+
+async def get(
+    session: AsyncSession, *, subject: AuthSubject, subscription_id: UUID, lock: Lock | None = None
+) -> WebhookSubscription:
+    found = await _load(session, subscription_id, where=_readable(subject), lock=lock)
     if found is None:
         raise NotFound("webhook_subscription_not_found")
     return found
+
+
+async def kept(session: AsyncSession, subscription_id: UUID) -> WebhookSubscription | None:
+    """The subscription, safe from a delete until the commit (Lock.KEEP), or None when it is gone."""
+    return await _load(session, subscription_id, lock=Lock.KEEP)
 
 
 async def update(
