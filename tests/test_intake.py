@@ -269,3 +269,20 @@ def test_unknown_tracking_code_is_404_problem(client):
     response = client.get("/v1/reports/AAAA-BBBB")
     assert response.status_code == 404
     assert response.json()["code"] == "report_not_found"
+
+
+def test_which_keys_may_file_a_report_is_the_readmes_role_table(client):
+    from service.auth import api_keys
+
+    def key(role: str, department: str | None = None) -> str:
+        return in_app(
+            client, lambda s: api_keys.create(s, name=f"{role} key", role=role, department_code=department)
+        ).key
+
+    # A department's own hotline files what it takes in; an app its citizens' reports.
+    assert submit(client, key("department_system", "chieu-sang")).status_code == 201
+    assert submit(client, key("citizen_app")).status_code == 201
+    for role in ("ioc_viewer", "officer", "supervisor"):
+        refused = submit(client, key(role, "chieu-sang" if role != "ioc_viewer" else None))
+        assert refused.status_code == 403, (role, refused.text)
+    assert count(client, Report) == 2
