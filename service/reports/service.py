@@ -5,7 +5,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import h3
@@ -22,6 +22,7 @@ from service.jurisdictions import area as service_area
 from service.lifecycle import changes as lifecycle
 from service.models import ApiClient, Department, Photo, Report, ReportEvent, ServiceCategory
 from service.models.types import utcnow
+from service.random_ids import uuid4
 from service.reports.codes import new_tracking_code, normalise_tracking_code
 from service.reports.schemas import ReportCreate
 from service.reports.search import SEARCHED_FIELDS, search_text
