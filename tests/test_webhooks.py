@@ -583,7 +583,7 @@ def test_lost_hand_off_is_recovered_by_the_sweep(client, api_key, receiver, sett
     arq = client.app.state.arq
     job_key = "arq:job:" + outbox.deliver_job_id(subscription["id"], created["id"])
     assert client.portal.call(arq.exists, job_key) == 1
-    client.portal.call(arq.delete, settings.queue_name, job_key)
+    client.portal.call(arq.delete, settings.webhook_queue_name, job_key)
     run_worker(client)
     assert receiver.requests == []
 
@@ -803,7 +803,7 @@ def test_stored_unusable_url_fails_each_event_in_the_log_and_is_disabled_in_the_
     # Nothing waits forever: what was tried is given up, the rest waits for the owner to fix the URL.
     statuses = [event.status for event in webhook_events(client, str(subscription_id))]
     assert statuses[:3] == ["failed"] * 3 and "pending" not in statuses[:3]
-    assert client.portal.call(client.app.state.arq.zcard, settings.queue_name) == 0
+    assert client.portal.call(client.app.state.arq.zcard, settings.webhook_queue_name) == 0
 
 
 def test_unreadable_retry_after_is_a_retried_failure_not_a_crashed_job(client, api_key, receiver):
