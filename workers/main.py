@@ -15,7 +15,7 @@ from typing import Any
 from arq import cron, func
 from arq.connections import RedisSettings
 from arq.constants import in_progress_key_prefix
-from arq.worker import Worker
+from arq.worker import Function, Worker
 from redis.exceptions import RedisError
 
 from service import privacy
@@ -134,6 +134,9 @@ def worker_options(settings: Settings, shared: SharedResources | None = None) ->
             # keep_result=0: a finished job must not block the sweep from enqueueing the same id again.
             func(process_report, name=PROCESS_REPORT, keep_result=0, max_tries=8),
             func(process_photos, name=PROCESS_PHOTOS, keep_result=0, max_tries=5),
+            # Only for deliveries queued here before they had a queue of their own (an upgrade): unknown
+            # to this worker, they would fail and their ids stay taken for an hour. New ones never come here.
+            _delivery(settings),
         ],
         "cron_jobs": [
             # Cron jobs are unique per tick (job id = name + tick time): with many workers, each sweep still
@@ -172,6 +175,18 @@ def worker_options(settings: Settings, shared: SharedResources | None = None) ->
     return options
 
 
+def _delivery(settings: Settings) -> Function:
+    # Retries are arq Retry deferrals of the stream's one job, hence the generous max_tries.
+    # keep_result=0: a finished stream must not block its next hand-off.
+    return func(
+        deliver_webhooks,
+        name=outbox.DELIVER_WEBHOOKS,
+        keep_result=0,
+        max_tries=1000,
+        timeout=job_timeout_seconds(settings),
+    )
+
+
 def webhook_worker_options(settings: Settings, shared: SharedResources | None = None) -> dict[str, Any]:
     """The deliveries' worker: its own queue and slots, so that receivers that are slow or never answer
     only ever wait for each other, never hold back a report's processing."""
@@ -184,17 +199,7 @@ def webhook_worker_options(settings: Settings, shared: SharedResources | None = 
         await _release(ctx, shared)
 
     return {
-        "functions": [
-            # Retries are arq Retry deferrals of the stream's one job, hence the generous max_tries.
-            # keep_result=0: a finished stream must not block its next hand-off.
-            func(
-                deliver_webhooks,
-                name=outbox.DELIVER_WEBHOOKS,
-                keep_result=0,
-                max_tries=1000,
-                timeout=job_timeout_seconds(settings),
-            ),
-        ],
+        "functions": [_delivery(settings)],
         "on_startup": on_startup,
         "on_shutdown": on_shutdown,
         "redis_settings": RedisSettings.from_dsn(settings.redis_url),
