@@ -592,6 +592,38 @@ def test_lost_hand_off_is_recovered_by_the_sweep(client, api_key, receiver, sett
     assert receiver.types() == ["report.created"]
 
 
+def test_deliveries_wait_in_a_queue_of_their_own_counted_by_the_metrics(client, api_key, receiver):
+    from tests.test_ioc import sample
+
+    admin = new_key(client, "admin")
+    subscribe(client, admin, receiver.url, event_types=["report.created"])
+    submit(client, api_key, description=STREET_LIGHT)
+    client.portal.call(client.app.state.handoff.drain)
+    text = client.get("/metrics").text
+    assert sample(text, "intake_queue_depth") == 1  # the report's processing
+    assert sample(text, "intake_webhook_queue_depth") == 1  # its report.created, apart from it
+    run_worker(client)
+    text = client.get("/metrics").text
+    assert (sample(text, "intake_queue_depth"), sample(text, "intake_webhook_queue_depth")) == (0, 0)
+    assert receiver.types() == ["report.created"]
+
+
+def test_delivery_queued_with_the_reports_before_an_upgrade_is_still_delivered(client, api_key, receiver, settings):
+    admin = new_key(client, "admin")
+    subscription = subscribe(client, admin, receiver.url, event_types=["report.created"])
+    created = submit(client, api_key, description=STREET_LIGHT)
+    client.portal.call(client.app.state.handoff.drain)
+    # As an earlier release queued it: on the reports' queue, where deliveries no longer go.
+    arq = client.app.state.arq
+    job_id = outbox.deliver_job_id(subscription["id"], created["id"])
+    client.portal.call(arq.delete, settings.webhook_queue_name, "arq:job:" + job_id)
+    args = (outbox.DELIVER_WEBHOOKS, subscription["id"], created["id"])
+    assert client.portal.call(lambda: arq.enqueue_job(*args, _job_id=job_id, _queue_name=settings.queue_name))
+    run_worker(client)
+    assert receiver.types() == ["report.created"]
+    assert [event.status for event in webhook_events(client, subscription["id"])] == ["delivered"]
+
+
 def test_event_is_written_with_its_change_and_rolled_back_with_it(client, api_key, receiver):
     admin = new_key(client, "admin")
     subscription = subscribe(client, admin, receiver.url)

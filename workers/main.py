@@ -251,6 +251,15 @@ async def serve(settings: Settings) -> None:
 
 
 async def _close(worker: Worker) -> Exception | None:
+    # Stop polling and cancel the running jobs first, waiting for them here: a job cancelled between arq's
+    # own steps (not inside its error handling) must not break off the close that releases the resources.
+    if worker.main_task is not None:
+        worker.main_task.cancel()
+    running = [task for task in worker.tasks.values() if not task.done()]
+    for task in running:
+        task.cancel()
+    await asyncio.gather(*running, return_exceptions=True)
+    worker.tasks = {}
     try:
         await worker.close()
     except Exception as exc:  # noqa: BLE001 - the other worker still closes; serve raises it afterwards
