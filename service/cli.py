@@ -75,15 +75,15 @@ def serve(
 
 @app.command()
 def worker() -> None:
-    """Start one arq worker process (classification, routing, SLA, photos, sweeps)."""
+    """Start one worker process: the reports' queue (classification, routing, SLA, photos, sweeps) and the
+    webhook deliveries' queue, each with its own slots."""
     import logging
     import time
 
-    from arq.worker import run_worker
     from redis.exceptions import RedisError
 
     from service.logs import configure_logging
-    from workers.main import WorkerSettings
+    from workers.main import run
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
@@ -91,7 +91,7 @@ def worker() -> None:
     # queue unserved until something restarts the process (tests/test_faults.py stops Redis for 30 s).
     while True:
         try:
-            run_worker(WorkerSettings)
+            run(settings)
             return
         except (RedisError, OSError) as exc:
             logging.getLogger("service.worker").warning(

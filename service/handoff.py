@@ -100,10 +100,12 @@ def discard(session: AsyncSession) -> None:
 
 
 class Handoff:
-    """Built once per process (the API's lifespan, the worker's startup) around its arq pool."""
+    """Built once per process (the API's lifespan, the worker's startup) around its arq pool. Jobs go to
+    `queue_name`, webhook streams to `webhook_queue_name`: a delivery waits on its receiver, and must never
+    hold a slot that a report's processing is waiting for."""
 
-    def __init__(self, arq: ArqRedis, queue_name: str):
-        self.arq, self.queue_name = arq, queue_name
+    def __init__(self, arq: ArqRedis, queue_name: str, webhook_queue_name: str):
+        self.arq, self.queue_name, self.webhook_queue_name = arq, queue_name, webhook_queue_name
         self._tasks: set[asyncio.Task] = set()
 
     async def commit(self, session: AsyncSession) -> None:
@@ -134,7 +136,7 @@ class Handoff:
             *(
                 enqueue(self.arq, self.queue_name, item.name, *item.args, job_id=item.job_id)
                 if isinstance(item, Job)
-                else enqueue_stream(self.arq, self.queue_name, item.subscription_id, item.report_id)
+                else enqueue_stream(self.arq, self.webhook_queue_name, item.subscription_id, item.report_id)
                 for item in work
             ),
             return_exceptions=True,

@@ -70,7 +70,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Connects lazily: the API starts and takes reports even while Redis is down.
         app.state.arq = ArqRedis.from_pool(redis_pool(settings))  # aclose() closes the pool too
         app.state.rate_limiter = RateLimiter.from_url(settings.redis_url, prefix=f"{settings.queue_name}:limits")
-        app.state.handoff = Handoff(app.state.arq, settings.queue_name)  # jobs and webhooks, after each commit
+        # Jobs and webhook streams, after each commit.
+        app.state.handoff = Handoff(app.state.arq, settings.queue_name, settings.webhook_queue_name)
         outbox.configure(
             app.state.engine,
             settings.public_base_url,

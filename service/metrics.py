@@ -154,12 +154,12 @@ async def _job_latency(redis, queue_name: str) -> HistogramMetricFamily | None:
     return family
 
 
-async def _queue_depth(redis, queue_name: str) -> GaugeMetricFamily | None:
+async def _queue_depth(redis, queue_name: str, name: str, documentation: str) -> GaugeMetricFamily | None:
     try:
         depth = await asyncio.wait_for(redis.zcard(queue_name), REDIS_TIMEOUT_SECONDS)
     except (RedisError, OSError, TimeoutError):
         return None
-    return GaugeMetricFamily("intake_queue_depth", "Jobs waiting in the arq queue", value=depth)
+    return GaugeMetricFamily(name, documentation, value=depth)
 
 
 async def _database_families(session: AsyncSession) -> list:
@@ -247,7 +247,16 @@ async def metrics(request: Request, authorization: Annotated[str | None, Header(
     queue_name = state.settings.queue_name
     async with state.sessions() as session:
         families = [build_info(state.settings.build_commit), *await _database_families(session)]
-    for family in (await _queue_depth(state.arq, queue_name), await _job_latency(state.arq, queue_name)):
+    for family in (
+        await _queue_depth(state.arq, queue_name, "intake_queue_depth", "Jobs waiting in the reports' arq queue"),
+        await _queue_depth(
+            state.arq,
+            state.settings.webhook_queue_name,
+            "intake_webhook_queue_depth",
+            "Webhook delivery jobs queued or deferred for a retry (their own arq queue)",
+        ),
+        await _job_latency(state.arq, queue_name),
+    ):
         if family is not None:
             families.append(family)
     return Response(generate_latest(_registry(families)), media_type=CONTENT_TYPE_LATEST)

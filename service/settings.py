@@ -159,6 +159,9 @@ class Settings(BaseSettings):
     webhook_subscription_cache_seconds: float = Field(default=1, ge=0)
     # An event due this long without being sent lost its hand-off; the sweep queues it again.
     webhook_stale_seconds: float = Field(default=30, ge=0)
+    # Deliveries one worker process runs at once. They wait on receivers, not on the CPU, and they have a
+    # queue of their own (`webhook_queue_name`): report processing never waits behind them.
+    webhook_max_jobs: int = Field(default=20, ge=1)
 
     # How long after resolution a citizen may reopen a report (once); then it closes by itself.
     reopen_window_days: int = Field(default=7, ge=0)
@@ -229,6 +232,11 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def webhook_queue_name(self) -> str:
+        """The arq queue of webhook deliveries, apart from the reports' queue (`queue_name`)."""
+        return f"{self.queue_name}:webhooks"
 
 
 def kept_secret(path: Path) -> str:

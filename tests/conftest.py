@@ -130,7 +130,7 @@ def client(settings: Settings) -> Iterator[TestClient]:
     run_in_session(settings, empty_tables)
     shutil.rmtree(settings.media_dir, ignore_errors=True)
     with TestClient(create_app(settings)) as test_client:
-        test_client.portal.call(test_client.app.state.arq.delete, settings.queue_name)
+        test_client.portal.call(test_client.app.state.arq.delete, settings.queue_name, settings.webhook_queue_name)
         yield test_client
 
 
@@ -157,23 +157,26 @@ def api_key(client: TestClient) -> str:
 
 
 def run_worker(client: TestClient) -> Any:
-    """Run a real arq worker in burst mode (in this process) until the queue is empty; the worker, for its
-    counts of jobs (`jobs_complete`, `jobs_failed`, `jobs_retried`)."""
+    """Run the real arq workers of `intake worker` in burst mode (in this process): the reports' until
+    their queue is empty, then the webhook deliveries' (which the reports' jobs hand on) until theirs is.
+    The reports' worker, for its counts of jobs (`jobs_complete`, `jobs_failed`, `jobs_retried`)."""
     from arq.worker import Worker
 
-    from workers.main import worker_options
+    from workers.main import build_workers
 
     async def burst() -> Worker:
         # The API hands work to Redis in the background after its answers: what is on its way first.
         await client.app.state.handoff.drain()
-        options = worker_options(client.app.state.settings)
-        options.pop("cron_jobs")
-        worker = Worker(**options, burst=True, poll_delay=0.05, handle_signals=False)
+        reports, webhooks = build_workers(
+            client.app.state.settings, crons=False, burst=True, poll_delay=0.05, handle_signals=False
+        )
         try:
-            await worker.main()
+            await reports.main()
+            await webhooks.main()
         finally:
-            await worker.close()
-        return worker
+            await webhooks.close()
+            await reports.close()
+        return reports
 
     return client.portal.call(burst)
 

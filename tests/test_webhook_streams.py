@@ -62,18 +62,16 @@ def wait_until(predicate, timeout: float, what: str, state=lambda: "") -> None:
 
 @contextmanager
 def workers_running(client, count: int):
-    """`count` real arq workers on the app's event loop, polling the queue until the block ends."""
-    from arq.worker import Worker
-
-    from workers.main import worker_options
+    """`count` real worker processes' arq workers (reports and webhooks) on the app's event loop,
+    polling their queues until the block ends."""
+    from workers.main import build_workers
 
     async def start():
         started = []
         for _ in range(count):
-            options = worker_options(client.app.state.settings)
-            options.pop("cron_jobs")  # no sweep: every event must reach its job through the hand-off
-            worker = Worker(**options, poll_delay=0.05, handle_signals=False)
-            started.append((worker, asyncio.ensure_future(worker.main())))
+            # No sweep: every event must reach its job through the hand-off.
+            for worker in build_workers(client.app.state.settings, crons=False, poll_delay=0.05, handle_signals=False):
+                started.append((worker, asyncio.ensure_future(worker.main())))
         return started
 
     async def stop(started):
@@ -106,7 +104,11 @@ def outbox_rows(client, subscription_id: str) -> list[WebhookEvent]:
 
 def queue_is_empty(client) -> bool:
     """No job queued, deferred or running (arq keeps a running job in the queue until it ends)."""
-    return client.portal.call(client.app.state.arq.zcard, client.app.state.settings.queue_name) == 0
+    settings = client.app.state.settings
+    return all(
+        client.portal.call(client.app.state.arq.zcard, queue) == 0
+        for queue in (settings.queue_name, settings.webhook_queue_name)
+    )
 
 
 def test_busy_streams_deliver_every_event_once_and_in_order(client, api_key, slow_receiver):

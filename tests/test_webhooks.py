@@ -583,13 +583,45 @@ def test_lost_hand_off_is_recovered_by_the_sweep(client, api_key, receiver, sett
     arq = client.app.state.arq
     job_key = "arq:job:" + outbox.deliver_job_id(subscription["id"], created["id"])
     assert client.portal.call(arq.exists, job_key) == 1
-    client.portal.call(arq.delete, settings.queue_name, job_key)
+    client.portal.call(arq.delete, settings.webhook_queue_name, job_key)
     run_worker(client)
     assert receiver.requests == []
 
     assert client.portal.call(sweep_webhooks, worker_context(client)) == 1
     run_worker(client)
     assert receiver.types() == ["report.created"]
+
+
+def test_deliveries_wait_in_a_queue_of_their_own_counted_by_the_metrics(client, api_key, receiver):
+    from tests.test_ioc import sample
+
+    admin = new_key(client, "admin")
+    subscribe(client, admin, receiver.url, event_types=["report.created"])
+    submit(client, api_key, description=STREET_LIGHT)
+    client.portal.call(client.app.state.handoff.drain)
+    text = client.get("/metrics").text
+    assert sample(text, "intake_queue_depth") == 1  # the report's processing
+    assert sample(text, "intake_webhook_queue_depth") == 1  # its report.created, apart from it
+    run_worker(client)
+    text = client.get("/metrics").text
+    assert (sample(text, "intake_queue_depth"), sample(text, "intake_webhook_queue_depth")) == (0, 0)
+    assert receiver.types() == ["report.created"]
+
+
+def test_delivery_queued_with_the_reports_before_an_upgrade_is_still_delivered(client, api_key, receiver, settings):
+    admin = new_key(client, "admin")
+    subscription = subscribe(client, admin, receiver.url, event_types=["report.created"])
+    created = submit(client, api_key, description=STREET_LIGHT)
+    client.portal.call(client.app.state.handoff.drain)
+    # As an earlier release queued it: on the reports' queue, where deliveries no longer go.
+    arq = client.app.state.arq
+    job_id = outbox.deliver_job_id(subscription["id"], created["id"])
+    client.portal.call(arq.delete, settings.webhook_queue_name, "arq:job:" + job_id)
+    args = (outbox.DELIVER_WEBHOOKS, subscription["id"], created["id"])
+    assert client.portal.call(lambda: arq.enqueue_job(*args, _job_id=job_id, _queue_name=settings.queue_name))
+    run_worker(client)
+    assert receiver.types() == ["report.created"]
+    assert [event.status for event in webhook_events(client, subscription["id"])] == ["delivered"]
 
 
 def test_event_is_written_with_its_change_and_rolled_back_with_it(client, api_key, receiver):
@@ -803,7 +835,7 @@ def test_stored_unusable_url_fails_each_event_in_the_log_and_is_disabled_in_the_
     # Nothing waits forever: what was tried is given up, the rest waits for the owner to fix the URL.
     statuses = [event.status for event in webhook_events(client, str(subscription_id))]
     assert statuses[:3] == ["failed"] * 3 and "pending" not in statuses[:3]
-    assert client.portal.call(client.app.state.arq.zcard, settings.queue_name) == 0
+    assert client.portal.call(client.app.state.arq.zcard, settings.webhook_queue_name) == 0
 
 
 def test_unreadable_retry_after_is_a_retried_failure_not_a_crashed_job(client, api_key, receiver):

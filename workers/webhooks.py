@@ -52,7 +52,7 @@ async def deliver_webhooks(ctx: dict, subscription_id: str, report_id: str) -> s
             subscription_id,
             report_id,
             _job_id=outbox.deliver_job_id(subscription_id, report_id),
-            _queue_name=settings.queue_name,
+            _queue_name=settings.webhook_queue_name,
             _defer_by=timedelta(seconds=run.retry_in),
         )
         if handed is not None:
@@ -70,7 +70,7 @@ async def sweep_webhooks(ctx: dict) -> int:
         )
     for subscription_id, report_id in streams:
         if not await outbox.enqueue_stream(
-            ctx["redis"], settings.queue_name, subscription_id, report_id, follow_up=False
+            ctx["redis"], settings.webhook_queue_name, subscription_id, report_id, follow_up=False
         ):
             break
     if streams:
