@@ -275,11 +275,15 @@ async def timeline(session: AsyncSession, report: Report) -> list[ReportEvent]:
 # --- workflow: every change goes through the lifecycle's door ---------------------------------------
 
 
-def _illegal(exc: IllegalMove, role: str) -> AppError:
+def _illegal(exc: IllegalMove, role: str, detail: str | None = None) -> AppError:
+    """The answer to a refused move: 409 not_yet_processed while the pipeline has the report, else
+    illegal_transition with `detail` (by default, the moves this role may make from here)."""
     if isinstance(exc, states.NotYetProcessed):
         return NotYetProcessedError()
-    allowed = ", ".join(states.allowed(exc.current, states.ways_for(role))) or "none"
-    return IllegalTransitionError(detail=f"{exc.current} → {exc.requested} is not allowed; allowed: {allowed}")
+    if detail is None:
+        allowed = ", ".join(states.allowed(exc.current, states.ways_for(role))) or "none"
+        detail = f"{exc.current} → {exc.requested} is not allowed; allowed: {allowed}"
+    return IllegalTransitionError(detail=detail)
 
 
 async def transition(
@@ -394,12 +398,9 @@ async def triage(
     """A dispatcher decides what the machine could not: the field, and so the department and deadline."""
     try:
         states.check(report.status, Status.ASSIGNED, frozenset({Via.TRIAGE}))
-    except states.NotYetProcessed as exc:
-        raise NotYetProcessedError() from exc
     except IllegalMove as exc:
-        raise IllegalTransitionError(
-            detail=f"only untriaged or freshly assigned tickets can be triaged, not {report.status}"
-        ) from exc
+        detail = f"only untriaged or freshly assigned tickets can be triaged, not {report.status}"
+        raise _illegal(exc, subject.role, detail) from exc
     if await session.get(ServiceCategory, service_code) is None:
         raise Unprocessable("unknown_service_code", "service_code")
     if department_code and await session.get(Department, department_code) is None:
@@ -453,10 +454,8 @@ async def transfer(
         raise Conflict("same_department")
     try:
         states.check(report.status, Status.ASSIGNED, frozenset({Via.TRANSFER}))
-    except states.NotYetProcessed as exc:
-        raise NotYetProcessedError() from exc
     except IllegalMove as exc:
-        raise IllegalTransitionError(detail=f"a {report.status} ticket cannot be transferred") from exc
+        raise _illegal(exc, subject.role, f"a {report.status} ticket cannot be transferred") from exc
     now = utcnow()
     policy, info = await sla.policy_for(session, report.service_code, report.priority)
     if report.status == Status.ON_HOLD:
