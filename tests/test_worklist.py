@@ -323,6 +323,47 @@ def test_search_without_diacritics_finds_vietnamese_street_names(client, api_key
     assert listed(client, lan, q=hue["tracking_code"][-4:].lower()) == [hue["tracking_code"]]
 
 
+def test_search_finds_reports_the_pipeline_has_not_processed_yet(client, api_key, dispatcher):
+    processed = file_reports(client, api_key, {"description": "Đèn đường trên phố Nguyễn Huệ bị tắt"})[0]
+    waiting = client.post(  # no worker runs after this one: it stays `received`
+        "/v1/reports",
+        json=report_body(description="Cống trên đường Nguyễn Huệ bị nghẹt", lat=BEN_THANH[1][0], lon=BEN_THANH[1][1]),
+        headers={"X-API-Key": api_key},
+    ).json()
+    assert client.get(f"/v1/reports/{waiting['tracking_code']}").json()["status"] == "received"
+    assert sorted(listed(client, dispatcher, q="nguyen hue")) == sorted(
+        [processed["tracking_code"], waiting["tracking_code"]]
+    )
+    assert listed(client, dispatcher, q="cong tren") == [waiting["tracking_code"]]
+
+
+def test_search_reads_the_trigram_index_which_leaves_out_waiting_reports(client, settings, api_key, dispatcher):
+    """PostgreSQL: the search query can be served by the trigram index, and intake's INSERT writes nothing
+    into it (the report enters it when the pipeline moves it on)."""
+    if settings.is_sqlite:
+        pytest.skip("SQLite has no trigram index: its LIKE scans")
+    from sqlalchemy import text
+
+    from service.tickets.service import TicketFilters, _conditions
+
+    async def definition(session):
+        return (await session.execute(text("SELECT pg_get_indexdef('ix_reports_search_text_trigram'::regclass)"))).scalar()
+
+    assert "WHERE ((status)::text <> 'received'::text)" in in_app(client, definition)
+
+    async def plan(session):
+        from sqlmodel import select
+
+        conditions = await _conditions(session, None, TicketFilters(q="nguyen hue"))  # type: ignore[arg-type]
+        query = select(Report.id).where(*conditions)
+        compiled = query.compile(dialect=session.bind.dialect, compile_kwargs={"literal_binds": True})
+        await session.execute(text("SET LOCAL enable_seqscan = off"))
+        rows = await session.execute(text(f"EXPLAIN {compiled}"))
+        return "\n".join(row[0] for row in rows)
+
+    assert "ix_reports_search_text_trigram" in in_app(client, plan)
+
+
 def test_folding_handles_every_vietnamese_letter():
     assert fold("Đường Nguyễn Huệ") == "duong nguyen hue"
     assert fold("ĂÂÊÔƠƯ ăâêôơư Đđ") == "aaeoou aaeoou dd"

@@ -1,6 +1,9 @@
 """Citizen-facing report endpoints: submit with photos, follow by tracking code."""
 
+import json
+from datetime import datetime
 from typing import Annotated
+from uuid import UUID
 
 from fastapi import APIRouter, Header, Request
 from fastapi.exceptions import RequestValidationError
@@ -141,20 +144,33 @@ async def submit_report(request: Request) -> Response:
         )
     report = submission.report
     url = f"{state.settings.public_base_url}/v1/reports/{report.tracking_code}"
-    body = ReportCreated.model_construct(  # built from our own values: nothing to validate
-        id=report.id,
-        tracking_code=report.tracking_code,
-        status=report.status,
-        citizen_token=citizen_token(state.settings.secret_key, report.id),
-        created_at=report.created_at,
-        url=url,
-    )
     return Response(
-        body.model_dump_json().encode(),
+        _created_body(
+            report.id, report.tracking_code, report.status, report.created_at, url, state.settings.secret_key
+        ),
         status_code=200 if submission.replayed else 201,
         headers={"Location": url, **({"Idempotent-Replayed": "true"} if submission.replayed else {})},
         media_type="application/json",
     )
+
+
+def _created_body(
+    report_id: UUID, tracking_code: str, status: str, created_at: datetime, url: str, secret: str
+) -> bytes:
+    """ReportCreated as pydantic writes it (compact, the time in ISO 8601 with Z for UTC), written directly:
+    building the model and serialising it was a fortieth of an intake request's CPU."""
+    created = created_at.isoformat()
+    if created.endswith("+00:00"):
+        created = created[:-6] + "Z"
+    body = {
+        "id": str(report_id),
+        "tracking_code": tracking_code,
+        "status": status,
+        "citizen_token": citizen_token(secret, report_id),
+        "created_at": created,
+        "url": url,
+    }
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def direct_routes() -> list[APIRoute]:
