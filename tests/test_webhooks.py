@@ -774,10 +774,14 @@ UNUSABLE_URLS = (
     "http://127.0.0.1:8742/\u200bhook",  # an invisible zero-width space
     "http://exa mple.org/hook",
     "http://a%20b.example/hook",
+    "http://xn--/",  # punycode that decodes to nothing
+    "http://xn--a/",
+    "http://xn--zz.com/",
+    "http://xn--ls8h.la/",  # an emoji name: IDNA 2008 has no such label
 )
 
 
-def test_url_with_an_impossible_port_or_a_space_is_refused_at_registration_and_on_patch(client, receiver):
+def test_url_with_an_impossible_port_a_space_or_broken_punycode_is_refused_at_registration_and_on_patch(client, receiver):
     admin = new_key(client, "admin")
     headers = {"X-API-Key": admin}
     subscription = subscribe(client, admin, receiver.url)

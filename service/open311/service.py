@@ -73,7 +73,7 @@ def request_window(start: datetime | None, end: datetime | None, now: datetime) 
     if end is None:
         return start, start + DEFAULT_WINDOW
     if end < start:
-        raise Unprocessable("validation_error", "end_date", "end_date is before start_date.")
+        raise Unprocessable("validation_error", "end_date", "end_date must be later than start_date.")
     if end - start > DEFAULT_WINDOW:
         raise Unprocessable("validation_error", "end_date", "start_date to end_date may not span more than 90 days.")
     return start, end

@@ -71,7 +71,7 @@ def process_photo(
     # is our storage failing (retry later), not a bad upload to reject for good.
     with (
         open(src, "rb") as file,
-        _pillow_failures_rejected(),
+        _pillow_failures_rejected(max_pixels),
         Image.open(file, formats=_ALLOWED_FORMATS) as image,
     ):
         _refuse_bombs(image.size, max_pixels)  # header only: nothing decoded yet
@@ -139,7 +139,7 @@ def check_jpeg_start(start: bytes | bytearray, max_pixels: int, *, whole: bool) 
 
 def _read_header(src: BinaryIO, max_pixels: int, formats: tuple[str, ...]) -> tuple[float, float] | None:
     """The GPS hint, or None without readable EXIF; PhotoRejected "decompression_bomb" or "unreadable"."""
-    with _pillow_failures_rejected(), Image.open(src, formats=formats) as image:
+    with _pillow_failures_rejected(max_pixels), Image.open(src, formats=formats) as image:
         _refuse_bombs(image.size, max_pixels)
         if image.format == "PNG" and "exif" not in image.info:
             # Pillow would decode every pixel looking for EXIF after them: not on the request path.
@@ -151,23 +151,27 @@ def _read_header(src: BinaryIO, max_pixels: int, formats: tuple[str, ...]) -> tu
 
 
 @contextmanager
-def _pillow_failures_rejected() -> Iterator[None]:
+def _pillow_failures_rejected(max_pixels: int) -> Iterator[None]:
     try:
         yield
     # The warning only arrives as an exception if someone made warnings errors;
     # _refuse_bombs applies the same limit without touching the (process-wide,
-    # not thread-safe) warning filters.
+    # not thread-safe) warning filters. Pillow's own words name its limit, not ours.
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise PhotoRejected("decompression_bomb", str(error)) from error
+        raise PhotoRejected("decompression_bomb", f"photo has more than the {_limit(max_pixels)} pixels allowed") from error
     except (OSError, SyntaxError, ValueError, EOFError, struct.error) as error:
         # OSError covers UnidentifiedImageError and "image file is truncated".
         raise PhotoRejected("unreadable", f"photo could not be read: {error}") from error
 
 
+def _limit(max_pixels: int) -> int:
+    return min(max_pixels, Image.MAX_IMAGE_PIXELS or max_pixels)
+
+
 def _refuse_bombs(size: tuple[int, int], max_pixels: int) -> None:
     # Pillow merely warns between MAX_IMAGE_PIXELS and twice that; for uploads
     # from strangers that range must be refused as firmly as the error above it.
-    limit = min(max_pixels, Image.MAX_IMAGE_PIXELS or max_pixels)
+    limit = _limit(max_pixels)
     width, height = size
     if width * height > limit:
         raise PhotoRejected(

@@ -50,14 +50,15 @@ def parse(url: str, settings: Settings) -> httpx.URL:
         raise UnsafeUrl("webhook_url_invalid", "The URL contains a space or a control character.")
     try:
         parsed = httpx.URL(url)
+        host = parsed.host  # decoded from punycode here: a malformed xn-- label raises (idna's error is a ValueError)
     except (httpx.InvalidURL, TypeError, ValueError) as exc:
-        raise UnsafeUrl("webhook_url_invalid", str(exc)) from exc
-    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise UnsafeUrl("webhook_url_invalid", str(exc) or "The host is not a valid name.") from exc
+    if parsed.scheme not in ("http", "https") or not host:
         raise UnsafeUrl("webhook_url_invalid", "Give an absolute http:// or https:// URL.")
     # httpx takes any number as a port; the socket layer then fails on every attempt.
     if parsed.port is not None and not 1 <= parsed.port <= 65535:
         raise UnsafeUrl("webhook_url_invalid", "The port must be between 1 and 65535.")
-    if not _is_ip_literal(parsed.host) and not HOST_NAME.fullmatch(parsed.raw_host.decode("ascii", "replace")):
+    if not _is_ip_literal(host) and not HOST_NAME.fullmatch(parsed.raw_host.decode("ascii", "replace")):
         raise UnsafeUrl("webhook_url_invalid", "The host is not a valid name or IP address.")
     if parsed.userinfo:
         raise UnsafeUrl("webhook_url_invalid", "Credentials in the URL are not accepted.")
