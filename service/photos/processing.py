@@ -9,6 +9,7 @@ other EXIF/XMP data inside them.
 import io
 import math
 import os
+import re
 import struct
 import tempfile
 from collections.abc import Iterator
@@ -158,7 +159,11 @@ def _pillow_failures_rejected(max_pixels: int) -> Iterator[None]:
     # _refuse_bombs applies the same limit without touching the (process-wide,
     # not thread-safe) warning filters. Pillow's own words name its limit, not ours.
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise PhotoRejected("decompression_bomb", f"photo has more than the {_limit(max_pixels)} pixels allowed") from error
+        declared = re.search(r"\((\d+) pixels\)", str(error))  # the size is in Pillow's words only
+        pixels = f"is {declared[1]} pixels" if declared else "has more pixels"
+        raise PhotoRejected(
+            "decompression_bomb", f"photo {pixels}, more than the {_limit(max_pixels)} allowed"
+        ) from error
     except (OSError, SyntaxError, ValueError, EOFError, struct.error) as error:
         # OSError covers UnidentifiedImageError and "image file is truncated".
         raise PhotoRejected("unreadable", f"photo could not be read: {error}") from error
