@@ -51,11 +51,14 @@ async def enqueue_process_reports(arq: ArqRedis, queue_name: str, report_ids: Se
     """The sweep's hand-off of reports whose first one was lost: a job per `handoff.BATCH_JOB_MAX` of them."""
     if not report_ids:
         return True
-    sent = [
-        await handoff.enqueue(arq, queue_name, PROCESS_REPORT, *chunk, job_id=process_report_job_id(chunk[0]))
-        for chunk in handoff.chunks([str(report_id) for report_id in report_ids], handoff.BATCH_JOB_MAX)
-    ]
-    return all(sent)
+    return await handoff.enqueue_jobs(
+        arq,
+        queue_name,
+        [
+            handoff.Job(PROCESS_REPORT, tuple(chunk), job_id=process_report_job_id(chunk[0]))
+            for chunk in handoff.chunks([str(report_id) for report_id in report_ids], handoff.BATCH_JOB_MAX)
+        ],
+    )
 
 
 async def enqueue_process_photos(arq: ArqRedis, queue_name: str, report_id: UUID) -> bool:

@@ -1,0 +1,139 @@
+"""CPU of the intake writer's group commit, in process: `add_new` + commit, and the jobs' hand-off to Redis.
+
+    .venv/bin/python bench/profile_writer.py [--backend postgresql|sqlite] [--reports 2000] [--group 10] [--profile]
+
+Builds the reports with `prepare` beforehand (not measured), then commits them in groups as the intake
+writer does, on a fresh database (dropped afterwards), and prints µs of CPU per report for the commit and
+for the hand-off of its jobs (drained after each group). `--profile` prints cProfile's top functions.
+"""
+
+import argparse
+import asyncio
+import cProfile
+import os
+import pstats
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import asyncpg
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from arq.connections import RedisSettings, create_pool
+from tests.conftest import migrate
+
+from service.db import SessionOnDemand, create_engine, session_factory
+from service.handoff import Handoff
+from service.models import ApiClient
+from service.reports import service
+from service.reports.schemas import ReportCreate
+from service.settings import Settings
+from service.webhooks import outbox
+
+PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+async def _admin(sql: str) -> None:
+    connection = await asyncpg.connect(PG_ADMIN_DSN)
+    try:
+        await connection.execute(sql)
+    finally:
+        await connection.close()
+
+
+async def main(backend: str, reports: int, group: int, profile: bool) -> None:
+    name = f"writer_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    if backend == "postgresql":
+        await _admin(f'CREATE DATABASE "{name}"')
+        url = PG_ADMIN_DSN.rsplit("/", 1)[0] + f"/{name}"
+    else:
+        url = f"sqlite:///{tempfile.mkdtemp()}/bench.db"
+    settings = Settings(
+        _env_file=None,
+        database_url=url,
+        redis_url="redis://127.0.0.1:6379/14",
+        queue_name=f"writer-bench:{os.getpid()}",
+        secret_key="bench-secret-key-that-is-long-enough-for-hs256",
+        log_json=False,
+    )
+    try:
+        await asyncio.to_thread(migrate, url)
+        engine = create_engine(settings)
+        outbox.configure(
+            engine, settings.public_base_url, subscription_cache_seconds=settings.webhook_subscription_cache_seconds
+        )
+        sessions = session_factory(engine)
+        arq = await create_pool(RedisSettings.from_dsn(settings.redis_url))
+        handoff = Handoff(arq, settings.queue_name, settings.webhook_queue_name)
+        client = ApiClient(name="bench", key_prefix=uuid.uuid4().hex[:12], key_hash="x")
+        async with sessions() as session:
+            session.add(client)
+            await session.commit()
+        lat = (settings.service_area[0] + settings.service_area[2]) / 2
+        lon = (settings.service_area[1] + settings.service_area[3]) / 2
+        built = []
+        async with sessions() as session:
+            for n in range(reports + 10 * group):
+                data = ReportCreate(title=f"Ổ gà số {n}", description="Ổ gà lớn giữa đường", lat=lat, lon=lon)
+                new = await service.prepare(
+                    SessionOnDemand.of(session),
+                    client=client,
+                    data=data,
+                    photos=[],
+                    idempotency_key=None,
+                    settings=settings,
+                )
+                assert isinstance(new, service.NewReport)
+                built.append(new)
+        groups = [built[start : start + group] for start in range(0, len(built), group)]
+        warm, measured = groups[:10], groups[10:]
+
+        async def commit(batch):
+            async with sessions() as session:
+                await service.add_new(session, batch)
+                await session.commit()
+                pending = session.info.pop("handoff.pending", None)
+            started = time.process_time()
+            handoff.send(pending)
+            await handoff.drain()
+            return time.process_time() - started
+
+        for batch in warm:
+            await commit(batch)
+        profiler = cProfile.Profile() if profile else None
+        if profiler:
+            profiler.enable()
+        started = time.process_time()
+        handing = 0.0
+        for batch in measured:
+            handing += await commit(batch)
+        total = time.process_time() - started
+        if profiler:
+            profiler.disable()
+        count = sum(len(batch) for batch in measured)
+        print(
+            f"{backend}: {count} reports in groups of {group}: commit {(total - handing) / count * 1e6:.0f} µs CPU/report,"
+            f" hand-off {handing / count * 1e6:.0f} µs CPU/report"
+        )
+        if profiler:
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
+        job_keys = [f"arq:job:process_report:{batch[0].values['id']}" for batch in groups]
+        await arq.delete(settings.queue_name, *job_keys)
+        await arq.aclose()
+        await engine.dispose()
+    finally:
+        if backend == "postgresql":
+            await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--backend", default="postgresql", choices=("postgresql", "sqlite"))
+    parser.add_argument("--reports", type=int, default=2000)
+    parser.add_argument("--group", type=int, default=10)
+    parser.add_argument("--profile", action="store_true")
+    arguments = parser.parse_args()
+    asyncio.run(main(arguments.backend, arguments.reports, arguments.group, arguments.profile))
