@@ -91,32 +91,36 @@ async def main(backend: str, reports: int, group: int, profile: bool) -> None:
         groups = [built[start : start + group] for start in range(0, len(built), group)]
         warm, measured = groups[:10], groups[10:]
 
-        async def commit(batch):
+        spent = {"add_new": 0.0, "commit": 0.0, "hand-off": 0.0}
+
+        async def commit(batch, spent):
+            started = time.process_time()
             async with sessions() as session:
                 await service.add_new(session, batch)
+                added = time.process_time()
                 await session.commit()
                 pending = session.info.pop("handoff.pending", None)
-            started = time.process_time()
+            committed = time.process_time()
             handoff.send(pending)
             await handoff.drain()
-            return time.process_time() - started
+            spent["add_new"] += added - started
+            spent["commit"] += committed - added
+            spent["hand-off"] += time.process_time() - committed
 
         for batch in warm:
-            await commit(batch)
+            await commit(batch, dict(spent))
         profiler = cProfile.Profile() if profile else None
         if profiler:
             profiler.enable()
-        started = time.process_time()
-        handing = 0.0
         for batch in measured:
-            handing += await commit(batch)
-        total = time.process_time() - started
+            await commit(batch, spent)
         if profiler:
             profiler.disable()
         count = sum(len(batch) for batch in measured)
         print(
-            f"{backend}: {count} reports in groups of {group}: commit {(total - handing) / count * 1e6:.0f} µs CPU/report,"
-            f" hand-off {handing / count * 1e6:.0f} µs CPU/report"
+            f"{backend}: {count} reports in groups of {group}, µs CPU/report: "
+            + ", ".join(f"{name} {seconds / count * 1e6:.0f}" for name, seconds in spent.items())
+            + f", all {sum(spent.values()) / count * 1e6:.0f}"
         )
         if profiler:
             stats = pstats.Stats(profiler)

@@ -88,6 +88,12 @@ def batched_job(session: AsyncSession, name: str, arg: str, *, job_id_of: Callab
     args[arg] = None
 
 
+def batched_jobs(session: AsyncSession, name: str, args: list[str], *, job_id_of: Callable[[str], str]) -> None:
+    """`batched_job` for each of these arguments."""
+    _, noted = _pending(session).batches.setdefault(name, (job_id_of, {}))
+    noted.update(dict.fromkeys(args))
+
+
 def webhook_stream(session: AsyncSession, subscription_id: UUID, report_id: UUID) -> None:
     """Hand this (subscription, report) stream of webhook events to the workers once the session commits."""
     _pending(session).work[WebhookStream(subscription_id, report_id)] = None

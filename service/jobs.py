@@ -42,6 +42,13 @@ def report_job(session: AsyncSession, report_id: UUID) -> None:
     handoff.batched_job(session, PROCESS_REPORT, str(report_id), job_id_of=process_report_job_id)
 
 
+def report_jobs(session: AsyncSession, report_ids: list[UUID]) -> None:
+    """`report_job` for each of these reports."""
+    handoff.batched_jobs(
+        session, PROCESS_REPORT, [str(report_id) for report_id in report_ids], job_id_of=process_report_job_id
+    )
+
+
 def photos_job(session: AsyncSession, report_id: UUID) -> None:
     """Photos added after intake (after-photos, citizen answers) need their metadata stripped too."""
     handoff.job(session, PROCESS_PHOTOS, str(report_id), job_id=process_photos_job_id(report_id))

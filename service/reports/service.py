@@ -269,8 +269,7 @@ async def add_new(session: AsyncSession, reports: list[NewReport]) -> None:
     ]
     await rows.insert(session, REPORT_EVENTS, [vars(event) for event in events])
     await rows.insert(session, PHOTOS, [row for new in reports for row in new.photos])
-    for new in reports:
-        jobs.report_job(session, new.values["id"])
+    jobs.report_jobs(session, [new.values["id"] for new in reports])
     await lifecycle.received(session, [(new.values, event) for new, event in zip(reports, events, strict=True)])
     await session.flush()
 
