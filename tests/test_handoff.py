@@ -18,6 +18,7 @@ from arq.worker import Worker
 
 from service.handoff import Job, enqueue, enqueue_jobs
 from tests.conftest import TEST_REDIS_URL
+from tests.processes import RedisServer
 
 
 def with_pool(work: Callable[[ArqRedis, str], Awaitable[Any]]) -> Any:
@@ -127,3 +128,25 @@ def test_job_whose_result_is_kept_is_not_queued_again():
     calls, queued, definitions = with_pool(work)
     assert calls == [(done, "once")]
     assert (queued, definitions) == (0, 0)
+
+
+def test_job_handed_on_after_redis_restarted_is_queued(tmp_path):
+    """A restarted Redis has forgotten the script: it is loaded again, and the job queued."""
+    server = RedisServer(tmp_path)
+    server.start()
+    first, second = job_id(), job_id()
+
+    async def work() -> list[bytes]:
+        pool = await create_pool(RedisSettings.from_dsn(server.url))
+        try:
+            assert await enqueue(pool, "restart-queue", "record", "a", job_id=first)
+            await pool.script_flush()  # as a restart leaves it
+            assert await enqueue(pool, "restart-queue", "record", "b", job_id=second)
+            return await pool.zrange("restart-queue", 0, -1)
+        finally:
+            await pool.aclose()
+
+    try:
+        assert sorted(asyncio.run(work())) == sorted([first.encode(), second.encode()])
+    finally:
+        server.stop()
