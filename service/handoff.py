@@ -143,16 +143,22 @@ class Handoff:
         from service.webhooks.outbox import enqueue_stream  # the stream's job and its follow-up live there
 
         jobs = [item for item in work if isinstance(item, Job)]
-        streams = [item for item in work if isinstance(item, WebhookStream)]
-        results: list[Any] = await asyncio.gather(
-            enqueue_jobs(self.arq, self.queue_name, jobs),
-            *(
-                enqueue_stream(self.arq, self.webhook_queue_name, item.subscription_id, item.report_id)
-                for item in streams
-            ),
-            return_exceptions=True,
+        # (how many hand-offs, the call making them): the jobs in one call, a stream's job each
+        sends: list[tuple[int, Awaitable[bool]]] = []
+        if jobs:
+            sends.append((len(jobs), enqueue_jobs(self.arq, self.queue_name, jobs)))
+        sends += [
+            (1, enqueue_stream(self.arq, self.webhook_queue_name, item.subscription_id, item.report_id))
+            for item in work
+            if isinstance(item, WebhookStream)
+        ]
+        # Mostly one call (a commit's jobs): awaited here, not wrapped in a task of its own by gather.
+        results: list[Any] = (
+            [await _settled(sends[0][1])]
+            if len(sends) == 1
+            else await asyncio.gather(*(send for _, send in sends), return_exceptions=True)
         )
-        failed = (len(jobs) if results[0] is not True else 0) + sum(1 for result in results[1:] if result is not True)
+        failed = sum(count for (count, _), result in zip(sends, results, strict=True) if result is not True)
         if failed:
             log.warning("%d of %d hand-offs to the workers failed; the sweeps will hand them on", failed, len(work))
 
@@ -160,6 +166,14 @@ class Handoff:
         """Wait until what was sent so far reached Redis (or failed): before a job ends, at shutdown."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+
+async def _settled(send: Awaitable[bool]) -> bool | BaseException:
+    """What `asyncio.gather(..., return_exceptions=True)` gives for one awaitable."""
+    try:
+        return await send
+    except Exception as exc:  # noqa: BLE001 - counted as a failed hand-off, as gather's would be
+        return exc
 
 
 _breakers: "WeakKeyDictionary[ArqRedis, CircuitBreaker]" = WeakKeyDictionary()
@@ -182,7 +196,8 @@ async def guarded(arq: ArqRedis, what: str, send: Callable[[], Awaitable[Any]]) 
     if call is None:
         return False
     try:
-        await asyncio.wait_for(send(), ENQUEUE_TIMEOUT_SECONDS)
+        async with asyncio.timeout(ENQUEUE_TIMEOUT_SECONDS):  # not wait_for: no task of its own
+            await send()
     except (RedisError, OSError, TimeoutError) as exc:
         breaker.failed(exc)
         log.warning("hand-off of %s failed, a sweep will pick it up: %s", what, type(exc).__name__)
