@@ -17,6 +17,10 @@ from uuid import UUID
 from weakref import WeakKeyDictionary
 
 from arq.connections import ArqRedis
+from arq.constants import job_key_prefix, result_key_prefix
+from arq.jobs import serialize_job
+from arq.utils import timestamp_ms
+from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -84,6 +88,12 @@ def batched_job(session: AsyncSession, name: str, arg: str, *, job_id_of: Callab
     args[arg] = None
 
 
+def batched_jobs(session: AsyncSession, name: str, args: list[str], *, job_id_of: Callable[[str], str]) -> None:
+    """`batched_job` for each of these arguments."""
+    _, noted = _pending(session).batches.setdefault(name, (job_id_of, {}))
+    noted.update(dict.fromkeys(args))
+
+
 def webhook_stream(session: AsyncSession, subscription_id: UUID, report_id: UUID) -> None:
     """Hand this (subscription, report) stream of webhook events to the workers once the session commits."""
     _pending(session).work[WebhookStream(subscription_id, report_id)] = None
@@ -132,16 +142,23 @@ class Handoff:
     async def _send(self, work: list[Job | WebhookStream]) -> None:
         from service.webhooks.outbox import enqueue_stream  # the stream's job and its follow-up live there
 
-        results: list[Any] = await asyncio.gather(
-            *(
-                enqueue(self.arq, self.queue_name, item.name, *item.args, job_id=item.job_id)
-                if isinstance(item, Job)
-                else enqueue_stream(self.arq, self.webhook_queue_name, item.subscription_id, item.report_id)
-                for item in work
-            ),
-            return_exceptions=True,
+        jobs = [item for item in work if isinstance(item, Job)]
+        # (how many hand-offs, the call making them): the jobs in one call, a stream's job each
+        sends: list[tuple[int, Awaitable[bool]]] = []
+        if jobs:
+            sends.append((len(jobs), enqueue_jobs(self.arq, self.queue_name, jobs)))
+        sends += [
+            (1, enqueue_stream(self.arq, self.webhook_queue_name, item.subscription_id, item.report_id))
+            for item in work
+            if isinstance(item, WebhookStream)
+        ]
+        # Mostly one call (a commit's jobs): awaited here, not wrapped in a task of its own by gather.
+        results: list[Any] = (
+            [await _settled(sends[0][1])]
+            if len(sends) == 1
+            else await asyncio.gather(*(send for _, send in sends), return_exceptions=True)
         )
-        failed = sum(1 for result in results if result is not True)
+        failed = sum(count for (count, _), result in zip(sends, results, strict=True) if result is not True)
         if failed:
             log.warning("%d of %d hand-offs to the workers failed; the sweeps will hand them on", failed, len(work))
 
@@ -149,6 +166,14 @@ class Handoff:
         """Wait until what was sent so far reached Redis (or failed): before a job ends, at shutdown."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+
+async def _settled(send: Awaitable[bool]) -> bool | BaseException:
+    """What `asyncio.gather(..., return_exceptions=True)` gives for one awaitable."""
+    try:
+        return await send
+    except Exception as exc:  # noqa: BLE001 - counted as a failed hand-off, as gather's would be
+        return exc
 
 
 _breakers: "WeakKeyDictionary[ArqRedis, CircuitBreaker]" = WeakKeyDictionary()
@@ -171,7 +196,8 @@ async def guarded(arq: ArqRedis, what: str, send: Callable[[], Awaitable[Any]]) 
     if call is None:
         return False
     try:
-        await asyncio.wait_for(send(), ENQUEUE_TIMEOUT_SECONDS)
+        async with asyncio.timeout(ENQUEUE_TIMEOUT_SECONDS):  # not wait_for: no task of its own
+            await send()
     except (RedisError, OSError, TimeoutError) as exc:
         breaker.failed(exc)
         log.warning("hand-off of %s failed, a sweep will pick it up: %s", what, type(exc).__name__)
@@ -184,4 +210,56 @@ async def guarded(arq: ArqRedis, what: str, send: Callable[[], Awaitable[Any]]) 
 
 async def enqueue(arq: ArqRedis, queue_name: str, job: str, *args: str, job_id: str) -> bool:
     """One arq job (its id de-duplicates while queued); False when Redis can't take it now."""
-    return await guarded(arq, job_id, lambda: arq.enqueue_job(job, *args, _job_id=job_id, _queue_name=queue_name))
+    return await enqueue_jobs(arq, queue_name, [Job(job, args, job_id)])
+
+
+async def enqueue_jobs(arq: ArqRedis, queue_name: str, jobs: list[Job]) -> bool:
+    """These arq jobs, in one round trip; each id de-duplicates as `ArqRedis.enqueue_job`'s does. False
+    when Redis can't take them now."""
+    if not jobs:
+        return True
+    what = jobs[0].job_id if len(jobs) == 1 else f"{len(jobs)} jobs"
+    return await guarded(arq, what, lambda: _enqueue(arq, queue_name, jobs))
+
+
+# `ArqRedis.enqueue_job` without a deferral, for several jobs: a job whose key or result key exists is
+# left alone; otherwise its definition is set to expire as arq's does and its id queued at its enqueue
+# time. arq's own way (WATCH, EXISTS, then MULTI…EXEC) costs three round trips a job; a script is atomic
+# as that transaction is, and keeps the keys, the definition and the score arq writes and reads.
+_ENQUEUE = """
+local queued = {}
+for index = 1, #ARGV - 2, 2 do
+    local job_key, result_key = KEYS[index + 1], KEYS[index + 2]
+    if redis.call('EXISTS', job_key, result_key) == 0 then
+        redis.call('PSETEX', job_key, ARGV[#ARGV], ARGV[index + 1])
+        redis.call('ZADD', KEYS[1], ARGV[#ARGV - 1], ARGV[index])
+        queued[#queued + 1] = 1
+    else
+        queued[#queued + 1] = 0
+    end
+end
+return queued
+"""
+_scripts: "WeakKeyDictionary[ArqRedis, AsyncScript]" = WeakKeyDictionary()
+
+
+def _enqueue_script(arq: ArqRedis) -> AsyncScript:
+    """Registered once per pool: then sent by its digest (EVALSHA), and loaded again if Redis forgot it."""
+    script = _scripts.get(arq)
+    if script is None:
+        script = _scripts[arq] = arq.register_script(_ENQUEUE)
+    return script
+
+
+async def _enqueue(arq: ArqRedis, queue_name: str, jobs: list[Job]) -> list[int]:
+    """Which of these jobs were queued (1) or already there (0)."""
+    enqueue_time_ms = timestamp_ms()
+    keys: list[str] = [queue_name]
+    args: list[Any] = []
+    for job in jobs:
+        keys += (job_key_prefix + job.job_id, result_key_prefix + job.job_id)
+        definition = serialize_job(job.name, job.args, {}, None, enqueue_time_ms, serializer=arq.job_serializer)
+        args += (job.job_id, definition)
+    # Not deferred: scored at its enqueue time, it expires `expires_extra_ms` later, as arq's would.
+    args += (enqueue_time_ms, arq.expires_extra_ms)
+    return await _enqueue_script(arq)(keys=keys, args=args)

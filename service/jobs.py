@@ -42,6 +42,13 @@ def report_job(session: AsyncSession, report_id: UUID) -> None:
     handoff.batched_job(session, PROCESS_REPORT, str(report_id), job_id_of=process_report_job_id)
 
 
+def report_jobs(session: AsyncSession, report_ids: list[UUID]) -> None:
+    """`report_job` for each of these reports."""
+    handoff.batched_jobs(
+        session, PROCESS_REPORT, [str(report_id) for report_id in report_ids], job_id_of=process_report_job_id
+    )
+
+
 def photos_job(session: AsyncSession, report_id: UUID) -> None:
     """Photos added after intake (after-photos, citizen answers) need their metadata stripped too."""
     handoff.job(session, PROCESS_PHOTOS, str(report_id), job_id=process_photos_job_id(report_id))
@@ -51,11 +58,14 @@ async def enqueue_process_reports(arq: ArqRedis, queue_name: str, report_ids: Se
     """The sweep's hand-off of reports whose first one was lost: a job per `handoff.BATCH_JOB_MAX` of them."""
     if not report_ids:
         return True
-    sent = [
-        await handoff.enqueue(arq, queue_name, PROCESS_REPORT, *chunk, job_id=process_report_job_id(chunk[0]))
-        for chunk in handoff.chunks([str(report_id) for report_id in report_ids], handoff.BATCH_JOB_MAX)
-    ]
-    return all(sent)
+    return await handoff.enqueue_jobs(
+        arq,
+        queue_name,
+        [
+            handoff.Job(PROCESS_REPORT, tuple(chunk), job_id=process_report_job_id(chunk[0]))
+            for chunk in handoff.chunks([str(report_id) for report_id in report_ids], handoff.BATCH_JOB_MAX)
+        ],
+    )
 
 
 async def enqueue_process_photos(arq: ArqRedis, queue_name: str, report_id: UUID) -> bool:

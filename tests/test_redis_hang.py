@@ -90,7 +90,9 @@ def test_intake_answers_201_in_its_usual_time_while_redis_hangs(settings, client
         # The first request finds out (a 50 ms check); the others do not ask the hung Redis at all.
         assert sorted(latencies)[len(latencies) // 2] < 0.1, latencies
         during = command_counts(redis_server.url) - before
-        assert during["evalsha"] + during["eval"] <= 3, during  # the check that timed out, not three per request
+        # The check that timed out, not three per request. A hand-off is a script too: each one Redis ran
+        # queued its (new) job, so the scripts beyond the ZADDs are the limiter's checks.
+        assert during["evalsha"] + during["eval"] - during["zadd"] <= 3, during
         # Hand-offs under way when Redis froze waited for their timeout; none was tried after that.
         assert during["zadd"] <= 5, during
 

@@ -9,12 +9,12 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import h3
-from sqlalchemy import Table, insert
+from sqlalchemy import Table
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from service import jobs
+from service import jobs, rows
 from service.catalogue.attributes import Answer, check_answers, definitions_of
 from service.db import SessionOnDemand, lock_rows
 from service.errors import Conflict, NotFound, Unprocessable
@@ -204,7 +204,7 @@ async def prepare(
     if point:
         values["lat"], values["lon"], values["location_source"] = point
         values["h3_cell"] = h3.latlng_to_cell(values["lat"], values["lon"], H3_RESOLUTION)
-    rows = [  # plain rows, as the report's: a table model per photo costs more than its insert
+    photo_rows = [  # plain rows, as the report's: a table model per photo costs more than its insert
         {
             "id": staged.id,
             "report_id": values["id"],
@@ -227,7 +227,7 @@ async def prepare(
             **({"media_url": media_url} if media_url else {}),
         },
     }
-    return NewReport(values=values, photos=rows, received=received)
+    return NewReport(values=values, photos=photo_rows, received=received)
 
 
 def _answers(
@@ -261,18 +261,15 @@ async def add_new(session: AsyncSession, reports: list[NewReport]) -> None:
 
     Reports, their photos and events go in as plain rows, one statement each for the whole batch: built as table
     models they cost a fifth of an intake request's CPU (bench/RESULTS.md)."""
-    # Core inserts of the tables: the ORM's bulk path would only map the same dictionaries again.
-    await session.execute(insert(REPORTS), [new.values for new in reports])  # photos and events point at them
+    # Plain inserts of the tables: the ORM's bulk path would only map the same dictionaries again.
+    await rows.insert(session, REPORTS, [new.values for new in reports])  # photos and events point at them
     events = [
         EventRow(new.values["id"], "received", new.received["message"], new.received["data"], new.values["created_at"])
         for new in reports
     ]
-    await session.execute(insert(REPORT_EVENTS), [vars(event) for event in events])
-    photos = [row for new in reports for row in new.photos]
-    if photos:
-        await session.execute(insert(PHOTOS), photos)
-    for new in reports:
-        jobs.report_job(session, new.values["id"])
+    await rows.insert(session, REPORT_EVENTS, [vars(event) for event in events])
+    await rows.insert(session, PHOTOS, [row for new in reports for row in new.photos])
+    jobs.report_jobs(session, [new.values["id"] for new in reports])
     await lifecycle.received(session, [(new.values, event) for new, event in zip(reports, events, strict=True)])
     await session.flush()
 

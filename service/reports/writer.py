@@ -1,10 +1,10 @@
 """Group commit for intake: reports that arrive together are written in one transaction.
 
-A transaction per report costs BEGIN, the INSERTs, COMMIT and an arq hand-off of three Redis round
-trips, each with its share of driver and ORM work; under a storm the API spends its time there
-(bench/RESULTS.md). One writer task per API process takes every report waiting when it is free, up
-to `INTAKE_BATCH_MAX`, and commits them together; with one request at a time a batch is one report,
-so nothing waits for a batch to fill.
+A transaction per report costs BEGIN, the INSERTs, COMMIT and a hand-off to Redis, each with its
+share of driver and ORM work; under a storm the API spends its time there (bench/RESULTS.md;
+bench/profile_writer.py measures this part alone). One writer task per API process takes every
+report waiting when it is free, up to `INTAKE_BATCH_MAX`, and commits them together; with one
+request at a time a batch is one report, so nothing waits for a batch to fill.
 
 What a client sees does not change: its answer comes only after its report is committed, and a
 report is never half-written. A batch that fails for any reason but an outage is tried again one
