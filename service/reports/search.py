@@ -12,7 +12,6 @@ import re
 import unicodedata
 from typing import Any
 
-_SPACES = re.compile(r"\s+")
 _LIKE_SPECIAL = re.compile(r"([\\%_])")
 # The fields of a report searched as text, in the order they are joined.
 SEARCHED_FIELDS = ("tracking_code", "title", "description", "address")
@@ -37,14 +36,16 @@ _WITHOUT_MARKS = _WithoutMarks()
 
 def fold(text: str) -> str:
     """ "Đường Nguyễn  Huệ" -> "duong nguyen hue": lowercase, accents and đ folded, spaces collapsed."""
-    decomposed = unicodedata.normalize("NFD", text.replace("đ", "d").replace("Đ", "D"))
-    bare = decomposed.translate(_WITHOUT_MARKS)
-    return _SPACES.sub(" ", bare).strip().lower()
+    # ASCII text has no đ, nothing to decompose and no mark to drop: only its spaces and case change.
+    if not text.isascii():
+        text = unicodedata.normalize("NFD", text.replace("đ", "d").replace("Đ", "D")).translate(_WITHOUT_MARKS)
+    # split() breaks at the characters `\s` matches (str.isspace) and drops them at both ends.
+    return " ".join(text.split()).lower()
 
 
 def search_text(tracking_code: str | None, title: str | None, description: str | None, address: str | None) -> str:
     """One line per field, so a phrase never runs from one field into the next."""
-    return "\n".join(fold(part) for part in (tracking_code, title, description, address) if part)
+    return "\n".join([fold(part) for part in (tracking_code, title, description, address) if part])
 
 
 def like_pattern(query: str) -> str | None:
