@@ -171,8 +171,12 @@ async def prepare(
         raise Unprocessable("unknown_service_code", "service_code")
     answers = _answers(category, data, attributes, ZoneInfo(settings.sla_timezone))
     point = check_location(data, photos)
-    if point and not await service_area.contains(session.get, settings, point[0], point[1]):
-        raise Unprocessable("outside_service_area", "lat" if point[2] == "device" else "photos")
+    cell = None
+    if point:
+        # The report's cell, which the service area is checked by too; a point not on earth has none.
+        cell = h3.latlng_to_cell(point[0], point[1], H3_RESOLUTION) if service_area.on_earth(*point[:2]) else None
+        if cell is None or not await service_area.contains(session.get, settings, point[0], point[1], cell=cell):
+            raise Unprocessable("outside_service_area", "lat" if point[2] == "device" else "photos")
 
     now = utcnow()
     values: dict[str, Any] = {
@@ -203,7 +207,7 @@ async def prepare(
     values["search_text"] = search_text(*(values[field] for field in SEARCHED_FIELDS))
     if point:
         values["lat"], values["lon"], values["location_source"] = point
-        values["h3_cell"] = h3.latlng_to_cell(values["lat"], values["lon"], H3_RESOLUTION)
+        values["h3_cell"] = cell
     rows = [  # plain rows, as the report's: a table model per photo costs more than its insert
         {
             "id": staged.id,
