@@ -34,11 +34,29 @@ class _WithoutMarks(dict):
 _WITHOUT_MARKS = _WithoutMarks()
 
 
+def _sheds_to_ascii(code: int) -> bool:
+    """Decomposes to ASCII and combining marks only, as every Vietnamese letter but đ does."""
+    decomposed = unicodedata.normalize("NFD", chr(code))
+    return all(part.isascii() or unicodedata.category(part) == "Mn" for part in decomposed)
+
+
+# A text of ASCII and such letters (or bare marks) is left with ASCII and marks only once decomposed, so
+# dropping what is not ASCII drops exactly its marks, in one C-level pass instead of a look-up per character.
+_NOT_LATIN = re.compile(
+    "[^\x00-\x7f" + "".join(chr(code) for code in range(0x80, 0x2000) if _sheds_to_ascii(code)) + "]"
+)
+
+
 def fold(text: str) -> str:
     """ "Đường Nguyễn  Huệ" -> "duong nguyen hue": lowercase, accents and đ folded, spaces collapsed."""
     # ASCII text has no đ, nothing to decompose and no mark to drop: only its spaces and case change.
     if not text.isascii():
-        text = unicodedata.normalize("NFD", text.replace("đ", "d").replace("Đ", "D")).translate(_WITHOUT_MARKS)
+        text = text.replace("đ", "d").replace("Đ", "D")
+        decomposed = unicodedata.normalize("NFD", text)
+        if _NOT_LATIN.search(text):
+            text = decomposed.translate(_WITHOUT_MARKS)
+        else:
+            text = decomposed.encode("ascii", "ignore").decode("ascii")
     # split() breaks at the characters `\s` matches (str.isspace) and drops them at both ends.
     return " ".join(text.split()).lower()
 

@@ -93,8 +93,10 @@ def generated_texts(count: int, seed: int):
                 parts.append(unicodedata.normalize("NFD", word) if draw.random() < 0.2 else word)
             elif kind < 0.65:
                 parts.append("".join(draw.choices(ascii_letters, k=draw.randint(1, 6))))
-            elif kind < 0.9:
+            elif kind < 0.8:
                 parts.append("".join(draw.choices(SPACES, k=draw.randint(1, 3))))
+            elif kind < 0.9:  # anything from the Latin, Greek and Cyrillic blocks and their marks
+                parts.append("".join(chr(draw.randrange(0x80, 0x2100)) for _ in range(draw.randint(1, 4))))
             else:
                 parts.append(draw.choice(NOT_SPACES))
         text = "".join(parts)
