@@ -42,9 +42,9 @@ def _sheds_to_ascii(code: int) -> bool:
 
 # A text of ASCII and such letters (or bare marks) is left with ASCII and marks only once decomposed, so
 # dropping what is not ASCII drops exactly its marks, in one C-level pass instead of a look-up per character.
-_NOT_LATIN = re.compile(
-    "[^\x00-\x7f" + "".join(chr(code) for code in range(0x80, 0x2000) if _sheds_to_ascii(code)) + "]"
-)
+# (Latin-1, Latin Extended-A and B, the combining marks, Latin Extended Additional: where such letters are.)
+_LATIN_BLOCKS = (*range(0x80, 0x370), *range(0x1E00, 0x1F00))
+_NOT_LATIN = re.compile("[^\x00-\x7f" + "".join(chr(code) for code in _LATIN_BLOCKS if _sheds_to_ascii(code)) + "]")
 
 
 def fold(text: str) -> str:
