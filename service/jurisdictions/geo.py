@@ -235,6 +235,10 @@ class JurisdictionIndex:
             shapely.prepare(self._union)
         return self._union
 
+    def shapes_near(self, geometry: BaseGeometry) -> list[BaseGeometry]:
+        """The shapes whose bounding boxes meet `geometry`'s."""
+        return [self._shapes[index].geometry for index in self._tree.query(geometry)]
+
     def covers(self, lon: float, lat: float, tolerance_m: float = 150) -> bool:
         """True when `locate` finds a shape, without saying which: a point inside one is answered by a
         prepared union of all of them (intake asks this of every report), the rest by `locate`."""
