@@ -228,14 +228,22 @@ class JurisdictionIndex:
             return None
         return self._match(best_index, "nearest", best_key[0])
 
-    def covers(self, lon: float, lat: float, tolerance_m: float = 150) -> bool:
-        """True when `locate` finds a shape, without saying which: a point inside one is answered by a
-        prepared union of all of them (intake asks this of every report), the rest by `locate`."""
+    def union(self) -> BaseGeometry:
+        """Every shape as one geometry, prepared: made on first use."""
         if self._union is None:
             self._union = shapely.union_all([shape.geometry for shape in self._shapes])
             shapely.prepare(self._union)
+        return self._union
+
+    def shapes_near(self, geometry: BaseGeometry) -> list[BaseGeometry]:
+        """The shapes whose bounding boxes meet `geometry`'s."""
+        return [self._shapes[index].geometry for index in self._tree.query(geometry)]
+
+    def covers(self, lon: float, lat: float, tolerance_m: float = 150) -> bool:
+        """True when `locate` finds a shape, without saying which: a point inside one is answered by a
+        prepared union of all of them (intake asks this of every report), the rest by `locate`."""
         # intersects, as in locate: a point on a boundary is inside.
-        if shapely.intersects_xy(self._union, lon, lat):
+        if shapely.intersects_xy(self.union(), lon, lat):
             return True
         return self.locate(lon, lat, tolerance_m) is not None
 

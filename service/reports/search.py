@@ -12,7 +12,6 @@ import re
 import unicodedata
 from typing import Any
 
-_SPACES = re.compile(r"\s+")
 _LIKE_SPECIAL = re.compile(r"([\\%_])")
 # The fields of a report searched as text, in the order they are joined.
 SEARCHED_FIELDS = ("tracking_code", "title", "description", "address")
@@ -35,16 +34,36 @@ class _WithoutMarks(dict):
 _WITHOUT_MARKS = _WithoutMarks()
 
 
+def _sheds_to_ascii(code: int) -> bool:
+    """Decomposes to ASCII and combining marks only, as every Vietnamese letter but đ does."""
+    decomposed = unicodedata.normalize("NFD", chr(code))
+    return all(part.isascii() or unicodedata.category(part) == "Mn" for part in decomposed)
+
+
+# A text of ASCII and such letters (or bare marks) is left with ASCII and marks only once decomposed, so
+# dropping what is not ASCII drops exactly its marks, in one C-level pass instead of a look-up per character.
+# (Latin-1, Latin Extended-A and B, the combining marks, Latin Extended Additional: where such letters are.)
+_LATIN_BLOCKS = (*range(0x80, 0x370), *range(0x1E00, 0x1F00))
+_NOT_LATIN = re.compile("[^\x00-\x7f" + "".join(chr(code) for code in _LATIN_BLOCKS if _sheds_to_ascii(code)) + "]")
+
+
 def fold(text: str) -> str:
     """ "Đường Nguyễn  Huệ" -> "duong nguyen hue": lowercase, accents and đ folded, spaces collapsed."""
-    decomposed = unicodedata.normalize("NFD", text.replace("đ", "d").replace("Đ", "D"))
-    bare = decomposed.translate(_WITHOUT_MARKS)
-    return _SPACES.sub(" ", bare).strip().lower()
+    # ASCII text has no đ, nothing to decompose and no mark to drop: only its spaces and case change.
+    if not text.isascii():
+        text = text.replace("đ", "d").replace("Đ", "D")
+        decomposed = unicodedata.normalize("NFD", text)
+        if _NOT_LATIN.search(text):
+            text = decomposed.translate(_WITHOUT_MARKS)
+        else:
+            text = decomposed.encode("ascii", "ignore").decode("ascii")
+    # split() breaks at the characters `\s` matches (str.isspace) and drops them at both ends.
+    return " ".join(text.split()).lower()
 
 
 def search_text(tracking_code: str | None, title: str | None, description: str | None, address: str | None) -> str:
     """One line per field, so a phrase never runs from one field into the next."""
-    return "\n".join(fold(part) for part in (tracking_code, title, description, address) if part)
+    return "\n".join([fold(part) for part in (tracking_code, title, description, address) if part])
 
 
 def like_pattern(query: str) -> str | None:

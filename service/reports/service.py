@@ -50,15 +50,26 @@ class Submission:
     replayed: bool
 
 
+# What json.dumps(body, sort_keys=True, ensure_ascii=False) builds anew at every call.
+_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False)
+
+
 def fingerprint(data: ReportCreate, photos: list[StagedPhoto], extras: dict | None = None) -> str:
-    """Same body and same photos give the same fingerprint: what makes a retry a retry."""
-    # Without attributes the fields are those of a report before apps could answer attributes.
-    fields = data.model_dump(mode="json", exclude={"attributes"} if data.attributes is None else None)
+    """Same body and same photos give the same fingerprint: what makes a retry a retry.
+
+    The body hashed is `{"fields": data.model_dump(mode="json"), "photos": [...], "extras"?}` as
+    canonical JSON. Every field but the attributes holds a str, a finite float, a bool or None, which
+    model_dump would give back as it is: those are read from the model, and only the attributes (any JSON
+    value, NaN included) go through pydantic's serializer."""
+    fields = data.__dict__.copy()
+    if data.attributes is None:  # left out: the fields of a report before apps could answer attributes
+        del fields["attributes"]
+    else:
+        fields["attributes"] = data.model_dump(mode="json", include={"attributes"})["attributes"]
     body = {"fields": fields, "photos": [photo.sha256 for photo in photos]}
     if extras:  # only when present, so fingerprints of plain reports never change
         body["extras"] = extras
-    canonical = json.dumps(body, sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hashlib.sha256(_CANONICAL_JSON.encode(body).encode()).hexdigest()
 
 
 def check_location(data: ReportCreate, photos: list[StagedPhoto]) -> tuple[float, float, str] | None:
@@ -171,8 +182,12 @@ async def prepare(
         raise Unprocessable("unknown_service_code", "service_code")
     answers = _answers(category, data, attributes, ZoneInfo(settings.sla_timezone))
     point = check_location(data, photos)
-    if point and not await service_area.contains(session.get, settings, point[0], point[1]):
-        raise Unprocessable("outside_service_area", "lat" if point[2] == "device" else "photos")
+    cell = None
+    if point:
+        # The report's cell, which the service area is checked by too; a point not on earth has none.
+        cell = h3.latlng_to_cell(point[0], point[1], H3_RESOLUTION) if service_area.on_earth(*point[:2]) else None
+        if cell is None or not await service_area.contains(session.get, settings, point[0], point[1], cell=cell):
+            raise Unprocessable("outside_service_area", "lat" if point[2] == "device" else "photos")
 
     now = utcnow()
     values: dict[str, Any] = {
@@ -203,7 +218,7 @@ async def prepare(
     values["search_text"] = search_text(*(values[field] for field in SEARCHED_FIELDS))
     if point:
         values["lat"], values["lon"], values["location_source"] = point
-        values["h3_cell"] = h3.latlng_to_cell(values["lat"], values["lon"], H3_RESOLUTION)
+        values["h3_cell"] = cell
     photo_rows = [  # plain rows, as the report's: a table model per photo costs more than its insert
         {
             "id": staged.id,
