@@ -123,6 +123,8 @@ def test_near_identical_report_nearby_becomes_a_duplicate(client, api_key):
     assert duplicate.duplicate_of_id == original.id
     assert original.supporter_count == 1
     assert other.status == "assigned"
+    # A duplicate is placed in its ward too, so per-ward counts and filters include it.
+    assert duplicate.jurisdiction_code == original.jurisdiction_code is not None
     page = client.get(f"/v1/reports/{second['tracking_code']}").json()
     assert page["duplicate_of"] == first["tracking_code"]
     assert page["original"]["status"] == "assigned"

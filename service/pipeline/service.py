@@ -137,6 +137,9 @@ async def process_claimed(
         needs_triage, priority = triage[report.id], priorities[report.id]
         match = finder.find(report) if report.id in searching else None
         if match:
+            # Placed in its ward all the same: the IOC and the ticket filters count duplicates by ward,
+            # and a duplicate reopened on its own is routed from there.
+            _locate(batch, report, rules)
             outcomes[report.id] = await _mark_duplicate(batch, report, match, priority)
             continue
         outcomes[report.id] = await _place(batch, report, rules, needs_triage, priority, settings)
