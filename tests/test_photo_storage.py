@@ -207,3 +207,25 @@ def test_object_store_down_is_503_and_no_report(settings, client, api_key, monke
 
 async def _all(session, model) -> list:
     return list((await session.exec(select(model))).all())
+
+
+def test_retry_is_compared_with_the_stored_photo_bytes_on_either_backend(client, api_key):
+    photo = jpeg_bytes(color="red")
+    at = len(photo) - 10
+    while photo[at] in (0x00, 0xFE, 0xFF):  # one byte of the picture, never a marker
+        at -= 1
+    other = photo[:at] + bytes([photo[at] ^ 0x01]) + photo[at + 1 :]
+    headers = {"X-API-Key": api_key, "Idempotency-Key": f"storage-retry-{uuid.uuid4().hex}"}
+
+    def send(data: bytes):
+        files = [("photos", ("p.jpg", data, "image/jpeg"))]
+        return client.post("/v1/reports", data=report_body(), files=files, headers=headers)
+
+    first = send(photo)
+    assert first.status_code == 201, first.text
+    assert send(other).json()["code"] == "idempotency_conflict"  # the original hashed from storage
+    run_worker(client)
+    again = send(photo)  # against the hash the worker recorded
+    assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+    assert send(other).status_code == 409
+    assert [key.split("/")[0] for key in stored_keys(client)] == ["originals", "public", "thumbnails"]

@@ -1,6 +1,7 @@
 """The staff ticket API: sign-in, roles scoped to departments, the workflow, transfers, comments, the citizen's side."""
 
 import csv
+import hashlib
 import io
 from datetime import timedelta
 from uuid import UUID
@@ -8,7 +9,7 @@ from uuid import UUID
 import pytest
 
 from service.auth import users
-from service.models import Report
+from service.models import Photo, Report
 from service.models.types import utcnow
 from tests.conftest import in_app, run_worker
 from tests.factories import jpeg_bytes, report_body
@@ -293,10 +294,13 @@ def test_after_photos_are_attached_and_processed(client, api_key, lighting_offic
     response = client.post(
         f"/v1/tickets/{ticket}/photos",
         data={"message": "Ảnh sau khi sửa"},
-        files=[("photos", ("after.jpg", jpeg_bytes(), "image/jpeg"))],
+        files=[("photos", ("after.jpg", after := jpeg_bytes(), "image/jpeg"))],
         headers=lighting_officer,
     )
     assert response.status_code == 201, response.text
     run_worker(client)
     photos = client.get(f"/v1/tickets/{ticket}", headers=lighting_officer).json()["photos"]
     assert [(p["kind"], p["ready"]) for p in photos] == [("after", True)]
+    # Hashed by the worker, as a report's own photos are (uploads are not hashed on arrival).
+    stored = in_app(client, lambda s: s.get(Photo, UUID(photos[0]["id"])))
+    assert stored.sha256 == hashlib.sha256(after).hexdigest()

@@ -144,7 +144,9 @@ class Photo(SQLModel, table=True):
     thumbnail_key: str | None = Field(default=None, max_length=300)
     content_type: str = Field(max_length=32)
     size_bytes: int
-    sha256: str = Field(max_length=64)
+    # The original's SHA-256, recorded by the photo worker as it reads the original (None until then):
+    # uploads are not hashed while they arrive.
+    sha256: str | None = Field(default=None, max_length=64)
     width: int | None = None
     height: int | None = None
     processed_at: datetime | None = Field(default=None, sa_column=utc_column())

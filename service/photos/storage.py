@@ -51,7 +51,18 @@ def _writing(key: str) -> Iterator[None]:
 class StoredObject:
     key: str
     size_bytes: int
-    sha256: str
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes, in hex (blocks: call it in a thread)."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def stored_sha256(storage: "PhotoStorage", key: str) -> str:
+    """The SHA-256 of a stored object's bytes (blocks: call it in a thread)."""
+    with storage.open_local_copy(key) as path:
+        return file_sha256(path)
 
 
 class PhotoStorage(Protocol):
@@ -77,7 +88,10 @@ class PhotoStorage(Protocol):
 
 
 class PartialSave:
-    """An object being written chunk by chunk (an upload as it arrives), hashed and capped as it goes.
+    """An object being written chunk by chunk (an upload as it arrives), capped as it goes.
+
+    Not hashed: the request that uploads it need not pay for that (the photo worker records the
+    original's SHA-256 when it reads it to re-encode it).
 
     `create` makes the file the bytes go to and answers its descriptor and path (called on the first
     write); `publish` makes that file the object at `key` once every byte is in. Over `max_bytes`,
@@ -97,7 +111,6 @@ class PartialSave:
         self.max_bytes = max_bytes
         self.size_bytes = 0
         self._create, self._publish = create, publish
-        self._digest = hashlib.sha256()
         self._file: io.FileIO | None = None
         self._path: Path | None = None
 
@@ -110,7 +123,6 @@ class PartialSave:
                 self.size_bytes += len(chunk)
                 if self.size_bytes > self.max_bytes:
                     raise TooLarge(self.key)
-                self._digest.update(chunk)
                 view = memoryview(chunk)
                 while view:
                     view = view[self._file.write(view) or 0 :]
@@ -132,7 +144,7 @@ class PartialSave:
         except BaseException:
             self.discard()
             raise
-        return StoredObject(key=self.key, size_bytes=self.size_bytes, sha256=self._digest.hexdigest())
+        return StoredObject(key=self.key, size_bytes=self.size_bytes)
 
     def discard(self) -> None:
         if self._file is not None:

@@ -38,7 +38,6 @@ def attach_photos(session: AsyncSession, report: Report, staged: list[StagedPhot
                 original_key=photo.key,
                 content_type=photo.content_type,
                 size_bytes=photo.size_bytes,
-                sha256=photo.sha256,
             )
         )
 

@@ -190,7 +190,6 @@ class _IncomingPhoto:
             key=stored.key,
             content_type=self.content_type,
             size_bytes=stored.size_bytes,
-            sha256=stored.sha256,
             gps=gps,
         )
 

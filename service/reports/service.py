@@ -1,7 +1,5 @@
 """Intake and the citizen's view of reports. Functions here query and decide; they only flush."""
 
-import hashlib
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,13 +15,15 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from service import jobs, rows
 from service.catalogue.attributes import Answer, check_answers, definitions_of
 from service.db import SessionOnDemand, lock_rows
-from service.errors import Conflict, NotFound, Unprocessable
+from service.errors import NotFound, Unprocessable
 from service.jurisdictions import area as service_area
 from service.lifecycle import changes as lifecycle
 from service.models import ApiClient, Department, Photo, Report, ReportEvent, ServiceCategory
 from service.models.types import utcnow
+from service.photos.storage import PhotoStorage
 from service.random_ids import uuid4
 from service.reports.codes import new_tracking_code, normalise_tracking_code
+from service.reports.idempotency import find_replay, fingerprint
 from service.reports.schemas import ReportCreate
 from service.reports.search import SEARCHED_FIELDS, search_text
 from service.settings import Settings
@@ -39,8 +39,7 @@ class StagedPhoto:
     id: UUID
     key: str
     content_type: str
-    size_bytes: int
-    sha256: str
+    size_bytes: int  # not hashed on arrival: see service.reports.idempotency
     gps: tuple[float, float] | None = None
 
 
@@ -48,28 +47,6 @@ class StagedPhoto:
 class Submission:
     report: "Report | Accepted"  # the stored report when replayed; what was just taken otherwise
     replayed: bool
-
-
-# What json.dumps(body, sort_keys=True, ensure_ascii=False) builds anew at every call.
-_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False)
-
-
-def fingerprint(data: ReportCreate, photos: list[StagedPhoto], extras: dict | None = None) -> str:
-    """Same body and same photos give the same fingerprint: what makes a retry a retry.
-
-    The body hashed is `{"fields": data.model_dump(mode="json"), "photos": [...], "extras"?}` as
-    canonical JSON. Every field but the attributes holds a str, a finite float, a bool or None, which
-    model_dump would give back as it is: those are read from the model, and only the attributes (any JSON
-    value, NaN included) go through pydantic's serializer."""
-    fields = data.__dict__.copy()
-    if data.attributes is None:  # left out: the fields of a report before apps could answer attributes
-        del fields["attributes"]
-    else:
-        fields["attributes"] = data.model_dump(mode="json", include={"attributes"})["attributes"]
-    body = {"fields": fields, "photos": [photo.sha256 for photo in photos]}
-    if extras:  # only when present, so fingerprints of plain reports never change
-        body["extras"] = extras
-    return hashlib.sha256(_CANONICAL_JSON.encode(body).encode()).hexdigest()
 
 
 def check_location(data: ReportCreate, photos: list[StagedPhoto]) -> tuple[float, float, str] | None:
@@ -85,21 +62,6 @@ def check_location(data: ReportCreate, photos: list[StagedPhoto]) -> tuple[float
             raise Unprocessable("location_required", "lat")
         point, source = gps, "photo_exif"
     return point[0], point[1], source
-
-
-async def find_replay(
-    session: AsyncSession, client: ApiClient, idempotency_key: str | None, print_: str | None
-) -> Report | None:
-    if not idempotency_key:
-        return None
-    existing = (
-        await session.exec(
-            select(Report).where(Report.api_client_id == client.id, Report.idempotency_key == idempotency_key)
-        )
-    ).first()
-    if existing is not None and existing.request_fingerprint != print_:
-        raise Conflict("idempotency_conflict")
-    return existing
 
 
 @dataclass(frozen=True)
@@ -160,6 +122,7 @@ async def prepare(
     photos: list[StagedPhoto],
     idempotency_key: str | None,
     settings: Settings,
+    storage: PhotoStorage,
     look_up_earlier: bool = True,
     attributes: dict[str, Answer] | None = None,
     media_url: str | None = None,
@@ -173,8 +136,20 @@ async def prepare(
     checked by the one rule of service.catalogue.attributes, required ones whenever a category is given.
     `session` is opened only for what must be read (an earlier try, the category, changed boundaries)."""
     # Only a retry can be compared with an earlier try: without a key there is nothing to fingerprint.
-    print_ = fingerprint(data, photos, _extras(attributes, media_url)) if idempotency_key else None
-    if look_up_earlier and (replay := await find_replay(session.get(), client, idempotency_key, print_)):
+    extras = _extras(attributes, media_url)
+    print_ = fingerprint(data, photos, extras) if idempotency_key else None
+    if look_up_earlier and (
+        replay := await find_replay(
+            session.get(),
+            storage,
+            client=client,
+            idempotency_key=idempotency_key,
+            data=data,
+            photos=photos,
+            extras=extras,
+            print_=print_,
+        )
+    ):
         return Submission(report=replay, replayed=True)
 
     category = await session.get().get(ServiceCategory, data.service_code) if data.service_code else None
@@ -228,7 +203,6 @@ async def prepare(
             "original_key": staged.key,
             "content_type": staged.content_type,
             "size_bytes": staged.size_bytes,
-            "sha256": staged.sha256,
             "created_at": now,
         }
         for position, staged in enumerate(photos)
@@ -295,6 +269,7 @@ def _extras(attributes: dict | None, media_url: str | None) -> dict:
 
 async def replay_after_race(
     session: AsyncSession,
+    storage: PhotoStorage,
     *,
     client: ApiClient,
     idempotency_key: str,
@@ -305,7 +280,13 @@ async def replay_after_race(
 ) -> Report | None:
     """Two retries raced and the other one won the unique index: answer with its report."""
     return await find_replay(
-        session, client, idempotency_key, fingerprint(data, photos, _extras(attributes, media_url))
+        session,
+        storage,
+        client=client,
+        idempotency_key=idempotency_key,
+        data=data,
+        photos=photos,
+        extras=_extras(attributes, media_url),
     )
 
 

@@ -110,6 +110,7 @@ async def commit_report(
                     idempotency_key=idempotency_key,
                     look_up_earlier=maybe_retry or attempt > 1,
                     settings=state.settings,
+                    storage=state.storage,
                     **extras,
                 )
                 if isinstance(prepared, Submission):
@@ -132,7 +133,13 @@ async def commit_report(
                 if not idempotency_key:
                     raise
                 replay = await service.replay_after_race(
-                    session.get(), client=client, idempotency_key=idempotency_key, data=data, photos=staged, **extras
+                    session.get(),
+                    state.storage,
+                    client=client,
+                    idempotency_key=idempotency_key,
+                    data=data,
+                    photos=staged,
+                    **extras,
                 )
                 if replay is None:
                     raise
