@@ -156,8 +156,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=1500)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    if not stack.sql_database_exists():
-        stack.fresh_database()
+    stack.ensure_database()
     photo = stack.jpeg_of_size(stack.WORK / "photo-300k.jpg", PHOTO_BYTES).read_bytes()
     api_key = stack.create_api_key()
     stack.reset_reports()

@@ -163,8 +163,10 @@ def main() -> None:
     parser.add_argument("--bodies", nargs="+", choices=["json", "photo"], default=["json", "photo"])
     parser.add_argument("--intake-tree", type=Path, help="run intake from this checkout (before/after in one run)")
     args = parser.parse_args()
-    if args.fresh or not stack.sql_database_exists():
+    if args.fresh:
         stack.fresh_database()
+    else:
+        stack.ensure_database()
     figures = run(args.seconds, args.connections, tuple(args.workers), plain=not args.no_plain,
                   bodies=tuple(args.bodies), tree=args.intake_tree)
     print(render(figures, args.seconds, args.connections, PHOTO_BYTES))

@@ -99,8 +99,7 @@ def main() -> None:
     parser.add_argument("--body", choices=["json", "photo"], default="json")
     parser.add_argument("--seconds", type=int, default=12)
     args = parser.parse_args()
-    if not stack.sql_database_exists():
-        stack.fresh_database()
+    stack.ensure_database()
     print(run(args.body, args.seconds) or "py-spy is not available")
 
 

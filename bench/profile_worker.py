@@ -123,8 +123,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reports", type=int, default=3000)
     args = parser.parse_args()
-    if not stack.sql_database_exists():
-        stack.fresh_database()
+    stack.ensure_database()
     print(run(args.reports) or "py-spy is not available")
 
 

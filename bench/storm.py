@@ -134,8 +134,7 @@ def main() -> None:
     parser.add_argument("--api-workers", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    if not stack.sql_database_exists():
-        stack.fresh_database()
+    stack.ensure_database()
     print(render(run(args.reports, args.seconds, args.api_workers, args.workers)))
 
 

@@ -279,8 +279,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reports", type=int, default=100)
     args = parser.parse_args()
-    if not stack.sql_database_exists():
-        stack.fresh_database()
+    stack.ensure_database()
     print(render(run(args.reports)))
 
 
