@@ -115,7 +115,9 @@ def run(seconds: float = 15, connections: int = 64, workers: tuple[int, ...] = (
 
 
 def goal_met(figure: Figure) -> bool:
-    return figure.ratio >= GOAL_RATIO and figure.intake.p99_ms <= GOAL_P99_MS
+    # Issue 16: the ratio for every main row; the p99 bound for JSON (a 300 KB upload over loopback takes
+    # longer than that for the bare app too: its p99 is in the same table).
+    return figure.ratio >= GOAL_RATIO and (figure.body != "json" or figure.intake.p99_ms <= GOAL_P99_MS)
 
 
 def render(figures: list[Figure], seconds: float, connections: int, photo_bytes: int) -> str:
@@ -148,7 +150,8 @@ def render(figures: list[Figure], seconds: float, connections: int, photo_bytes:
         "Server CPU per request is the server processes' CPU time over the requests answered: unlike",
         "requests/s it hardly moves when other work shares the machine.",
         "",
-        f"Goal (key + limiter rows: ratio ≥ {GOAL_RATIO} and p99 ≤ {GOAL_P99_MS} ms): met in {len(met)} of {len(main)} rows.",
+        f"Goal (key + limiter rows against the streamed upload: ratio ≥ {GOAL_RATIO}; JSON rows also p99 ≤ {GOAL_P99_MS} ms): "
+        f"met in {len(met)} of {len(main)} rows.",
     ]
     return "\n".join(lines)
 
