@@ -62,9 +62,10 @@ def main() -> None:
         figures = intake_vs_bare.run(seconds=seconds, connections=64, workers=(1, 2))
         body = intake_vs_bare.render(figures, seconds, 64, intake_vs_bare.PHOTO_BYTES)
         if not args.quick:  # where the remaining time goes, met or not
-            profile = profile_intake.run("json")
-            if profile:
-                body += "\n\n### Where the time goes (`bench/profile_intake.py`)\n\n" + profile
+            for kind in ("json", "photo"):
+                profile = profile_intake.run(kind)
+                if profile:
+                    body += f"\n\n### Where the time goes, {kind.upper()} (`bench/profile_intake.py --body {kind}`)\n\n" + profile
         write("bench_intake", section(
             "Intake against the bare stack (`bench/intake_vs_bare.py`)", stack.header(before), body, "intake_vs_bare"))
     if "worker" in args.only:
