@@ -289,3 +289,25 @@ def test_which_keys_may_file_a_report_is_the_readmes_role_table(client):
         refused = submit(client, key(role, "chieu-sang" if role != "ioc_viewer" else None))
         assert refused.status_code == 403, (role, refused.text)
     assert count(client, Report) == 2
+
+
+def test_a_v1_client_cannot_label_its_report_as_come_through_open311(client, api_key):
+    for channel in ("open311", "OPEN311", "fax"):
+        refused = submit(client, api_key, report_body(channel=channel))
+        assert refused.status_code == 422, (channel, refused.text)
+        assert refused.json()["errors"][0]["field"] == "channel"
+    for channel in ("app", "web", "hotline", "zalo", "email"):  # what an app or a department system may say
+        assert submit(client, api_key, report_body(channel=channel)).status_code == 201, channel
+    reached = client.post(
+        "/open311/v2/requests.json",
+        data={"api_key": api_key, "service_code": "street_lighting", "lat": "10.7725", "long": "106.698",
+              "description": "Đèn đường trước chợ bị tắt"},
+    )
+    assert reached.status_code in (200, 201), reached.text
+    code = reached.json()[0]["service_request_id"]
+    assert client.get(f"/v1/reports/{code}").json()["status"] == "received"
+
+    async def channel_of(session):
+        return (await session.exec(select(Report.channel).where(Report.tracking_code == code))).one()
+
+    assert in_app(client, channel_of) == "open311"

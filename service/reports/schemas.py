@@ -21,6 +21,9 @@ from service.models.report import CHANNELS
 
 Channel = Literal["app", "web", "hotline", "zalo", "email", "open311"]
 assert set(CHANNELS) == set(Channel.__args__)  # type: ignore[attr-defined]
+# What a /v1 client may say its report came through: `open311` is given by the Open311 endpoint only,
+# so the per-channel counts say which reports really came through it.
+ClientChannel = Literal["app", "web", "hotline", "zalo", "email"]
 
 PHONE = re.compile(r"^\+?[0-9][0-9 .\-()]{5,19}$")
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
@@ -59,7 +62,7 @@ class ReportCreate(BaseModel):
     lat: float | None = Field(default=None, ge=-90, le=90, allow_inf_nan=False)
     lon: float | None = Field(default=None, ge=-180, le=180, allow_inf_nan=False)
     address: str | None = Field(default=None, min_length=3, max_length=500)
-    channel: Channel = "app"
+    channel: ClientChannel = "app"
     reporter_name: str | None = Field(default=None, max_length=200)
     # The patterns are the validators' below, declared (empty means none given).
     reporter_phone: str | None = Field(
