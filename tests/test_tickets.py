@@ -304,3 +304,17 @@ def test_after_photos_are_attached_and_processed(client, api_key, lighting_offic
     # Hashed by the worker, as a report's own photos are (uploads are not hashed on arrival).
     stored = in_app(client, lambda s: s.get(Photo, UUID(photos[0]["id"])))
     assert stored.sha256 == hashlib.sha256(after).hexdigest()
+
+
+def test_after_photos_sent_without_a_message_still_have_words_in_the_timeline(client, api_key, lighting_officer):
+    created = file_report(client, api_key)
+    response = client.post(
+        f"/v1/tickets/{created['id']}/photos",
+        files=[("photos", ("after.jpg", jpeg_bytes(), "image/jpeg"))],
+        headers=lighting_officer,
+    )
+    assert response.status_code == 201, response.text
+    for language, words in (("vi", "Đã thêm ảnh sau khi xử lý"), ("en", "Photos of the work done were added")):
+        page = client.get(f"/v1/reports/{created['tracking_code']}", headers={"Accept-Language": language}).json()
+        entry = next(item for item in page["timeline"] if item["code"] == "after_photos")
+        assert entry["message"] == words, language

@@ -134,7 +134,11 @@ _TEMPLATES: dict[EventCode, tuple[str, str]] = {
         "Đang chờ cán bộ xử lý thủ công",
         "Waiting for a dispatcher to look at it",
     ),
+    # Only for photos sent without a message: with one, the message is the entry's words.
+    EventCode.CITIZEN_REPLY: ("Người dân đã gửi thêm ảnh", "The citizen sent photos"),
+    EventCode.AFTER_PHOTOS: ("Đã thêm ảnh sau khi xử lý", "Photos of the work done were added"),
 }
+_PHOTOS_OR_WORDS = (EventCode.CITIZEN_REPLY, EventCode.AFTER_PHOTOS)
 
 
 def status_words(status: str | None, vietnamese: bool) -> str:
@@ -153,8 +157,8 @@ def render(code: str, data: Mapping[str, Any], written: str | None, *, vietnames
         words = status_words(status, vietnamese)
         # A rejection shows its reason; a citizen's reopening shows theirs.
         return f"{words}: {written}" if written else words
-    if code in (EventCode.PUBLIC_REPLY, EventCode.CITIZEN_REPLY, EventCode.INTERNAL_NOTE, EventCode.AFTER_PHOTOS):
-        return written
+    if code in (EventCode.PUBLIC_REPLY, EventCode.INTERNAL_NOTE) or (code in _PHOTOS_OR_WORDS and written):
+        return written  # what a person wrote; photos sent without a word get the code's words below
     template = _TEMPLATES.get(code)  # type: ignore[call-overload]  # a str equal to a member finds it
     if template is None:
         return written
