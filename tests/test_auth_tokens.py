@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import httpx
 import jwt
+import pytest
 from fastapi.testclient import TestClient
 
 from service.auth import users
@@ -339,3 +340,12 @@ def test_a_burst_of_wrong_sign_ins_from_one_address_is_still_limited(settings, c
     assert set(codes) == {401, 429}
     assert codes.count(401) <= 20  # the limit, and at most one burst that asked before any failure counted
     assert "rate limiter: Redis unavailable" not in caplog.text
+
+
+def test_a_username_differing_only_in_case_from_a_taken_one_is_refused(client):
+    make_user(client, "off_light", "dispatcher")
+    for look_alike in ("OFF_LIGHT", "Off_Light", "off_light"):
+        with pytest.raises(ValueError, match="is taken"):
+            make_user(client, look_alike, "admin")
+    assert sign_in(client, "off_light").status_code == 200
+    assert sign_in(client, "OFF_LIGHT").status_code == 401  # no second account behind the look-alike name

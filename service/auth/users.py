@@ -5,7 +5,7 @@ from datetime import timedelta
 from enum import Enum
 from uuid import UUID, uuid4
 
-from sqlalchemy import update
+from sqlalchemy import func, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -45,8 +45,13 @@ async def create(
         raise ValueError(f"a {role} belongs to a department: give --department")
     if department_code and await session.get(Department, department_code) is None:
         raise ValueError(f"unknown department {department_code!r}")
-    if (await session.exec(select(StaffUser).where(StaffUser.username == username))).first():
-        raise ValueError(f"username {username!r} is taken")
+    # Case-blind: "OFF_LIGHT" beside "off_light" would be a look-alike account (the sign-in limits
+    # already count both as one name).
+    taken = (await session.exec(select(StaffUser).where(func.lower(StaffUser.username) == username.lower()))).first()
+    if taken is not None:
+        raise ValueError(
+            f"username {username!r} is taken" + (f" (as {taken.username!r})" if taken.username != username else "")
+        )
     user = StaffUser(
         username=username,
         full_name=full_name,
