@@ -47,7 +47,7 @@ def report_twins(client, *, attributes: bool) -> tuple[service.NewReport, servic
             address="12 Lê Lợi",
         )
     )
-    photo = service.StagedPhoto(uuid.uuid4(), "staged/x.jpg", "image/jpeg", 1234, "ab" * 32, gps=(10.77, 106.69))
+    photo = service.StagedPhoto(uuid.uuid4(), "staged/x.jpg", "image/jpeg", 1234, gps=(10.77, 106.69))
 
     async def build(session):
         api_client = (await session.execute(select(ApiClient))).scalars().first()
@@ -58,6 +58,7 @@ def report_twins(client, *, attributes: bool) -> tuple[service.NewReport, servic
             photos=[photo],
             idempotency_key="twin-key",
             settings=client.app.state.settings,
+            storage=client.app.state.storage,
         )
         assert isinstance(new, service.NewReport)
         return new
