@@ -19,11 +19,11 @@ import time
 import uuid
 from pathlib import Path
 
-import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from arq.connections import RedisSettings, create_pool
+from bench.stack import PG_ADMIN_DSN, _admin
 from tests.conftest import migrate
 
 from service.db import SessionOnDemand, create_engine, session_factory
@@ -34,15 +34,6 @@ from service.reports.schemas import ReportCreate
 from service.settings import Settings
 from service.webhooks import outbox
 
-PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
-async def _admin(sql: str) -> None:
-    connection = await asyncpg.connect(PG_ADMIN_DSN)
-    try:
-        await connection.execute(sql)
-    finally:
-        await connection.close()
 
 
 async def main(backend: str, reports: int, group: int, profile: bool) -> None:
