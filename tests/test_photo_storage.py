@@ -3,6 +3,7 @@ server on loopback). The same promises hold on both: nothing kept from a refused
 served before its metadata is stripped, and the bucket never public."""
 
 import io
+import re
 import uuid
 
 import httpx
@@ -105,6 +106,18 @@ def test_five_photos_round_trip_through_storage(client, api_key):
         assert max(thumbnail.size) <= 480 and thumbnail.size < image.size
     assert sorted({key.split("/")[0] for key in stored_keys(client)}) == ["originals", "public", "thumbnails"]
     assert len(stored_keys(client)) == 15
+
+
+def test_originals_are_spread_over_folders_by_their_photo_id(client, api_key):
+    """A month's originals in one folder would be hundreds of thousands of files, and uploads creating
+    files in it at once wait for its lock: each goes to one of 256 folders, named from its id."""
+    response = submit(client, api_key, [jpeg_bytes(64, 48, colour) for colour in ("red", "green", "blue")])
+    assert response.status_code == 201, response.text
+    photos = in_app(client, lambda s: s.exec(select(Photo))).all()
+    assert len(photos) == 3
+    for photo in photos:
+        assert re.fullmatch(rf"originals/20\d\d/[01]\d/{photo.id.hex[:2]}/{photo.id}\.jpg", photo.original_key)
+    assert stored_keys(client) == sorted(photo.original_key for photo in photos)
 
 
 def test_oversized_photo_is_413_and_leaves_nothing_stored(client, api_key):

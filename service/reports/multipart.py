@@ -133,7 +133,9 @@ class _IncomingPhoto:
         if content_type is None:
             return UnsupportedMediaType(detail=f"{self.filename} is not a JPEG, PNG, WebP or HEIC image.")
         self.id, self.content_type = uuid4(), content_type
-        key = f"originals/{datetime.now(UTC):%Y/%m}/{self.id}{extension_for(content_type)}"
+        # Spread over 256 folders a month: files created at once in one folder wait for its lock, and a
+        # month of a city's photos is too many for one folder (bench/RESULTS.md: a fifth of the photo CPU).
+        key = f"originals/{datetime.now(UTC):%Y/%m}/{self.id.hex[:2]}/{self.id}{extension_for(content_type)}"
         self.save = self.storage.begin_save(key, max_bytes=self.settings.max_photo_bytes, content_type=content_type)
         if content_type != "image/jpeg":
             self.head = None
