@@ -4,7 +4,7 @@ Intake checks every uploaded JPEG's header on the event loop, and Pillow's opene
 before the first scan in Python (quantisation tables, every APP segment) when intake only needs the
 size and the EXIF. This walk reads segment lengths and nothing else. It mirrors Pillow's reading
 (JpegImagePlugin) and answers only when the header is plainly formed; for anything odd it answers None
-and the caller asks Pillow, so the two can never disagree.
+and the caller asks Pillow, so the answer is the same either way.
 """
 
 import struct

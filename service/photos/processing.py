@@ -131,7 +131,8 @@ def check_jpeg_start(start: bytes | bytearray, max_pixels: int, *, whole: bool) 
     frame = jpeg_frame(start)
     if frame is not None:
         width, height, exif_segment = frame
-        # Over the limit, Pillow's words go into the refusal: let it say them.
+        # A plainly formed header is read without Pillow's parser; everything else, refusals included
+        # (their message carries Pillow's words), goes the way it always went.
         if width * height <= _limit(max_pixels):
             if exif_segment is None:
                 return None
@@ -158,8 +159,8 @@ def _check_jpeg_start_with_pillow(
 
 def _exif_as_pillow_opens_it(segment: bytes) -> Image.Exif | None:
     """The EXIF Pillow's JPEG opener would hold, or None when its opening could go another way: it loads
-    the EXIF and reads the resolution from it while opening (JpegImageFile._read_dpi_from_exif, whose
-    steps these follow), and odd values there escape as errors."""
+    the EXIF and reads the resolution from it while opening (JpegImageFile._read_dpi_from_exif), where odd
+    values escape as errors. The same steps are taken here only to see whether they raise."""
     exif = Image.Exif()
     try:
         exif.load(segment)
