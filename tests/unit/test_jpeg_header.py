@@ -16,6 +16,12 @@ from service.photos.processing import HeaderIncomplete, PhotoRejected, check_jpe
 from service.reports.multipart import HEADER_BYTES
 from tests.unit.test_photos import make_exif, two_tone
 
+# Damaged EXIF and sizes over Pillow's limit make Pillow warn, whichever reading asks it.
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::UserWarning:PIL"),
+    pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning"),
+]
+
 MAX_PIXELS = 40_000_000
 SRGB_PROFILE = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 XMP_TURNED = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:Description tiff:Orientation="6"/></x:xmpmeta>'
