@@ -23,6 +23,8 @@ import pillow_heif
 from PIL import ExifTags, Image, ImageCms, ImageOps
 from PIL.ExifTags import GPS, Base
 
+from service.photos.jpeg_header import jpeg_frame
+
 # HEIC is what iPhones upload by default; the opener lets Image.open read it.
 pillow_heif.register_heif_opener()
 
@@ -126,6 +128,23 @@ def check_jpeg_start(start: bytes | bytearray, max_pixels: int, *, whole: bool) 
     back from storage. Pillow reads a JPEG's header, EXIF included, up to its first scan and no further,
     so when `start` holds that much the answer is the whole file's. Raises PhotoRejected as check_header;
     HeaderIncomplete when `start` is not enough to say (unless it is the `whole` photo)."""
+    frame = jpeg_frame(start)
+    if frame is not None:
+        width, height, exif_segment = frame
+        # A plainly formed header is read without Pillow's parser; everything else, refusals included
+        # (their message carries Pillow's words), goes the way it always went.
+        if width * height <= _limit(max_pixels):
+            if exif_segment is None:
+                return None
+            exif = _exif_as_pillow_opens_it(exif_segment)
+            if exif is not None:
+                return _gps_from_exif(exif)
+    return _check_jpeg_start_with_pillow(start, max_pixels, whole=whole)
+
+
+def _check_jpeg_start_with_pillow(
+    start: bytes | bytearray, max_pixels: int, *, whole: bool
+) -> tuple[float, float] | None:
     try:
         return _read_header(io.BytesIO(start), max_pixels, ("JPEG",))
     except PhotoRejected as rejected:
@@ -136,6 +155,31 @@ def check_jpeg_start(start: bytes | bytearray, max_pixels: int, *, whole: bool) 
         raise HeaderIncomplete from rejected
     except Exception as exc:  # whatever cut-off bytes do to the reader, the whole file decides
         raise HeaderIncomplete from exc
+
+
+def _exif_as_pillow_opens_it(segment: bytes) -> Image.Exif | None:
+    """The EXIF Pillow's JPEG opener would hold, or None when its opening could go another way: it loads
+    the EXIF and reads the resolution from it while opening (JpegImageFile._read_dpi_from_exif), where odd
+    values escape as errors. The same steps are taken here only to see whether they raise."""
+    exif = Image.Exif()
+    try:
+        exif.load(segment)
+    except Exception:  # noqa: BLE001 - Pillow may open the photo with half of it, or not at all
+        return None
+    try:
+        resolution_unit = exif[Base.ResolutionUnit]
+        x_resolution = exif[Base.XResolution]
+        try:
+            dpi = float(x_resolution[0]) / x_resolution[1]
+        except TypeError:
+            dpi = x_resolution
+        if not math.isnan(dpi) and resolution_unit == 3:
+            dpi *= 2.54
+    except KeyError:  # no resolution: the common case, which Pillow passes over as well
+        return exif
+    except Exception:  # noqa: BLE001 - whatever Pillow makes of it, its own reading decides
+        return None
+    return exif
 
 
 def _read_header(src: BinaryIO, max_pixels: int, formats: tuple[str, ...]) -> tuple[float, float] | None:
