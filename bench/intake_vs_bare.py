@@ -4,9 +4,11 @@
         [--bodies json photo] [--no-plain] [--intake-tree PATH]
 
 Same uvicorn settings (uvloop, httptools, WARNING logs, no access log), same database, pool and media
-folder; load from wrk at `--connections` connections for `--seconds` per figure (in ROUNDS runs, each with
-new connections), after a short warm-up.
-The worker is not running: this measures the API's side (validate, store, commit, enqueue).
+folder. The servers being compared are up at once and wrk takes turns between them: `--connections`
+connections, `--seconds` per figure in ROUNDS runs (each with new connections, each turn in another order),
+after a short warm-up. The machine is shared and its speed drifts by a third within minutes: taking turns,
+every figure sees the same drift. The worker is not running: this measures the API's side (validate,
+store, commit, enqueue).
 
 The photo's yardstick is the bare streamed upload (python-multipart's streaming parser writing the file
 to disk, then one INSERT); the bare app's older UploadFile endpoint (a spooled copy, then a copy in a
@@ -20,9 +22,11 @@ Goal: realistic intake ≥ 0.8 × the bare requests/s, p99 ≤ 100 ms.
 """
 
 import argparse
+import contextlib
 import sys
+import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -31,11 +35,12 @@ from bench import stack  # noqa: E402
 
 PHOTO_BYTES = 300 * 1024
 WARM_UP_SECONDS = 3
-# Each figure sums this many wrk runs, each opening its own connections. uvicorn's processes share one
-# listening socket, and a burst of new connections mostly goes to whichever process wakes first: in one
-# run, 64 connections split 32/32 or 64/0 by luck, and the 2-process figures with them (from 590 to
-# 1,110 req/s for the same bare app in one hour). Several runs average over that luck, for both stacks.
-ROUNDS = 3
+# Each figure sums this many wrk runs, each opening its own connections, taken in turns with the other
+# server's. uvicorn's processes share one listening socket, and a burst of new connections mostly goes to
+# whichever process wakes first: in one run, 64 connections split 32/32 or 64/0 by luck, and the 2-process
+# figures with them (from 590 to 1,110 req/s for the same bare app in one hour). Several runs average
+# over that luck, and turns over the machine's drift, for both stacks.
+ROUNDS = 5
 GOAL_RATIO = 0.8
 GOAL_P99_MS = 100
 # Far above what wrk can send from one address with one key: every check is made, none refuses.
@@ -71,30 +76,64 @@ BARE_PATHS = {"json": "/bare/reports", "photo": "/bare/upload", "photo_spooled":
 SCRIPTS = {"json": "json.lua", "photo": "photo.lua", "photo_spooled": "photo.lua"}
 
 
-def measure(kind: str, workers: int, api_key: str, photo: Path, seconds: float, connections: int,
-            realistic: bool = True, bodies: tuple[str, ...] = ("json", "photo"), tree: Path | None = None) -> dict:
-    stack.reset_reports()
-    if kind == "bare" and "photo" in bodies:
-        bodies = (*bodies, "photo_spooled")
-    results = {}
-    server_env = REALISTIC_ENV if kind == "intake" and realistic else {}
-    with stack.server(kind, workers, tree=tree if kind == "intake" else None, **server_env) as running:
+@dataclass
+class _Contender:
+    label: str  # "intake", "plain" or "bare"
+    body: str
+    running: stack.Server
+    runs: list[stack.WrkResult] = field(default_factory=list)
+    cpu_seconds: float = 0.0
+
+    @property
+    def path(self) -> str:
+        return BARE_PATHS[self.body] if self.label == "bare" else "/v1/reports"
+
+    def load(self, api_key: str, photo: Path, seconds: float, connections: int) -> stack.WrkResult:
+        return stack.wrk(self.running.url, SCRIPTS[self.body], connections=connections, seconds=seconds,
+                         env=load_env(self.path, api_key, photo, fresh_keys=self.label != "plain"))
+
+    def result(self) -> stack.WrkResult:
+        merged = stack.merge(self.runs)
+        merged.server_cpu_ms = 1000 * self.cpu_seconds / max(1, merged.requests)
+        return merged
+
+
+SERVERS = {"intake": ("intake", REALISTIC_ENV), "bare": ("bare", {}), "plain": ("intake", {})}
+
+
+def measure(workers: int, api_key: str, photo: Path, seconds: float, connections: int, labels: tuple[str, ...],
+            bodies: tuple[str, ...] = ("json", "photo"), tree: Path | None = None) -> dict[str, dict]:
+    """{label: {body: WrkResult}} for realistic intake ("intake"), the bare app ("bare") or intake without
+    key or limiter ("plain"): their servers up at once, wrk taking turns between them (ROUNDS turns each),
+    so that what else the machine does in those minutes weighs on every figure alike."""
+    results: dict[str, dict] = {label: {} for label in labels}
+    with contextlib.ExitStack() as servers:
+        running = {}
+        for label in labels:
+            kind, env = SERVERS[label]
+            running[label] = servers.enter_context(
+                stack.server(kind, workers, tree=tree if kind == "intake" else None, **env))
         for body in bodies:
-            path, script = BARE_PATHS[body] if kind == "bare" else "/v1/reports", SCRIPTS[body]
-            stack.wrk(running.url, script, connections=connections, seconds=WARM_UP_SECONDS,
-                      env=load_env(path, api_key, photo, fresh_keys=realistic))
-            cpu_before = running.cpu_seconds()
-            result = stack.merge([
-                stack.wrk(running.url, script, connections=connections, seconds=max(1, round(seconds / ROUNDS)),
-                          env=load_env(path, api_key, photo, fresh_keys=realistic))
-                for _ in range(ROUNDS)
-            ])
-            result.server_cpu_ms = 1000 * (running.cpu_seconds() - cpu_before) / max(1, result.requests)
-            label = kind if kind == "bare" else ("intake" if realistic else "plain")
-            stack.log(f"{label:6} {workers}w {body:5}: {result.rps:7.1f} req/s  p50 {result.p50_ms:6.1f} ms  "
-                      f"p99 {result.p99_ms:6.1f} ms  server CPU {result.server_cpu_ms:.2f} ms/request  errors {result.errors}"
-                      f"  statuses {result.statuses}")
-            results[body] = result
+            stack.reset_reports()
+            contenders = [_Contender(label, body, server) for label, server in running.items()]
+            if body == "photo" and "bare" in running:
+                contenders.append(_Contender("bare", "photo_spooled", running["bare"]))
+            for contender in contenders:
+                contender.load(api_key, photo, WARM_UP_SECONDS, connections)
+            for turn in range(ROUNDS):
+                # Each turn in another order: no one always follows the same neighbour.
+                for contender in contenders[turn % len(contenders):] + contenders[: turn % len(contenders)]:
+                    cpu_before = contender.running.cpu_seconds()
+                    contender.runs.append(contender.load(api_key, photo, max(1, round(seconds / ROUNDS)), connections))
+                    # The server's CPU until the next run starts: what it still does for these requests.
+                    time.sleep(0.5)
+                    contender.cpu_seconds += contender.running.cpu_seconds() - cpu_before
+            for contender in contenders:
+                result = results[contender.label][contender.body] = contender.result()
+                stack.log(f"{contender.label:6} {workers}w {contender.body:5}: {result.rps:7.1f} req/s  "
+                          f"p50 {result.p50_ms:6.1f} ms  p99 {result.p99_ms:6.1f} ms  "
+                          f"server CPU {result.server_cpu_ms:.2f} ms/request  errors {result.errors}  "
+                          f"runs {[round(run.rps) for run in contender.runs]}")
     return results
 
 
@@ -113,12 +152,11 @@ def run(seconds: float = 15, connections: int = 64, workers: tuple[int, ...] = (
     api_key = stack.create_api_key()
     figures = []
     for count in workers:
-        intake = measure("intake", count, api_key, photo, seconds, connections, True, bodies, tree)
-        bare = measure("bare", count, api_key, photo, seconds, connections, True, bodies)
-        figures += _figures(count, intake, bare, realistic=True)
-        if plain:
-            unkeyed = measure("intake", count, api_key, photo, seconds, connections, False, bodies, tree)
-            figures += _figures(count, unkeyed, bare, realistic=False)
+        results = measure(count, api_key, photo, seconds, connections, ("intake", "bare"), bodies, tree)
+        figures += _figures(count, results["intake"], results["bare"], realistic=True)
+        if plain:  # after, on its own: three servers' pools at once are more than PostgreSQL's 100 connections
+            unkeyed = measure(count, api_key, photo, seconds, connections, ("plain",), bodies, tree)
+            figures += _figures(count, unkeyed["plain"], results["bare"], realistic=False)
     stack.reset_reports()
     return figures
 
@@ -134,10 +172,11 @@ def render(figures: list[Figure], seconds: float, connections: int, photo_bytes:
         f"`POST /v1/reports` against `bench/bare_app.py` (FastAPI + asyncpg, one INSERT; the upload endpoint "
         f"also parses the multipart body as it arrives and streams the photo to disk; the *spooled* one goes "
         f"through FastAPI's UploadFile, a spooled copy then a copy in a thread), {connections} connections after a "
-        f"{WARM_UP_SECONDS} s warm-up, wrk on the same machine, worker stopped. Each figure is {ROUNDS} wrk runs of "
-        f"{max(1, round(seconds / ROUNDS))} s, each with new connections, taken together (requests over the summed "
-        f"time; percentiles over all their requests): how uvicorn's processes share a burst of new connections is "
-        f"luck, so one run measures the luck of its split.",
+        f"{WARM_UP_SECONDS} s warm-up, wrk on the same machine, worker stopped. The servers compared are up "
+        f"at once and wrk takes turns between them: each figure is {ROUNDS} runs of {max(1, round(seconds / ROUNDS))} s "
+        f"(each with new connections; each turn in another order) taken together: requests over the summed time, "
+        f"percentiles over all their requests. How uvicorn's processes share a burst of new connections is luck, "
+        f"and the machine's speed drifts within minutes: turns give every figure the same luck and drift.",
         "",
         "Main rows (**key + limiter**): every intake request carries a fresh `Idempotency-Key` and the rate "
         "limiter is on with its limits out of reach; rows marked *plain* send no key and switch the limiter off "

@@ -139,6 +139,7 @@ def reset_reports() -> None:
         else "TRUNCATE reports, report_events, photos, webhook_events CASCADE")
     redis.Redis.from_url(REDIS_URL).flushdb()
     shutil.rmtree(WORK / "media", ignore_errors=True)
+    (WORK / "media" / "bare").mkdir(parents=True)  # a bare app that is up writes there without making it
 
 
 def vacuum() -> None:
