@@ -109,3 +109,47 @@ def test_a_key_revoked_elsewhere_stops_working_within_the_cache_time(settings, c
         assert submit().status_code == 201
         time.sleep(0.6)
         assert submit().status_code == 401
+
+
+def test_a_group_waits_for_the_report_of_a_request_still_being_checked(settings, client, api_key, monkeypatch):
+    """Under load a group is not committed while a request that will join it is still being checked:
+    with 2 API processes, groups were half as big and each report paid twice the group's own cost."""
+    groups: list[int] = []
+    add_new = service.add_new
+
+    async def counted(session, reports):
+        groups.append(len(reports))
+        await add_new(session, reports)
+
+    monkeypatch.setattr(service, "add_new", counted)
+    # A linger far longer than the test needs: the group must not be committed before the second report.
+    lingering = settings.model_copy(update={"intake_linger_ms": 60_000})
+    with TestClient(create_app(lingering)) as api:
+        writer = api.app.state.intake_writer
+
+        async def scenario():
+            transport = httpx.ASGITransport(app=api.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+                post = lambda number: http.post(  # noqa: E731
+                    "/v1/reports", json=bodies(number + 1)[number], headers={"X-API-Key": api_key}
+                )
+                async def until(condition):
+                    while not condition():
+                        await asyncio.sleep(0.001)
+
+                with writer.on_the_way():  # a third request, still being checked, that gives up
+                    first = asyncio.ensure_future(post(0))
+                    await until(lambda: writer._on_the_way == 2)  # the first is being checked
+                    # ... then handed over, and taken by the writer, which waits for more
+                    await until(lambda: writer._on_the_way == 1 and writer._waiting.empty())
+                    second = asyncio.ensure_future(post(1))
+                    await until(lambda: writer._on_the_way == 2)
+                assert not first.done()
+                return await asyncio.gather(first, second)
+
+        first, second = api.portal.call(scenario)
+        assert (first.status_code, second.status_code) == (201, 201)
+        assert groups == [2]
+        # Nobody on the way: a report alone is committed alone, at once.
+        assert api.post("/v1/reports", json=report_body(), headers={"X-API-Key": api_key}).status_code == 201
+        assert groups == [2, 1]
