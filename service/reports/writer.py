@@ -4,9 +4,9 @@ A transaction per report costs BEGIN, the INSERTs, COMMIT and a hand-off to Redi
 share of driver and ORM work; under a storm the API spends its time there (bench/RESULTS.md;
 bench/profile_writer.py measures this part alone). One writer task per API process takes every
 report waiting when it is free, up to `INTAKE_BATCH_MAX`, and commits them together; with one
-request at a time a batch is one report, so nothing waits for a batch to fill. With `INTAKE_LINGER_MS`
-set, a batch also waits that long at most for the reports of requests still being checked
-(`on_the_way`): bigger batches, less CPU per report, each answer later (off by default; settings.py).
+request at a time a batch is one report, so nothing waits for a batch to fill. Under load, a batch
+also waits up to `INTAKE_LINGER_MS` for the reports of requests already past their checks (`on_the_way`):
+with 2 API processes the batches were half as big, and each report paid twice the batch's own cost.
 
 What a client sees does not change: its answer comes only after its report is committed, and a
 report is never half-written. A batch that fails for any reason but an outage is tried again one
@@ -51,7 +51,9 @@ class OnTheWay:
 class IntakeWriter:
     def __init__(self, sessions: async_sessionmaker, *, handoff: Handoff, batch_max: int, linger_seconds: float = 0):
         self._sessions, self._handoff, self._batch_max = sessions, handoff, batch_max
-        self._linger = linger_seconds  # how long a batch waits for reports on their way
+        # How long a batch waits for reports on their way (their requests are being checked): a
+        # millisecond or two more per answer under load, and batches twice as big.
+        self._linger = linger_seconds
         self._waiting: asyncio.Queue[_Waiting] = asyncio.Queue()
         self._task: asyncio.Task | None = None
         self._busy = False  # a batch is being committed
