@@ -78,10 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             subscription_cache_seconds=settings.webhook_subscription_cache_seconds,
         )
         app.state.intake_writer = IntakeWriter(
-            app.state.sessions,
-            handoff=app.state.handoff,
-            batch_max=settings.intake_batch_max,
-            linger_seconds=settings.intake_linger_ms / 1000,
+            app.state.sessions, handoff=app.state.handoff, batch_max=settings.intake_batch_max
         )
         app.state.intake_writer.start()
         if settings.gc_tuning:

@@ -94,8 +94,6 @@ class Settings(BaseSettings):
 
     # Reports one API process commits together at most when many arrive at once (service/reports/writer.py).
     intake_batch_max: int = Field(default=64, ge=1, le=1000)
-    # How long such a group waits for the reports of requests still being checked (service/reports/writer.py).
-    intake_linger_ms: float = Field(default=2, ge=0, le=1000)
     # How long an API process trusts an API key it has checked. A revoked key stops working at once in
     # the process that revoked it and within this long everywhere else; 0 checks the database every time.
     api_key_cache_seconds: float = Field(default=10, ge=0)

@@ -20,7 +20,6 @@ from service.ratelimit import Limit, client_address
 from service.reports import service
 from service.reports.schemas import ReportCreate
 from service.reports.service import StagedPhoto, Submission
-from service.reports.writer import OnTheWay
 
 log = logging.getLogger(__name__)
 
@@ -90,32 +89,6 @@ async def commit_report(
     attempt's copies are the ones kept). A lost race between two retries answers with the winner.
     `session` is for reads only, and opened only when something must be read.
     """
-    with request.app.state.intake_writer.on_the_way() as coming:
-        return await _commit(
-            request,
-            session,
-            client=client,
-            data=data,
-            staged=staged,
-            idempotency_key=idempotency_key,
-            attributes=attributes,
-            media_url=media_url,
-            coming=coming,
-        )
-
-
-async def _commit(
-    request: Request,
-    session: SessionOnDemand,
-    *,
-    client: ApiClient,
-    data: ReportCreate,
-    staged: list[StagedPhoto],
-    idempotency_key: str | None,
-    attributes: dict[str, Answer] | None,
-    media_url: str | None,
-    coming: OnTheWay,
-) -> Submission:
     state = request.app.state
     extras: dict[str, Any] = {"attributes": attributes, "media_url": media_url}
     try:
@@ -149,7 +122,7 @@ async def _commit(
                     await session.opened.rollback()
                 # Committed (with other reports that arrived meanwhile) and handed to the workers
                 # by the intake writer; no await may follow inside this try (see IntakeWriter.write).
-                await state.intake_writer.write(prepared, coming)
+                await state.intake_writer.write(prepared)
                 submission = Submission(report=prepared.report, replayed=False)
                 break
             except IntegrityError as exc:
