@@ -189,6 +189,62 @@ def test_a_report_that_fails_in_a_batch_holds_back_none_of_the_others(client, ap
     assert failed.status == "received" and failed.processing_failures == 1  # tried again later, alone
 
 
+def test_a_report_a_failing_batch_took_from_its_job_of_the_same_process_is_tried_and_counted_by_that_job(
+    client, api_key, settings, monkeypatch
+):
+    """The poison report's own job looks for it while a batch of another job of the same process holds it.
+    That batch fails and leaves the report to its own job, which must not have ended meanwhile."""
+    if settings.is_sqlite:
+        pytest.skip("row locks are PostgreSQL's; SQLite has one writer")
+    from service.pipeline import service as pipeline
+
+    fine = submit(client, api_key, description=LAMP, lat=SPOTS[0][0], lon=SPOTS[0][1])
+    poison = submit(client, api_key, description="POISON đèn hỏng", lat=SPOTS[2][0], lon=SPOTS[2][1])
+    real_claim, real_claimed, real_still_waiting = pipeline.claim, pipeline.process_claimed, pipeline.still_waiting
+    batch_claimed = own_job_looked = asyncio.Event()
+
+    async def claim(session, report_ids, *, top_up_to=0):
+        if report_ids == [UUID(poison["id"])]:
+            await batch_claimed.wait()
+        claimed = await real_claim(session, report_ids, top_up_to=top_up_to)
+        if len(claimed) > 1:
+            batch_claimed.set()
+        return claimed
+
+    async def process_claimed(session, reports, resources):
+        if len(reports) > 1:  # the fine report's batch, topped up with the poison report
+            await own_job_looked.wait()
+        if any(report.id == UUID(poison["id"]) for report in reports):
+            raise ValueError("the model cannot read this text")
+        return await real_claimed(session, reports, resources)
+
+    async def still_waiting(session, report_ids):
+        waiting = await real_still_waiting(session, report_ids)
+        own_job_looked.set()
+        return waiting
+
+    monkeypatch.setattr(pipeline, "claim", claim)
+    monkeypatch.setattr(pipeline, "process_claimed", process_claimed)
+    monkeypatch.setattr(pipeline, "still_waiting", still_waiting)
+    ctx = worker_context(client)
+
+    async def both_jobs():
+        nonlocal batch_claimed, own_job_looked
+        batch_claimed, own_job_looked = asyncio.Event(), asyncio.Event()
+        own = asyncio.create_task(process_report(dict(ctx), poison["id"]))
+        await asyncio.sleep(0)  # it has found no batch of this process holding its report
+        batch = asyncio.create_task(process_report(dict(ctx), fine["id"]))
+        return await asyncio.wait_for(asyncio.gather(batch, own, return_exceptions=True), 60)
+
+    batch, own = client.portal.call(both_jobs)
+    assert batch == "assigned=1 left-to-its-own-job=1"
+    assert isinstance(own, Retry)  # not ended: it looks again once the batch has let the report go
+    assert status_of(client, poison["id"]) == "received"
+    assert in_app(client, lambda s: s.get(Report, UUID(poison["id"]))).processing_failures == 0
+    assert client.portal.call(process_report, dict(ctx, job_try=2), poison["id"]) == "will-retry=1"
+    assert in_app(client, lambda s: s.get(Report, UUID(poison["id"]))).processing_failures == 1
+
+
 @pytest.fixture
 def small_batches(monkeypatch):
     """Worker processes that take a few reports per batch, so a spot's reports fall into several batches."""

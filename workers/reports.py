@@ -50,11 +50,6 @@ class ProcessedHere:
                 self._in_flight.pop(report_id, None)
             ended.set()
 
-    def held_elsewhere(self, report_ids: list[UUID]) -> list[UUID]:
-        """Of these reports (waiting, but locked by another transaction), those no batch of this process
-        holds: their holder may roll back, so their jobs must look again rather than end."""
-        return [report_id for report_id in report_ids if report_id not in self._in_flight]
-
     async def settled(self, report_ids: list[UUID]) -> None:
         """When every one of these reports is processed here or held by a batch of this process, wait
         until those batches end. A job that would find nothing to take keeps its place among the
@@ -75,6 +70,10 @@ class ProcessedHere:
     def has_all(self, report_ids: list[UUID]) -> bool:
         return bool(report_ids) and all(report_id in self._ids for report_id in report_ids)
 
+    def left(self, report_ids: list[UUID]) -> list[UUID]:
+        """Those of these reports not processed here."""
+        return [report_id for report_id in report_ids if report_id not in self._ids]
+
 
 async def process_report(ctx: dict, *report_ids: str) -> str:
     """These reports, topped up with others waiting to a batch of `WORKER_BATCH_MAX`, in one transaction.
@@ -93,9 +92,11 @@ async def process_report(ctx: dict, *report_ids: str) -> str:
     own = set(ids)
     taken = [report_id for report_id in outcomes if report_id not in own]
     await withdraw_report_jobs(ctx["redis"], ctx["settings"].queue_name, taken, done=processed_here.has_all)
-    if held:
-        # Another transaction (another process's batch, or a change to the report) held some of them:
-        # look again soon; by then they are processed, or free to take.
+    # Another transaction (a batch of this process or another's, or a change to the report) held some of
+    # them. Its batch may fail and leave them to their own jobs, which is this one: look again soon (after
+    # the batch, when it is this process's) unless it processed them.
+    await processed_here.settled(held)
+    if held := processed_here.left(held):
         job_try = ctx.get("job_try", 1)
         log.info("%d of the job's reports were held by another transaction: trying again", len(held))
         raise Retry(defer=min(0.5 * job_try, 5.0))
@@ -127,7 +128,7 @@ async def _process_batch(ctx: dict, report_ids: list[UUID], claimed: list[UUID],
         claimed.extend(report.id for report in reports)
         with processed_here.in_flight(claimed):
             if missing := [report_id for report_id in report_ids if report_id not in set(claimed)]:
-                held.extend(processed_here.held_elsewhere(await pipeline.still_waiting(session, missing)))
+                held.extend(await pipeline.still_waiting(session, missing))
             outcomes = await pipeline.process_claimed(session, reports, ctx["pipeline"])
             await ctx["handoff"].commit(session)
             processed_here.add(outcomes)  # before the batch counts as ended (see `settled`)
