@@ -120,6 +120,7 @@ def measure(workers: int, api_key: str, photo: Path, seconds: float, connections
                 contenders.append(_Contender("bare", "photo_spooled", running["bare"]))
             for contender in contenders:
                 contender.load(api_key, photo, WARM_UP_SECONDS, connections)
+            stack.clear_media()
             for turn in range(ROUNDS):
                 # Each turn in another order: no one always follows the same neighbour.
                 for contender in contenders[turn % len(contenders):] + contenders[: turn % len(contenders)]:
@@ -128,6 +129,8 @@ def measure(workers: int, api_key: str, photo: Path, seconds: float, connections
                     # The server's CPU until the next run starts: what it still does for these requests.
                     time.sleep(0.5)
                     contender.cpu_seconds += contender.running.cpu_seconds() - cpu_before
+                    if body == "photo":  # every run starts with an empty media folder
+                        stack.clear_media()
             for contender in contenders:
                 result = results[contender.label][contender.body] = contender.result()
                 stack.log(f"{contender.label:6} {workers}w {contender.body:5}: {result.rps:7.1f} req/s  "
