@@ -9,6 +9,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +133,20 @@ def client(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings)) as test_client:
         test_client.portal.call(test_client.app.state.arq.delete, settings.queue_name, settings.webhook_queue_name)
         yield test_client
+
+
+@contextmanager
+def limits_app(settings: Settings, **update: Any) -> Iterator[TestClient]:
+    """An app of its own with these settings (limits, usually) and a queue of its own, whose rate limiter
+    waits up to 10 s for Redis. Tests of limits check what the limits count, not how long Redis may take:
+    on a loaded CI machine a check took longer than the 250 ms after which the limiter fails open, and a
+    limit test saw the request let through. A check that waits 10 s still fails any event loop kept
+    blocked (by password hashing, say)."""
+    tight = settings.model_copy(update={"queue_name": f"limits-{uuid.uuid4().hex[:8]}", **update})
+    with TestClient(create_app(tight)) as app:
+        limiter = app.app.state.rate_limiter
+        limiter.check_timeout = limiter.breaker.slow_seconds = 10
+        yield app
 
 
 def in_app(client: TestClient, work: Callable[[Any], Awaitable[Any]]) -> Any:

@@ -12,9 +12,8 @@ from fastapi.testclient import TestClient
 
 from service.auth import users
 from service.auth.tokens import ALGORITHM, AUDIENCE
-from service.main import create_app
 from service.models.types import utcnow
-from tests.conftest import in_app
+from tests.conftest import in_app, limits_app
 
 PASSWORD = "a long staff password"
 
@@ -136,15 +135,10 @@ def test_a_signed_token_whose_subject_is_not_a_user_id_is_401_not_500(settings, 
     assert client.get("/v1/auth/me", headers={"Authorization": f"Bearer {nobody}"}).status_code == 401
 
 
-def limited_client(settings, limit: str) -> TestClient:
-    tight = settings.model_copy(update={"queue_name": f"sign-in-{uuid.uuid4().hex[:8]}", "rate_limit_sign_in": limit})
-    return TestClient(create_app(tight))
-
-
 def test_many_good_sign_ins_from_one_office_never_lock_anyone_out(settings, client):
     for number in range(4):
         make_user(client, f"officer.{number}", "dispatcher")
-    with limited_client(settings, "10/15 minutes") as office:
+    with limits_app(settings, rate_limit_sign_in="10/15 minutes") as office:
         codes = [sign_in(office, f"officer.{n % 4}").status_code for n in range(25)]
         assert codes == [200] * 25
         # Refreshing is not signing in, and a handful of typos stays under the limit.
@@ -155,7 +149,7 @@ def test_many_good_sign_ins_from_one_office_never_lock_anyone_out(settings, clie
 def test_failed_sign_ins_lock_the_account_with_retry_after(settings, client):
     make_user(client, "victim")
     make_user(client, "colleague")
-    with limited_client(settings, "5/15 minutes") as limited:
+    with limits_app(settings, rate_limit_sign_in="5/15 minutes") as limited:
         # A guesser from many addresses still hits the per-account limit.
         codes = [
             concurrently(
@@ -180,7 +174,7 @@ def test_failed_sign_ins_lock_the_account_with_retry_after(settings, client):
 def test_failed_sign_ins_lock_the_address_for_every_account(settings, client):
     for name in ("alice", "bob", "carol"):
         make_user(client, name)
-    with limited_client(settings, "4/15 minutes") as limited:
+    with limits_app(settings, rate_limit_sign_in="4/15 minutes") as limited:
         # One guess each on many accounts: the per-account limits never fill, the address's does.
         codes = [sign_in(limited, name, "wrong password").status_code for name in ("alice", "bob", "carol", "dave")]
         assert codes == [401] * 4
@@ -324,7 +318,7 @@ def test_token_endpoint_refuses_nul_in_a_field_with_422_text_not_storable_on_eve
 
 def test_a_burst_of_wrong_sign_ins_from_one_address_is_still_limited(settings, client, caplog):
     # Password checks are slow on purpose: while they run, the limiter's own checks must stay answered.
-    with limited_client(settings, "10/15 minutes") as limited:
+    with limits_app(settings, rate_limit_sign_in="10/15 minutes") as limited:
         codes = [
             answer.status_code
             for _ in range(5)

@@ -1,8 +1,6 @@
 """Abuse limits, privacy of reporters, headers: a public endpoint that holds citizens' phone numbers must hold."""
 
 import json
-import uuid
-from contextlib import contextmanager
 from datetime import timedelta
 from uuid import UUID
 
@@ -13,23 +11,12 @@ from service.auth import users
 from service.main import create_app
 from service.models import Report
 from service.models.types import utcnow
-from tests.conftest import in_app, run_worker, worker_context
+from tests.conftest import in_app, limits_app, run_worker, worker_context
 from tests.factories import jpeg_bytes, report_body
 
 
-@contextmanager
-def strict_client(settings, **limits):
-    tight = settings.model_copy(update={"queue_name": f"limits-{uuid.uuid4().hex[:8]}", **limits})
-    with TestClient(create_app(tight)) as limited:
-        # These tests check what the limits count, not how long Redis may take: on a loaded CI machine a
-        # check took longer than the 250 ms after which the limiter fails open (tests/test_intake_gate.py).
-        limiter = limited.app.state.rate_limiter
-        limiter.check_timeout = limiter.breaker.slow_seconds = 10
-        yield limited
-
-
 def test_intake_per_reporter_limit_answers_429_with_retry_after(settings, client, api_key):
-    with strict_client(settings, rate_limit_intake_per_reporter="2/hour") as limited:
+    with limits_app(settings, rate_limit_intake_per_reporter="2/hour") as limited:
         headers = {"X-API-Key": api_key}
         body = report_body(reporter_phone="0903 123 456")
         assert limited.post("/v1/reports", json=body, headers=headers).status_code == 201
@@ -46,7 +33,7 @@ def test_intake_per_reporter_limit_answers_429_with_retry_after(settings, client
 
 
 def test_one_phone_written_in_many_ways_counts_as_one_reporter(settings, client, api_key):
-    with strict_client(settings, rate_limit_intake_per_reporter="3/hour") as limited:
+    with limits_app(settings, rate_limit_intake_per_reporter="3/hour") as limited:
         headers = {"X-API-Key": api_key}
 
         def file(phone: str) -> int:
@@ -58,7 +45,7 @@ def test_one_phone_written_in_many_ways_counts_as_one_reporter(settings, client,
 
 
 def test_intake_per_address_limit(settings, client, api_key):
-    with strict_client(settings, rate_limit_intake_per_address="3/minute") as limited:
+    with limits_app(settings, rate_limit_intake_per_address="3/minute") as limited:
         codes = [
             limited.post("/v1/reports", json=report_body(), headers={"X-API-Key": api_key}).status_code
             for _ in range(5)
@@ -68,7 +55,7 @@ def test_intake_per_address_limit(settings, client, api_key):
 
 def test_brute_force_sign_in_is_throttled(settings, client):
     in_app(client, lambda s: users.create(s, username="victim", password="the real password", role="dispatcher"))
-    with strict_client(settings, rate_limit_sign_in="5/15 minutes") as limited:
+    with limits_app(settings, rate_limit_sign_in="5/15 minutes") as limited:
         codes = [
             limited.post("/v1/auth/token", data={"username": "victim", "password": f"guess {n}"}).status_code
             for n in range(7)
@@ -277,7 +264,7 @@ def test_decompression_bomb_is_refused_at_intake_and_nothing_is_kept(settings, c
 
 
 def test_pixel_limit_comes_from_settings(settings, client, api_key):
-    with strict_client(settings, max_photo_pixels=1000) as limited:  # the 64x48 test photo has 3072
+    with limits_app(settings, max_photo_pixels=1000) as limited:  # the 64x48 test photo has 3072
         refused = limited.post(
             "/v1/reports",
             data=report_body(),

@@ -2,30 +2,21 @@
 address (a miss costs more than a hit), and a report its citizen kept private shows its details only
 to whoever holds the citizen token."""
 
-import uuid
 import xml.etree.ElementTree as ET
 
-from fastapi.testclient import TestClient
 
 from service.lifecycle.events import STATUS_WORDS
-from service.main import create_app
 from service.reports.codes import new_tracking_code
 from service.settings import Settings
-from tests.conftest import run_worker
+from tests.conftest import limits_app, run_worker
 from tests.factories import jpeg_bytes, report_body
 
 PRIVATE_TEXT = "Hàng xóm số 14 Nguyễn Trãi mở karaoke tới 2 giờ sáng, tôi ở số 16 ngay bên cạnh"
 
 
-def limited_client(settings, **limits) -> TestClient:
-    return TestClient(
-        create_app(settings.model_copy(update={"queue_name": f"lookup-{uuid.uuid4().hex[:8]}", **limits}))
-    )
-
-
 def test_guessing_tracking_codes_is_cut_off_with_429_and_retry_after(settings, client, api_key):
     code = client.post("/v1/reports", json=report_body(), headers={"X-API-Key": api_key}).json()["tracking_code"]
-    with limited_client(settings, rate_limit_tracking_lookup="30/minute", tracking_lookup_miss_cost=10) as app:
+    with limits_app(settings, rate_limit_tracking_lookup="30/minute", tracking_lookup_miss_cost=10) as app:
         misses = [app.get(f"/v1/reports/{guess}").status_code for guess in ("2222-2222", "3333-3333", "4444-4444")]
         assert misses == [404, 404, 404]
         refused = app.get(f"/v1/reports/{code}")  # three misses spent the whole budget, even for a real code
@@ -39,7 +30,7 @@ def test_guessing_codes_through_open311_is_cut_off_as_on_v1(settings):
     defaults = {
         name: Settings.model_fields[name].default for name in ("rate_limit_tracking_lookup", "tracking_lookup_miss_cost")
     }
-    with limited_client(settings, **defaults) as app:
+    with limits_app(settings, **defaults) as app:
         answers = [app.get(f"/open311/v2/requests/{new_tracking_code()}.json") for _ in range(60)]
     statuses = [answer.status_code for answer in answers]
     assert statuses == [404] * 12 + [429] * 48  # 120 lookups a minute, a miss counting as 10
@@ -50,7 +41,7 @@ def test_guessing_codes_through_open311_is_cut_off_as_on_v1(settings):
 
 def test_open311_and_v1_lookups_spend_one_budget_per_address(settings, client, api_key):
     code = client.post("/v1/reports", json=report_body(), headers={"X-API-Key": api_key}).json()["tracking_code"]
-    with limited_client(settings, rate_limit_tracking_lookup="30/minute", tracking_lookup_miss_cost=10) as app:
+    with limits_app(settings, rate_limit_tracking_lookup="30/minute", tracking_lookup_miss_cost=10) as app:
         assert app.get("/open311/v2/requests/2222-2222.json").status_code == 404
         assert app.get("/v1/reports/3333-3333").status_code == 404
         assert app.get("/open311/v2/requests/4444-4444.xml").status_code == 404
@@ -61,7 +52,7 @@ def test_open311_and_v1_lookups_spend_one_budget_per_address(settings, client, a
         assert ET.fromstring(refused.content).findtext("error/code") == "429"
         refused = app.get(f"/v1/reports/{code}")
         assert refused.status_code == 429 and refused.json()["code"] == "rate_limited"
-    with limited_client(settings, rate_limit_tracking_lookup="30/minute", tracking_lookup_miss_cost=10) as app:
+    with limits_app(settings, rate_limit_tracking_lookup="30/minute", tracking_lookup_miss_cost=10) as app:
         assert [app.get(f"/v1/reports/{guess}").status_code for guess in ("2222-2222", "3333-3333")] == [404, 404]
         assert app.get("/open311/v2/requests/4444-4444.json").status_code == 404
         assert app.get(f"/open311/v2/requests/{code}.json").status_code == 429
@@ -69,7 +60,7 @@ def test_open311_and_v1_lookups_spend_one_budget_per_address(settings, client, a
 
 def test_a_citizen_following_its_own_report_is_not_cut_off_early(settings, client, api_key):
     code = client.post("/v1/reports", json=report_body(), headers={"X-API-Key": api_key}).json()["tracking_code"]
-    with limited_client(settings, rate_limit_tracking_lookup="30/minute", tracking_lookup_miss_cost=10) as app:
+    with limits_app(settings, rate_limit_tracking_lookup="30/minute", tracking_lookup_miss_cost=10) as app:
         assert [app.get(f"/v1/reports/{code}").status_code for _ in range(30)] == [200] * 30
         assert app.get(f"/v1/reports/{code}").status_code == 429
 
