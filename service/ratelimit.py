@@ -12,6 +12,7 @@ that ask at the same time share the call: under load one script call answers a g
 """
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -42,57 +43,75 @@ CHECK_TIMEOUT_SECONDS = 0.25
 
 # The questions of the requests waiting when it is sent, each answered in turn as if asked alone: for
 # each, every limit first (nothing is counted when one is spent), then each is counted, then the key is
-# claimed. KEYS: per request, one list per limit (newest timestamp first, as the `limits` moving window
-# keeps it), then its idempotency claim when it has one. ARGV: now, the number of requests, the claim's
-# seconds to live, then per request: its number of limits, 1 when it claims a key (else 0), and
-# (amount, expiry, cost) per limit. Answers one list per request: {0, index of the spent limit, when it
-# has room again} or {1, 1 when the key was claimed now / 0 when an earlier request holds it / -1 when
-# there is no key}.
+# claimed. A limit's list (newest timestamp first, as the `limits` moving window keeps it) is read and
+# written once per call, not once per request: the entries the call's earlier requests counted are kept
+# in `pushed` and come before the list's own, which are read only where a check reaches past them (LLEN
+# says where the list ends; a limit far from spent needs no LINDEX). Then each list gets its entries in
+# one LPUSH, trimmed to the limit's amount, with the limit's expiry: the lists end as separate checks
+# leave them. KEYS: every key the call uses, once. ARGV: now, the claim's seconds to live, and the
+# requests as JSON: per request [index of its claim's key or 0, [key index, amount, expiry, cost] per
+# limit]. Answers one list per request: {0, index of the spent limit, when it has room again} or {1, 1
+# when the key was claimed now / 0 when an earlier request holds it / -1 when there is no key}.
 GATE_SCRIPT = """
 local now = tonumber(ARGV[1])
-local claim_seconds = tonumber(ARGV[3])
-local answers = {}
-local key_at, arg_at = 1, 4
-for request = 1, tonumber(ARGV[2]) do
-    local limits, claims = tonumber(ARGV[arg_at]), tonumber(ARGV[arg_at + 1])
-    local first = arg_at + 2
+local requests = cjson.decode(ARGV[3])
+local pushed, length, limit_of, answers = {}, {}, {}, {}
+for number, request in ipairs(requests) do
     local answer = nil
-    for i = 0, limits - 1 do
-        local at = first + 3 * i
-        local amount, expiry, cost = tonumber(ARGV[at]), tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2])
+    for i = 2, #request do
+        local key, amount, expiry, cost = request[i][1], request[i][2], request[i][3], request[i][4]
         if cost > amount then
-            answer = {0, i + 1, tostring(now + expiry)}
+            answer = {0, i - 1, tostring(now + expiry)}
             break
         end
-        local entry = redis.call('lindex', KEYS[key_at + i], amount - cost)
-        if entry and tonumber(entry) >= now - expiry then
-            answer = {0, i + 1, tostring(tonumber(entry) + expiry)}
+        -- The entry a moving window looks at: the amount-cost'th newest, counting this call's own first.
+        local at, before = amount - cost, pushed[key] or 0
+        local entry = nil
+        if at < before then
+            entry = now
+        else
+            if length[key] == nil then
+                length[key] = redis.call('llen', KEYS[key])
+            end
+            if at - before < length[key] then
+                entry = tonumber(redis.call('lindex', KEYS[key], at - before))
+            end
+        end
+        if entry and entry >= now - expiry then
+            answer = {0, i - 1, tostring(entry + expiry)}
             break
         end
     end
     if answer == nil then
-        for i = 0, limits - 1 do
-            local at = first + 3 * i
-            local amount, expiry, cost = tonumber(ARGV[at]), tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2])
-            for _ = 1, cost do
-                redis.call('lpush', KEYS[key_at + i], ARGV[1])
-            end
-            redis.call('ltrim', KEYS[key_at + i], 0, amount - 1)
-            redis.call('expire', KEYS[key_at + i], expiry)
+        for i = 2, #request do
+            local key = request[i][1]
+            pushed[key] = (pushed[key] or 0) + request[i][4]
+            limit_of[key] = request[i]
         end
-        if claims == 1 then
-            if redis.call('set', KEYS[key_at + limits], '1', 'NX', 'EX', claim_seconds) then
-                answer = {1, 1}
-            else
-                answer = {1, 0}
-            end
-        else
+        if request[1] == 0 then
             answer = {1, -1}
+        elseif redis.call('set', KEYS[request[1]], '1', 'NX', 'EX', ARGV[2]) then
+            answer = {1, 1}
+        else
+            answer = {1, 0}
         end
     end
-    answers[request] = answer
-    key_at = key_at + limits + claims
-    arg_at = first + 3 * limits
+    answers[number] = answer
+end
+for key = 1, #KEYS do
+    local count = pushed[key]
+    if count then
+        while count > 0 do
+            local values = {}
+            for i = 1, math.min(count, 200) do
+                values[i] = ARGV[1]
+            end
+            redis.call('lpush', KEYS[key], unpack(values))
+            count = count - #values
+        end
+        redis.call('ltrim', KEYS[key], 0, limit_of[key][2] - 1)
+        redis.call('expire', KEYS[key], limit_of[key][3])
+    end
 end
 return answers
 """
@@ -114,10 +133,11 @@ class Limit:
 
 @dataclass
 class _Question:
-    """One request's part of a gate call: its keys and arguments, and where its answer goes."""
+    """One request's part of a gate call: its limits (Redis key, amount, expiry, cost), its claim's key,
+    and where its answer goes."""
 
-    keys: list[str]
-    args: list[float | int | str]
+    limits: list[tuple[str, int, int, int]]
+    claim: str | None
     answer: asyncio.Future
 
 
@@ -182,15 +202,11 @@ class RateLimiter:
         are paid once per group, not once per request."""
         if self._gate is None or not (limits or claim):
             return None
-        keys = []
-        args: list[float | int | str] = [len(limits), 1 if claim else 0]
-        for limit in limits:
-            key, amount, expiry = _window(self.prefix, limit.rate, limit.scope, limit.identity)
-            keys.append(key)
-            args += [amount, expiry, limit.cost]
-        if claim:
-            keys.append(f"{self.prefix}:claim:{claim}")
-        question = _Question(keys, args, asyncio.get_running_loop().create_future())
+        question = _Question(
+            [(*_window(self.prefix, limit.rate, limit.scope, limit.identity), limit.cost) for limit in limits],
+            f"{self.prefix}:claim:{claim}" if claim else None,
+            asyncio.get_running_loop().create_future(),
+        )
         self._waiting.append(question)
         if not self._asking:
             self._asking = True
@@ -212,10 +228,12 @@ class RateLimiter:
         try:
             while self._waiting:
                 batch, self._waiting = self._waiting[:GATE_BATCH_MAX], self._waiting[GATE_BATCH_MAX:]
-                keys = [key for question in batch for key in question.keys]
-                args: list[float | int | str] = [time.time(), len(batch), CLAIM_SECONDS]
-                for question in batch:
-                    args += question.args
+                keys, requests = _gate_arguments(batch)
+                args: list[float | int | str] = [
+                    time.time(),
+                    CLAIM_SECONDS,
+                    json.dumps(requests, separators=(",", ":")),
+                ]
                 answers = await self._ask(partial(gate, keys=keys, args=args))
                 for number, question in enumerate(batch):
                     if not question.answer.done():  # its request may have been cancelled meanwhile
@@ -274,6 +292,25 @@ class RateLimiter:
     async def count(self, limit: str, scope: str, identity: str) -> None:
         """Count one event against the limit, without refusing anything now."""
         await self._ask(lambda: self.limiter.hit(parse(limit), scope, identity))
+
+
+def _gate_arguments(batch: list[_Question]) -> tuple[list[str], list[list]]:
+    """GATE_SCRIPT's KEYS (each key once: the same app key and address ask in most requests) and its
+    requests, which name their keys by their (1-based) place in KEYS."""
+    places: dict[str, int] = {}
+
+    def place(key: str) -> int:
+        found = places.get(key)
+        if found is None:
+            found = places[key] = len(places) + 1
+        return found
+
+    requests = [
+        [place(question.claim) if question.claim else 0]
+        + [[place(key), amount, expiry, cost] for key, amount, expiry, cost in question.limits]
+        for question in batch
+    ]
+    return list(places), requests
 
 
 def _refused(limit: str, scope: str, reset_time: float) -> RateLimited:
