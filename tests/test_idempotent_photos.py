@@ -14,9 +14,8 @@ from sqlmodel import select
 
 from service.models import Photo, Report
 from service.reports.schemas import ReportCreate
-from tests.conftest import in_app, run_worker
+from tests.conftest import in_app, limits_app, run_worker
 from tests.factories import jpeg_bytes, report_body
-from tests.test_intake_gate import limited_app
 
 
 def same_size_other_bytes(photo: bytes) -> bytes:
@@ -81,7 +80,7 @@ def test_retry_with_the_same_photo_replays_the_report(client, api_key, processed
 def test_lost_race_compares_the_photo_bytes_too(settings, client, api_key):
     """Redis down: no lookup before the insert, the unique index finds the earlier try."""
     photo = jpeg_bytes(color="blue")
-    with limited_app(settings, redis_url="redis://127.0.0.1:9/0") as app:
+    with limits_app(settings, redis_url="redis://127.0.0.1:9/0") as app:
         first = send(app, api_key, "photo-race-1", photo)
         again = send(app, api_key, "photo-race-1", photo)
         other = send(app, api_key, "photo-race-1", same_size_other_bytes(photo))
