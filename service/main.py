@@ -50,7 +50,7 @@ def redis_pool(settings: Settings) -> BlockingConnectionPool:
         settings.redis_url,
         max_connections=settings.redis_max_connections,
         timeout=2,
-        socket_connect_timeout=1,
+        socket_connect_timeout=settings.redis_connect_timeout_seconds,
         socket_timeout=2,
     )
 

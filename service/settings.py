@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     database_read_url: str | None = None
     # Connections each process may open to Redis (queue, rate limits, IOC cache).
     redis_max_connections: int = Field(default=50, ge=2)
+    # How long an API process waits to connect to Redis before it counts Redis as down (the hand-off then
+    # leaves the work to the sweeps). A loaded machine may need more than the default second.
+    redis_connect_timeout_seconds: float = Field(default=1, gt=0, le=30)
     # Freeze what start-up built and collect young objects less often (service/gc_tuning.py); the
     # tests turn it off, as they start many apps in one process.
     gc_tuning: bool = True

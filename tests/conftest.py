@@ -100,6 +100,8 @@ def settings(request, tmp_path_factory) -> Iterator[Settings]:
         model_cache_dir=ROOT / ".cache" / "models",
         job_timeout_seconds=10,
         gc_tuning=False,  # many apps and workers in one process: nothing start-up made should be frozen
+        # A loaded CI machine took more than the default second to connect (the `client` fixture's setup).
+        redis_connect_timeout_seconds=10,
         # Tests send many reports from one address; the limits have tests of their own.
         rate_limit_intake_per_key="100000/minute",
         rate_limit_intake_per_address="100000/minute",
