@@ -49,7 +49,7 @@ def summarise(raw: Path, top: int = 12, prefixes: tuple[str, ...] = ("service/",
         packages[innermost.split("/")[0].removesuffix(".py")] += count
         for name in {f"{frame['function']} ({frame['file']})" for frame in frames
                      if frame["file"].startswith(prefixes) and not frame["file"].startswith("service/cli.py")
-                     and frame["function"].split(".")[-1] not in ("__call__", "_limited")}:
+                     and frame["function"].split(".")[-1] != "__call__"}:
             ours[name] += count
     share = lambda counter: [(name, count / total) for name, count in counter.most_common(top)]  # noqa: E731
     return total, share(packages), share(ours)

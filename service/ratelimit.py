@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import lru_cache, partial
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from fastapi import Request
 from limits import RateLimitItem, WindowStats, parse
@@ -121,9 +121,9 @@ GATE_BATCH_MAX = 256
 CLAIM_SECONDS = 24 * 3600
 
 
-@dataclass(frozen=True)
-class Limit:
-    """One limit to pass: `rate` ("60/minute") counted for `identity` within `scope`."""
+class Limit(NamedTuple):
+    """One limit to pass: `rate` ("60/minute") counted for `identity` within `scope`. A tuple: made
+    two or three times in every intake request, in half the time of a frozen dataclass."""
 
     rate: str
     scope: str

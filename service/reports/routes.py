@@ -1,7 +1,7 @@
 """Citizen-facing report endpoints: submit with photos, follow by tracking code."""
 
-import json
 from datetime import datetime
+from json.encoder import encode_basestring as _json_string  # a str as JSON writes it, quotes included
 from typing import Annotated
 from uuid import UUID
 
@@ -158,19 +158,17 @@ def _created_body(
     report_id: UUID, tracking_code: str, status: str, created_at: datetime, url: str, secret: str
 ) -> bytes:
     """ReportCreated as pydantic writes it (compact, the time in ISO 8601 with Z for UTC), written directly:
-    building the model and serialising it was a fortieth of an intake request's CPU."""
+    building the model and serialising it was a fortieth of an intake request's CPU, and json.dumps of
+    the six fields half of what was left. Only the strings that could hold a character to escape are
+    escaped; a UUID, a time and the token's base64url never do."""
     created = created_at.isoformat()
     if created.endswith("+00:00"):
         created = created[:-6] + "Z"
-    body = {
-        "id": str(report_id),
-        "tracking_code": tracking_code,
-        "status": status,
-        "citizen_token": citizen_token(secret, report_id),
-        "created_at": created,
-        "url": url,
-    }
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    token = citizen_token(secret, report_id)
+    return (
+        f'{{"id":"{report_id}","tracking_code":{_json_string(tracking_code)},"status":{_json_string(status)},'
+        f'"citizen_token":"{token}","created_at":"{created}","url":{_json_string(url)}}}'
+    ).encode()
 
 
 def direct_routes() -> list[APIRoute]:

@@ -13,7 +13,6 @@ report at a time, so a bad report (a tracking-code clash, a lost idempotency rac
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
@@ -25,10 +24,11 @@ from service.reports.service import NewReport
 log = logging.getLogger(__name__)
 
 
-@dataclass
 class _Waiting:
-    new: NewReport
-    done: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    __slots__ = ("new", "done")
+
+    def __init__(self, new: NewReport, done: asyncio.Future) -> None:
+        self.new, self.done = new, done
 
 
 class IntakeWriter:
@@ -54,7 +54,7 @@ class IntakeWriter:
         """Return once the report is committed; raise what its commit raised."""
         if self._task is None or self._task.done():
             raise RuntimeError("the intake writer is not running")
-        waiting = _Waiting(new)
+        waiting = _Waiting(new, asyncio.get_running_loop().create_future())
         self._waiting.put_nowait(waiting)
         # Waited for through a cancellation: a client hanging up must not make its request clean up
         # photos of a report that is being committed anyway. The cancellation is asked for again once

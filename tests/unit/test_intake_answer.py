@@ -19,9 +19,16 @@ from service.reports.schemas import ReportCreated
         datetime(2026, 12, 7, 9, 51, 44, 5, tzinfo=timezone(timedelta(hours=7))),  # an offset stays an offset
     ],
 )
-def test_intake_answer_is_byte_for_byte_what_the_report_created_model_writes(created_at: datetime) -> None:
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://1022.example.vn/v1/reports/ABCD-EFGH",
+        # A base URL an operator set with characters JSON escapes, and some it does not.
+        'https://phản-ánh.example.vn/a"b\\c\td/v1/reports/ABCD-EFGH',
+    ],
+)
+def test_intake_answer_is_byte_for_byte_what_the_report_created_model_writes(created_at: datetime, url: str) -> None:
     report_id = uuid4()
-    url = "https://1022.example.vn/v1/reports/ABCD-EFGH"
     model = ReportCreated(
         id=report_id,
         tracking_code="ABCD-EFGH",
