@@ -10,7 +10,7 @@ import time
 
 import httpx
 from fastapi.testclient import TestClient
-from sqlalchemy import update
+from sqlalchemy import event, update
 from sqlmodel import func, select
 
 from service.jobs import PROCESS_REPORT, process_report_job_id
@@ -110,3 +110,21 @@ def test_a_key_revoked_elsewhere_stops_working_within_the_cache_time(settings, c
         assert submit().status_code == 201
         time.sleep(3.1)
         assert submit().status_code == 401
+
+
+def test_a_burst_on_a_key_the_process_has_not_checked_yet_asks_the_database_once(client, api_key):
+    lookups: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        if "WHERE api_clients.key_prefix =" in statement:  # authenticate's lookup of a key
+            lookups.append(statement)
+
+    engine = client.app.state.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        answers = burst(client, api_key, bodies(BURST))
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert [answer.status_code for answer in answers] == [201] * BURST
+    # Every request of the burst missed the cache at once; one lookup answered them all.
+    assert len(lookups) == 1

@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated
 from uuid import UUID
+from weakref import WeakKeyDictionary
 
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
 from limits import parse
 from sqlalchemy import update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlalchemy.orm import make_transient_to_detached
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -190,12 +191,34 @@ async def api_client_of(request: Request) -> ApiClient:
     client = _cached(parsed[1]) if parsed is not None and seconds else None
     if client is not None:
         _touch_when_stale(request.app.state.engine, client)
+    elif parsed is not None and seconds:
+        client = await _shared_lookup(request.app.state.sessions, key, parsed[1], seconds)
     else:
-        async with request.app.state.sessions() as session:
-            client = await authenticate(session, key, cache_seconds=seconds)
+        client = await _lookup(request.app.state.sessions, key, seconds)
     if client is None:
         raise Unauthenticated(detail="The API key is unknown or revoked.", headers={"WWW-Authenticate": "ApiKey"})
     return client
+
+
+async def _lookup(sessions: async_sessionmaker, key: str, seconds: float) -> ApiClient | None:
+    async with sessions() as session:
+        return await authenticate(session, key, cache_seconds=seconds)
+
+
+# The lookups under way in each event loop, by the hash of the key. When a busy app's key runs out of
+# the cache, every request of it in flight (64 in the intake benchmark) missed at once and opened a
+# session for the same query, on a pool smaller than that: one lookup now answers them all.
+_lookups: "WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Future]]" = WeakKeyDictionary()
+
+
+async def _shared_lookup(sessions: async_sessionmaker, key: str, digest: str, seconds: float) -> ApiClient | None:
+    under_way = _lookups.setdefault(asyncio.get_running_loop(), {})
+    lookup = under_way.get(digest)
+    if lookup is None:
+        lookup = under_way[digest] = asyncio.ensure_future(_lookup(sessions, key, seconds))
+        lookup.add_done_callback(lambda _: under_way.pop(digest, None))
+    # Shielded: a request that gives up (its client hung up) must not cancel the others' lookup.
+    return await asyncio.shield(lookup)
 
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="An app or department-system key")
