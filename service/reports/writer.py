@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 
 class _Waiting:
-    __slots__ = ("new", "done")
+    __slots__ = ("done", "new")
 
     def __init__(self, new: NewReport, done: asyncio.Future) -> None:
         self.new, self.done = new, done
