@@ -5,6 +5,7 @@ each test starts from empty report tables with the demo catalogue loaded.
 """
 
 import asyncio
+import fcntl
 import os
 import shutil
 import uuid
@@ -39,6 +40,28 @@ CATALOGUE_TABLES = {
     "sla_policies",
     "alembic_version",
 }
+
+
+# The classifier's cache every test shares (the workers' MODEL_CACHE_DIR, the unit tests'): trained once per
+# corpus, then loaded.
+MODEL_CACHE = ROOT / ".cache" / "models"
+
+
+def trained_model_cache() -> Path:
+    """MODEL_CACHE, with the model for the current corpus in it. Under pytest-xdist every worker starts at
+    once: without the lock each found no model and trained its own at the same time (minutes of CPU on a
+    loaded machine, for one result). The cache file itself is written atomically (temp file, os.replace),
+    so a reader never sees half of it; the lock only keeps the others waiting for the first one's model."""
+    from service.classify.model import Classifier, corpus_version
+
+    if (MODEL_CACHE / f"classifier-{corpus_version()}.joblib").exists():
+        return MODEL_CACHE
+    MODEL_CACHE.mkdir(parents=True, exist_ok=True)
+    with open(MODEL_CACHE / ".training.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+        if not (MODEL_CACHE / f"classifier-{corpus_version()}.joblib").exists():
+            Classifier.load_or_train(MODEL_CACHE)
+    return MODEL_CACHE
 
 
 def migrate(database_url: str) -> None:
@@ -96,8 +119,8 @@ def settings(request, tmp_path_factory) -> Iterator[Settings]:
         secret_key="test-secret-key-that-is-long-enough-for-hs256",
         public_base_url="http://testserver",
         log_json=False,
-        # Shared across runs and backends: the classifier is trained once, then loaded.
-        model_cache_dir=ROOT / ".cache" / "models",
+        # Shared across runs, backends and xdist workers: the classifier is trained once, then loaded.
+        model_cache_dir=trained_model_cache(),
         job_timeout_seconds=10,
         gc_tuning=False,  # many apps and workers in one process: nothing start-up made should be frozen
         # A loaded CI machine took more than the default second to connect (the `client` fixture's setup).

@@ -4,6 +4,7 @@ and the service's own `intake serve` / `intake worker` processes. Each binds a f
 import json
 import os
 import pwd
+import random
 import shutil
 import socket
 import subprocess
@@ -20,10 +21,40 @@ BIN = Path(sys.executable).parent
 INTAKE = str(BIN / "intake")
 
 
+# Ports for the servers tests start, handed out below Linux's ephemeral range (32768-60999 by default), in a
+# slice of their own per pytest-xdist worker. A port the kernel picked (bind to port 0) is free only until
+# the server binds it: meanwhile any outgoing connection (to PostgreSQL, Redis, a webhook receiver) may take
+# it as its local port, and under `pytest -n` another worker may be handed the same one. Outside that range
+# and each worker in its own slice, neither can happen; a port is still checked free before it is handed out
+# (another pytest session may run on the machine too: the slice is entered at a random place).
+_PORTS_FIRST, _PORTS_PER_WORKER, _PORTS_SLICES = 20000, 500, 25  # 20000-32499
+_ports_handed_out: set[int] = set()
+
+
+def _port_slice() -> range:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", ...; unset when not under xdist
+    index = int(worker[2:]) + 1 if worker.startswith("gw") and worker[2:].isdigit() else 0
+    first = _PORTS_FIRST + (index % _PORTS_SLICES) * _PORTS_PER_WORKER
+    return range(first, first + _PORTS_PER_WORKER)
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    ports = _port_slice()
+    if len(_ports_handed_out.intersection(ports)) > len(ports) // 2:
+        _ports_handed_out.clear()  # long since closed: hand them out again
+    start = random.randrange(len(ports))
+    for offset in range(len(ports)):
+        port = ports[(start + offset) % len(ports)]
+        if port in _ports_handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _ports_handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port in {ports.start}-{ports.stop - 1}")
 
 
 def wait_for_port(

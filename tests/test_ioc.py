@@ -9,6 +9,7 @@ from sqlmodel import select
 
 from service.auth import api_keys
 from service.ioc.queries import percentile_cont
+from service.ioc.service import database_namespace
 from service.models import Report
 from service.models.types import utcnow
 from service.reports.codes import new_tracking_code
@@ -20,9 +21,13 @@ VO_THI_SAU = (10.7830, 106.6900)
 
 
 def clear_cache(client) -> None:
+    # This database's entries only: other pytest-xdist workers share the Redis (their own databases give their
+    # keys another namespace), and deleting their entries would turn their expected cache hits into misses.
+    namespace = database_namespace(client.app.state.settings.database_url)
+
     async def clear():
         redis = client.app.state.arq
-        async for key in redis.scan_iter(match="ioc:*"):
+        async for key in redis.scan_iter(match=f"ioc:{namespace}:*"):
             await redis.delete(key)
 
     client.portal.call(clear)

@@ -16,6 +16,7 @@ import redis
 from sqlalchemy import text
 
 from service.auth import api_keys
+from service.ioc.service import database_namespace
 from service.models import Jurisdiction
 from tests.conftest import CATALOGUE_TABLES, ROOT, run_in_session
 from tests.processes import live_api
@@ -74,7 +75,8 @@ def _empty_reports(settings) -> None:
     run_in_session(settings, empty)
     connection = redis.Redis.from_url(settings.redis_url)
     try:
-        for key in connection.scan_iter(match="ioc:*"):
+        # This database's entries only: other pytest-xdist workers share the Redis and keep their own.
+        for key in connection.scan_iter(match=f"ioc:{database_namespace(settings.database_url)}:*"):
             connection.delete(key)
     finally:
         connection.close()

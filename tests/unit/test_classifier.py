@@ -8,9 +8,7 @@ import pytest
 from service.classify import model
 from service.classify.model import Classifier, Prediction, corpus_dir, load_corpus
 from service.classify.text import canonical, expand_teen_code, fold, translate_english_terms
-from tests.conftest import ROOT
-
-MODEL_CACHE = ROOT / ".cache" / "models"
+from tests.conftest import trained_model_cache
 
 SERVICE_CODES = {
     "road_traffic",
@@ -38,7 +36,7 @@ SERVICE_CODES = {
 @pytest.fixture(scope="module")
 def classifier() -> Classifier:
     # The cache every test shares (tests/conftest.py): the model is trained once per corpus in a run.
-    return Classifier.load_or_train(MODEL_CACHE)
+    return Classifier.load_or_train(trained_model_cache())
 
 
 def test_corpus_covers_every_service_code():
@@ -148,7 +146,7 @@ def test_second_load_reuses_the_cache(classifier, monkeypatch):
         raise AssertionError("trained again although the cache was valid")
 
     monkeypatch.setattr(model, "train", no_training)
-    again = Classifier.load_or_train(MODEL_CACHE)
+    again = Classifier.load_or_train(trained_model_cache())
     assert again.version == classifier.version
     assert again.predict("đèn đường hư") == classifier.predict("đèn đường hư")
 

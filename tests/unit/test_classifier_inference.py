@@ -1,14 +1,10 @@
 """The classifier's fast path decides exactly what the scikit-learn pipeline it was extracted from decides."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from service.classify.model import Classifier, Prediction, load_corpus
-
-# The cache the rest of the suite shares: trained once, then loaded.
-MODEL_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "models"
+from tests.conftest import trained_model_cache
 
 ODD_INPUTS = [
     "",
@@ -31,7 +27,7 @@ ODD_INPUTS = [
 
 @pytest.fixture(scope="module")
 def classifier() -> Classifier:
-    return Classifier.load_or_train(MODEL_CACHE)
+    return Classifier.load_or_train(trained_model_cache())
 
 
 def reference_predictions(classifier: Classifier, texts: list[str]) -> list[Prediction]:
