@@ -68,6 +68,21 @@ def test_intake_answers_201_in_its_usual_time_while_redis_hangs(settings, client
             time.sleep(0.02)
             before = command_counts(redis_server.url)
 
+        # The usual time, measured here: on a machine busy with other tests (pytest-xdist workers) an intake
+        # request takes longer than on an idle one, with or without Redis. A wait on the hung Redis is on
+        # top of it (the limiter's check timeout, then the breaker's): that is what the bounds below catch.
+        usual = []
+        for _ in range(5):
+            started = time.perf_counter()
+            assert (
+                app.post("/v1/reports", json=report_body(reporter_phone="0903111222"), headers=headers).status_code
+                == 201
+            )
+            usual.append(time.perf_counter() - started)
+        usual_median, usual_max = sorted(usual)[len(usual) // 2], max(usual)
+        app.portal.call(app.app.state.handoff.drain)  # their hand-offs too, before Redis freezes
+        before = command_counts(redis_server.url)
+
         os.kill(redis_server.process.pid, signal.SIGSTOP)
         latencies = []
 
@@ -78,7 +93,7 @@ def test_intake_answers_201_in_its_usual_time_while_redis_hangs(settings, client
                 latencies.append(time.perf_counter() - started)
                 assert response.status_code == 201, response.text
                 accepted.append(response.json()["tracking_code"])
-                assert latencies[-1] < 0.5, latencies  # the usual time, not a wait on Redis
+                assert latencies[-1] < usual_max + 0.5, (latencies, usual)  # the usual time, not a wait on Redis
 
         try:
             file_reports(5)
@@ -88,7 +103,7 @@ def test_intake_answers_201_in_its_usual_time_while_redis_hangs(settings, client
             os.kill(redis_server.process.pid, signal.SIGCONT)
 
         # The first request finds out (a 50 ms check); the others do not ask the hung Redis at all.
-        assert sorted(latencies)[len(latencies) // 2] < 0.1, latencies
+        assert sorted(latencies)[len(latencies) // 2] < usual_median + 0.1, (latencies, usual)
         during = command_counts(redis_server.url) - before
         # The check that timed out, not three per request. A hand-off is a script too: each one Redis ran
         # queued its (new) job, so the scripts beyond the ZADDs are the limiter's checks.
