@@ -24,11 +24,17 @@ lint: install
 	$(BIN)/ruff format --check service workers
 	$(BIN)/mypy service workers
 
+# The suite on TEST_WORKERS processes (pytest-xdist): it mostly waits (servers, sleeps, timeouts), so several
+# run side by side even on two cores. Each worker has its own databases, queues and ports (tests/conftest.py,
+# tests/processes.py); a module whose tests share an expensive module-scoped fixture is listed in
+# tests/conftest.py ONE_WORKER_MODULES, which `--dist loadgroup` runs whole on one worker. TEST_WORKERS=0 runs it in this one process, as before.
+TEST_WORKERS ?= 4
+
 test: install lint
 	scripts/ensure_services.sh
 	scripts/ensure_chromium.sh
 	scripts/audit.sh
-	$(BIN)/python -m pytest -m "not faults and not image"
+	$(BIN)/python -m pytest -m "not faults and not image" -n $(TEST_WORKERS) --dist loadgroup
 
 # Every test marked `faults`: the fault drills and the 2,000-report scale-out race (about 7 minutes).
 test-faults: install

@@ -64,6 +64,32 @@ def trained_model_cache() -> Path:
     return MODEL_CACHE
 
 
+# Modules run whole on one pytest-xdist worker (make test runs `-n ... --dist loadgroup`): their tests share
+# a module-scoped fixture too costly to build on every worker that would get one of them. The API fuzzing's
+# `target` (seeded data behind an `intake serve`), the IOC wall's `wall` (3,000 seeded tickets, a server,
+# chromium at each screen size), the classifier's `cross_validated` (fifteen trainings, minutes of CPU).
+ONE_WORKER_MODULES = {"tests/test_api_fuzz.py", "tests/test_ioc_wall.py", "tests/unit/test_classifier_cv.py"}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """`--dist loadgroup` with ONE_WORKER_MODULES as the groups. pytest-xdist's own loadgroup reads
+    `xdist_group` marks by renaming each item's nodeid (`item._nodeid`), which pytest 9 no longer reads:
+    the marks were silently ignored (the first -n 4 run built the fuzzing's server on every worker and
+    ran the cross-validation twice). The groups are chosen here from the nodeids instead. As in loadgroup,
+    larger groups are handed out first, so these start at once instead of ending the run."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleGroups(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return module if module in ONE_WORKER_MODULES else nodeid
+
+    return ModuleGroups(config, log)
+
+
 def migrate(database_url: str) -> None:
     config = Config(str(ROOT / "alembic.ini"))
     config.set_main_option("script_location", str(ROOT / "alembic"))
