@@ -27,8 +27,9 @@ lint: install
 # The suite on TEST_WORKERS processes (pytest-xdist): it mostly waits (servers, sleeps, timeouts), so several
 # run side by side even on two cores. Each worker has its own databases, queues and ports (tests/conftest.py,
 # tests/processes.py); a module whose tests share an expensive module-scoped fixture is listed in
-# tests/conftest.py ONE_WORKER_MODULES, which `--dist loadgroup` runs whole on one worker. TEST_WORKERS=0 runs it in this one process, as before.
-TEST_WORKERS ?= 4
+# tests/conftest.py ONE_WORKER_MODULES, which `--dist loadgroup` runs whole on one worker. TEST_WORKERS=0 runs it in
+# this one process, as before.
+TEST_WORKERS ?= 3
 
 test: install lint
 	scripts/ensure_services.sh

@@ -69,7 +69,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.read_sessions = session_factory(app.state.read_engine)
         # Connects lazily: the API starts and takes reports even while Redis is down.
         app.state.arq = ArqRedis.from_pool(redis_pool(settings))  # aclose() closes the pool too
-        app.state.rate_limiter = RateLimiter.from_url(settings.redis_url, prefix=f"{settings.queue_name}:limits")
+        app.state.rate_limiter = RateLimiter.from_url(
+            settings.redis_url,
+            prefix=f"{settings.queue_name}:limits",
+            connect_timeout=settings.redis_connect_timeout_seconds,
+        )
         # Jobs and webhook streams, after each commit.
         app.state.handoff = Handoff(app.state.arq, settings.queue_name, settings.webhook_queue_name)
         outbox.configure(

@@ -169,16 +169,20 @@ class RateLimiter:
     _tasks: set[asyncio.Task] = field(default_factory=set, init=False)
 
     @classmethod
-    def from_url(cls, redis_url: str, prefix: str) -> "RateLimiter":
+    def from_url(
+        cls, redis_url: str, prefix: str, *, connect_timeout: float = 1, socket_timeout: float = 1
+    ) -> "RateLimiter":
+        """`connect_timeout`: REDIS_CONNECT_TIMEOUT_SECONDS, as for the API's other Redis connections. A check
+        gives up after `check_timeout` anyway; `socket_timeout` only bounds a client whose checks may wait longer."""
         storage = RedisStorage(
             redis_url.replace("redis://", "async+redis://", 1).replace("rediss://", "async+rediss://", 1),
             implementation="redispy",
             key_prefix=prefix,
             wrap_exceptions=True,
-            socket_connect_timeout=1,
-            socket_timeout=1,
+            socket_connect_timeout=connect_timeout,
+            socket_timeout=socket_timeout,
         )
-        redis = Redis.from_url(redis_url, socket_connect_timeout=1, socket_timeout=1)
+        redis = Redis.from_url(redis_url, socket_connect_timeout=connect_timeout, socket_timeout=socket_timeout)
         return cls(MovingWindowRateLimiter(storage), storage, redis, prefix)
 
     def __post_init__(self) -> None:
