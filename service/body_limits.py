@@ -153,7 +153,7 @@ class BodyLimits:
                 raise BodyTooLarge(limit)
             if is_json:
                 # Read and checked whole before the app runs: nothing of it is refused later, so its
-                # answer goes out without a layer watching it (a tenth of intake's own CPU went to such layers).
+                # answer goes out without a layer around each of its messages.
                 checked = await self._checked_json(scope, receive, limit)
         except (BodyTooLarge, JsonTooDeep, UnstorableText) as exc:
             await _refusal(scope, exc)(scope, receive, send)
