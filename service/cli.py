@@ -189,41 +189,109 @@ def _print_problems(path: Path, problems, heading: str = "not loaded") -> None:
         typer.echo(f"  {problem}", err=True)
 
 
+def _password_option(help_text: str):
+    return typer.Option(
+        prompt=True, hide_input=True, confirmation_prompt=True, envvar="INTAKE_PASSWORD", help=help_text
+    )
+
+
+def _on_user(work: Callable[..., Awaitable[T]], failure: str) -> T:
+    """`work` on a user, or the reason it cannot be done (exit 2; 1 for an unknown user)."""
+    try:
+        return _in_session(work)
+    except LookupError as exc:
+        typer.echo(f"{failure}: {exc.args[0]}", err=True)
+        raise typer.Exit(1) from exc
+    except ValueError as exc:
+        typer.echo(f"{failure}: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
 @user_app.command("create")
 def user_create(
     username: Annotated[str, typer.Option()],
     role: Annotated[str, typer.Option(help="officer, dispatcher, supervisor, ioc_viewer or admin")],
     department: Annotated[str | None, typer.Option(help="Department code (officers and supervisors)")] = None,
     full_name: Annotated[str, typer.Option()] = "",
-    password: Annotated[
-        str,
-        typer.Option(
-            prompt=True,
-            hide_input=True,
-            confirmation_prompt=True,
-            envvar="INTAKE_PASSWORD",
-            help="Prompted for when not given (or INTAKE_PASSWORD)",
-        ),
-    ] = "",
+    password: Annotated[str, _password_option("Prompted for when not given (or INTAKE_PASSWORD)")] = "",
 ) -> None:
     """Create a staff user who signs in at POST /v1/auth/token."""
     from service.auth import users
 
-    try:
-        user = _in_session(
-            lambda session: users.create(
-                session,
-                username=username,
-                password=password,
-                role=role,
-                department_code=department,
-                full_name=full_name,
-            )
-        )
-    except ValueError as exc:
-        typer.echo(f"cannot create user: {exc}", err=True)
-        raise typer.Exit(2) from exc
+    user = _on_user(
+        lambda session: users.create(
+            session, username=username, password=password, role=role, department_code=department, full_name=full_name
+        ),
+        "cannot create user",
+    )
     typer.echo(f"created {user.username} ({user.role}{', ' + user.department_code if user.department_code else ''})")
+
+
+@user_app.command("list")
+def user_list() -> None:
+    """List staff users: name, role, department, state, last sign-in."""
+    from service.auth import users
+
+    for user in _in_session(users.list_):
+        state = "active" if user.active else "deactivated"
+        last = f"{user.last_login_at:%Y-%m-%d %H:%M}" if user.last_login_at else "never"
+        typer.echo(
+            f"{user.username}\t{user.role}\t{user.department_code or '-'}\t{state}\tlast sign-in {last}\t{user.full_name}"
+        )
+
+
+@user_app.command("change")
+def user_change(
+    username: str,
+    role: Annotated[str | None, typer.Option(help="officer, dispatcher, supervisor, ioc_viewer or admin")] = None,
+    department: Annotated[str | None, typer.Option(help='Department code ("" for none)')] = None,
+    full_name: Annotated[str | None, typer.Option()] = None,
+    active: Annotated[
+        bool | None,
+        typer.Option("--active/--deactivate", help="Let the user sign in, or stop them (keeps their history)"),
+    ] = None,
+) -> None:
+    """Change a user's role, department, name, or whether they may sign in. A new role or department,
+    or deactivating, ends every sign-in of the user at once."""
+    from service.auth import users
+
+    user = _on_user(
+        lambda session: users.change_account(
+            session, username, role=role, department_code=department, full_name=full_name, active=active
+        ),
+        "cannot change user",
+    )
+    state = "active" if user.active else "deactivated"
+    typer.echo(f"{user.username}: {user.role}{', ' + user.department_code if user.department_code else ''}, {state}")
+
+
+@user_app.command("set-password")
+def user_set_password(
+    username: str,
+    password: Annotated[
+        str, _password_option("The new password; prompted for when not given (or INTAKE_PASSWORD)")
+    ] = "",
+) -> None:
+    """Set a user's password (they forgot it, or it leaked). Every sign-in of the user ends."""
+    from service.auth import users
+
+    user = _on_user(lambda session: users.reset_password(session, username, password), "cannot set password")
+    typer.echo(f"password of {user.username} set; their sign-ins are ended")
+
+
+@user_app.command("sign-out")
+def user_sign_out(username: str) -> None:
+    """End every sign-in of a user (a lost phone, a shared computer): their tokens stop working at once."""
+    from service.auth import users
+
+    async def work(session):
+        user = await users.find(session, username)
+        if user is None:
+            raise LookupError(f"no staff user {username!r}")
+        return user.username, await users.end_sign_ins(session, user.id)
+
+    name, ended = _on_user(work, "cannot sign out")
+    typer.echo(f"{name}: {ended} refresh token(s) revoked")
 
 
 @apikey_app.command("create")

@@ -49,6 +49,8 @@ class ErrorCode(StrEnum):
     TOO_MANY_BUCKETS = "too_many_buckets"
     INVALID_CREDENTIALS = "invalid_credentials"
     INVALID_TOKEN = "invalid_token"
+    WRONG_PASSWORD = "wrong_password"
+    STAFF_ONLY = "staff_only"
     UNSUPPORTED_GRANT_TYPE = "unsupported_grant_type"
     AMBIGUOUS_CREDENTIALS = "ambiguous_credentials"
     TICKET_NOT_FOUND = "ticket_not_found"
@@ -154,6 +156,11 @@ MESSAGES: dict[ErrorCode, tuple[str, str]] = {
     ),
     ErrorCode.INVALID_CREDENTIALS: ("Wrong username or password.", "Sai tên đăng nhập hoặc mật khẩu."),
     ErrorCode.INVALID_TOKEN: ("The token is invalid or expired.", "Mã truy cập không hợp lệ hoặc đã hết hạn."),
+    ErrorCode.WRONG_PASSWORD: ("The current password is wrong.", "Mật khẩu hiện tại không đúng."),
+    ErrorCode.STAFF_ONLY: (
+        "Only a staff user signed in with a password can do this, not an API key.",
+        "Chỉ cán bộ đăng nhập bằng mật khẩu mới thực hiện được thao tác này, không dùng khóa API.",
+    ),
     ErrorCode.UNSUPPORTED_GRANT_TYPE: (
         "The token endpoint takes grant_type password or refresh_token.",
         "Điểm cấp mã chỉ nhận grant_type là password hoặc refresh_token.",

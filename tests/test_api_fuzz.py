@@ -83,6 +83,7 @@ REFUSALS_OF_WELL_FORMED_REQUESTS: dict[str, tuple[list[int], str]] = {
     "POST /v1/tickets/{ticket}/claim": ([412], "a stale If-Match"),
     "POST /v1/tickets/{ticket}/unclaim": ([412], "a stale If-Match"),
     "POST /v1/tickets/bulk": ([422], "NUL (each ticket's own refusal is in the 200's results)"),
+    "POST /v1/auth/password": ([422], "a wrong current password"),
     "GET /v1/ioc/summary": ([422], "an impossible date or an empty range"),
     "GET /v1/ioc/timeseries": ([422], "an impossible date, an empty range or too many buckets"),
     "GET /v1/ioc/hotspots": ([422], "an impossible date or an empty range"),
@@ -336,6 +337,10 @@ CREDENTIALS_FOR = [
     ("/v1/webhooks", ("app", "admin_key", "department_key", "admin")),
     ("/v1/reports", ("app",)),
     ("/v1/auth/me", ("app", "officer", "ioc_key")),
+    # Keys only: a staff token signed out or a password changed would end the shared fuzz sign-ins
+    # (tests/test_staff_accounts.py works these with staff of their own).
+    ("/v1/auth/sign-out", ("app", "ioc_key")),
+    ("/v1/auth/password", ("app", "admin_key")),
 ]
 
 

@@ -1,13 +1,17 @@
-"""Staff sign-in: the OAuth2 token endpoint (password and refresh_token grants), refresh, and who am I."""
+"""Staff sign-in: the OAuth2 token endpoint (password and refresh_token grants), refresh, sign-out,
+the user's own password, and who am I."""
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Request, Response
 from pydantic import BaseModel, Field
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service.auth import grants, users
-from service.auth.subject import CurrentSubject
+from service.auth.passwords import MIN_PASSWORD_LENGTH
+from service.auth.subject import AuthSubject, CurrentSubject
 from service.db import SessionDep
-from service.errors import ErrorCode, TokenProblem, Unauthenticated, problem_responses
+from service.errors import ErrorCode, Forbidden, TokenProblem, Unauthenticated, Unprocessable, problem_responses
 from service.ratelimit import client_address
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
@@ -22,6 +26,25 @@ class TokenResponse(BaseModel):
 
 class RefreshRequest(BaseModel):
     refresh_token: str = Field(min_length=10, max_length=200)
+
+
+class SignOut(BaseModel):
+    everywhere: bool = Field(
+        default=False, description="End every sign-in of yours (every device), not only the one of this token"
+    )
+
+
+# A password is hashed, never stored: the upper bound only keeps argon2's work per request bounded.
+MAX_PASSWORD_LENGTH = 1024
+
+
+class PasswordChange(BaseModel):
+    current_password: str = Field(
+        min_length=1, max_length=MAX_PASSWORD_LENGTH, json_schema_extra={"format": "password"}
+    )
+    new_password: str = Field(
+        min_length=MIN_PASSWORD_LENGTH, max_length=MAX_PASSWORD_LENGTH, json_schema_extra={"format": "password"}
+    )
 
 
 class Me(BaseModel):
@@ -68,16 +91,12 @@ async def token(request: Request, session: SessionDep) -> TokenResponse:
 
 
 async def _signed_in(request: Request, session: AsyncSession, grant: grants.PasswordGrant) -> TokenResponse:
-    settings = request.app.state.settings
-    limits = _sign_in_limits(request, grant.username) if settings.rate_limits_enabled else []
-    for scope, identity in limits:
-        await request.app.state.rate_limiter.check(settings.rate_limit_sign_in, scope, identity)
+    limits = await _guess_allowed(request, grant.username)
     pair = await users.sign_in(
-        session, username=grant.username, password=grant.password, secret_key=settings.secret_key
+        session, username=grant.username, password=grant.password, secret_key=request.app.state.settings.secret_key
     )
     if pair is None:
-        for scope, identity in limits:
-            await request.app.state.rate_limiter.count(settings.rate_limit_sign_in, scope, identity)
+        await _count_wrong_guess(request, limits)
         raise Unauthenticated(
             ErrorCode.INVALID_CREDENTIALS,
             headers={"WWW-Authenticate": "Bearer"},
@@ -86,8 +105,24 @@ async def _signed_in(request: Request, session: AsyncSession, grant: grants.Pass
     return _answer(pair)
 
 
-def _sign_in_limits(request: Request, username: str) -> list[tuple[str, str]]:
-    return [("sign-in-failures:user", username.strip().lower()), ("sign-in-failures:address", client_address(request))]
+async def _guess_allowed(request: Request, username: str) -> list[tuple[str, str]]:
+    """429 once the wrong passwords given for this account, or from this address, are spent
+    (RATE_LIMIT_SIGN_IN each); the limits to count a wrong one against."""
+    settings = request.app.state.settings
+    if not settings.rate_limits_enabled:
+        return []
+    limits = [
+        ("sign-in-failures:user", username.strip().lower()),
+        ("sign-in-failures:address", client_address(request)),
+    ]
+    for scope, identity in limits:
+        await request.app.state.rate_limiter.check(settings.rate_limit_sign_in, scope, identity)
+    return limits
+
+
+async def _count_wrong_guess(request: Request, limits: list[tuple[str, str]]) -> None:
+    for scope, identity in limits:
+        await request.app.state.rate_limiter.count(request.app.state.settings.rate_limit_sign_in, scope, identity)
 
 
 @router.post(
@@ -121,3 +156,52 @@ async def _refreshed(
 @router.get("/me", response_model=Me, summary="Who the token or key belongs to", responses=problem_responses(401))
 async def me(subject: CurrentSubject) -> Me:
     return Me(kind=subject.kind, name=subject.name, role=subject.role, department_code=subject.department_code)
+
+
+def _staff(subject: AuthSubject) -> AuthSubject:
+    if subject.kind != "staff":
+        raise Forbidden(ErrorCode.STAFF_ONLY)
+    return subject
+
+
+@router.post(
+    "/sign-out",
+    status_code=204,
+    summary="Sign out: end this sign-in, or every one of yours",
+    responses=problem_responses(401, 403, 422),
+)
+async def sign_out(
+    subject: CurrentSubject, session: SessionDep, body: Annotated[SignOut | None, Body()] = None
+) -> Response:
+    """Ends the sign-in the access token came from: the token itself and every refresh token rotated
+    from the same sign-in stop working at once (401 `invalid_token`). `{"everywhere": true}` ends
+    every sign-in of the user, on every device. The body may be left out. A token already signed out
+    is refused (401), as any dead token is."""
+    staff = _staff(subject)
+    everywhere = body is not None and body.everywhere
+    await users.end_sign_ins(session, staff.id, only=None if everywhere or staff.sign_in is None else staff.sign_in)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/password",
+    status_code=204,
+    summary="Change your own password",
+    responses=problem_responses(401, 403, 422, 429),
+)
+async def change_password(
+    body: PasswordChange, subject: CurrentSubject, request: Request, session: SessionDep
+) -> Response:
+    """Needs the current password (422 `wrong_password` on `current_password` when it is wrong). A
+    wrong one counts against the same limits as a wrong sign-in (429 once spent), so a stolen access
+    token cannot be used to guess the password. Every other sign-in of the user ends; the one of this
+    token goes on."""
+    staff = _staff(subject)
+    limits = await _guess_allowed(request, staff.name)
+    changed = await users.change_password(
+        session, staff.id, current=body.current_password, new=body.new_password, keep_sign_in=staff.sign_in
+    )
+    if not changed:
+        await _count_wrong_guess(request, limits)
+        raise Unprocessable(ErrorCode.WRONG_PASSWORD, "current_password")
+    return Response(status_code=204)

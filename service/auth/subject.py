@@ -33,6 +33,8 @@ class AuthSubject:
     role: str
     department_code: str | None
     name: str
+    # The sign-in (refresh-token family) a staff access token came from: what signing out ends.
+    sign_in: UUID | None = None
 
     @property
     def actor(self) -> str:
@@ -82,7 +84,7 @@ async def authenticate(
         user = await _signed_in_user(session, user_id, family_id)
         if user is None or not user.active:
             raise Unauthenticated("invalid_token", headers=CHALLENGE)
-        return AuthSubject("staff", user.id, user.role, user.department_code, user.username)
+        return AuthSubject("staff", user.id, user.role, user.department_code, user.username, family_id)
     if key:
         client = await api_keys.authenticate(session, key, cache_seconds=api_keys.cache_seconds(request))
         if client is None:

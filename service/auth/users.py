@@ -1,4 +1,4 @@
-"""Staff users: creation, sign-in and refresh-token rotation."""
+"""Staff users: creation, sign-in, refresh-token rotation, sign-out, passwords and account changes."""
 
 from dataclasses import dataclass
 from datetime import timedelta
@@ -14,6 +14,7 @@ from service.auth.subject import STAFF_ROLES
 from service.auth.tokens import REFRESH_TOKEN_DAYS, hash_refresh_token, issue_access_token, new_refresh_token
 from service.models import Department, RefreshToken, StaffUser
 from service.models.types import utcnow
+from service.webhooks import outbox
 
 DEPARTMENT_ROLES = ("officer", "supervisor")
 
@@ -39,15 +40,10 @@ async def create(
     department_code: str | None = None,
     full_name: str = "",
 ) -> StaffUser:
-    if role not in STAFF_ROLES:
-        raise ValueError(f"unknown staff role {role!r}; choose one of {', '.join(STAFF_ROLES)}")
-    if role in DEPARTMENT_ROLES and not department_code:
-        raise ValueError(f"a {role} belongs to a department: give --department")
-    if department_code and await session.get(Department, department_code) is None:
-        raise ValueError(f"unknown department {department_code!r}")
+    await _check_role(session, role, department_code)
     # Case-blind: "OFF_LIGHT" beside "off_light" would be a look-alike account (the sign-in limits
     # already count both as one name).
-    taken = (await session.exec(select(StaffUser).where(func.lower(StaffUser.username) == username.lower()))).first()
+    taken = await find(session, username)
     if taken is not None:
         raise ValueError(
             f"username {username!r} is taken" + (f" (as {taken.username!r})" if taken.username != username else "")
@@ -62,6 +58,24 @@ async def create(
     session.add(user)
     await session.flush()
     return user
+
+
+async def _check_role(session: AsyncSession, role: str, department_code: str | None) -> None:
+    if role not in STAFF_ROLES:
+        raise ValueError(f"unknown staff role {role!r}; choose one of {', '.join(STAFF_ROLES)}")
+    if role in DEPARTMENT_ROLES and not department_code:
+        raise ValueError(f"a {role} belongs to a department: give --department")
+    if department_code and await session.get(Department, department_code) is None:
+        raise ValueError(f"unknown department {department_code!r}")
+
+
+async def find(session: AsyncSession, username: str) -> StaffUser | None:
+    """The user of this name, whatever its case (names differing only in case are refused at creation)."""
+    return (await session.exec(select(StaffUser).where(func.lower(StaffUser.username) == username.lower()))).first()
+
+
+async def list_(session: AsyncSession) -> list[StaffUser]:
+    return list((await session.exec(select(StaffUser).order_by(func.lower(StaffUser.username)))).all())
 
 
 async def _issue(session: AsyncSession, user: StaffUser, secret_key: str, family_id: UUID) -> TokenPair:
@@ -132,3 +146,84 @@ async def _refuse(session: AsyncSession, token_hash: str, now) -> RefreshRefused
         .execution_options(synchronize_session=False)
     )
     return RefreshRefused.REUSED
+
+
+async def end_sign_ins(
+    session: AsyncSession, user_id: UUID, *, only: UUID | None = None, but: UUID | None = None
+) -> int:
+    """Revoke the user's refresh tokens: those of the sign-in `only`, or every one but `but`'s.
+
+    An access token lives while its sign-in (family) has a token not revoked
+    (service/auth/subject.py), so the sign-ins ended here end their access tokens at once too."""
+    statement = update(RefreshToken).where(col(RefreshToken.user_id) == user_id, col(RefreshToken.revoked_at).is_(None))
+    if only is not None:
+        statement = statement.where(col(RefreshToken.family_id) == only)
+    if but is not None:
+        statement = statement.where(col(RefreshToken.family_id) != but)
+    result = await session.exec(statement.values(revoked_at=utcnow()).execution_options(synchronize_session=False))
+    return result.rowcount or 0
+
+
+async def change_password(
+    session: AsyncSession, user_id: UUID, *, current: str, new: str, keep_sign_in: UUID | None
+) -> bool:
+    """The user's own change: False when `current` is wrong. Every other sign-in ends (a password
+    changed because it leaked must lock out whoever used it); `keep_sign_in` stays."""
+    user = await session.get(StaffUser, user_id)
+    if user is None or not await off_the_loop(verify_password, user.password_hash, current):
+        return False
+    await _set_password(session, user, new, but=keep_sign_in)
+    return True
+
+
+async def reset_password(session: AsyncSession, username: str, password: str) -> StaffUser:
+    """An administrator's reset (the user forgot it, or it leaked): every sign-in of the user ends."""
+    user = await _existing(session, username)
+    await _set_password(session, user, password, but=None)
+    return user
+
+
+async def _set_password(session: AsyncSession, user: StaffUser, password: str, *, but: UUID | None) -> None:
+    user.password_hash = await off_the_loop(hash_password, password)
+    session.add(user)
+    await end_sign_ins(session, user.id, but=but)
+    await session.flush()
+
+
+async def change_account(
+    session: AsyncSession,
+    username: str,
+    *,
+    role: str | None = None,
+    department_code: str | None = None,
+    full_name: str | None = None,
+    active: bool | None = None,
+) -> StaffUser:
+    """Change a user's role, department (`""` for none), name or whether they may sign in; None keeps.
+
+    A new role or department, or a deactivation, ends every sign-in of the user: a token is never
+    worth more than what its holder may do now, and reactivating an account does not bring back
+    tokens issued before it was deactivated."""
+    user = await _existing(session, username)
+    new_role = role if role is not None else user.role
+    new_department = user.department_code if department_code is None else department_code or None
+    await _check_role(session, new_role, new_department)
+    access_changed = (new_role, new_department) != (user.role, user.department_code) or active is False
+    user.role, user.department_code = new_role, new_department
+    if full_name is not None:
+        user.full_name = full_name
+    if active is not None:
+        user.active = active
+    session.add(user)
+    if access_changed:
+        await end_sign_ins(session, user.id)
+        outbox.subscriptions_changed(session)  # a department's subscriptions follow its member
+    await session.flush()
+    return user
+
+
+async def _existing(session: AsyncSession, username: str) -> StaffUser:
+    user = await find(session, username)
+    if user is None:
+        raise LookupError(f"no staff user {username!r}")
+    return user
