@@ -7,14 +7,21 @@ without Content-Length is cut off as soon as it passes the cap, not after it has
 No text of a request may carry a NUL character (PostgreSQL cannot store one, and no citizen types
 one): a path, a query or a JSON body with one is refused with 422 before any route sees it. A JSON
 string with half of a UTF-16 surrogate pair (`\\ud800`) is refused the same way: no UTF-8 encodes it.
+
+A body that stops arriving is given up: each wait for the next chunk of an unfinished body may last
+BODY_IDLE_TIMEOUT_SECONDS, then the answer is 408 and the connection is closed. uvicorn has no such
+limit, and a client that sends half a body and waits (one of many, slowloris) would hold its request,
+and for a photo a half-written file, for as long as it liked. A slow client that keeps sending is not
+cut off; nor is the wait for a hang-up once the body is in (a streaming answer listens for one).
 """
 
+import asyncio
 import re
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import FieldError, problem_response
+from service.errors import ErrorCode, FieldError, problem_response
 from service.settings import Settings
 
 MAX_JSON_BYTES = 256 * 1024
@@ -38,6 +45,14 @@ class BodyTooLarge(Exception):
 
 class JsonTooDeep(Exception):
     pass
+
+
+class BodyIdle(Exception):
+    """No chunk of an unfinished body came within the idle timeout. Not a TimeoutError: the app answers
+    those 503, as an outage of ours."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
 
 
 NUL_MESSAGE = "NUL (\\u0000) is not allowed in text"
@@ -129,6 +144,7 @@ class BodyLimits:
     def __init__(self, app: ASGIApp, *, settings: Settings):
         self.app = app
         self.multipart_limit = settings.max_photos_per_report * settings.max_photo_bytes + MAX_FORM_FIELDS_BYTES
+        self.idle_timeout = settings.body_idle_timeout_seconds
 
     def _limit_for(self, scope: Scope) -> tuple[int, bool]:
         content_type = _first_header(scope, b"content-type").split(b";")[0].strip().lower()
@@ -155,21 +171,30 @@ class BodyLimits:
                 # Read and checked whole before the app runs: nothing of it is refused later, so its
                 # answer goes out without a layer around each of its messages.
                 checked = await self._checked_json(scope, receive, limit)
-        except (BodyTooLarge, JsonTooDeep, UnstorableText) as exc:
+        except (BodyTooLarge, JsonTooDeep, UnstorableText, BodyIdle) as exc:
             await _refusal(scope, exc)(scope, receive, send)
             return
         if is_json:
             await self.app(scope, checked, send)
             return
-        started, received = False, 0
+        started, received, finished, idle_timeout = False, 0, False, self.idle_timeout
 
         async def counting_receive() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, finished
+            if finished:  # the body is in: what is awaited now is the hang-up, as late as the answer lasts
+                return await receive()
+            try:
+                async with asyncio.timeout(idle_timeout):
+                    message = await receive()
+            except TimeoutError:
+                raise BodyIdle(idle_timeout) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
                     raise BodyTooLarge(limit)
+                finished = not message.get("more_body", False)
+            else:
+                finished = True
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -179,16 +204,20 @@ class BodyLimits:
 
         try:
             await self.app(scope, counting_receive, tracking_send)
-        except BodyTooLarge as exc:
+        except (BodyTooLarge, BodyIdle) as exc:
             if started:
                 raise
             await _refusal(scope, exc)(scope, receive, send)
 
     async def _checked_json(self, scope: Scope, receive: Receive, limit: int) -> Receive:
         """Read the (small) JSON body whole, check it, then hand it on unchanged."""
-        chunks, size, more = [], 0, True
+        chunks, size, more, idle_timeout = [], 0, True, self.idle_timeout
         while more:
-            message = await receive()
+            try:
+                async with asyncio.timeout(idle_timeout):
+                    message = await receive()
+            except TimeoutError:
+                raise BodyIdle(idle_timeout) from None
             if message["type"] != "http.request":
                 break
             chunk = message.get("body", b"")
@@ -214,9 +243,19 @@ class BodyLimits:
         return replay
 
 
-def _refusal(scope: Scope, exc: BodyTooLarge | JsonTooDeep | UnstorableText):
+def _refusal(scope: Scope, exc: BodyTooLarge | JsonTooDeep | UnstorableText | BodyIdle):
     if isinstance(exc, UnstorableText):
         return _nul_response(scope, exc.where, exc.message)
+    if isinstance(exc, BodyIdle):
+        # Closed, so that a stalled client holds no connection either (RFC 9110 §15.5.9: a server
+        # that answers 408 should close).
+        return problem_response(
+            Request(scope),
+            408,
+            ErrorCode.REQUEST_TIMEOUT,
+            f"No part of the body arrived for {exc.seconds:g} seconds.",
+            headers={"Connection": "close"},
+        )
     if isinstance(exc, BodyTooLarge):
         return problem_response(Request(scope), 413, "payload_too_large", f"The body may be at most {exc.limit} bytes.")
     return problem_response(

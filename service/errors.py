@@ -37,6 +37,7 @@ class ErrorCode(StrEnum):
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     UNSUPPORTED_CONTENT_TYPE = "unsupported_content_type"
     PAYLOAD_TOO_LARGE = "payload_too_large"
+    REQUEST_TIMEOUT = "request_timeout"
     PHOTO_DIMENSIONS_TOO_LARGE = "photo_dimensions_too_large"
     TOO_MANY_PHOTOS = "too_many_photos"
     LOCATION_REQUIRED = "location_required"
@@ -123,6 +124,10 @@ MESSAGES: dict[ErrorCode, tuple[str, str]] = {
         "Vui lòng gửi application/json hoặc multipart/form-data.",
     ),
     ErrorCode.PAYLOAD_TOO_LARGE: ("The upload is too large.", "Dữ liệu tải lên quá lớn."),
+    ErrorCode.REQUEST_TIMEOUT: (
+        "The request's body stopped arriving before it was complete; send it again.",
+        "Dữ liệu của yêu cầu ngừng gửi đến trước khi hoàn tất; vui lòng gửi lại.",
+    ),
     ErrorCode.PHOTO_DIMENSIONS_TOO_LARGE: (
         "The photo has too many pixels (width x height) to be processed.",
         "Ảnh có kích thước (số điểm ảnh) quá lớn để xử lý.",

@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     max_photo_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     # Width x height a photo may declare; checked from its header at intake (decompression bombs → 413).
     max_photo_pixels: int = Field(default=40_000_000, ge=1)
+    # How long a request body may pause between chunks before it is given up (408, the connection closed):
+    # a client that sends part of a body and stalls would otherwise hold its request, and a half-written
+    # photo, for good (service/body_limits.py). A slow upload that keeps going is never cut off.
+    body_idle_timeout_seconds: float = Field(default=30, gt=0)
     # (min_lat, min_lon, max_lat, max_lon): the service area of a city without imported boundaries; with
     # them, a point is inside when within jurisdiction_tolerance_m of one (service/jurisdictions/area.py).
     service_area: tuple[float, float, float, float] = HCMC_SERVICE_AREA
