@@ -20,7 +20,7 @@ from sqlmodel import select
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from service.auth import api_keys
+from service.auth import api_keys, users
 from service.models import Report, ReportEvent, WebhookEvent, WebhookSubscription
 from service.models.types import utcnow
 from service.lifecycle import changes as lifecycle
@@ -394,6 +394,55 @@ def test_department_system_hears_only_about_its_department(client, api_key, rece
     )
     assert other.status_code == 403
     assert other.json()["code"] == "webhook_scope_forbidden"
+
+
+def test_a_staff_members_subscriptions_stop_once_they_may_no_longer_see_what_they_reach(client, api_key):
+    """Someone moved to another department, demoted, or gone from the city's service must not go on
+    hearing about tickets through a webhook they set up before."""
+    password = "a long staff password"
+    staff = {
+        "moved": ("officer", "chieu-sang"),
+        "demoted": ("admin", None),
+        "gone": ("admin", None),
+        "staying": ("officer", "chieu-sang"),
+    }
+    receivers = {name: Receiver() for name in staff}
+    try:
+        for name, (role, department) in staff.items():
+            in_app(
+                client,
+                lambda s, name=name, role=role, department=department: users.create(
+                    s, username=name, password=password, role=role, department_code=department
+                ),
+            )
+            token = client.post("/v1/auth/token", data={"username": name, "password": password}).json()
+            answer = client.post(
+                "/v1/webhooks/subscriptions",
+                json={"url": receivers[name].url, "event_types": ["report.assigned"]},
+                headers={"Authorization": f"Bearer {token['access_token']}"},
+            )
+            assert answer.status_code == 201, answer.text
+        submit(client, api_key, description=STREET_LIGHT)  # goes to chieu-sang
+        deliver(client)
+        assert {name: len(receiver.requests) for name, receiver in receivers.items()} == dict.fromkeys(staff, 1)
+
+        in_app(client, lambda s: users.change_account(s, "moved", department_code="thoat-nuoc"))
+        in_app(client, lambda s: users.change_account(s, "demoted", role="dispatcher"))
+        in_app(client, lambda s: users.change_account(s, "gone", active=False))
+        # Another lamp, 150 m away (not a duplicate of the first).
+        lamp = submit(client, api_key, description=STREET_LIGHT, lat=10.7735, lon=106.6990)
+        deliver(client)
+
+        assert {name: len(receiver.requests) for name, receiver in receivers.items()} == {
+            "moved": 1,
+            "demoted": 1,
+            "gone": 1,
+            "staying": 2,
+        }
+        assert receivers["staying"].requests[-1].payload["data"]["tracking_code"] == lamp["tracking_code"]
+    finally:
+        for receiver in receivers.values():
+            receiver.close()
 
 
 def test_filters_narrow_what_an_admin_hears(client, api_key, receiver):

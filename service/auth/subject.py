@@ -24,6 +24,8 @@ from service.models import RefreshToken, StaffUser
 
 ROLES = ("citizen_app", "department_system", "officer", "dispatcher", "supervisor", "ioc_viewer", "admin")
 STAFF_ROLES = ("officer", "dispatcher", "supervisor", "ioc_viewer", "admin")
+# Staff who belong to a department and work only its tickets.
+DEPARTMENT_STAFF_ROLES = ("officer", "supervisor")
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,11 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service.auth.passwords import hash_password, needs_rehash, off_the_loop, verify_password
-from service.auth.subject import STAFF_ROLES
+from service.auth.subject import DEPARTMENT_STAFF_ROLES, STAFF_ROLES
 from service.auth.tokens import REFRESH_TOKEN_DAYS, hash_refresh_token, issue_access_token, new_refresh_token
 from service.models import Department, RefreshToken, StaffUser
 from service.models.types import utcnow
 from service.webhooks import outbox
-
-DEPARTMENT_ROLES = ("officer", "supervisor")
 
 
 @dataclass(frozen=True)
@@ -63,7 +61,7 @@ async def create(
 async def _check_role(session: AsyncSession, role: str, department_code: str | None) -> None:
     if role not in STAFF_ROLES:
         raise ValueError(f"unknown staff role {role!r}; choose one of {', '.join(STAFF_ROLES)}")
-    if role in DEPARTMENT_ROLES and not department_code:
+    if role in DEPARTMENT_STAFF_ROLES and not department_code:
         raise ValueError(f"a {role} belongs to a department: give --department")
     if department_code and await session.get(Department, department_code) is None:
         raise ValueError(f"unknown department {department_code!r}")

@@ -19,13 +19,14 @@ from uuid import UUID
 
 from arq.connections import ArqRedis
 from redis.exceptions import RedisError
-from sqlalchemy import exists, or_, select
+from sqlalchemy import and_, exists, or_, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service import handoff
+from service.auth.subject import DEPARTMENT_STAFF_ROLES
 from service.lifecycle.events import WEBHOOK_TYPES
 from service.models import (
     ApiClient,
@@ -214,14 +215,22 @@ async def _load_subscriptions(session: AsyncSession) -> list[SubscriptionView]:
                 ~exists().where(
                     col(ApiClient.id) == col(WebhookSubscription.owner_id), col(ApiClient.revoked_at).is_not(None)
                 ),
-                # Nor does a staff member's once they leave its department or are deactivated.
+                # Nor does a staff member's once they may no longer see what it reaches: deactivated,
+                # out of its department, or no longer in a role that may hear about it.
                 ~exists().where(
-                    col(WebhookSubscription.scope) == "department",
+                    col(WebhookSubscription.owner_kind) == "staff",
                     col(StaffUser.id) == col(WebhookSubscription.owner_id),
                     or_(
                         col(StaffUser.active).is_(False),
-                        col(StaffUser.department_code).is_(None),
-                        col(StaffUser.department_code) != col(WebhookSubscription.scope_department_code),
+                        and_(col(WebhookSubscription.scope) == "all", col(StaffUser.role) != "admin"),
+                        and_(
+                            col(WebhookSubscription.scope) == "department",
+                            or_(
+                                col(StaffUser.role).not_in(DEPARTMENT_STAFF_ROLES),
+                                col(StaffUser.department_code).is_(None),
+                                col(StaffUser.department_code) != col(WebhookSubscription.scope_department_code),
+                            ),
+                        ),
                     ),
                 ),
             )
