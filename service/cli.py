@@ -252,17 +252,20 @@ def user_change(
     ] = None,
 ) -> None:
     """Change a user's role, department, name, or whether they may sign in. A new role or department,
-    or deactivating, ends every sign-in of the user at once."""
+    or deactivating, ends every sign-in of the user at once, and gives the open tickets they may no
+    longer hold back to their department's queue."""
     from service.auth import users
 
-    user = _on_user(
+    changed = _on_user(
         lambda session: users.change_account(
             session, username, role=role, department_code=department, full_name=full_name, active=active
         ),
         "cannot change user",
     )
-    state = "active" if user.active else "deactivated"
+    user, state = changed.user, "active" if changed.user.active else "deactivated"
     typer.echo(f"{user.username}: {user.role}{', ' + user.department_code if user.department_code else ''}, {state}")
+    if changed.tickets_released:
+        typer.echo(f"{changed.tickets_released} open ticket(s) they held given back to their department's queue")
 
 
 @user_app.command("set-password")

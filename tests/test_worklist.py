@@ -150,6 +150,57 @@ def test_officer_cannot_take_a_ticket_a_colleague_holds_and_only_the_holder_give
     assert client.post(f"/v1/tickets/{ticket['id']}/claim", headers=minh).json()["assignee"]["username"] == "minh"
 
 
+def test_an_officer_who_leaves_gives_back_the_open_tickets_they_held(client, api_key, lan, minh, dispatcher):
+    open_ticket, done_ticket = file_reports(client, api_key, {}, {})
+    for ticket in (open_ticket, done_ticket):
+        assert client.post(f"/v1/tickets/{ticket['id']}/claim", headers=lan).status_code == 200
+    resolved = client.post(
+        f"/v1/tickets/{done_ticket['id']}/transitions",
+        json={"to": "resolved", "public_reply": "Đã thay bóng đèn."},
+        headers=lan,
+    )
+    assert resolved.status_code == 200, resolved.text
+
+    changed = in_app(client, lambda s: users.change_account(s, "lan", active=False))
+
+    assert changed.tickets_released == 1
+    back = client.get(f"/v1/tickets/{open_ticket['id']}", headers=minh).json()
+    assert back["assignee"] is None and back["status"] == "in_progress"  # the work goes on, with someone else
+    last = back["timeline"][-1]
+    assert (last["code"], last["actor"], last["public"]) == ("assignee_changed", "system", False)
+    assert last["data"]["released_from"] == "lan"
+    # Nobody has to wait for a colleague who is not there: the queue shows it, and Minh takes it.
+    assert open_ticket["tracking_code"] in listed(client, minh, assignee="none")
+    assert client.post(f"/v1/tickets/{open_ticket['id']}/claim", headers=minh).json()["assignee"]["username"] == "minh"
+    # What Lan finished stays hers in the record.
+    assert client.get(f"/v1/tickets/{done_ticket['id']}", headers=minh).json()["assignee"]["username"] == "lan"
+    # And nobody can give her a ticket any more.
+    (another,) = file_reports(client, api_key, {"description": "Đèn đường khác bị tắt"})
+    given = client.post(f"/v1/tickets/{another['id']}/assignee", json={"assignee_username": "lan"}, headers=dispatcher)
+    assert given.status_code == 422, given.text
+
+
+def test_a_ticket_held_by_someone_who_left_the_department_can_be_taken(client, api_key, lan, minh):
+    """Held by an officer moved away before tickets were given back on leaving (or by a direct change
+    of the database): the holder no longer counts, so the ticket is not stuck."""
+    (ticket,) = file_reports(client, api_key, {})
+    assert client.post(f"/v1/tickets/{ticket['id']}/claim", headers=lan).status_code == 200
+
+    async def moved_without_release(session):
+        from sqlmodel import select
+
+        from service.models import StaffUser
+
+        user = (await session.exec(select(StaffUser).where(StaffUser.username == "lan"))).one()
+        user.department_code = "sawaco"
+        session.add(user)
+
+    in_app(client, moved_without_release)
+    taken = client.post(f"/v1/tickets/{ticket['id']}/claim", headers=minh)
+    assert taken.status_code == 200, taken.text
+    assert taken.json()["assignee"]["username"] == "minh"
+
+
 def test_officer_cannot_claim_another_departments_ticket(client, api_key, water_officer, dispatcher):
     (ticket,) = file_reports(client, api_key, {})
     assert client.post(f"/v1/tickets/{ticket['id']}/claim", headers=water_officer).status_code == 404

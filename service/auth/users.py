@@ -14,6 +14,7 @@ from service.auth.subject import DEPARTMENT_STAFF_ROLES, STAFF_ROLES
 from service.auth.tokens import REFRESH_TOKEN_DAYS, hash_refresh_token, issue_access_token, new_refresh_token
 from service.models import Department, RefreshToken, StaffUser
 from service.models.types import utcnow
+from service.tickets import service as tickets
 from service.webhooks import outbox
 
 
@@ -188,6 +189,12 @@ async def _set_password(session: AsyncSession, user: StaffUser, password: str, *
     await session.flush()
 
 
+@dataclass(frozen=True)
+class AccountChanged:
+    user: StaffUser
+    tickets_released: int  # open tickets the user held and may hold no more, given back
+
+
 async def change_account(
     session: AsyncSession,
     username: str,
@@ -196,12 +203,13 @@ async def change_account(
     department_code: str | None = None,
     full_name: str | None = None,
     active: bool | None = None,
-) -> StaffUser:
+) -> AccountChanged:
     """Change a user's role, department (`""` for none), name or whether they may sign in; None keeps.
 
     A new role or department, or a deactivation, ends every sign-in of the user: a token is never
     worth more than what its holder may do now, and reactivating an account does not bring back
-    tokens issued before it was deactivated."""
+    tokens issued before it was deactivated. The open tickets they may no longer hold go back to
+    their departments' queues, rather than waiting on someone who is not there."""
     user = await _existing(session, username)
     new_role = role if role is not None else user.role
     new_department = user.department_code if department_code is None else department_code or None
@@ -213,11 +221,13 @@ async def change_account(
     if active is not None:
         user.active = active
     session.add(user)
+    released = 0
     if access_changed:
         await end_sign_ins(session, user.id)
         outbox.subscriptions_changed(session)  # a department's subscriptions follow its member
+        released = await tickets.release_held_by(session, user)
     await session.flush()
-    return user
+    return AccountChanged(user, released)
 
 
 async def _existing(session: AsyncSession, username: str) -> StaffUser:

@@ -512,7 +512,7 @@ async def assign(session: AsyncSession, subject: AuthSubject, report: Report, *,
     user = None
     if username:
         user = (await session.exec(select(StaffUser).where(StaffUser.username == username))).first()
-        if user is None or user.department_code != report.department_code:
+        if user is None or not may_hold(user, report.department_code):
             raise Unprocessable(
                 "validation_error", "assignee_username", "No officer of this ticket's department has that username."
             )
@@ -542,8 +542,10 @@ async def claim(session: AsyncSession, subject: AuthSubject, report: Report, set
         raise IllegalTransitionError(detail=f"a {report.status} ticket cannot be taken")
     if report.assignee_id is not None and report.assignee_id != subject.id:
         holder = await session.get(StaffUser, report.assignee_id)
-        raise Conflict("already_claimed", f"taken by {holder.username if holder else report.assignee_id}")
-    if report.assignee_id is None:
+        # Someone who has left the department (or the service) holds it no more: it is free to take.
+        if holder is not None and may_hold(holder, report.department_code):
+            raise Conflict("already_claimed", f"taken by {holder.username}")
+    if report.assignee_id != subject.id:
         await lifecycle.change(
             session,
             report,
@@ -576,6 +578,38 @@ async def unclaim(session: AsyncSession, subject: AuthSubject, report: Report) -
     )
     await session.flush()
     return report
+
+
+def may_hold(user: StaffUser, department_code: str | None) -> bool:
+    """Whether a ticket of this department can be (or stay) with this staff member."""
+    return user.active and user.role in ASSIGNABLE_ROLES and user.department_code == department_code
+
+
+async def release_held_by(session: AsyncSession, user: StaffUser) -> int:
+    """Give back the open tickets this user holds that they may hold no more (they were deactivated,
+    moved to another department, or given a role that holds none): each goes back to its
+    department's queue, with an event on its timeline. How many were given back."""
+    held = (
+        await session.exec(
+            select(Report).where(col(Report.assignee_id) == user.id, col(Report.status).in_(states.OPEN_STATUSES))
+        )
+    ).all()
+    released = 0
+    for report in held:
+        if may_hold(user, report.department_code):
+            continue
+        await lifecycle.change(
+            session,
+            report,
+            via=Via.STAFF,
+            code=EventCode.ASSIGNEE_CHANGED,
+            public=False,
+            assignee_id=None,
+            data={"assignee": None, "released_from": user.username},
+        )
+        released += 1
+    await session.flush()
+    return released
 
 
 async def staff_by_id(session: AsyncSession, ids: set[UUID]) -> dict[UUID, StaffUser]:

@@ -7,7 +7,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from service.auth.subject import AuthSubject
+from service.auth.subject import DEPARTMENT_STAFF_ROLES, AuthSubject
 from service.models import Department, Report
 
 # Roles that may read tickets at all; ioc_viewer sees only summaries.
@@ -20,7 +20,7 @@ WORKER_ROLES = ("officer", "dispatcher", "supervisor", "admin")
 CITIZEN_SIDE_ROLES = ("citizen_app",)
 # Roles that give a ticket to someone else, and the roles of the staff a ticket can be given to.
 ASSIGNER_ROLES = ("dispatcher", "supervisor", "admin")
-ASSIGNABLE_ROLES = ("officer", "supervisor")
+ASSIGNABLE_ROLES = DEPARTMENT_STAFF_ROLES
 # Roles that take a ticket of their own department for themselves.
 CLAIMER_ROLES = ("officer", "supervisor")
 
