@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.auth import users
+from service.auth.passwords import hash_password
 from service.auth.tokens import ALGORITHM, AUDIENCE
 from service.models.types import utcnow
 from tests.conftest import in_app, limits_app
@@ -342,4 +343,29 @@ def test_a_username_differing_only_in_case_from_a_taken_one_is_refused(client):
         with pytest.raises(ValueError, match="is taken"):
             make_user(client, look_alike, "admin")
     assert sign_in(client, "off_light").status_code == 200
-    assert sign_in(client, "OFF_LIGHT").status_code == 401  # no second account behind the look-alike name
+    # No second account behind the look-alike name: it signs in to the one account.
+    assert me(client, sign_in(client, "OFF_LIGHT").json()["access_token"]).json()["name"] == "off_light"
+    with pytest.raises(ValueError, match="is taken"):
+        make_user(client, " off_light ", "admin")
+
+
+def test_a_username_typed_on_a_phone_signs_in(client):
+    """A phone's keyboard capitalises the first letter and adds a space after a suggested word."""
+    make_user(client, "officer.lan", "dispatcher")
+    for typed in ("Officer.lan", "officer.lan ", " OFFICER.LAN"):
+        answer = sign_in(client, typed)
+        assert answer.status_code == 200, (typed, answer.text)
+        assert me(client, answer.json()["access_token"]).json()["name"] == "officer.lan"
+    assert sign_in(client, "Officer.lan", "wrong password").status_code == 401
+
+
+def test_of_two_accounts_made_before_names_were_case_blind_the_exact_spelling_signs_in(client):
+    from service.models import StaffUser
+
+    async def twins(session):
+        for name in ("Hoa", "hoa"):
+            session.add(StaffUser(username=name, password_hash=hash_password(PASSWORD), role="dispatcher"))
+
+    in_app(client, twins)
+    for name in ("Hoa", "hoa"):
+        assert me(client, sign_in(client, name).json()["access_token"]).json()["name"] == name

@@ -39,6 +39,9 @@ async def create(
     department_code: str | None = None,
     full_name: str = "",
 ) -> StaffUser:
+    username = username.strip()
+    if not username:
+        raise ValueError("a username cannot be empty")
     await _check_role(session, role, department_code)
     # Case-blind: "OFF_LIGHT" beside "off_light" would be a look-alike account (the sign-in limits
     # already count both as one name).
@@ -69,8 +72,12 @@ async def _check_role(session: AsyncSession, role: str, department_code: str | N
 
 
 async def find(session: AsyncSession, username: str) -> StaffUser | None:
-    """The user of this name, whatever its case (names differing only in case are refused at creation)."""
-    return (await session.exec(select(StaffUser).where(func.lower(StaffUser.username) == username.lower()))).first()
+    """The user of this name, whatever its case and the spaces around it: a phone's keyboard capitalises
+    the first letter and adds a space after a suggested word. Names differing only in case are refused
+    at creation; where two such were made before that, the one spelt exactly as given wins."""
+    name = username.strip()
+    found = (await session.exec(select(StaffUser).where(func.lower(StaffUser.username) == name.lower()))).all()
+    return next((user for user in found if user.username == name), found[0] if found else None)
 
 
 async def list_(session: AsyncSession) -> list[StaffUser]:
@@ -93,7 +100,7 @@ async def _issue(session: AsyncSession, user: StaffUser, secret_key: str, family
 
 
 async def sign_in(session: AsyncSession, *, username: str, password: str, secret_key: str) -> TokenPair | None:
-    user = (await session.exec(select(StaffUser).where(StaffUser.username == username))).first()
+    user = await find(session, username)
     verified = await off_the_loop(verify_password, user.password_hash if user else None, password)
     if not verified or user is None or not user.active:
         return None
