@@ -3,7 +3,10 @@
 Limits are strings like "60/minute" (see the `limits` library) and come from settings. When Redis
 is unreachable the limits fail open: a city would rather take a report than refuse it. A Redis that
 hangs rather than refuses is given `check_timeout` (250 ms) per check, and then a circuit breaker keeps
-every request from waiting on it again for a while.
+every request from waiting on it again for a while. The limits on outcomes (failed sign-ins: `check`
+and `count`) are the exception: they are kept in the process too, and when Redis cannot answer the
+process's own count decides, so an outage of Redis does not open the door to guessing passwords (each
+API process then allows the limit on its own).
 
 Intake asks everything it needs from Redis in one round trip (`RateLimiter.gate`): every limit of the
 request (per key, per address, per reporter) and the claim of its `Idempotency-Key`, in one Lua script,
@@ -21,7 +24,7 @@ from typing import NamedTuple, TypeVar
 
 from fastapi import Request
 from limits import RateLimitItem, WindowStats, parse
-from limits.aio.storage import RedisStorage
+from limits.aio.storage import MemoryStorage, RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from redis.asyncio import Redis
 
@@ -164,6 +167,8 @@ class RateLimiter:
     breaker: CircuitBreaker = field(
         default_factory=lambda: CircuitBreaker("rate limiter", slow_seconds=CHECK_TIMEOUT_SECONDS)
     )
+    # The outcomes `count` counted in this process: what `check` goes by when Redis cannot answer.
+    local: MovingWindowRateLimiter = field(default_factory=lambda: MovingWindowRateLimiter(MemoryStorage()), init=False)
     _waiting: "list[_Question]" = field(default_factory=list, init=False)  # asked, not yet sent
     _asking: bool = field(default=False, init=False)  # a task sends the waiting questions
     _tasks: set[asyncio.Task] = field(default_factory=set, init=False)
@@ -284,18 +289,23 @@ class RateLimiter:
         limits on outcomes (failed sign-ins), counted afterwards with `count`."""
         item: RateLimitItem = parse(limit)
 
-        async def question() -> WindowStats | bool:
-            if await self.limiter.test(item, scope, identity):
+        async def question(limiter: MovingWindowRateLimiter = self.limiter) -> WindowStats | bool:
+            if await limiter.test(item, scope, identity):
                 return True
-            return await self.limiter.get_window_stats(item, scope, identity)
+            return await limiter.get_window_stats(item, scope, identity)
 
         answer = await self._ask(question)
+        if answer is None:  # Redis could not say: this process's own count stands in (fails closed)
+            answer = await question(self.local)
         if isinstance(answer, WindowStats):
             raise _refused(limit, scope, answer.reset_time)
 
     async def count(self, limit: str, scope: str, identity: str) -> None:
-        """Count one event against the limit, without refusing anything now."""
-        await self._ask(lambda: self.limiter.hit(parse(limit), scope, identity))
+        """Count one event against the limit, without refusing anything now (in Redis, and in the
+        process for when Redis cannot answer)."""
+        item = parse(limit)
+        await self.local.hit(item, scope, identity)
+        await self._ask(lambda: self.limiter.hit(item, scope, identity))
 
 
 def _gate_arguments(batch: list[_Question]) -> tuple[list[str], list[list]]:

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from service.auth import users
 from service.auth.passwords import hash_password
 from service.auth.tokens import ALGORITHM, AUDIENCE
+from service.main import create_app
 from service.models.types import utcnow
 from tests.conftest import in_app, limits_app
 
@@ -170,6 +171,44 @@ def test_failed_sign_ins_lock_the_account_with_retry_after(settings, client):
         assert locked.json()["code"] == "rate_limited"
         # The lock is on that account: a colleague at the same desk signs in.
         assert sign_in(limited, "colleague").status_code == 200
+
+
+def test_wrong_sign_ins_are_still_limited_while_redis_is_down(settings, client):
+    """The limits on failed sign-ins fall back on the API process's own count: an outage of Redis must not
+    open the door to guessing passwords (intake's limits fail open: a city would rather take a report)."""
+    make_user(client, "victim")
+    make_user(client, "colleague")
+    down = settings.model_copy(
+        update={"redis_url": "redis://127.0.0.1:1/0", "rate_limit_sign_in": "3/15 minutes", "queue_name": "no-redis"}
+    )
+    with TestClient(create_app(down)) as outage:
+        # Staff still sign in.
+        assert concurrently(outage, 1, "POST", "/v1/auth/token", data=form("colleague"))[0].status_code == 200
+        # A guesser moving from address to address still hits the per-account limit...
+        codes = [
+            concurrently(
+                outage, 1, "POST", "/v1/auth/token", address=f"203.0.113.{n}", data=form("victim", f"guess {n}")
+            )[0].status_code
+            for n in range(4)
+        ]
+        assert codes == [401, 401, 401, 429]
+        locked = concurrently(outage, 1, "POST", "/v1/auth/token", address="198.51.100.7", data=form("victim"))[0]
+        assert locked.status_code == 429 and int(locked.headers["retry-after"]) > 0
+        # ...and one address guessing across accounts hits its own.
+        for name in ("colleague", "dave", "erin"):
+            concurrently(outage, 1, "POST", "/v1/auth/token", address="198.51.100.9", data=form(name, "wrong"))
+        assert (
+            concurrently(outage, 1, "POST", "/v1/auth/token", address="198.51.100.9", data=form("colleague"))[
+                0
+            ].status_code
+            == 429
+        )
+        # Whoever did nothing wrong is not locked out.
+        assert concurrently(outage, 1, "POST", "/v1/auth/token", data=form("colleague"))[0].status_code == 200
+
+
+def form(username: str, password: str = PASSWORD) -> dict:
+    return {"username": username, "password": password}
 
 
 def test_failed_sign_ins_lock_the_address_for_every_account(settings, client):
