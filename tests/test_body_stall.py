@@ -11,11 +11,9 @@ which decides when each byte goes. Time margins are wide (a loaded CI machine); 
 import asyncio
 import json
 import os
-import socket
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -30,6 +28,7 @@ from service.reports.multipart import WRITE_BATCH_BYTES
 from service.settings import Settings
 from tests.factories import jpeg_bytes, report_body
 from tests.processes import live_api
+from tests.raw_http import RawConnection
 from tests.test_photo_streaming import BOUNDARY, CLOSING, count, fields, noisy_jpeg, part
 
 IDLE_SECONDS = 1
@@ -46,56 +45,6 @@ def server(settings, tmp_path_factory) -> Iterator[tuple[str, Path]]:
     media = workdir / "media"
     with live_api(settings, workdir, body_idle_timeout_seconds=IDLE_SECONDS, media_dir=media) as base:
         yield base, media
-
-
-class RawConnection:
-    """One HTTP/1.1 connection: the test sends the bytes when it likes and sees whether the server closes."""
-
-    def __init__(self, base: str):
-        parts = urlsplit(base)
-        self.host = parts.netloc
-        self.sock = socket.create_connection((parts.hostname, parts.port), timeout=READ_SECONDS)
-        self.buffer = b""
-
-    def send_head(self, headers: dict, length: int) -> None:
-        lines = ["POST /v1/reports HTTP/1.1", f"Host: {self.host}", f"Content-Length: {length}"]
-        lines += [f"{name}: {value}" for name, value in headers.items()]
-        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def answer(self) -> tuple[int, dict, bytes]:
-        while b"\r\n\r\n" not in self.buffer:
-            self._read()
-        head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
-        status_line, *header_lines = head.decode("latin-1").split("\r\n")
-        headers = {name.lower(): value.strip() for name, value in (line.split(":", 1) for line in header_lines)}
-        length = int(headers.get("content-length", "0"))
-        while len(self.buffer) < length:
-            self._read()
-        content, self.buffer = self.buffer[:length], self.buffer[length:]
-        return int(status_line.split()[1]), headers, content
-
-    def request(self, headers: dict, body: bytes) -> tuple[int, dict, bytes]:
-        self.send_head(headers, len(body))
-        self.send(body)
-        return self.answer()
-
-    def closed_by_server(self) -> bool:
-        try:
-            return self.sock.recv(1) == b""
-        except ConnectionResetError:
-            return True
-
-    def _read(self) -> None:
-        chunk = self.sock.recv(65536)
-        if not chunk:
-            raise ConnectionError("the server closed the connection before its answer was complete")
-        self.buffer += chunk
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def files_in(media: Path) -> set[Path]:
@@ -116,9 +65,9 @@ def assert_request_timeout(connection: RawConnection) -> None:
 def test_a_json_report_that_stops_half_way_is_answered_408_and_nothing_is_filed(client, api_key, server):
     base, _ = server
     body = json.dumps(report_body()).encode()
-    connection = RawConnection(base)
+    connection = RawConnection(base, timeout=READ_SECONDS)
     try:
-        connection.send_head({"X-API-Key": api_key, "Content-Type": "application/json"}, len(body))
+        connection.send_head("POST", "/v1/reports", {"X-API-Key": api_key, "Content-Type": "application/json"}, len(body))
         connection.send(body[: len(body) // 2])
         assert_request_timeout(connection)
     finally:
@@ -133,9 +82,9 @@ def test_a_photo_upload_that_stops_mid_photo_leaves_no_report_and_no_file(client
     sent = len(fields()) + len(photo) * 3 // 4
     assert sent - len(fields()) > WRITE_BATCH_BYTES  # part of the photo is on disk when the client stalls
     before = files_in(media)
-    connection = RawConnection(base)
+    connection = RawConnection(base, timeout=READ_SECONDS)
     try:
-        connection.send_head({"X-API-Key": api_key, "Content-Type": MULTIPART}, len(body))
+        connection.send_head("POST", "/v1/reports", {"X-API-Key": api_key, "Content-Type": MULTIPART}, len(body))
         connection.send(body[:sent])
         assert_request_timeout(connection)
     finally:
@@ -154,9 +103,9 @@ def test_a_slow_client_that_keeps_sending_is_served(client, api_key, server, kin
         content_type, body = MULTIPART, fields() + part("photos", jpeg_bytes(), "street.jpg") + CLOSING
     pieces = 8  # a pause before each, a fifth of the idle timeout: the upload lasts longer than the timeout
     size = -(-len(body) // pieces)
-    connection = RawConnection(base)
+    connection = RawConnection(base, timeout=READ_SECONDS)
     try:
-        connection.send_head({"X-API-Key": api_key, "Content-Type": content_type}, len(body))
+        connection.send_head("POST", "/v1/reports", {"X-API-Key": api_key, "Content-Type": content_type}, len(body))
         for start in range(0, len(body), size):
             time.sleep(IDLE_SECONDS / 5)
             connection.send(body[start : start + size])
@@ -171,13 +120,13 @@ def test_a_slow_client_that_keeps_sending_is_served(client, api_key, server, kin
 def test_a_keep_alive_connection_idle_longer_than_the_body_timeout_takes_the_next_report(client, api_key, server):
     base, _ = server
     headers = {"X-API-Key": api_key, "Content-Type": "application/json"}
-    connection = RawConnection(base)
+    connection = RawConnection(base, timeout=READ_SECONDS)
     try:
-        first, _, content = connection.request(headers, json.dumps(report_body()).encode())
+        first, _, content = connection.request("POST", "/v1/reports", headers, json.dumps(report_body()).encode())
         assert first == 201, content
         # Between requests no body is unfinished: the wait is uvicorn's keep-alive (5 s), not ours.
         time.sleep(IDLE_SECONDS * 2.5)
-        second, _, content = connection.request(headers, json.dumps(report_body()).encode())
+        second, _, content = connection.request("POST", "/v1/reports", headers, json.dumps(report_body()).encode())
     finally:
         connection.close()
     assert second == 201, content

@@ -8,9 +8,7 @@ connection after an error are part of the promise.
 import asyncio
 import json
 import re
-import socket
 import time
-from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
@@ -19,44 +17,9 @@ from service.auth import api_keys
 from tests.conftest import PG_ADMIN_DSN, in_app
 from tests.factories import report_body
 from tests.processes import live_api
+from tests.raw_http import RawConnection
 
 NUL_TEXT = "Đèn đường trước chợ Bến Thành bị tắt\u0000 ba đêm nay"
-
-
-class KeepAliveConnection:
-    """One HTTP/1.1 connection, kept: the test sees whether the server closes it after an answer."""
-
-    def __init__(self, base: str):
-        parts = urlsplit(base)
-        self.host = parts.netloc
-        self.sock = socket.create_connection((parts.hostname, parts.port), timeout=10)
-        self.buffer = b""
-
-    def request(
-        self, method: str, path: str, headers: dict | None = None, body: bytes = b""
-    ) -> tuple[int, dict, bytes]:
-        lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host}", f"Content-Length: {len(body)}"]
-        lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
-        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
-        while b"\r\n\r\n" not in self.buffer:
-            self._read()
-        head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
-        status_line, *header_lines = head.decode("latin-1").split("\r\n")
-        response_headers = {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in header_lines)}
-        length = int(response_headers.get("content-length", "0"))
-        while len(self.buffer) < length:
-            self._read()
-        content, self.buffer = self.buffer[:length], self.buffer[length:]
-        return int(status_line.split()[1]), response_headers, content
-
-    def _read(self) -> None:
-        chunk = self.sock.recv(65536)
-        if not chunk:
-            raise ConnectionError("the server closed the connection")
-        self.buffer += chunk
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def log_of(tmp_path) -> str:
@@ -66,7 +29,7 @@ def log_of(tmp_path) -> str:
 
 def test_text_with_nul_is_a_422_with_no_traceback_and_never_reaches_the_database(settings, client, api_key, tmp_path):
     with live_api(settings, tmp_path) as base:
-        connection = KeepAliveConnection(base)
+        connection = RawConnection(base)
         try:
             headers = {"X-API-Key": api_key, "Content-Type": "application/json"}
             status, response_headers, body = connection.request(
@@ -127,7 +90,7 @@ def test_database_outage_is_one_warning_line_with_no_parameters_and_the_connecti
     headers = {"X-API-Key": admin, "Content-Type": "application/json"}
     overrides = {"db_pool_pre_ping": False, "api_key_cache_seconds": 60, "webhook_allowed_hosts": ["127.0.0.1"]}
     with live_api(settings, tmp_path, **overrides) as base:
-        connection = KeepAliveConnection(base)
+        connection = RawConnection(base)
         try:
             status, _, body = connection.request("POST", "/v1/webhooks/subscriptions", headers, subscribe)
             assert status == 201, body  # the key is cached and the pool holds connections now

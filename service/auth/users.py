@@ -66,7 +66,7 @@ async def _check_role(session: AsyncSession, role: str, department_code: str | N
     if role not in STAFF_ROLES:
         raise ValueError(f"unknown staff role {role!r}; choose one of {', '.join(STAFF_ROLES)}")
     if role in DEPARTMENT_STAFF_ROLES and not department_code:
-        raise ValueError(f"a {role} belongs to a department: give --department")
+        raise ValueError(f"{'an' if role[0] in 'aeiou' else 'a'} {role} belongs to a department: give --department")
     if department_code and await session.get(Department, department_code) is None:
         raise ValueError(f"unknown department {department_code!r}")
 
