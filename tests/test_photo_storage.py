@@ -108,9 +108,10 @@ def test_five_photos_round_trip_through_storage(client, api_key):
     assert len(stored_keys(client)) == 15
 
 
-def test_originals_are_spread_over_folders_by_their_photo_id(client, api_key):
-    """A month's originals in one folder would be hundreds of thousands of files, and uploads creating
-    files in it at once wait for its lock: each goes to one of 256 folders, named from its id."""
+def test_every_copy_is_spread_over_folders_by_its_photo_id(client, api_key):
+    """A month's photos in one folder would be hundreds of thousands of files, and uploads creating files
+    in it at once wait for its lock: each copy (original, public, thumbnail) goes to one of 256 folders
+    a month, named from its id."""
     response = submit(client, api_key, [jpeg_bytes(64, 48, colour) for colour in ("red", "green", "blue")])
     assert response.status_code == 201, response.text
     photos = in_app(client, lambda s: s.exec(select(Photo))).all()
@@ -118,6 +119,39 @@ def test_originals_are_spread_over_folders_by_their_photo_id(client, api_key):
     for photo in photos:
         assert re.fullmatch(rf"originals/20\d\d/[01]\d/{photo.id.hex[:2]}/{photo.id}\.jpg", photo.original_key)
     assert stored_keys(client) == sorted(photo.original_key for photo in photos)
+
+    run_worker(client)
+    photos = in_app(client, lambda s: s.exec(select(Photo))).all()
+    for photo in photos:
+        for kind, key in (("public", photo.public_key), ("thumbnails", photo.thumbnail_key)):
+            assert re.fullmatch(rf"{kind}/20\d\d/[01]\d/{photo.id.hex[:2]}/{photo.id}\.jpg", key), key
+    assert stored_keys(client) == sorted(
+        key for photo in photos for key in (photo.original_key, photo.public_key, photo.thumbnail_key)
+    )
+
+
+def test_a_copy_stored_under_the_earlier_flat_layout_is_still_served(client, api_key):
+    """Copies made before they were spread over folders sit at public/<id>.jpg: the key is stored with
+    the photo, so they are found where they are."""
+    response = submit(client, api_key, [jpeg_bytes(64, 48, "red")])
+    run_worker(client)
+
+    async def flatten(session):
+        photo = (await session.exec(select(Photo))).one()
+        storage = client.app.state.storage
+        flat = f"public/{photo.id}.jpg"
+        with storage.open_local_copy(photo.public_key) as copy:
+            storage.save_file(flat, copy, content_type="image/jpeg")
+        storage.delete(photo.public_key)
+        photo.public_key = flat
+        session.add(photo)
+        return flat
+
+    flat = in_app(client, flatten)
+    (photo,) = client.get(f"/v1/reports/{response.json()['tracking_code']}").json()["photos"]
+    served = client.get(path_of(photo["url"]), follow_redirects=True)
+    assert served.status_code == 200 and Image.open(io.BytesIO(served.content)).size == (64, 48)
+    assert flat in stored_keys(client)
 
 
 def test_oversized_photo_is_413_and_leaves_nothing_stored(client, api_key):

@@ -12,14 +12,16 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from service.models import Photo, Report, ReportRow
 from service.models.types import utcnow
 from service.photos.processing import PhotoRejected, ProcessedPhoto, process_photo
-from service.photos.storage import PhotoStorage, file_sha256
+from service.photos.storage import PhotoStorage, file_sha256, photo_key
 
 
 def _process_to_storage(storage: PhotoStorage, photo: Photo) -> ProcessedPhoto:
     """Blocking (decoding, and the object store's I/O): runs in a thread. Keys are set only once both copies
     exist. The original's hash is recorded here, where it is read anyway (uploads are not hashed on arrival),
     before decoding, so a rejected photo has one too."""
-    public_key, thumbnail_key = f"public/{photo.id}.jpg", f"thumbnails/{photo.id}.jpg"
+    public_key, thumbnail_key = (
+        photo_key(kind, photo.id, ".jpg", photo.created_at) for kind in ("public", "thumbnails")
+    )
     with storage.open_local_copy(photo.original_key) as original, tempfile.TemporaryDirectory() as scratch:
         if photo.sha256 is None:
             photo.sha256 = file_sha256(original)

@@ -29,7 +29,7 @@ from python_multipart.multipart import MultipartParser, MultipartState, parse_op
 from service.errors import AppError, PayloadTooLarge, UnsupportedMediaType
 from service.photos.content import SNIFF_BYTES, extension_for, sniff_image_type
 from service.photos.processing import HeaderIncomplete, PhotoRejected, check_header, check_jpeg_start
-from service.photos.storage import PartialSave, PhotoStorage, TooLarge
+from service.photos.storage import PartialSave, PhotoStorage, TooLarge, photo_key
 from service.random_ids import uuid4
 from service.reports.service import StagedPhoto
 from service.settings import Settings
@@ -133,9 +133,7 @@ class _IncomingPhoto:
         if content_type is None:
             return UnsupportedMediaType(detail=f"{self.filename} is not a JPEG, PNG, WebP or HEIC image.")
         self.id, self.content_type = uuid4(), content_type
-        # Spread over 256 folders a month: files created at once in one folder wait for its lock, and a
-        # month of a city's photos is too many for one folder (bench/RESULTS.md: a fifth of the photo CPU).
-        key = f"originals/{datetime.now(UTC):%Y/%m}/{self.id.hex[:2]}/{self.id}{extension_for(content_type)}"
+        key = photo_key("originals", self.id, extension_for(content_type), datetime.now(UTC))
         self.save = self.storage.begin_save(key, max_bytes=self.settings.max_photo_bytes, content_type=content_type)
         if content_type != "image/jpeg":
             self.head = None
