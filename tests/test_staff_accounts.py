@@ -3,6 +3,7 @@ administrator does from the command line (list, change a role or department, dea
 password, end someone's sign-ins). Whatever takes access away takes it away at once: the tokens
 already handed out stop working."""
 
+import logging
 import os
 import subprocess
 
@@ -206,6 +207,39 @@ def test_account_changes_that_would_leave_a_user_invalid_are_refused(client):
     # Nothing of it stuck.
     pair = sign_in(client, "officer.mai").json()
     assert me(client, pair).json()["department_code"] == "chieu-sang"
+
+
+def test_who_lost_or_changed_access_is_in_the_log_without_any_secret(client, caplog):
+    caplog.set_level(logging.INFO, logger="service.auth.users")
+    make_user(client)
+    first = sign_in(client).json()
+    second = refreshed(client, first).json()
+    assert change_password(client, second).status_code == 204
+    in_app(client, lambda s: users.reset_password(s, "officer.lan", "a third long password"))
+    in_app(client, lambda s: users.change_account(s, "officer.lan", full_name="Lan"))  # no access changed
+    in_app(client, lambda s: users.change_account(s, "officer.lan", active=False))
+    assert sign_in(client, password="a third long password").status_code == 401  # deactivated
+
+    lines = [record.getMessage() for record in caplog.records if record.name == "service.auth.users"]
+    assert lines == [
+        "staff officer.lan changed their password; their other sign-ins ended",
+        "staff officer.lan: password set by an administrator; every sign-in ended",
+        "staff officer.lan changed: role, department, active ('dispatcher', None, True) -> "
+        "('dispatcher', None, False); sign-ins ended: True; open tickets given back: 0",
+    ]
+    for secret in (PASSWORD, NEW_PASSWORD, "a third long password", first["refresh_token"], second["access_token"]):
+        assert secret not in caplog.text
+
+
+def test_a_replayed_refresh_token_is_a_warning_in_the_log(client, caplog):
+    caplog.set_level(logging.INFO, logger="service.auth.users")
+    make_user(client)
+    first = sign_in(client).json()
+    refreshed(client, first)
+    assert refreshed(client, first).status_code == 401  # copied, or raced: the sign-in is revoked
+    (warning,) = [record for record in caplog.records if record.levelno == logging.WARNING]
+    assert warning.getMessage().startswith("a spent refresh token was presented again: sign-in ")
+    assert first["refresh_token"] not in caplog.text
 
 
 def test_administrators_manage_staff_from_the_command_line(settings, client):

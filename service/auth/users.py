@@ -1,5 +1,6 @@
 """Staff users: creation, sign-in, refresh-token rotation, sign-out, passwords and account changes."""
 
+import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import Enum
@@ -16,6 +17,10 @@ from service.models import Department, RefreshToken, StaffUser
 from service.models.types import utcnow
 from service.tickets import service as tickets
 from service.webhooks import outbox
+
+# Who lost or changed access, and when: what a city's security team asks first after an incident.
+# Names and ids only; never a password, a token or its hash.
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -151,6 +156,7 @@ async def _refuse(session: AsyncSession, token_hash: str, now) -> RefreshRefused
         .values(revoked_at=now)
         .execution_options(synchronize_session=False)
     )
+    log.warning("a spent refresh token was presented again: sign-in %s of user %s revoked", row.family_id, row.user_id)
     return RefreshRefused.REUSED
 
 
@@ -179,6 +185,7 @@ async def change_password(
     if user is None or not await off_the_loop(verify_password, user.password_hash, current):
         return False
     await _set_password(session, user, new, but=keep_sign_in)
+    log.info("staff %s changed their password; their other sign-ins ended", user.username)
     return True
 
 
@@ -186,6 +193,7 @@ async def reset_password(session: AsyncSession, username: str, password: str) ->
     """An administrator's reset (the user forgot it, or it leaked): every sign-in of the user ends."""
     user = await _existing(session, username)
     await _set_password(session, user, password, but=None)
+    log.info("staff %s: password set by an administrator; every sign-in ended", user.username)
     return user
 
 
@@ -222,6 +230,7 @@ async def change_account(
     new_department = user.department_code if department_code is None else department_code or None
     await _check_role(session, new_role, new_department)
     access_changed = (new_role, new_department) != (user.role, user.department_code) or active is False
+    before = (user.role, user.department_code, user.active)
     user.role, user.department_code = new_role, new_department
     if full_name is not None:
         user.full_name = full_name
@@ -234,6 +243,16 @@ async def change_account(
         outbox.subscriptions_changed(session)  # a department's subscriptions follow its member
         released = await tickets.release_held_by(session, user)
     await session.flush()
+    after = (user.role, user.department_code, user.active)
+    if after != before:
+        log.info(
+            "staff %s changed: role, department, active %s -> %s; sign-ins ended: %s; open tickets given back: %d",
+            user.username,
+            before,
+            after,
+            access_changed,
+            released,
+        )
     return AccountChanged(user, released)
 
 
