@@ -288,9 +288,7 @@ def user_sign_out(username: str) -> None:
     from service.auth import users
 
     async def work(session):
-        user = await users.find(session, username)
-        if user is None:
-            raise LookupError(f"no staff user {username!r}")
+        user = await users.existing(session, username)
         return user.username, await users.end_sign_ins(session, user.id)
 
     name, ended = _on_user(work, "cannot sign out")

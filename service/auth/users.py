@@ -138,7 +138,7 @@ async def refresh(session: AsyncSession, *, token: str, secret_key: str) -> Toke
         )
     ).first()
     if spent is None:
-        return await _refuse(session, token_hash, now)
+        return await _refuse(session, token_hash)
     user_id, family_id = spent
     user = await session.get(StaffUser, user_id)
     if user is None or not user.active:
@@ -146,16 +146,11 @@ async def refresh(session: AsyncSession, *, token: str, secret_key: str) -> Toke
     return await _issue(session, user, secret_key, family_id=family_id)
 
 
-async def _refuse(session: AsyncSession, token_hash: str, now) -> RefreshRefused:
+async def _refuse(session: AsyncSession, token_hash: str) -> RefreshRefused:
     row = (await session.exec(select(RefreshToken).where(col(RefreshToken.token_hash) == token_hash))).first()
     if row is None or row.revoked_at is None:  # unknown, or expired unspent
         return RefreshRefused.INVALID
-    await session.exec(
-        update(RefreshToken)
-        .where(col(RefreshToken.family_id) == row.family_id, col(RefreshToken.revoked_at).is_(None))
-        .values(revoked_at=now)
-        .execution_options(synchronize_session=False)
-    )
+    await end_sign_ins(session, row.user_id, only=row.family_id)
     log.warning("a spent refresh token was presented again: sign-in %s of user %s revoked", row.family_id, row.user_id)
     return RefreshRefused.REUSED
 
@@ -191,7 +186,7 @@ async def change_password(
 
 async def reset_password(session: AsyncSession, username: str, password: str) -> StaffUser:
     """An administrator's reset (the user forgot it, or it leaked): every sign-in of the user ends."""
-    user = await _existing(session, username)
+    user = await existing(session, username)
     await _set_password(session, user, password, but=None)
     log.info("staff %s: password set by an administrator; every sign-in ended", user.username)
     return user
@@ -225,7 +220,7 @@ async def change_account(
     worth more than what its holder may do now, and reactivating an account does not bring back
     tokens issued before it was deactivated. The open tickets they may no longer hold go back to
     their departments' queues, rather than waiting on someone who is not there."""
-    user = await _existing(session, username)
+    user = await existing(session, username)
     new_role = role if role is not None else user.role
     new_department = user.department_code if department_code is None else department_code or None
     await _check_role(session, new_role, new_department)
@@ -256,7 +251,8 @@ async def change_account(
     return AccountChanged(user, released)
 
 
-async def _existing(session: AsyncSession, username: str) -> StaffUser:
+async def existing(session: AsyncSession, username: str) -> StaffUser:
+    """`find`, or LookupError for an unknown name."""
     user = await find(session, username)
     if user is None:
         raise LookupError(f"no staff user {username!r}")
